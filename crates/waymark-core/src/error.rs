@@ -1,0 +1,142 @@
+use std::path::PathBuf;
+
+use waymark_db::DbError;
+use waymark_host::{HostError, StepFailure};
+
+use crate::engine::Applied;
+
+/// A problem with the migrations folder. Nothing runs while one exists.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A file or folder could not be read.
+    #[error("{}: {message}", path.display())]
+    Io {
+        /// Which.
+        path: PathBuf,
+        /// What the OS said.
+        message: String,
+    },
+    /// A name that is not `<version>_<name>`, or an unexpected file.
+    #[error("{}: {reason}", path.display())]
+    BadName {
+        /// Which.
+        path: PathBuf,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// Two migrations with one version.
+    #[error("duplicate version {version}: {} and {}", first.display(), second.display())]
+    Duplicate {
+        /// The version.
+        version: String,
+        /// The first file with it.
+        first: PathBuf,
+        /// The second.
+        second: PathBuf,
+    },
+    /// A migration folder (or flat `.down.sql`) without its up script.
+    #[error("{}: no up.sql (a migration needs an up script; down is optional)", dir.display())]
+    MissingUp {
+        /// The folder or file.
+        dir: PathBuf,
+    },
+    /// A file that is not UTF-8.
+    #[error("{}: not valid UTF-8 (first bad byte at offset {offset})", path.display())]
+    NotUtf8 {
+        /// Which.
+        path: PathBuf,
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+}
+
+/// A migration that failed, and where.
+#[derive(Debug, thiserror::Error)]
+#[error("migration {label} failed: {}{}", location(file, failure), failure)]
+pub struct MigrationFailure {
+    /// `<version>_<name>`.
+    pub label: String,
+    /// The script that ran.
+    pub file: PathBuf,
+    /// The step component that ran it (`sql` for SQL scripts).
+    pub step: String,
+    /// What went wrong.
+    pub failure: StepFailure,
+    /// Whether its effects were rolled back. `false` on MySQL/MariaDB (DDL
+    /// commits as it runs) and for `-- no-transaction` scripts: the
+    /// migration is then recorded as failed and needs `repair`.
+    pub rolled_back: bool,
+}
+
+fn location(file: &std::path::Path, failure: &StepFailure) -> String {
+    match failure {
+        StepFailure::Statement { line, .. } | StepFailure::InvalidInput { line, .. } if *line > 0 => {
+            format!("{}:{line}: ", file.display())
+        }
+        _ => format!("{}: ", file.display()),
+    }
+}
+
+/// Why an engine operation stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The migrations folder has a problem.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The database could not be reached or a query of waymark's failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The step host could not be prepared.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A migration failed. `applied` lists what was done before it.
+    #[error("{failure}")]
+    Migration {
+        /// The failure.
+        failure: Box<MigrationFailure>,
+        /// What was applied (or reverted) before it, and stays so.
+        applied: Vec<Applied>,
+    },
+    /// The operation was refused before anything ran, for a reason the
+    /// message gives (an irreversible migration, a failed one awaiting
+    /// repair, out-of-order migrations, ...).
+    #[error("{message}")]
+    Refused {
+        /// Why.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+    /// Applied migrations differ from their files (modified or missing);
+    /// the operation was refused before anything ran.
+    #[error("{message}")]
+    Drift {
+        /// Which migrations differ.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+    /// The arguments make no sense together.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// What to do about it, when waymark knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Refused { hint, .. } | Error::Drift { hint, .. } => hint.clone(),
+            Error::Migration { failure, .. } if !failure.rolled_back => Some(format!(
+                "the migration ran outside a transaction, so its statements before the failing one stay applied; \
+                 undo them by hand, then run `waymark repair --rolled-back --version {}` and `waymark up` again",
+                failure.label.split('_').next().unwrap_or_default()
+            )),
+            Error::Db(DbError::LockTimeout { .. }) => Some(
+                "another runner is migrating this database; wait for it, or raise --lock-timeout".to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Migration discovery, planning and the runner.
+//!
+//! Internal to waymark and exempt from semver. The engine knows migrations
+//! and their states; it never special-cases SQL: a step is a component plus
+//! its input, run by `waymark-host` against a transaction that
+//! `waymark-db` opened. It knows neither sqlx nor wasmtime, nor any output
+//! format.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod engine;
+mod error;
+mod source;
+mod status;
+mod version;
+
+pub use engine::{Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, RepairAction, RepairOptions, UpOptions, VerifyReport};
+pub use error::{Error, MigrationFailure, SourceError};
+pub use source::{Migration, MigrationSet, Script, checksum, discover, scaffold};
+pub use status::{Entry, State};
+pub use version::Version;
+pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, redact};
+pub use waymark_host::{Action, Limits, StepFailure};

@@ -1,0 +1,362 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{Pool, Transaction};
+
+use crate::error::{DbError, describe};
+use crate::history::HistoryTable;
+use crate::url::redact;
+
+/// The database's dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+    /// SQLite.
+    Sqlite,
+}
+
+impl Dialect {
+    /// Whether DDL is transactional, so a migration can be all-or-nothing.
+    pub fn transactional_ddl(self) -> bool {
+        !matches!(self, Dialect::Mysql)
+    }
+
+    /// The dialect's name as users write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `postgres://`, `mysql://`/`mariadb://` or `sqlite://` URL.
+    pub url: String,
+    /// Statements run on every new connection before anything else (for
+    /// example `SET lock_timeout = '5s'`).
+    pub init_sql: Vec<String>,
+    /// Where the history is kept.
+    pub history: HistoryTable,
+    /// How long to wait for the migration lock (and, on SQLite, for the
+    /// write lock of each migration).
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pools {
+    Postgres(Pool<Postgres>),
+    Mysql(Pool<MySql>),
+    Sqlite(Pool<Sqlite>),
+}
+
+/// A connected database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub(crate) pools: Pools,
+    pub(crate) history: HistoryTable,
+    pub(crate) url: String,
+    pub(crate) lock_timeout: Duration,
+}
+
+/// A connection bound to one unit of work: either a transaction or, for
+/// work that must run outside one, a plain connection that commits each
+/// statement as it runs.
+#[derive(Debug)]
+pub struct Conn {
+    pub(crate) inner: ConnInner,
+    pub(crate) history: HistoryTable,
+}
+
+#[derive(Debug)]
+pub(crate) enum ConnInner {
+    PgTx(Transaction<'static, Postgres>),
+    Pg(PoolConnection<Postgres>),
+    MyTx(Transaction<'static, MySql>),
+    My(PoolConnection<MySql>),
+    LiteTx(Transaction<'static, Sqlite>),
+    Lite(PoolConnection<Sqlite>),
+}
+
+/// Runs `$body` with `$c` bound to the underlying `&mut XConnection`, for
+/// whichever driver `$conn` holds. The body is written once and compiled for
+/// each driver.
+macro_rules! with_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::conn::ConnInner::PgTx(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::conn::ConnInner::Pg(p) => {
+                let $c = &mut **p;
+                $body
+            }
+            $crate::conn::ConnInner::MyTx(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::conn::ConnInner::My(p) => {
+                let $c = &mut **p;
+                $body
+            }
+            $crate::conn::ConnInner::LiteTx(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::conn::ConnInner::Lite(p) => {
+                let $c = &mut **p;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_conn;
+
+impl Database {
+    /// Connects, running `init_sql` on the first connection so a bad setup
+    /// statement fails here, with its text in the message.
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, DbError> {
+        options.history.validate()?;
+        let url = redact(&options.url);
+        let invalid = |e: sqlx::Error| DbError::InvalidUrl {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let connect_error = |e: sqlx::Error| {
+            let (_, message, _) = describe(&e);
+            // An init statement's failure reads better with its text.
+            DbError::Connect {
+                url: url.clone(),
+                message,
+            }
+        };
+        let init = options.init_sql.clone();
+        let scheme = options.url.split("://").next().unwrap_or_default().to_ascii_lowercase();
+        let pools = match scheme.as_str() {
+            "postgres" | "postgresql" => {
+                let opts = PgConnectOptions::from_str(&options.url)
+                    .map_err(invalid)?
+                    .application_name("waymark");
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(move |conn, _| {
+                        let init = init.clone();
+Box::pin(async move { init_pg(conn, &init).await })
+                    })
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_error)?;
+                Pools::Postgres(pool)
+            }
+            "mysql" | "mariadb" => {
+                let opts = MySqlConnectOptions::from_str(&options.url.replacen("mariadb://", "mysql://", 1))
+                    .map_err(invalid)?
+                    // sqlx adjusts sql_mode and the time zone by default;
+                    // a migration tool must leave the session as the server
+                    // (or the user's init SQL) sets it.
+                    .pipes_as_concat(false)
+                    .no_engine_substitution(false)
+                    .timezone(None);
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(move |conn, _| {
+                        let init = init.clone();
+Box::pin(async move { init_mysql(conn, &init).await })
+                    })
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_error)?;
+                Pools::Mysql(pool)
+            }
+            "sqlite" => {
+                let opts = SqliteConnectOptions::from_str(&options.url)
+                    .map_err(invalid)?
+                    .create_if_missing(true)
+                    .busy_timeout(options.lock_timeout);
+                // One connection: SQLite serialises writers anyway, and one
+                // connection cannot wait on a lock its sibling holds.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(options.lock_timeout.max(Duration::from_secs(30)))
+                    .after_connect(move |conn, _| {
+                        let init = init.clone();
+Box::pin(async move { init_sqlite(conn, &init).await })
+                    })
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_error)?;
+                Pools::Sqlite(pool)
+            }
+            other => {
+                return Err(DbError::InvalidUrl {
+                    url,
+                    message: format!("unsupported scheme {other:?}: use postgres://, mysql://, mariadb:// or sqlite://"),
+                });
+            }
+        };
+        Ok(Database {
+            pools,
+            history: options.history.clone(),
+            url,
+            lock_timeout: options.lock_timeout,
+        })
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self.pools {
+            Pools::Postgres(_) => Dialect::Postgres,
+            Pools::Mysql(_) => Dialect::Mysql,
+            Pools::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// The URL without its password, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Where the history is kept.
+    pub fn history_table(&self) -> &HistoryTable {
+        &self.history
+    }
+
+    /// Begins a transaction. On SQLite this takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), waiting up to the lock timeout for it: that lock
+    /// is what keeps two runners apart on SQLite.
+    pub async fn begin(&self) -> Result<Conn, DbError> {
+        let inner = match &self.pools {
+            Pools::Postgres(p) => ConnInner::PgTx(p.begin().await.map_err(|e| DbError::query("BEGIN", e))?),
+            Pools::Mysql(p) => ConnInner::MyTx(p.begin().await.map_err(|e| DbError::query("BEGIN", e))?),
+            Pools::Sqlite(p) => match p.begin_with("BEGIN IMMEDIATE").await {
+                Ok(tx) => ConnInner::LiteTx(tx),
+                Err(e) if is_sqlite_busy(&e) => {
+                    return Err(DbError::LockTimeout {
+                        url: self.url.clone(),
+                        timeout: self.lock_timeout,
+                        holder: "another connection holds the SQLite write lock".to_owned(),
+                    });
+                }
+                Err(e) => return Err(DbError::query("BEGIN IMMEDIATE", e)),
+            },
+        };
+        Ok(Conn {
+            inner,
+            history: self.history.clone(),
+        })
+    }
+
+    /// A plain connection, outside any transaction.
+    pub async fn connection(&self) -> Result<Conn, DbError> {
+        let acquire = |e| DbError::query("acquiring a connection", e);
+        let inner = match &self.pools {
+            Pools::Postgres(p) => ConnInner::Pg(p.acquire().await.map_err(acquire)?),
+            Pools::Mysql(p) => ConnInner::My(p.acquire().await.map_err(acquire)?),
+            Pools::Sqlite(p) => ConnInner::Lite(p.acquire().await.map_err(acquire)?),
+        };
+        Ok(Conn {
+            inner,
+            history: self.history.clone(),
+        })
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match &self.pools {
+            Pools::Postgres(p) => p.close().await,
+            Pools::Mysql(p) => p.close().await,
+            Pools::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    match e {
+        // SQLITE_BUSY and its extended codes (SQLITE_BUSY_SNAPSHOT, ...).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.parse::<i32>().is_ok_and(|n| n & 0xff == 5)),
+        _ => false,
+    }
+}
+
+/// Defines a function that runs the session setup on one driver's
+/// connection. Concrete per driver: sqlx's generic executors do not satisfy
+/// the higher-ranked bounds of `after_connect`.
+macro_rules! init_fn {
+    ($name:ident, $conn:ty) => {
+        async fn $name(conn: &mut $conn, init: &[String]) -> Result<(), sqlx::Error> {
+            for statement in init {
+                sqlx::Executor::execute(&mut *conn, statement.as_str())
+                    .await
+                    .map_err(|e| init_failed(statement, &e))?;
+            }
+            Ok(())
+        }
+    };
+}
+init_fn!(init_pg, sqlx::PgConnection);
+init_fn!(init_mysql, sqlx::MySqlConnection);
+init_fn!(init_sqlite, sqlx::SqliteConnection);
+
+fn init_failed(statement: &str, e: &sqlx::Error) -> sqlx::Error {
+    let (_, message, _) = describe(e);
+    sqlx::Error::Configuration(format!("session setup statement {statement:?} failed: {message}").into())
+}
+
+impl Conn {
+    /// Whether this connection holds a transaction.
+    pub fn in_transaction(&self) -> bool {
+        matches!(self.inner, ConnInner::PgTx(_) | ConnInner::MyTx(_) | ConnInner::LiteTx(_))
+    }
+
+    /// Runs `sql` as text. Without arguments sqlx sends it unprepared (the
+    /// simple query protocol on PostgreSQL, `COM_QUERY` on MySQL), so any
+    /// statement the database accepts can run, including those that cannot
+    /// be prepared. Returns the rows affected.
+    pub async fn execute(&mut self, sql: &str) -> Result<u64, DbError> {
+        let result = with_conn!(&mut self.inner, c => sqlx::Executor::execute(c, sql).await.map(|r| r.rows_affected()));
+        result.map_err(|e| {
+            let (code, message, position) = describe(&e);
+            DbError::Query {
+                context: "statement failed".to_owned(),
+                code,
+                message,
+                position,
+            }
+        })
+    }
+
+    /// Commits the transaction, if there is one.
+    pub async fn commit(self) -> Result<(), DbError> {
+        let commit = |e| DbError::query("COMMIT", e);
+        match self.inner {
+            ConnInner::PgTx(t) => t.commit().await.map_err(commit),
+            ConnInner::MyTx(t) => t.commit().await.map_err(commit),
+            ConnInner::LiteTx(t) => t.commit().await.map_err(commit),
+            ConnInner::Pg(_) | ConnInner::My(_) | ConnInner::Lite(_) => Ok(()),
+        }
+    }
+
+    /// Rolls the transaction back, if there is one.
+    pub async fn rollback(self) -> Result<(), DbError> {
+        let rollback = |e| DbError::query("ROLLBACK", e);
+        match self.inner {
+            ConnInner::PgTx(t) => t.rollback().await.map_err(rollback),
+            ConnInner::MyTx(t) => t.rollback().await.map_err(rollback),
+            ConnInner::LiteTx(t) => t.rollback().await.map_err(rollback),
+            ConnInner::Pg(_) | ConnInner::My(_) | ConnInner::Lite(_) => Ok(()),
+        }
+    }
+}

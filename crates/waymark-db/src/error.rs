@@ -1,0 +1,85 @@
+use std::time::Duration;
+
+/// What went wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The URL or connection settings are not usable.
+    #[error("invalid database URL {url}: {message}")]
+    InvalidUrl {
+        /// The URL, with any password removed.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A setting is not usable (a history table name that is not a plain
+    /// identifier, say).
+    #[error("{0}")]
+    Config(String),
+    /// The server could not be reached or refused the connection.
+    #[error("could not connect to {url}: {message}")]
+    Connect {
+        /// The URL, with any password removed.
+        url: String,
+        /// What the driver said.
+        message: String,
+    },
+    /// Another runner held the migration lock for longer than allowed.
+    #[error("could not get the migration lock on {url} within {} s: {holder}", timeout.as_secs_f64())]
+    LockTimeout {
+        /// The URL, with any password removed.
+        url: String,
+        /// How long waymark waited.
+        timeout: Duration,
+        /// Who holds the lock, as far as the server can tell.
+        holder: String,
+    },
+    /// A statement failed.
+    #[error("{context}: {message}")]
+    Query {
+        /// What waymark was doing.
+        context: String,
+        /// SQLSTATE, MySQL error number or SQLite result code.
+        code: Option<String>,
+        /// The database's message.
+        message: String,
+        /// 1-based character position of the error in the statement.
+        position: Option<u32>,
+    },
+}
+
+impl DbError {
+    pub(crate) fn query(context: impl Into<String>, error: sqlx::Error) -> Self {
+        let (code, message, position) = describe(&error);
+        DbError::Query {
+            context: context.into(),
+            code,
+            message,
+            position,
+        }
+    }
+}
+
+/// The code, message and error position of a driver error.
+pub(crate) fn describe(error: &sqlx::Error) -> (Option<String>, String, Option<u32>) {
+    match error {
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let position = match pg.position() {
+                    Some(sqlx::postgres::PgErrorPosition::Original(p)) => u32::try_from(p).ok(),
+                    _ => None,
+                };
+                let mut message = pg.message().to_owned();
+                if let Some(detail) = pg.detail() {
+                    message.push_str(&format!(" (detail: {detail})"));
+                }
+                return (Some(pg.code().to_owned()), message, position);
+            }
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return (Some(my.number().to_string()), my.message().to_owned(), None);
+            }
+            (db.code().map(|c| c.into_owned()), db.message().to_owned(), None)
+        }
+        other => (None, other.to_string(), None),
+    }
+}

@@ -1,0 +1,417 @@
+//! The history table: one row per migration that is applied, baselined,
+//! failed or running, and an audit table of what `baseline` and `repair`
+//! changed by hand.
+
+use sqlx::Row;
+
+use crate::conn::{Conn, ConnInner, Database, Dialect, with_conn};
+use crate::error::DbError;
+
+/// Where the history is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryTable {
+    /// Table name; default `waymark_history`.
+    pub name: String,
+    /// PostgreSQL schema; `None` means the first schema on the search path.
+    pub schema: Option<String>,
+}
+
+impl Default for HistoryTable {
+    fn default() -> Self {
+        HistoryTable {
+            name: "waymark_history".to_owned(),
+            schema: None,
+        }
+    }
+}
+
+impl HistoryTable {
+    pub(crate) fn validate(&self) -> Result<(), DbError> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 48
+                && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if !plain(&self.name) {
+            return Err(DbError::Config(format!(
+                "history table name {:?} must be a plain identifier (letters, digits, _; at most 48 characters)",
+                self.name
+            )));
+        }
+        if let Some(schema) = &self.schema
+            && !plain(schema)
+        {
+            return Err(DbError::Config(format!(
+                "history schema name {schema:?} must be a plain identifier (letters, digits, _)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn quoted(&self, dialect: Dialect, suffix: &str) -> String {
+        match (dialect, &self.schema) {
+            (Dialect::Mysql, _) => format!("`{}{suffix}`", self.name),
+            (Dialect::Postgres, Some(schema)) => format!("\"{schema}\".\"{}{suffix}\"", self.name),
+            _ => format!("\"{}{suffix}\"", self.name),
+        }
+    }
+
+    fn table(&self, dialect: Dialect) -> String {
+        self.quoted(dialect, "")
+    }
+
+    fn audit(&self, dialect: Dialect) -> String {
+        self.quoted(dialect, "_audit")
+    }
+}
+
+/// A migration's state in the history table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Applied by waymark.
+    Applied,
+    /// Recorded by `baseline` as already present.
+    Baseline,
+    /// Broke part-way outside a transaction; needs `repair`.
+    Failed,
+    /// Being applied outside a transaction, or its runner died doing so.
+    Running,
+}
+
+impl State {
+    /// The name stored in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Applied => "applied",
+            State::Baseline => "baseline",
+            State::Failed => "failed",
+            State::Running => "running",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "applied" => State::Applied,
+            "baseline" => State::Baseline,
+            "failed" => State::Failed,
+            "running" => State::Running,
+            _ => return None,
+        })
+    }
+}
+
+/// One row of the history table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// The migration's version, as written in its file name.
+    pub version: String,
+    /// The migration's name.
+    pub name: String,
+    /// SHA-256 (hex) of the migration as it was applied.
+    pub checksum: String,
+    /// Its state.
+    pub state: State,
+    /// When it was recorded, RFC 3339 in UTC.
+    pub applied_at: String,
+    /// How long applying it took.
+    pub duration_ms: i64,
+    /// The operating-system user who applied it.
+    pub applied_by: String,
+    /// The host it was applied from.
+    pub hostname: String,
+    /// For a failed migration, what went wrong.
+    pub error: Option<String>,
+}
+
+/// A row to record.
+#[derive(Debug, Clone)]
+pub struct NewHistoryRow<'a> {
+    /// Version.
+    pub version: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Checksum.
+    pub checksum: &'a str,
+    /// State.
+    pub state: State,
+    /// Duration so far.
+    pub duration_ms: i64,
+    /// Error, for a failed migration.
+    pub error: Option<&'a str>,
+}
+
+/// One line of the audit table.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    /// What was done: `baseline`, `repair-rolled-back`, `repair-accept-checksum`.
+    pub action: &'a str,
+    /// Which migration.
+    pub version: &'a str,
+    /// Before and after, for a person.
+    pub detail: &'a str,
+}
+
+fn who() -> (String, String) {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    (user, host)
+}
+
+/// `$n` on PostgreSQL, `?` elsewhere.
+fn ph(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
+}
+
+fn now(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "now()",
+        Dialect::Mysql => "UTC_TIMESTAMP(6)",
+        Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    }
+}
+
+fn applied_at_text(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => r#"to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#,
+        Dialect::Mysql => "DATE_FORMAT(applied_at, '%Y-%m-%dT%H:%i:%s.%fZ')",
+        Dialect::Sqlite => "applied_at",
+    }
+}
+
+fn dialect_of(inner: &ConnInner) -> Dialect {
+    match inner {
+        ConnInner::PgTx(_) | ConnInner::Pg(_) => Dialect::Postgres,
+        ConnInner::MyTx(_) | ConnInner::My(_) => Dialect::Mysql,
+        ConnInner::LiteTx(_) | ConnInner::Lite(_) => Dialect::Sqlite,
+    }
+}
+
+impl Database {
+    /// Creates the history and audit tables (and, on PostgreSQL, the schema)
+    /// unless they exist.
+    pub async fn ensure_history(&self) -> Result<(), DbError> {
+        let dialect = self.dialect();
+        let h = &self.history;
+        let mut statements = Vec::new();
+        if let (Dialect::Postgres, Some(schema)) = (dialect, &h.schema) {
+            statements.push(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""));
+        }
+        let (text, key, ts, big, serial, engine) = match dialect {
+            Dialect::Postgres => ("TEXT", "TEXT", "TIMESTAMPTZ", "BIGINT", "BIGSERIAL PRIMARY KEY", ""),
+            Dialect::Mysql => (
+                "TEXT",
+                "VARCHAR(191)",
+                "DATETIME(6)",
+                "BIGINT",
+                "BIGINT AUTO_INCREMENT PRIMARY KEY",
+                " ENGINE=InnoDB",
+            ),
+            Dialect::Sqlite => ("TEXT", "TEXT", "TEXT", "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT", ""),
+        };
+        statements.push(format!(
+            "CREATE TABLE IF NOT EXISTS {table} (\
+             version {key} NOT NULL PRIMARY KEY, \
+             name {text} NOT NULL, \
+             checksum {text} NOT NULL, \
+             state {text} NOT NULL, \
+             applied_at {ts} NOT NULL, \
+             duration_ms {big} NOT NULL, \
+             applied_by {text} NOT NULL, \
+             hostname {text} NOT NULL, \
+             error {text})\
+             {engine}",
+            table = h.table(dialect)
+        ));
+        statements.push(format!(
+            "CREATE TABLE IF NOT EXISTS {audit} (\
+             id {serial}, \
+             at {ts} NOT NULL, \
+             action {text} NOT NULL, \
+             version {text} NOT NULL, \
+             detail {text} NOT NULL, \
+             actor {text} NOT NULL, \
+             hostname {text} NOT NULL)\
+             {engine}",
+            audit = h.audit(dialect)
+        ));
+        let mut conn = self.connection().await?;
+        for statement in statements {
+            conn.execute(&statement).await.map_err(|e| match e {
+                DbError::Query { code, message, position, .. } => DbError::Query {
+                    context: format!("creating the history table {}", h.table(dialect)),
+                    code,
+                    message,
+                    position,
+                },
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every history row, or none when the table does not exist yet.
+    pub async fn history(&self) -> Result<Vec<HistoryRow>, DbError> {
+        let mut conn = self.connection().await?;
+        if !conn.history_exists().await? {
+            return Ok(Vec::new());
+        }
+        conn.history_rows(None).await
+    }
+}
+
+impl Conn {
+    async fn history_exists(&mut self) -> Result<bool, DbError> {
+        let h = self.history.clone();
+        let dialect = dialect_of(&self.inner);
+        let (sql, args): (String, Vec<String>) = match dialect {
+            Dialect::Postgres => (
+                "SELECT CAST(to_regclass($1) IS NOT NULL AS INTEGER)".to_owned(),
+                vec![h.table(dialect)],
+            ),
+            Dialect::Mysql => (
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+                    .to_owned(),
+                vec![h.name.clone()],
+            ),
+            Dialect::Sqlite => (
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?".to_owned(),
+                vec![h.name.clone()],
+            ),
+        };
+        let found: i64 = with_conn!(&mut self.inner, c => {
+            let mut q = sqlx::query(&sql);
+            for a in &args { q = q.bind(a); }
+            q.fetch_one(c).await.and_then(|row| row.try_get::<i64, _>(0).or_else(|_| row.try_get::<i32, _>(0).map(i64::from)))
+        })
+        .map_err(|e| DbError::query("looking for the history table", e))?;
+        Ok(found > 0)
+    }
+
+    /// History rows: all of them, or the one for `version`.
+    pub async fn history_rows(&mut self, version: Option<&str>) -> Result<Vec<HistoryRow>, DbError> {
+        let dialect = dialect_of(&self.inner);
+        let mut sql = format!(
+            "SELECT version, name, checksum, state, {} AS applied_at, duration_ms, applied_by, hostname, error FROM {}",
+            applied_at_text(dialect),
+            self.history.table(dialect)
+        );
+        if version.is_some() {
+            sql.push_str(&format!(" WHERE version = {}", ph(dialect, 1)));
+        }
+        let rows = with_conn!(&mut self.inner, c => {
+            let mut q = sqlx::query(&sql);
+            if let Some(v) = version { q = q.bind(v); }
+            q.fetch_all(c).await.and_then(|rows| rows.iter().map(|r| Ok((
+                r.try_get::<String, _>("version")?,
+                r.try_get::<String, _>("name")?,
+                r.try_get::<String, _>("checksum")?,
+                r.try_get::<String, _>("state")?,
+                r.try_get::<Option<String>, _>("applied_at")?.unwrap_or_default(),
+                r.try_get::<i64, _>("duration_ms")?,
+                r.try_get::<String, _>("applied_by")?,
+                r.try_get::<String, _>("hostname")?,
+                r.try_get::<Option<String>, _>("error")?,
+            ))).collect::<Result<Vec<_>, sqlx::Error>>())
+        })
+        .map_err(|e| DbError::query(format!("reading the history table {}", self.history.table(dialect)), e))?;
+        rows.into_iter()
+            .map(|(version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error)| {
+                let state = State::parse(&state).ok_or_else(|| {
+                    DbError::Config(format!(
+                        "history table {} has an unknown state {state:?} for version {version}",
+                        self.history.table(dialect)
+                    ))
+                })?;
+                Ok(HistoryRow {
+                    version,
+                    name,
+                    checksum,
+                    state,
+                    applied_at,
+                    duration_ms,
+                    applied_by,
+                    hostname,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a migration, replacing any row of the same version.
+    pub async fn record(&mut self, row: &NewHistoryRow<'_>) -> Result<(), DbError> {
+        self.forget(row.version).await?;
+        let dialect = dialect_of(&self.inner);
+        let (user, host) = who();
+        let p: Vec<String> = (1..=8).map(|n| ph(dialect, n)).collect();
+        let sql = format!(
+            "INSERT INTO {} (version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error) \
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
+            self.history.table(dialect),
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            now(dialect),
+            p[4],
+            p[5],
+            p[6],
+            p[7]
+        );
+        with_conn!(&mut self.inner, c => sqlx::query(&sql)
+            .bind(row.version).bind(row.name).bind(row.checksum).bind(row.state.as_str())
+            .bind(row.duration_ms).bind(&user).bind(&host).bind(row.error)
+            .execute(c).await.map(|r| r.rows_affected()))
+        .map_err(|e| DbError::query(format!("recording version {} in the history table", row.version), e))?;
+        Ok(())
+    }
+
+    /// Removes a migration's row.
+    pub async fn forget(&mut self, version: &str) -> Result<u64, DbError> {
+        let dialect = dialect_of(&self.inner);
+        let sql = format!("DELETE FROM {} WHERE version = {}", self.history.table(dialect), ph(dialect, 1));
+        let done = with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).execute(c).await.map(|r| r.rows_affected()))
+            .map_err(|e| DbError::query(format!("removing version {version} from the history table"), e))?;
+        Ok(done)
+    }
+
+    /// Replaces the recorded checksum of a migration.
+    pub async fn set_checksum(&mut self, version: &str, checksum: &str) -> Result<(), DbError> {
+        let dialect = dialect_of(&self.inner);
+        let sql = format!(
+            "UPDATE {} SET checksum = {} WHERE version = {}",
+            self.history.table(dialect),
+            ph(dialect, 1),
+            ph(dialect, 2)
+        );
+        with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(checksum).bind(version).execute(c).await.map(|r| r.rows_affected()))
+            .map_err(|e| DbError::query(format!("updating the checksum of version {version}"), e))?;
+        Ok(())
+    }
+
+    /// Appends to the audit table.
+    pub async fn audit(&mut self, entry: &AuditEntry<'_>) -> Result<(), DbError> {
+        let dialect = dialect_of(&self.inner);
+        let (user, host) = who();
+        let sql = format!(
+            "INSERT INTO {} (at, action, version, detail, actor, hostname) VALUES ({}, {}, {}, {}, {}, {})",
+            self.history.audit(dialect),
+            now(dialect),
+            ph(dialect, 1),
+            ph(dialect, 2),
+            ph(dialect, 3),
+            ph(dialect, 4),
+            ph(dialect, 5)
+        );
+        with_conn!(&mut self.inner, c => sqlx::query(&sql)
+            .bind(entry.action).bind(entry.version).bind(entry.detail).bind(&user).bind(&host)
+            .execute(c).await.map(|r| r.rows_affected()))
+        .map_err(|e| DbError::query("writing the audit table", e))?;
+        Ok(())
+    }
+}

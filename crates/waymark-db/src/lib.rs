@@ -1,0 +1,21 @@
+//! Database connections, the migration lock and the history table.
+//!
+//! Internal to waymark and exempt from semver. This is the only crate that
+//! knows sqlx and the SQL of each dialect's catalog; it knows nothing of
+//! migrations files or of WebAssembly. Every connection it opens runs the
+//! configured session setup first, and no URL it prints carries a password.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod conn;
+mod error;
+mod history;
+mod lock;
+mod url;
+
+pub use conn::{Conn, ConnectOptions, Database, Dialect};
+pub use error::DbError;
+pub use history::{AuditEntry, HistoryRow, HistoryTable, NewHistoryRow, State};
+pub use lock::Lock;
+pub use url::redact;

@@ -1,0 +1,142 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Versioned, transactional schema migrations for PostgreSQL, MySQL/MariaDB
+/// and SQLite, every step run as a sandboxed WebAssembly component.
+///
+/// Exit codes: 0 ok, 1 a migration or step failed (or was refused), 2 usage
+/// or configuration error, 3 verification found differences, 4 could not
+/// get the lock in time.
+#[derive(Debug, Parser)]
+#[command(name = "waymark", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    #[command(flatten)]
+    pub(crate) global: Global,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Database URL: postgres://, mysql://, mariadb:// or sqlite://.
+    /// Default: sqlite://waymark.db (created if missing).
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+    /// Folder of migrations. Default: migrations/
+    #[arg(long, env = "WAYMARK_MIGRATIONS", global = true)]
+    pub(crate) migrations: Option<PathBuf>,
+    /// Config file. Default: waymark.toml, if present.
+    #[arg(long, env = "WAYMARK_CONFIG", global = true)]
+    pub(crate) config: Option<PathBuf>,
+    /// SQL run on every connection waymark opens, before anything else
+    /// (repeatable), e.g. "SET lock_timeout = '5s'".
+    #[arg(long = "init-sql", global = true)]
+    pub(crate) init_sql: Vec<String>,
+    /// How long to wait for another runner's lock, e.g. 30s. Default: 60s.
+    #[arg(long, value_parser = parse_duration, global = true)]
+    pub(crate) lock_timeout: Option<Duration>,
+    /// History table name. Default: waymark_history.
+    #[arg(long, global = true)]
+    pub(crate) history_table: Option<String>,
+    /// History table schema (PostgreSQL). Default: the search path's first.
+    #[arg(long, global = true)]
+    pub(crate) history_schema: Option<String>,
+    /// CPU time a step may use, e.g. 30s (time waiting on the database does
+    /// not count).
+    #[arg(long, value_parser = parse_duration, global = true)]
+    pub(crate) step_timeout: Option<Duration>,
+    /// Memory a step may use, in MiB. Default: 64.
+    #[arg(long, global = true)]
+    pub(crate) step_memory_mib: Option<usize>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// More detail on stderr (-v, -vv, -vvv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Every migration with its state: applied, baseline, pending,
+    /// out-of-order, failed, modified or missing.
+    Status,
+    /// Exactly what `up` would run, in order, without touching the schema.
+    Plan(UpArgs),
+    /// Apply pending migrations.
+    Up(UpArgs),
+    /// Revert applied migrations, newest first (default: the newest one).
+    Down(DownArgs),
+    /// Revert the newest migration and apply it again.
+    Redo,
+    /// Compare every applied migration's checksum with its file; exit 3 on
+    /// any difference.
+    Verify,
+    /// Create a new migration with up.sql and down.sql.
+    New {
+        /// Name, e.g. create_users.
+        name: String,
+    },
+    /// Record every migration up to VERSION as applied without running it,
+    /// to adopt a database whose schema already exists.
+    Baseline {
+        /// The newest version already present in the database.
+        version: String,
+    },
+    /// Fix the history by hand, with an audit record: each action needs its
+    /// own flag.
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Stop after this version.
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// Apply the whole batch in one transaction, all or nothing
+    /// (PostgreSQL, SQLite).
+    #[arg(long)]
+    pub(crate) single_transaction: bool,
+    /// Apply pending migrations older than the newest applied one.
+    #[arg(long)]
+    pub(crate) allow_out_of_order: bool,
+    /// Proceed although some applied migrations have no file.
+    #[arg(long)]
+    pub(crate) ignore_missing: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DownArgs {
+    /// Revert every migration applied after this version (0: all).
+    #[arg(long, conflicts_with = "steps")]
+    pub(crate) to: Option<String>,
+    /// Revert this many migrations.
+    #[arg(long)]
+    pub(crate) steps: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RepairArgs {
+    /// Forget failed or interrupted migrations, after undoing their partial
+    /// effects by hand; `up` runs them again.
+    #[arg(long)]
+    pub(crate) rolled_back: bool,
+    /// Record the current checksum of modified migrations.
+    #[arg(long)]
+    pub(crate) accept_checksums: bool,
+    /// Forget applied migrations whose files are gone.
+    #[arg(long)]
+    pub(crate) forget_missing: bool,
+    /// Only this version.
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write it like 30s, 500ms or 2m)"))
+}

@@ -1,0 +1,110 @@
+//! `waymark.toml` and how it combines with flags and the environment:
+//! a flag (or its environment variable) wins over the file, which wins over
+//! the defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::Global;
+
+/// The config file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    database_url: Option<String>,
+    migrations: Option<PathBuf>,
+    #[serde(default)]
+    init_sql: Vec<String>,
+    lock_timeout: Option<String>,
+    #[serde(default)]
+    history: HistoryFile,
+    #[serde(default)]
+    step: StepFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryFile {
+    table: Option<String>,
+    schema: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    timeout: Option<String>,
+    memory_mib: Option<usize>,
+}
+
+/// Settings after combining everything.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) database_url: String,
+    pub(crate) migrations: PathBuf,
+    pub(crate) init_sql: Vec<String>,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) history_table: String,
+    pub(crate) history_schema: Option<String>,
+    pub(crate) step_timeout: Duration,
+    pub(crate) step_memory_mib: usize,
+}
+
+/// A configuration problem: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConfigError(pub(crate) String);
+
+pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
+    let (path, required) = match &global.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("waymark.toml"), false),
+    };
+    let file = read(&path, required)?;
+    let duration = |value: Option<&String>, key: &str| -> anyhow::Result<Option<Duration>> {
+        value
+            .map(|v| {
+                humantime::parse_duration(v)
+                    .map_err(|e| ConfigError(format!("{}: {key} = {v:?}: {e} (write it like 30s or 2m)", path.display())))
+            })
+            .transpose()
+            .map_err(Into::into)
+    };
+    let file_lock = duration(file.lock_timeout.as_ref(), "lock_timeout")?;
+    let file_step = duration(file.step.timeout.as_ref(), "step.timeout")?;
+    let mut init_sql = file.init_sql;
+    init_sql.extend(global.init_sql.iter().cloned());
+    let step_memory_mib = global.step_memory_mib.or(file.step.memory_mib).unwrap_or(64);
+    if step_memory_mib == 0 {
+        return Err(ConfigError("step memory must be at least 1 MiB".to_owned()).into());
+    }
+    Ok(Settings {
+        database_url: global
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| "sqlite://waymark.db".to_owned()),
+        migrations: global.migrations.clone().or(file.migrations).unwrap_or_else(|| PathBuf::from("migrations")),
+        init_sql,
+        lock_timeout: global.lock_timeout.or(file_lock).unwrap_or(Duration::from_secs(60)),
+        history_table: global
+            .history_table
+            .clone()
+            .or(file.history.table)
+            .unwrap_or_else(|| "waymark_history".to_owned()),
+        history_schema: global.history_schema.clone().or(file.history.schema),
+        step_timeout: global.step_timeout.or(file_step).unwrap_or(Duration::from_secs(30)),
+        step_memory_mib,
+    })
+}
+
+fn read(path: &Path, required: bool) -> anyhow::Result<File> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(File::default()),
+        Err(e) => return Err(ConfigError(format!("{}: {e}", path.display())).into()),
+    };
+    // toml's message carries the line, the column and the offending text.
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())).into())
+}

@@ -1,0 +1,216 @@
+//! The `waymark` command. The only crate that knows clap, the config file
+//! and output formats; everything it does goes through `waymark-core`.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod config;
+mod output;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use clap::Parser;
+use waymark_core::{
+    ConnectOptions, DownTarget, Engine, EngineOptions, Error, Event, HistoryTable, Limits, RepairOptions, UpOptions,
+    Version, discover, redact, scaffold,
+};
+
+use crate::cli::{Cli, Command};
+use crate::config::{ConfigError, Settings};
+use crate::output::Output;
+
+/// Exit codes, as documented in the README.
+mod exit {
+    pub(crate) const FAILED: u8 = 1;
+    pub(crate) const USAGE: u8 = 2;
+    pub(crate) const DIFFERENCES: u8 = 3;
+    pub(crate) const LOCK: u8 = 4;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli);
+    let out = Output::new(cli.global.json, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.error(&anyhow!("could not start the async runtime: {e}"), None);
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(run(&cli, &out)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = exit_code(&e);
+            let hint = e.downcast_ref::<Error>().and_then(Error::hint);
+            out.error(&e, hint.as_deref());
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_tracing(cli: &Cli) {
+    let level = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<ConfigError>().is_some() {
+        return exit::USAGE;
+    }
+    match e.downcast_ref::<Error>() {
+        Some(Error::Usage(_) | Error::Source(_)) => exit::USAGE,
+        Some(Error::Drift { .. }) => exit::DIFFERENCES,
+        Some(Error::Db(db)) => match db {
+            waymark_core::DbError::LockTimeout { .. } => exit::LOCK,
+            waymark_core::DbError::InvalidUrl { .. } | waymark_core::DbError::Config(_) => exit::USAGE,
+            _ => exit::FAILED,
+        },
+        _ => exit::FAILED,
+    }
+}
+
+fn version(raw: &str, flag: &str) -> anyhow::Result<Version> {
+    Version::parse(raw).map_err(|e| Error::Usage(format!("{flag}: {e}")).into())
+}
+
+async fn run(cli: &Cli, out: &Output) -> anyhow::Result<u8> {
+    let settings = config::load(&cli.global)?;
+    if let Command::New { name } = &cli.command {
+        let paths = scaffold(&settings.migrations, name).map_err(Error::from)?;
+        out.created(&paths);
+        return Ok(0);
+    }
+    let set = discover(&settings.migrations).map_err(Error::from)?;
+    let engine = connect(&settings).await?;
+    tracing::info!("database {} ({})", engine.url(), engine.dialect().name());
+    let result = dispatch(cli, out, &engine, &set).await;
+    engine.close().await;
+    result
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
+    let options = EngineOptions {
+        connect: ConnectOptions {
+            url: settings.database_url.clone(),
+            init_sql: settings.init_sql.clone(),
+            history: HistoryTable {
+                name: settings.history_table.clone(),
+                schema: settings.history_schema.clone(),
+            },
+            lock_timeout: settings.lock_timeout,
+        },
+        limits: Limits {
+            memory_bytes: settings.step_memory_mib * 1024 * 1024,
+            timeout: settings.step_timeout,
+            ..Limits::default()
+        },
+        cache_dir: None,
+    };
+    tracing::debug!("connecting to {}", redact(&settings.database_url));
+    Ok(Engine::connect(&options).await?)
+}
+
+async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::MigrationSet) -> anyhow::Result<u8> {
+    let mut progress = |event: Event<'_>| out.progress(&event);
+    match &cli.command {
+        Command::Status => {
+            let entries = engine.status(set).await?;
+            out.status(&entries);
+            Ok(0)
+        }
+        Command::Plan(args) => {
+            let plan = engine.plan(set, &up_options(args)?).await?;
+            out.plan(&plan);
+            Ok(0)
+        }
+        Command::Up(args) => {
+            let result = engine.up(set, &up_options(args)?, &mut progress).await;
+            finish(out, "up", result)
+        }
+        Command::Down(args) => {
+            let target = match (&args.to, args.steps) {
+                (Some(to), _) => DownTarget::To(if to.trim_start_matches('0').is_empty() {
+                    Version::from_history("0")
+                } else {
+                    version(to, "--to")?
+                }),
+                (None, Some(0)) => return Err(Error::Usage("--steps must be at least 1".to_owned()).into()),
+                (None, Some(n)) => DownTarget::Steps(n),
+                (None, None) => DownTarget::Steps(1),
+            };
+            let result = engine.down(set, &target, &mut progress).await;
+            finish(out, "down", result)
+        }
+        Command::Redo => {
+            let result = engine.redo(set, &mut progress).await;
+            finish(out, "redo", result)
+        }
+        Command::Verify => {
+            let report = engine.verify(set).await?;
+            out.verify(&report);
+            Ok(if report.differences.is_empty() { 0 } else { exit::DIFFERENCES })
+        }
+        Command::Baseline { version: v } => {
+            let adopted = engine.baseline(set, &version(v, "baseline")?).await?;
+            out.baseline(&adopted);
+            Ok(0)
+        }
+        Command::Repair(args) => {
+            let options = RepairOptions {
+                rolled_back: args.rolled_back,
+                accept_checksums: args.accept_checksums,
+                forget_missing: args.forget_missing,
+                version: args.version.as_deref().map(|v| version(v, "--version")).transpose()?,
+            };
+            let actions = engine.repair(set, &options).await?;
+            out.repair(&actions);
+            Ok(0)
+        }
+        Command::New { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+fn up_options(args: &cli::UpArgs) -> anyhow::Result<UpOptions> {
+    Ok(UpOptions {
+        to: args.to.as_deref().map(|v| version(v, "--to")).transpose()?,
+        single_transaction: args.single_transaction,
+        allow_out_of_order: args.allow_out_of_order,
+        ignore_missing: args.ignore_missing,
+    })
+}
+
+/// Reports a run, including what was done before a failure.
+fn finish(out: &Output, command: &str, result: Result<Vec<waymark_core::Applied>, Error>) -> anyhow::Result<u8> {
+    match result {
+        Ok(done) => {
+            out.applied(command, &done, None);
+            Ok(0)
+        }
+        Err(Error::Migration { failure, applied }) => {
+            let error = Error::Migration {
+                failure,
+                applied: Vec::new(),
+            };
+            out.applied(command, &applied, Some((&error, error.hint())));
+            Ok(exit::FAILED)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

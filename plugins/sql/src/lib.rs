@@ -1,0 +1,85 @@
+//! waymark's built-in SQL step.
+//!
+//! The host hands this component the text of `up.sql` or `down.sql`; the
+//! component splits it into statements the way the dialect's own client
+//! would, and runs each through the host's `execute`, which is bound to the
+//! migration's transaction. Splitting happens here rather than in the host so
+//! that the engine never special-cases SQL: to the engine this is just a step
+//! component and its input.
+
+mod split;
+
+use split::{Dialect, Statement};
+
+wit_bindgen::generate!({
+    world: "step-plugin",
+    path: "../../wit",
+});
+
+use exports::waymark::plugin::step::Guest;
+use waymark::plugin::database;
+use waymark::plugin::types::{self, Action, InputError, StatementError, StepError};
+
+struct SqlStep;
+
+impl Guest for SqlStep {
+    fn plan_up(input: String) -> Result<Vec<Action>, StepError> {
+        plan(&input)
+    }
+
+    fn plan_down(input: String) -> Result<Vec<Action>, StepError> {
+        plan(&input)
+    }
+
+    fn up(input: String) -> Result<(), StepError> {
+        run(&input)
+    }
+
+    fn down(input: String) -> Result<(), StepError> {
+        run(&input)
+    }
+}
+
+export!(SqlStep);
+
+fn dialect() -> Dialect {
+    match database::current_dialect() {
+        types::Dialect::Postgres => Dialect::Postgres,
+        types::Dialect::Mysql => Dialect::Mysql,
+        types::Dialect::Sqlite => Dialect::Sqlite,
+    }
+}
+
+fn statements(input: &str) -> Result<Vec<Statement<'_>>, StepError> {
+    split::split(input, dialect()).map_err(|e| {
+        StepError::InvalidInput(InputError {
+            line: e.line,
+            message: e.message,
+        })
+    })
+}
+
+fn plan(input: &str) -> Result<Vec<Action>, StepError> {
+    Ok(statements(input)?
+        .into_iter()
+        .map(|s| Action {
+            line: s.line,
+            text: s.text.to_owned(),
+        })
+        .collect())
+}
+
+fn run(input: &str) -> Result<(), StepError> {
+    for statement in statements(input)? {
+        if let Err(error) = database::execute(statement.text) {
+            // A reported position points at the failing token, which may sit
+            // several lines below the statement's first line.
+            let line = match error.position {
+                Some(pos) => statement.line + split::lines_before(statement.text, pos),
+                None => statement.line,
+            };
+            return Err(StepError::Statement(StatementError { line, error }));
+        }
+    }
+    Ok(())
+}
