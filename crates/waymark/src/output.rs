@@ -89,7 +89,7 @@ impl Output {
 
     fn note(&self, line: &str) {
         if !self.quiet {
-            eoutln!("{line}");
+            eprintln!("{line}");
         }
     }
 
@@ -101,9 +101,9 @@ impl Output {
     }
 
     pub(crate) fn error(&self, error: &anyhow::Error, hint: Option<&str>) {
-        eoutln!("error: {error:#}");
+        eprintln!("error: {error:#}");
         if let Some(hint) = hint {
-            eoutln!("hint: {hint}");
+            eprintln!("hint: {hint}");
         }
         if self.json {
             self.print_json(&json!({ "ok": false, "error": { "message": format!("{error:#}"), "hint": hint } }));
@@ -191,9 +191,9 @@ impl Output {
     pub(crate) fn applied(&self, command: &str, done: &[Applied], failure: Option<(&Error, Option<String>)>) {
         let verb = if command == "down" { "reverted" } else { "applied" };
         if let Some((error, hint)) = &failure {
-            eoutln!("error: {error}");
+            eprintln!("error: {error}");
             if let Some(hint) = hint {
-                eoutln!("hint: {hint}");
+                eprintln!("hint: {hint}");
             }
         } else if done.is_empty() {
             self.note(&format!("nothing to do: no migration {}", if command == "down" { "to revert" } else { "pending" }));
@@ -233,7 +233,7 @@ impl Output {
         if report.differences.is_empty() {
             self.note(&format!("verified {} applied migration(s): all match their files", report.checked));
         } else {
-            eoutln!(
+            eprintln!(
                 "error: {} of {} applied migration(s) differ from their files",
                 report.differences.len(),
                 report.checked
