@@ -25,7 +25,9 @@ pub enum HostError {
 #[non_exhaustive]
 pub enum StepFailure {
     /// A statement failed in the database.
-    #[error("line {line}: {}{message}", code.as_ref().map(|c| format!("[{c}] ")).unwrap_or_default())]
+    // The line is not part of the message: whoever reports the failure
+    // names the file and line together (`up.sql:12: ...`).
+    #[error("{}{message}", code.as_ref().map(|c| format!("[{c}] ")).unwrap_or_default())]
     Statement {
         /// 1-based line of the step's input.
         line: u32,
@@ -35,7 +37,7 @@ pub enum StepFailure {
         message: String,
     },
     /// The step could not understand its input.
-    #[error("{}{message}", if *line > 0 { format!("line {line}: ") } else { String::new() })]
+    #[error("{message}")]
     InvalidInput {
         /// 1-based line of the input, 0 when none applies.
         line: u32,

@@ -180,7 +180,11 @@ impl<'a> Splitter<'a> {
                 _ if is_word_start(b) => {
                     start.get_or_insert((self.pos, self.line));
                     let from = self.pos;
-                    while self.pos < self.bytes.len() && is_word_char(self.bytes[self.pos]) {
+                    // A custom delimiter may follow a word directly (`END$$`).
+                    while self.pos < self.bytes.len()
+                        && is_word_char(self.bytes[self.pos])
+                        && !(self.delimiter != ";" && self.bytes[self.pos..].starts_with(self.delimiter.as_bytes()))
+                    {
                         self.pos += 1;
                     }
                     words.see(self.dialect, &self.src[from..self.pos]);
