@@ -39,13 +39,17 @@ pub(crate) fn load(engine: &Engine, bytes: &[u8], digest: &str, dir: Option<&Pat
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let path = dir.join(format!("{digest}-{:016x}.cwasm", hasher.finish()));
 
-    if path.exists() {
+    // Read into memory rather than mapped with `deserialize_file`: a mapped
+    // file that something truncates under a running waymark kills it with
+    // SIGBUS. The copy costs well under a millisecond.
+    if let Ok(artifact) = std::fs::read(&path) {
         // SAFETY: the file was written by `store` below, from
         // `Engine::precompile_component`, under a name that binds it to this
-        // component's digest and to this engine's compatibility hash. The
-        // cache folder belongs to the user running waymark.
+        // component's digest and to this engine's compatibility hash, in a
+        // folder that belongs to the user running waymark. wasmtime checks
+        // the artifact's header and rejects one it did not produce.
         #[allow(unsafe_code)]
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        match unsafe { Component::deserialize(engine, &artifact) } {
             Ok(component) => return Ok(component),
             Err(e) => tracing::debug!("ignoring unusable cached artifact {}: {e}", path.display()),
         }
