@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
-const COMPONENTS: &[(&str, &str)] = &[("waymark_sql_step", "sql.wasm"), ("waymark_test_steps", "test-steps.wasm")];
+const COMPONENTS: &[(&str, &str)] = &[
+    ("waymark_sql_step", "sql.wasm"),
+    ("waymark_test_steps", "test-steps.wasm"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -15,7 +18,13 @@ fn main() {
     let plugins = root.join("plugins");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
 
-    for watched in ["wit", "plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/sql", "plugins/test-steps"] {
+    for watched in [
+        "wit",
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "plugins/sql",
+        "plugins/test-steps",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 

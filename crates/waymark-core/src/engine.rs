@@ -14,7 +14,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use waymark_db::{AuditEntry, Conn, ConnectOptions, Database, DbError, Dialect, Lock, NewHistoryRow, State as Recorded};
+use waymark_db::{
+    AuditEntry, Conn, ConnectOptions, Database, DbError, Dialect, Lock, NewHistoryRow, State as Recorded,
+};
 use waymark_host::{Action, DatabaseError, Direction, Limits, StepDatabase, StepFailure, StepFuture, StepHost};
 
 use crate::error::{Error, MigrationFailure};
@@ -308,10 +310,18 @@ impl Engine {
                     hint: Some("baseline adopts a database that waymark has never migrated".to_owned()),
                 });
             }
-            let adopted: Vec<Migration> = set.migrations.iter().filter(|m| m.version <= *version).cloned().collect();
+            let adopted: Vec<Migration> = set
+                .migrations
+                .iter()
+                .filter(|m| m.version <= *version)
+                .cloned()
+                .collect();
             if adopted.is_empty() {
                 return Err(Error::Refused {
-                    message: format!("cannot baseline at {version}: no migration in {} has a version up to it", set.dir.display()),
+                    message: format!(
+                        "cannot baseline at {version}: no migration in {} has a version up to it",
+                        set.dir.display()
+                    ),
                     hint: None,
                 });
             }
@@ -376,7 +386,10 @@ impl Engine {
                     }
                     State::Missing if options.forget_missing => {
                         conn.forget(&row.version).await?;
-                        ("forget-missing", "removed the record of a migration whose file is gone".to_owned())
+                        (
+                            "forget-missing",
+                            "removed the record of a migration whose file is gone".to_owned(),
+                        )
                     }
                     _ => continue,
                 };
@@ -433,7 +446,10 @@ impl Engine {
                 _ => format!("failed: {}", row.error.as_deref().unwrap_or("no error recorded")),
             };
             return Err(Error::Refused {
-                message: format!("migration {} {what}; nothing will run until it is repaired", first.label()),
+                message: format!(
+                    "migration {} {what}; nothing will run until it is repaired",
+                    first.label()
+                ),
                 hint: Some(format!(
                     "its statements before the failure may have taken effect; undo them by hand, then run \
                      `waymark repair --rolled-back --version {}`",
@@ -464,7 +480,9 @@ impl Engine {
         }
         let pending: Vec<Migration> = status
             .iter()
-            .filter(|e| matches!(e.state, State::Pending | State::OutOfOrder) && within(&e.version, options.to.as_ref()))
+            .filter(|e| {
+                matches!(e.state, State::Pending | State::OutOfOrder) && within(&e.version, options.to.as_ref())
+            })
             .filter_map(|e| e.migration.clone())
             .collect();
         if options.single_transaction {
@@ -486,7 +504,10 @@ impl Engine {
     fn down_targets(&self, status: &[Entry], target: &DownTarget) -> Result<Vec<Migration>, Error> {
         if let Some(failed) = status.iter().find(|e| e.state == State::Failed) {
             return Err(Error::Refused {
-                message: format!("migration {} is in a failed state; repair it before reverting anything", failed.label()),
+                message: format!(
+                    "migration {} is in a failed state; repair it before reverting anything",
+                    failed.label()
+                ),
                 hint: Some(format!("waymark repair --rolled-back --version {}", failed.version)),
             });
         }
@@ -523,7 +544,10 @@ impl Engine {
                 }
                 (_, Some(m)) if m.down.is_none() => {
                     return Err(Error::Refused {
-                        message: format!("cannot revert {}: it has no down script, so it is irreversible", m.label()),
+                        message: format!(
+                            "cannot revert {}: it has no down script, so it is irreversible",
+                            m.label()
+                        ),
                         hint: Some("nothing was reverted".to_owned()),
                     });
                 }
@@ -584,7 +608,10 @@ impl Engine {
         let mut done = Vec::new();
         for m in targets {
             let label = m.label();
-            on_event(Event::Started { label: &label, down: true });
+            on_event(Event::Started {
+                label: &label,
+                down: true,
+            });
             let started = Instant::now();
             let down = m.down.as_ref().expect("targets have down scripts");
             let atomic = self.atomic(down);
@@ -786,14 +813,30 @@ impl Engine {
         tracing::debug!(migration = %m.label(), step = step.name(), file = %script.path.display(), "running step");
         let (db, outcome) = self
             .host
-            .run(&step, direction, self.host_dialect(), &script.text, Box::new(StepConn(conn)))
+            .run(
+                &step,
+                direction,
+                self.host_dialect(),
+                &script.text,
+                Box::new(StepConn(conn)),
+            )
             .await;
         let db: Box<dyn std::any::Any + Send> = db;
-        let conn = db.downcast::<StepConn>().expect("the host returns the database it was given").0;
+        let conn = db
+            .downcast::<StepConn>()
+            .expect("the host returns the database it was given")
+            .0;
         Ok((conn, outcome))
     }
 
-    fn failure(&self, m: &Migration, script: &Script, failure: StepFailure, rolled_back: bool, applied: Vec<Applied>) -> Error {
+    fn failure(
+        &self,
+        m: &Migration,
+        script: &Script,
+        failure: StepFailure,
+        rolled_back: bool,
+        applied: Vec<Applied>,
+    ) -> Error {
         Error::Migration {
             failure: Box::new(MigrationFailure {
                 label: m.label(),
@@ -830,16 +873,27 @@ fn with_applied(error: Error, done: Vec<Applied>) -> Error {
 }
 
 fn drift_check(status: &[Entry], ignore_missing: bool) -> Result<(), Error> {
-    let modified: Vec<String> = status.iter().filter(|e| e.state == State::Modified).map(Entry::label).collect();
+    let modified: Vec<String> = status
+        .iter()
+        .filter(|e| e.state == State::Modified)
+        .map(Entry::label)
+        .collect();
     if !modified.is_empty() {
         return Err(Error::Drift {
-            message: format!("applied migration(s) changed since they were applied: {}", modified.join(", ")),
+            message: format!(
+                "applied migration(s) changed since they were applied: {}",
+                modified.join(", ")
+            ),
             hint: Some(
                 "restore the original files, or accept the change with `waymark repair --accept-checksums`".to_owned(),
             ),
         });
     }
-    let missing: Vec<String> = status.iter().filter(|e| e.state == State::Missing).map(Entry::label).collect();
+    let missing: Vec<String> = status
+        .iter()
+        .filter(|e| e.state == State::Missing)
+        .map(Entry::label)
+        .collect();
     if !missing.is_empty() && !ignore_missing {
         return Err(Error::Drift {
             message: format!("applied migration(s) have no file: {}", missing.join(", ")),
@@ -864,8 +918,15 @@ impl StepDatabase for StepConn {
         Box::pin(async move {
             self.0.execute(sql).await.map_err(|e| match e {
                 DbError::Query {
-                    code, message, position, ..
-                } => DatabaseError { code, message, position },
+                    code,
+                    message,
+                    position,
+                    ..
+                } => DatabaseError {
+                    code,
+                    message,
+                    position,
+                },
                 other => DatabaseError {
                     code: None,
                     message: other.to_string(),

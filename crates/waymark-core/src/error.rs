@@ -133,9 +133,9 @@ impl Error {
                  undo them by hand, then run `waymark repair --rolled-back --version {}` and `waymark up` again",
                 failure.label.split('_').next().unwrap_or_default()
             )),
-            Error::Db(DbError::LockTimeout { .. }) => Some(
-                "another runner is migrating this database; wait for it, or raise --lock-timeout".to_owned(),
-            ),
+            Error::Db(DbError::LockTimeout { .. }) => {
+                Some("another runner is migrating this database; wait for it, or raise --lock-timeout".to_owned())
+            }
             _ => None,
         }
     }

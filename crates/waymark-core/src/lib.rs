@@ -15,7 +15,10 @@ mod source;
 mod status;
 mod version;
 
-pub use engine::{Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, RepairAction, RepairOptions, UpOptions, VerifyReport};
+pub use engine::{
+    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, RepairAction, RepairOptions, UpOptions,
+    VerifyReport,
+};
 pub use error::{Error, MigrationFailure, SourceError};
 pub use source::{Migration, MigrationSet, Script, checksum, discover, scaffold};
 pub use status::{Entry, State};

@@ -115,7 +115,9 @@ fn parse_stem(stem: &str, path: &Path) -> Result<(Version, String), SourceError>
         .ok_or_else(|| bad("expected <version>_<name>, for example 20240101120000_create_users".to_owned()))?;
     let version = Version::parse(version).map_err(bad)?;
     if version.is_zero() {
-        return Err(bad("version 0 is reserved: it means \"before every migration\" in `down --to 0`".to_owned()));
+        return Err(bad(
+            "version 0 is reserved: it means \"before every migration\" in `down --to 0`".to_owned(),
+        ));
     }
     if name.trim().is_empty() {
         return Err(bad("the name after the version is empty".to_owned()));
@@ -169,14 +171,19 @@ pub fn discover(dir: &Path) -> Result<MigrationSet, SourceError> {
                 ..Parts::default()
             };
             for inner in read_sorted(&path)? {
-                let inner_name = inner.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+                let inner_name = inner
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_owned();
                 match inner_name.as_str() {
                     "up.sql" => parts.up = Some(inner),
                     "down.sql" => parts.down = Some(inner),
                     n if n.ends_with(".sql") => {
                         return Err(SourceError::BadName {
                             path: inner,
-                            reason: "a migration folder holds up.sql and down.sql; this file would be ignored".to_owned(),
+                            reason: "a migration folder holds up.sql and down.sql; this file would be ignored"
+                                .to_owned(),
                         });
                     }
                     _ => {}
@@ -238,8 +245,9 @@ pub fn discover(dir: &Path) -> Result<MigrationSet, SourceError> {
             .unwrap();
         return Err(SourceError::BadName {
             path: odd,
-            reason: "mixes integer versions and dashed (timestamp) versions in one folder; their order would be ambiguous"
-                .to_owned(),
+            reason:
+                "mixes integer versions and dashed (timestamp) versions in one folder; their order would be ambiguous"
+                    .to_owned(),
         });
     }
 

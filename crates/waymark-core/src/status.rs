@@ -43,7 +43,10 @@ impl State {
 
     /// Whether the database holds this migration's changes.
     pub fn is_applied(self) -> bool {
-        matches!(self, State::Applied | State::Baseline | State::Modified | State::Missing)
+        matches!(
+            self,
+            State::Applied | State::Baseline | State::Modified | State::Missing
+        )
     }
 }
 
@@ -71,8 +74,10 @@ impl Entry {
 
 /// Joins files and history, in version order.
 pub(crate) fn entries(set: &MigrationSet, history: Vec<HistoryRow>) -> Vec<Entry> {
-    let mut rows: BTreeMap<Version, HistoryRow> =
-        history.into_iter().map(|r| (Version::from_history(&r.version), r)).collect();
+    let mut rows: BTreeMap<Version, HistoryRow> = history
+        .into_iter()
+        .map(|r| (Version::from_history(&r.version), r))
+        .collect();
     let newest_applied = rows
         .iter()
         .filter(|(_, r)| matches!(r.state, Recorded::Applied | Recorded::Baseline))

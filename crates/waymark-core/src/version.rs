@@ -18,7 +18,9 @@ impl Version {
             return Err("the version is empty".to_owned());
         }
         if !raw.starts_with(|c: char| c.is_ascii_digit()) || !raw.chars().all(|c| c.is_ascii_digit() || c == '-') {
-            return Err(format!("version {raw:?} must be digits (optionally separated by -), starting with a digit"));
+            return Err(format!(
+                "version {raw:?} must be digits (optionally separated by -), starting with a digit"
+            ));
         }
         if raw.ends_with('-') || raw.contains("--") {
             return Err(format!("version {raw:?} has an empty part between dashes"));
@@ -96,7 +98,10 @@ mod tests {
             .collect();
         versions.sort();
         let sorted: Vec<&str> = versions.iter().map(Version::as_str).collect();
-        assert_eq!(sorted, ["1", "9", "10", "000011", "20240101000000000000", "20240101000000000001"]);
+        assert_eq!(
+            sorted,
+            ["1", "9", "10", "000011", "20240101000000000000", "20240101000000000001"]
+        );
         assert_eq!(Version::parse("007").unwrap(), Version::parse("7").unwrap());
     }
 

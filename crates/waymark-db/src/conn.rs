@@ -153,7 +153,7 @@ impl Database {
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(move |conn, _| {
                         let init = init.clone();
-Box::pin(async move { init_pg(conn, &init).await })
+                        Box::pin(async move { init_pg(conn, &init).await })
                     })
                     .connect_with(opts)
                     .await
@@ -174,7 +174,7 @@ Box::pin(async move { init_pg(conn, &init).await })
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(move |conn, _| {
                         let init = init.clone();
-Box::pin(async move { init_mysql(conn, &init).await })
+                        Box::pin(async move { init_mysql(conn, &init).await })
                     })
                     .connect_with(opts)
                     .await
@@ -193,7 +193,7 @@ Box::pin(async move { init_mysql(conn, &init).await })
                     .acquire_timeout(options.lock_timeout.max(Duration::from_secs(30)))
                     .after_connect(move |conn, _| {
                         let init = init.clone();
-Box::pin(async move { init_sqlite(conn, &init).await })
+                        Box::pin(async move { init_sqlite(conn, &init).await })
                     })
                     .connect_with(opts)
                     .await
@@ -203,7 +203,9 @@ Box::pin(async move { init_sqlite(conn, &init).await })
             other => {
                 return Err(DbError::InvalidUrl {
                     url,
-                    message: format!("unsupported scheme {other:?}: use postgres://, mysql://, mariadb:// or sqlite://"),
+                    message: format!(
+                        "unsupported scheme {other:?}: use postgres://, mysql://, mariadb:// or sqlite://"
+                    ),
                 });
             }
         };
@@ -318,7 +320,10 @@ fn init_failed(statement: &str, e: &sqlx::Error) -> sqlx::Error {
 impl Conn {
     /// Whether this connection holds a transaction.
     pub fn in_transaction(&self) -> bool {
-        matches!(self.inner, ConnInner::PgTx(_) | ConnInner::MyTx(_) | ConnInner::LiteTx(_))
+        matches!(
+            self.inner,
+            ConnInner::PgTx(_) | ConnInner::MyTx(_) | ConnInner::LiteTx(_)
+        )
     }
 
     /// Runs `sql` as text. Without arguments sqlx sends it unprepared (the

@@ -212,7 +212,14 @@ impl Database {
                 "BIGINT AUTO_INCREMENT PRIMARY KEY",
                 " ENGINE=InnoDB",
             ),
-            Dialect::Sqlite => ("TEXT", "TEXT", "TEXT", "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT", ""),
+            Dialect::Sqlite => (
+                "TEXT",
+                "TEXT",
+                "TEXT",
+                "INTEGER",
+                "INTEGER PRIMARY KEY AUTOINCREMENT",
+                "",
+            ),
         };
         statements.push(format!(
             "CREATE TABLE IF NOT EXISTS {table} (\
@@ -243,7 +250,12 @@ impl Database {
         let mut conn = self.connection().await?;
         for statement in statements {
             conn.execute(&statement).await.map_err(|e| match e {
-                DbError::Query { code, message, position, .. } => DbError::Query {
+                DbError::Query {
+                    code,
+                    message,
+                    position,
+                    ..
+                } => DbError::Query {
                     context: format!("creating the history table {}", h.table(dialect)),
                     code,
                     message,
@@ -321,25 +333,27 @@ impl Conn {
         })
         .map_err(|e| DbError::query(format!("reading the history table {}", self.history.table(dialect)), e))?;
         rows.into_iter()
-            .map(|(version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error)| {
-                let state = State::parse(&state).ok_or_else(|| {
-                    DbError::Config(format!(
-                        "history table {} has an unknown state {state:?} for version {version}",
-                        self.history.table(dialect)
-                    ))
-                })?;
-                Ok(HistoryRow {
-                    version,
-                    name,
-                    checksum,
-                    state,
-                    applied_at,
-                    duration_ms,
-                    applied_by,
-                    hostname,
-                    error,
-                })
-            })
+            .map(
+                |(version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error)| {
+                    let state = State::parse(&state).ok_or_else(|| {
+                        DbError::Config(format!(
+                            "history table {} has an unknown state {state:?} for version {version}",
+                            self.history.table(dialect)
+                        ))
+                    })?;
+                    Ok(HistoryRow {
+                        version,
+                        name,
+                        checksum,
+                        state,
+                        applied_at,
+                        duration_ms,
+                        applied_by,
+                        hostname,
+                        error,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -374,7 +388,11 @@ impl Conn {
     /// Removes a migration's row.
     pub async fn forget(&mut self, version: &str) -> Result<u64, DbError> {
         let dialect = dialect_of(&self.inner);
-        let sql = format!("DELETE FROM {} WHERE version = {}", self.history.table(dialect), ph(dialect, 1));
+        let sql = format!(
+            "DELETE FROM {} WHERE version = {}",
+            self.history.table(dialect),
+            ph(dialect, 1)
+        );
         let done = with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).execute(c).await.map(|r| r.rows_affected()))
             .map_err(|e| DbError::query(format!("removing version {version} from the history table"), e))?;
         Ok(done)

@@ -129,7 +129,8 @@ async fn pg_holder(conn: &mut PgConnection, key: &str) -> String {
     match row {
         Some((pid, app, addr)) => format!(
             "held by server process {pid} ({}{})",
-            app.filter(|a| !a.is_empty()).unwrap_or_else(|| "unknown application".to_owned()),
+            app.filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "unknown application".to_owned()),
             addr.map(|a| format!(" from {a}")).unwrap_or_default()
         ),
         None => "held by another runner".to_owned(),
@@ -141,11 +142,13 @@ impl Lock {
     pub async fn release(self) -> Result<(), DbError> {
         match self.inner {
             Held::Postgres(mut conn, key) => {
-                sqlx::query("SELECT pg_advisory_unlock(hashtextextended('waymark:' || current_database() || ':' || $1, 0))")
-                    .bind(&key)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| DbError::query("releasing the advisory lock", e))?;
+                sqlx::query(
+                    "SELECT pg_advisory_unlock(hashtextextended('waymark:' || current_database() || ':' || $1, 0))",
+                )
+                .bind(&key)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| DbError::query("releasing the advisory lock", e))?;
                 let _ = conn.close().await;
             }
             Held::Mysql(mut conn, name) => {

@@ -54,8 +54,14 @@ mod tests {
         let cases = [
             ("postgres://u:s3cret@h:5432/db", "postgres://u:***@h:5432/db"),
             ("postgres://u@h/db", "postgres://u@h/db"),
-            ("mysql://u:p%40ss@h/db?ssl-mode=required", "mysql://u:***@h/db?ssl-mode=required"),
-            ("postgres://h/db?user=u&password=s3cret", "postgres://h/db?user=u&password=***"),
+            (
+                "mysql://u:p%40ss@h/db?ssl-mode=required",
+                "mysql://u:***@h/db?ssl-mode=required",
+            ),
+            (
+                "postgres://h/db?user=u&password=s3cret",
+                "postgres://h/db?user=u&password=***",
+            ),
             ("sqlite://waymark.db", "sqlite://waymark.db"),
             ("postgres://u:a@b@h/db", "postgres://u:***@h/db"),
         ];

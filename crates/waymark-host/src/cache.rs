@@ -68,7 +68,11 @@ pub(crate) fn load(engine: &Engine, bytes: &[u8], digest: &str, dir: Option<&Pat
 /// Writes atomically, so a concurrent reader never sees half an artifact.
 fn store(dir: &Path, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), path.file_name().unwrap().to_string_lossy()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        path.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::write(&tmp, compiled)?;
     std::fs::rename(&tmp, path)
 }

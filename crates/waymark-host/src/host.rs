@@ -112,7 +112,10 @@ pub struct StepComponent {
 
 impl std::fmt::Debug for StepComponent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StepComponent").field("name", &self.name).field("digest", &self.digest).finish()
+        f.debug_struct("StepComponent")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .finish()
     }
 }
 
@@ -144,7 +147,10 @@ pub struct StepHost {
 
 impl std::fmt::Debug for StepHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StepHost").field("limits", &self.limits).field("cache_dir", &self.cache_dir).finish()
+        f.debug_struct("StepHost")
+            .field("limits", &self.limits)
+            .field("cache_dir", &self.cache_dir)
+            .finish()
     }
 }
 
@@ -222,7 +228,8 @@ impl StepHost {
             message: format!("{e:#}"),
         };
         let digest = cache::digest(bytes);
-        let component: Component = cache::load(&self.engine, bytes, &digest, self.cache_dir.as_deref()).map_err(invalid)?;
+        let component: Component =
+            cache::load(&self.engine, bytes, &digest, self.cache_dir.as_deref()).map_err(invalid)?;
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = bindings::StepPluginPre::new(pre).map_err(invalid)?;
         Ok(StepComponent {
@@ -251,7 +258,13 @@ impl StepHost {
         }
         .await;
         match result {
-            Ok(Ok(actions)) => Ok(actions.into_iter().map(|a| Action { line: a.line, text: a.text }).collect()),
+            Ok(Ok(actions)) => Ok(actions
+                .into_iter()
+                .map(|a| Action {
+                    line: a.line,
+                    text: a.text,
+                })
+                .collect()),
             Ok(Err(e)) => Err(step_error(e)),
             Err(e) => Err(trap_failure(&store, e)),
         }

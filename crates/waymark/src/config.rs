@@ -65,8 +65,12 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
     let duration = |value: Option<&String>, key: &str| -> anyhow::Result<Option<Duration>> {
         value
             .map(|v| {
-                humantime::parse_duration(v)
-                    .map_err(|e| ConfigError(format!("{}: {key} = {v:?}: {e} (write it like 30s or 2m)", path.display())))
+                humantime::parse_duration(v).map_err(|e| {
+                    ConfigError(format!(
+                        "{}: {key} = {v:?}: {e} (write it like 30s or 2m)",
+                        path.display()
+                    ))
+                })
             })
             .transpose()
             .map_err(Into::into)
@@ -85,7 +89,11 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
             .clone()
             .or(file.database_url)
             .unwrap_or_else(|| "sqlite://waymark.db".to_owned()),
-        migrations: global.migrations.clone().or(file.migrations).unwrap_or_else(|| PathBuf::from("migrations")),
+        migrations: global
+            .migrations
+            .clone()
+            .or(file.migrations)
+            .unwrap_or_else(|| PathBuf::from("migrations")),
         init_sql,
         lock_timeout: global.lock_timeout.or(file_lock).unwrap_or(Duration::from_secs(60)),
         history_table: global

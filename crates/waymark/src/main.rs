@@ -33,7 +33,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli);
     let out = Output::new(cli.global.json, cli.global.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             out.error(&anyhow!("could not start the async runtime: {e}"), None);
@@ -165,7 +169,11 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
         Command::Verify => {
             let report = engine.verify(set).await?;
             out.verify(&report);
-            Ok(if report.differences.is_empty() { 0 } else { exit::DIFFERENCES })
+            Ok(if report.differences.is_empty() {
+                0
+            } else {
+                exit::DIFFERENCES
+            })
         }
         Command::Baseline { version: v } => {
             let adopted = engine.baseline(set, &version(v, "baseline")?).await?;

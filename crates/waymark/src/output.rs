@@ -84,7 +84,10 @@ impl Output {
     }
 
     fn print_json(&self, value: &serde_json::Value) {
-        outln!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("JSON values serialise")
+        );
     }
 
     fn note(&self, line: &str) {
@@ -95,7 +98,11 @@ impl Output {
 
     fn table(&self, header: &[&str]) -> Table {
         let mut table = Table::new();
-        table.load_preset(if std::io::stdout().is_terminal() { presets::UTF8_HORIZONTAL_ONLY } else { presets::NOTHING });
+        table.load_preset(if std::io::stdout().is_terminal() {
+            presets::UTF8_HORIZONTAL_ONLY
+        } else {
+            presets::NOTHING
+        });
         table.set_header(header.to_vec());
         table
     }
@@ -143,7 +150,10 @@ impl Output {
                 e.name.clone(),
                 e.state.as_str().to_owned(),
                 e.row.as_ref().map(|r| r.applied_at.clone()).unwrap_or_default(),
-                e.row.as_ref().map(|r| format!("{} ms", r.duration_ms)).unwrap_or_default(),
+                e.row
+                    .as_ref()
+                    .map(|r| format!("{} ms", r.duration_ms))
+                    .unwrap_or_default(),
             ]);
         }
         outln!("{table}");
@@ -180,7 +190,12 @@ impl Output {
             } else {
                 "outside a transaction"
             };
-            outln!("{} ({}, {how}, step {})", p.migration.label(), p.migration.up.path.display(), p.step);
+            outln!(
+                "{} ({}, {how}, step {})",
+                p.migration.label(),
+                p.migration.up.path.display(),
+                p.step
+            );
             for a in &p.actions {
                 let text = a.text.replace('\n', "\n      ");
                 outln!("  {:>4}  {text}", a.line);
@@ -196,7 +211,10 @@ impl Output {
                 eprintln!("hint: {hint}");
             }
         } else if done.is_empty() {
-            self.note(&format!("nothing to do: no migration {}", if command == "down" { "to revert" } else { "pending" }));
+            self.note(&format!(
+                "nothing to do: no migration {}",
+                if command == "down" { "to revert" } else { "pending" }
+            ));
         } else {
             self.note(&format!("{verb} {} migration(s)", done.len()));
         }
@@ -214,7 +232,9 @@ impl Output {
     pub(crate) fn verify(&self, report: &VerifyReport) {
         if self.json {
             let list: Vec<EntryJson<'_>> = report.differences.iter().map(EntryJson::from).collect();
-            self.print_json(&json!({ "ok": report.differences.is_empty(), "checked": report.checked, "differences": list }));
+            self.print_json(
+                &json!({ "ok": report.differences.is_empty(), "checked": report.checked, "differences": list }),
+            );
         } else {
             for e in &report.differences {
                 let row = e.row.as_ref();
@@ -231,7 +251,10 @@ impl Output {
             }
         }
         if report.differences.is_empty() {
-            self.note(&format!("verified {} applied migration(s): all match their files", report.checked));
+            self.note(&format!(
+                "verified {} applied migration(s): all match their files",
+                report.checked
+            ));
         } else {
             eprintln!(
                 "error: {} of {} applied migration(s) differ from their files",
@@ -254,8 +277,10 @@ impl Output {
 
     pub(crate) fn baseline(&self, adopted: &[Migration]) {
         if self.json {
-            let list: Vec<serde_json::Value> =
-                adopted.iter().map(|m| json!({ "version": m.version.as_str(), "name": m.name })).collect();
+            let list: Vec<serde_json::Value> = adopted
+                .iter()
+                .map(|m| json!({ "version": m.version.as_str(), "name": m.name }))
+                .collect();
             self.print_json(&json!({ "ok": true, "baselined": list }));
         } else {
             for m in adopted {

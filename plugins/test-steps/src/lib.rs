@@ -10,14 +10,17 @@ wit_bindgen::generate!({
 });
 
 use exports::waymark::plugin::step::Guest;
-use waymark::plugin::types::{Action, StepError, StatementError};
+use waymark::plugin::types::{Action, StatementError, StepError};
 use waymark::plugin::{database, log};
 
 struct TestStep;
 
 impl Guest for TestStep {
     fn plan_up(input: String) -> Result<Vec<Action>, StepError> {
-        Ok(vec![Action { line: 0, text: format!("misbehave: {input}") }])
+        Ok(vec![Action {
+            line: 0,
+            text: format!("misbehave: {input}"),
+        }])
     }
 
     fn plan_down(input: String) -> Result<Vec<Action>, StepError> {

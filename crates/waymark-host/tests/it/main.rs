@@ -14,7 +14,11 @@ impl StepDatabase for Recorder {
     fn execute<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
         Box::pin(async move {
             if sql.contains("fail") {
-                return Err(DatabaseError { code: Some("XX000".into()), message: "refused".into(), position: None });
+                return Err(DatabaseError {
+                    code: Some("XX000".into()),
+                    message: "refused".into(),
+                    position: None,
+                });
             }
             self.0.lock().unwrap().push(sql.to_owned());
             Ok(1)
@@ -28,20 +32,29 @@ fn host(limits: Limits) -> StepHost {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn misbehave(host: &StepHost, input: &str) -> (Vec<String>, Result<(), StepFailure>) {
     let bytes = std::fs::read(waymark_host::TEST_STEPS_WASM_PATH).unwrap();
     let step = host.load("test-steps", &bytes).unwrap();
     let recorder = Recorder::default();
-    let (_, outcome) = runtime().block_on(host.run(&step, Direction::Up, Dialect::Sqlite, input, Box::new(recorder.clone())));
+    let (_, outcome) =
+        runtime().block_on(host.run(&step, Direction::Up, Dialect::Sqlite, input, Box::new(recorder.clone())));
     let statements = recorder.0.lock().unwrap().clone();
     (statements, outcome)
 }
 
 fn small_limits() -> Limits {
-    Limits { memory_bytes: 16 * 1024 * 1024, timeout: Duration::from_millis(500), log_bytes: 64 * 1024 }
+    Limits {
+        memory_bytes: 16 * 1024 * 1024,
+        timeout: Duration::from_millis(500),
+        log_bytes: 64 * 1024,
+    }
 }
 
 #[test]
@@ -49,8 +62,17 @@ fn an_infinite_loop_is_stopped_at_the_deadline() {
     let host = host(small_limits());
     let started = Instant::now();
     let (statements, outcome) = misbehave(&host, "sql:INSERT INTO t VALUES (1)|loop");
-    assert_eq!(outcome, Err(StepFailure::Timeout { limit: Duration::from_millis(500) }));
-    assert!(started.elapsed() < Duration::from_secs(5), "stopped promptly: {:?}", started.elapsed());
+    assert_eq!(
+        outcome,
+        Err(StepFailure::Timeout {
+            limit: Duration::from_millis(500)
+        })
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped promptly: {:?}",
+        started.elapsed()
+    );
     // The statement ran before the loop; the caller rolls it back.
     assert_eq!(statements, ["INSERT INTO t VALUES (1)"]);
     // The host is healthy afterwards: the next step runs normally.
@@ -71,7 +93,13 @@ fn time_waiting_on_the_database_does_not_count() {
     let host = host(small_limits());
     let bytes = std::fs::read(waymark_host::TEST_STEPS_WASM_PATH).unwrap();
     let step = host.load("test-steps", &bytes).unwrap();
-    let (_, outcome) = runtime().block_on(host.run(&step, Direction::Up, Dialect::Sqlite, "sql:SELECT pg_sleep(0.8)", Box::new(Slow)));
+    let (_, outcome) = runtime().block_on(host.run(
+        &step,
+        Direction::Up,
+        Dialect::Sqlite,
+        "sql:SELECT pg_sleep(0.8)",
+        Box::new(Slow),
+    ));
     assert_eq!(outcome, Ok(()));
 }
 
@@ -83,7 +111,9 @@ fn traps_and_panics_fail_the_step() {
         other => panic!("expected a trap, got {other:?}"),
     }
     match misbehave(&host, "panic").1 {
-        Err(StepFailure::Trap { stderr, .. }) => assert!(stderr.contains("the test step panicked on purpose"), "{stderr}"),
+        Err(StepFailure::Trap { stderr, .. }) => {
+            assert!(stderr.contains("the test step panicked on purpose"), "{stderr}")
+        }
         other => panic!("expected a trap, got {other:?}"),
     }
     match misbehave(&host, "recurse").1 {
@@ -95,22 +125,37 @@ fn traps_and_panics_fail_the_step() {
 #[test]
 fn a_memory_bomb_hits_the_cap() {
     let host = host(small_limits());
-    assert_eq!(misbehave(&host, "oom").1, Err(StepFailure::MemoryLimit { limit_bytes: 16 * 1024 * 1024 }));
+    assert_eq!(
+        misbehave(&host, "oom").1,
+        Err(StepFailure::MemoryLimit {
+            limit_bytes: 16 * 1024 * 1024
+        })
+    );
 }
 
 #[test]
 fn step_errors_and_database_errors_come_back_typed() {
     let host = host(small_limits());
-    assert_eq!(misbehave(&host, "fail").1, Err(StepFailure::Other("the test step failed on purpose".into())));
+    assert_eq!(
+        misbehave(&host, "fail").1,
+        Err(StepFailure::Other("the test step failed on purpose".into()))
+    );
     assert_eq!(
         misbehave(&host, "sql:please fail").1,
-        Err(StepFailure::Statement { line: 1, code: Some("XX000".into()), message: "refused".into() })
+        Err(StepFailure::Statement {
+            line: 1,
+            code: Some("XX000".into()),
+            message: "refused".into()
+        })
     );
 }
 
 #[test]
 fn log_floods_are_bounded() {
-    let host = host(Limits { timeout: Duration::from_secs(20), ..small_limits() });
+    let host = host(Limits {
+        timeout: Duration::from_secs(20),
+        ..small_limits()
+    });
     assert_eq!(misbehave(&host, "log-flood").1, Ok(()));
 }
 
@@ -119,7 +164,10 @@ fn compiled_components_are_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let first = StepHost::with_cache_dir(Limits::default(), Some(cache.path().to_owned())).unwrap();
     first.sql_step().unwrap();
-    let artifacts: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let artifacts: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(artifacts.len(), 1, "{artifacts:?}");
     // A second host (a second process, in real use) loads the artifact.
     let second = StepHost::with_cache_dir(Limits::default(), Some(cache.path().to_owned())).unwrap();
@@ -129,7 +177,10 @@ fn compiled_components_are_cached_on_disk() {
     // A corrupt artifact is recompiled, not trusted.
     let path = cache.path().join(&artifacts[0]);
     std::fs::write(&path, b"garbage").unwrap();
-    StepHost::with_cache_dir(Limits::default(), Some(cache.path().to_owned())).unwrap().sql_step().unwrap();
+    StepHost::with_cache_dir(Limits::default(), Some(cache.path().to_owned()))
+        .unwrap()
+        .sql_step()
+        .unwrap();
     assert_ne!(std::fs::read(&path).unwrap(), b"garbage");
 }
 
@@ -157,21 +208,43 @@ fn check(dialect: Dialect, input: &str, expected: &[(u32, &str)]) {
 
 #[test]
 fn splits_postgres() {
-    check(Dialect::Postgres, "SELECT 1; SELECT 2;", &[(1, "SELECT 1"), (1, "SELECT 2")]);
+    check(
+        Dialect::Postgres,
+        "SELECT 1; SELECT 2;",
+        &[(1, "SELECT 1"), (1, "SELECT 2")],
+    );
     check(Dialect::Postgres, "-- only; a comment\n/* and; another */\n", &[]);
     check(
         Dialect::Postgres,
         "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\nDO $x$ BEGIN PERFORM 1; END $x$;",
-        &[(1, "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql"), (2, "DO $x$ BEGIN PERFORM 1; END $x$")],
+        &[
+            (1, "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql"),
+            (2, "DO $x$ BEGIN PERFORM 1; END $x$"),
+        ],
     );
-    check(Dialect::Postgres, "SELECT 'a;''b';\nSELECT E'\\';';", &[(1, "SELECT 'a;''b'"), (2, "SELECT E'\\';'")]);
-    check(Dialect::Postgres, "/* a /* nested; */ ; */ SELECT \"semi;colon\";", &[(1, "SELECT \"semi;colon\"")]);
-    check(Dialect::Postgres, "PREPARE p AS SELECT $1;\nSELECT a$b FROM t;", &[(1, "PREPARE p AS SELECT $1"), (2, "SELECT a$b FROM t")]);
+    check(
+        Dialect::Postgres,
+        "SELECT 'a;''b';\nSELECT E'\\';';",
+        &[(1, "SELECT 'a;''b'"), (2, "SELECT E'\\';'")],
+    );
+    check(
+        Dialect::Postgres,
+        "/* a /* nested; */ ; */ SELECT \"semi;colon\";",
+        &[(1, "SELECT \"semi;colon\"")],
+    );
+    check(
+        Dialect::Postgres,
+        "PREPARE p AS SELECT $1;\nSELECT a$b FROM t;",
+        &[(1, "PREPARE p AS SELECT $1"), (2, "SELECT a$b FROM t")],
+    );
     check(
         Dialect::Postgres,
         "CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; SELECT 2; END;\nSELECT 3",
         &[
-            (1, "CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; SELECT 2; END"),
+            (
+                1,
+                "CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; SELECT 2; END",
+            ),
             (2, "SELECT 3"),
         ],
     );
@@ -179,13 +252,28 @@ fn splits_postgres() {
 
 #[test]
 fn splits_mysql() {
-    check(Dialect::Mysql, "# hash; comment\nSELECT 1;-- x\nSELECT 2--1;", &[(2, "SELECT 1"), (3, "SELECT 2--1")]);
-    check(Dialect::Mysql, "SELECT 'it\\'s;', \"a;b\", `c;d`;", &[(1, "SELECT 'it\\'s;', \"a;b\", `c;d`")]);
-    check(Dialect::Mysql, "/*!40101 SET x = 1 */;\nSELECT 1;", &[(1, "/*!40101 SET x = 1 */"), (2, "SELECT 1")]);
+    check(
+        Dialect::Mysql,
+        "# hash; comment\nSELECT 1;-- x\nSELECT 2--1;",
+        &[(2, "SELECT 1"), (3, "SELECT 2--1")],
+    );
+    check(
+        Dialect::Mysql,
+        "SELECT 'it\\'s;', \"a;b\", `c;d`;",
+        &[(1, "SELECT 'it\\'s;', \"a;b\", `c;d`")],
+    );
+    check(
+        Dialect::Mysql,
+        "/*!40101 SET x = 1 */;\nSELECT 1;",
+        &[(1, "/*!40101 SET x = 1 */"), (2, "SELECT 1")],
+    );
     check(
         Dialect::Mysql,
         "DELIMITER //\nCREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END//\ndelimiter ;\nCALL p();",
-        &[(2, "CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END"), (4, "CALL p()")],
+        &[
+            (2, "CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END"),
+            (4, "CALL p()"),
+        ],
     );
 }
 
@@ -195,20 +283,37 @@ fn splits_sqlite() {
         Dialect::Sqlite,
         "CREATE TEMP TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = CASE WHEN 1 THEN 2 END;\n  DELETE FROM b;\nEND;\nSELECT [odd;name] FROM `t;`;",
         &[
-            (1, "CREATE TEMP TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = CASE WHEN 1 THEN 2 END;\n  DELETE FROM b;\nEND"),
+            (
+                1,
+                "CREATE TEMP TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE a SET x = CASE WHEN 1 THEN 2 END;\n  DELETE FROM b;\nEND",
+            ),
             (5, "SELECT [odd;name] FROM `t;`"),
         ],
     );
-    check(Dialect::Sqlite, "BEGIN; SELECT 1; COMMIT;", &[(1, "BEGIN"), (1, "SELECT 1"), (1, "COMMIT")]);
+    check(
+        Dialect::Sqlite,
+        "BEGIN; SELECT 1; COMMIT;",
+        &[(1, "BEGIN"), (1, "SELECT 1"), (1, "COMMIT")],
+    );
 }
 
 #[test]
 fn reports_unterminated_input_with_its_line() {
     for (dialect, input, line, message) in [
         (Dialect::Postgres, "SELECT 1;\nSELECT 'open", 2, "unterminated string"),
-        (Dialect::Postgres, "SELECT 1;\n\n/* open", 3, "unterminated block comment"),
+        (
+            Dialect::Postgres,
+            "SELECT 1;\n\n/* open",
+            3,
+            "unterminated block comment",
+        ),
         (Dialect::Mysql, "DELIMITER\n", 0, ""),
-        (Dialect::Sqlite, "CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1;", 1, "missing END"),
+        (
+            Dialect::Sqlite,
+            "CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1;",
+            1,
+            "missing END",
+        ),
     ] {
         match split(dialect, input) {
             Err(StepFailure::InvalidInput { line: l, message: m }) => {

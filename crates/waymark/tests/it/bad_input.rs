@@ -45,7 +45,10 @@ fn names_that_do_not_parse() {
 fn non_utf8_file() {
     let p = Project::new();
     valid(&p);
-    p.file("migrations/2_latin1/up.sql", b"INSERT INTO fine VALUES (1); -- caf\xe9\n");
+    p.file(
+        "migrations/2_latin1/up.sql",
+        b"INSERT INTO fine VALUES (1); -- caf\xe9\n",
+    );
     refuses(&p, "2_latin1/up.sql: not valid UTF-8 (first bad byte at offset 35)");
 }
 
@@ -80,17 +83,30 @@ fn mixed_version_styles() {
 fn unterminated_quote_is_an_input_error_with_its_line() {
     let db = TestDb::new(Kind::Postgres);
     let p = Project::new();
-    p.migration("1_a", "CREATE TABLE a (id INTEGER);\nCREATE FUNCTION f() RETURNS int AS $body$\n  SELECT 1;\n", None);
+    p.migration(
+        "1_a",
+        "CREATE TABLE a (id INTEGER);\nCREATE FUNCTION f() RETURNS int AS $body$\n  SELECT 1;\n",
+        None,
+    );
     let run = p.run(&db, &["up"]).code(1);
-    let expected = "migration 1_a failed: migrations/1_a/up.sql:2: unterminated dollar-quoted string (no closing $body$)";
-    assert!(run.stderr.contains(expected), "expected {expected:?} in:\n{}", run.stderr);
+    let expected =
+        "migration 1_a failed: migrations/1_a/up.sql:2: unterminated dollar-quoted string (no closing $body$)";
+    assert!(
+        run.stderr.contains(expected),
+        "expected {expected:?} in:\n{}",
+        run.stderr
+    );
     assert!(db.tables().is_empty());
-    p.run(&db, &["plan"]).code(1).stderr_has("unterminated dollar-quoted string");
+    p.run(&db, &["plan"])
+        .code(1)
+        .stderr_has("unterminated dollar-quoted string");
 }
 
 #[test]
 fn missing_migrations_folder() {
     let db = TestDb::new(Kind::Sqlite);
     let p = Project::new();
-    p.run(&db, &["--migrations", "nowhere", "up"]).code(2).stderr_has("nowhere: No such file or directory");
+    p.run(&db, &["--migrations", "nowhere", "up"])
+        .code(2)
+        .stderr_has("nowhere: No such file or directory");
 }

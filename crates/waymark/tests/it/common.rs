@@ -32,12 +32,23 @@ pub(crate) struct TestDb {
 
 fn unique_name() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("wm_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "wm_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 fn pg_admin() -> String {
@@ -64,7 +75,13 @@ impl TestDb {
             Kind::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join(format!("{name}.db")).display());
-                TestDb { kind, url, name, admin_url: String::new(), _dir: Some(dir) }
+                TestDb {
+                    kind,
+                    url,
+                    name,
+                    admin_url: String::new(),
+                    _dir: Some(dir),
+                }
             }
             Kind::Postgres => {
                 let admin = pg_admin();
@@ -72,10 +89,19 @@ impl TestDb {
                     let pool = sqlx::PgPool::connect(&admin)
                         .await
                         .unwrap_or_else(|e| panic!("PostgreSQL is required at {admin}: {e}"));
-                    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&pool).await.unwrap();
+                    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
                     pool.close().await;
                 });
-                TestDb { kind, url: with_database(&admin, &name), name, admin_url: admin, _dir: None }
+                TestDb {
+                    kind,
+                    url: with_database(&admin, &name),
+                    name,
+                    admin_url: admin,
+                    _dir: None,
+                }
             }
             Kind::Mysql => {
                 let admin = mysql_admin();
@@ -83,10 +109,19 @@ impl TestDb {
                     let pool = sqlx::MySqlPool::connect(&admin)
                         .await
                         .unwrap_or_else(|e| panic!("MariaDB/MySQL is required at {admin}: {e}"));
-                    sqlx::query(&format!("CREATE DATABASE `{name}`")).execute(&pool).await.unwrap();
+                    sqlx::query(&format!("CREATE DATABASE `{name}`"))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
                     pool.close().await;
                 });
-                TestDb { kind, url: with_database(&admin, &name), name, admin_url: admin, _dir: None }
+                TestDb {
+                    kind,
+                    url: with_database(&admin, &name),
+                    name,
+                    admin_url: admin,
+                    _dir: None,
+                }
             }
         }
     }
@@ -97,19 +132,38 @@ impl TestDb {
             match self.kind {
                 Kind::Postgres => {
                     let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-                    let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    let rows = sqlx::query(sql)
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
                     pool.close().await;
-                    rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i).unwrap()).collect()).collect()
+                    rows.iter()
+                        .map(|r| {
+                            (0..r.len())
+                                .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                                .collect()
+                        })
+                        .collect()
                 }
                 Kind::Mysql => {
                     let pool = sqlx::MySqlPool::connect(&self.url).await.unwrap();
-                    let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    let rows = sqlx::query(sql)
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
                     pool.close().await;
-                    rows.iter().map(|r| (0..r.len()).map(|i| text_of_mysql(r, i)).collect()).collect()
+                    rows.iter()
+                        .map(|r| (0..r.len()).map(|i| text_of_mysql(r, i)).collect())
+                        .collect()
                 }
                 Kind::Sqlite => {
-                    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", self.url)).await.unwrap();
-                    let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", self.url))
+                        .await
+                        .unwrap();
+                    let rows = sqlx::query(sql)
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
                     pool.close().await;
                     rows.iter()
                         .map(|r| {
@@ -141,7 +195,9 @@ impl TestDb {
                     pool.close().await;
                 }
                 Kind::Sqlite => {
-                    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", self.url)).await.unwrap();
+                    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", self.url))
+                        .await
+                        .unwrap();
                     sqlx::raw_sql(sql).execute(&pool).await.unwrap();
                     pool.close().await;
                 }
@@ -152,9 +208,15 @@ impl TestDb {
     /// Names of the user's tables, without waymark's own.
     pub(crate) fn tables(&self) -> Vec<String> {
         let sql = match self.kind {
-            Kind::Postgres => "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
-            Kind::Mysql => "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1",
-            Kind::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+            Kind::Postgres => {
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
+            }
+            Kind::Mysql => {
+                "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1"
+            }
+            Kind::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+            }
         };
         self.rows(sql)
             .into_iter()
@@ -191,7 +253,12 @@ impl TestDb {
         let mut out = String::new();
         for q in queries {
             for row in self.rows(q) {
-                out.push_str(&row.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>().join(" | "));
+                out.push_str(
+                    &row.into_iter()
+                        .map(Option::unwrap_or_default)
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                );
                 out.push('\n');
             }
             out.push_str("--\n");
@@ -223,7 +290,10 @@ impl TestDb {
 
 fn text_of_mysql(r: &sqlx::mysql::MySqlRow, i: usize) -> Option<String> {
     r.try_get::<Option<String>, _>(i)
-        .or_else(|_| r.try_get::<Option<Vec<u8>>, _>(i).map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned())))
+        .or_else(|_| {
+            r.try_get::<Option<Vec<u8>>, _>(i)
+                .map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        })
         .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))
         .unwrap()
 }
@@ -237,12 +307,18 @@ impl Drop for TestDb {
                 match kind {
                     Kind::Postgres => {
                         let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&pool).await.unwrap();
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&pool)
+                            .await
+                            .unwrap();
                         pool.close().await;
                     }
                     Kind::Mysql => {
                         let pool = sqlx::MySqlPool::connect(&admin).await.unwrap();
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&pool).await.unwrap();
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                            .execute(&pool)
+                            .await
+                            .unwrap();
                         pool.close().await;
                     }
                     Kind::Sqlite => {}
@@ -331,19 +407,31 @@ impl From<Output> for Run {
 impl Run {
     #[track_caller]
     pub(crate) fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     #[track_caller]
     pub(crate) fn code(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     #[track_caller]
     pub(crate) fn stderr_has(self, needle: &str) -> Self {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
         self
     }
 

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 use crate::common::{Kind, Project, Run, TestDb};
 
 fn spawn(p: &Project, db: &TestDb, args: &[&str]) -> Child {
-    p.command(db, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    p.command(db, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn wait(child: Child) -> Run {
@@ -16,8 +20,12 @@ fn wait(child: Child) -> Run {
 /// Waits until the server shows a statement containing `needle` running.
 fn wait_for_statement(db: &TestDb, needle: &str) {
     let sql = match db.kind {
-        Kind::Postgres => format!("SELECT pid::text FROM pg_stat_activity WHERE query ILIKE '%{needle}%' AND pid <> pg_backend_pid()"),
-        Kind::Mysql => format!("SELECT CAST(id AS CHAR) FROM information_schema.processlist WHERE info LIKE '%{needle}%' AND id <> CONNECTION_ID()"),
+        Kind::Postgres => {
+            format!("SELECT pid::text FROM pg_stat_activity WHERE query ILIKE '%{needle}%' AND pid <> pg_backend_pid()")
+        }
+        Kind::Mysql => format!(
+            "SELECT CAST(id AS CHAR) FROM information_schema.processlist WHERE info LIKE '%{needle}%' AND id <> CONNECTION_ID()"
+        ),
         Kind::Sqlite => unreachable!(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -38,20 +46,34 @@ fn sleep_sql(kind: Kind, seconds: f64) -> String {
 fn two_runners_apply_each_migration_once(kind: Kind) {
     let db = TestDb::new(kind);
     let p = Project::new();
-    p.migration("1_slow", &format!("CREATE TABLE slow (id INTEGER);\n{};\n", sleep_sql(kind, 1.0)), None);
+    p.migration(
+        "1_slow",
+        &format!("CREATE TABLE slow (id INTEGER);\n{};\n", sleep_sql(kind, 1.0)),
+        None,
+    );
     p.migration("2_next", "CREATE TABLE next_one (id INTEGER);", None);
     let a = spawn(&p, &db, &["up", "--lock-timeout", "30s"]);
     let b = spawn(&p, &db, &["up", "--lock-timeout", "30s"]);
     let (a, b) = (wait(a).ok(), wait(b).ok());
     let applied = [&a, &b].iter().filter(|r| r.stderr.contains("applied 1_slow")).count();
     assert_eq!(applied, 1, "exactly one runner applies it:\n{}\n{}", a.stderr, b.stderr);
-    assert_eq!(db.history(), [("1".to_owned(), "applied".to_owned()), ("2".to_owned(), "applied".to_owned())]);
+    assert_eq!(
+        db.history(),
+        [
+            ("1".to_owned(), "applied".to_owned()),
+            ("2".to_owned(), "applied".to_owned())
+        ]
+    );
 }
 
 fn second_runner_gives_up_after_the_lock_timeout(kind: Kind) {
     let db = TestDb::new(kind);
     let p = Project::new();
-    p.migration("1_slow", &format!("{};\nCREATE TABLE slow (id INTEGER);\n", sleep_sql(kind, 3.0)), None);
+    p.migration(
+        "1_slow",
+        &format!("{};\nCREATE TABLE slow (id INTEGER);\n", sleep_sql(kind, 3.0)),
+        None,
+    );
     let a = spawn(&p, &db, &["up"]);
     wait_for_statement(&db, "SLEEP(3");
     let b = p.run(&db, &["up", "--lock-timeout", "300ms", "--json"]).code(4);
@@ -87,12 +109,21 @@ fn two_runners_sqlite() {
     let db = TestDb::new(Kind::Sqlite);
     let p = Project::new();
     for i in 1..=20 {
-        p.migration(&format!("{i}_t{i}"), &format!("CREATE TABLE t{i} (id INTEGER);\nINSERT INTO t{i} VALUES ({i});"), None);
+        p.migration(
+            &format!("{i}_t{i}"),
+            &format!("CREATE TABLE t{i} (id INTEGER);\nINSERT INTO t{i} VALUES ({i});"),
+            None,
+        );
     }
     let a = spawn(&p, &db, &["up", "--lock-timeout", "30s"]);
     let b = spawn(&p, &db, &["up", "--lock-timeout", "30s"]);
     let (a, b) = (wait(a).ok(), wait(b).ok());
-    let applied = |r: &Run| r.stderr.lines().filter(|l| l.starts_with("applied ") && l.ends_with(" ms)")).count();
+    let applied = |r: &Run| {
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with("applied ") && l.ends_with(" ms)"))
+            .count()
+    };
     // Each migration applied by exactly one of them.
     assert_eq!(applied(&a) + applied(&b), 20, "{}\n{}", a.stderr, b.stderr);
     assert_eq!(db.history().len(), 20);
@@ -104,7 +135,11 @@ fn sigkill_mid_migration_postgres() {
     let db = TestDb::new(Kind::Postgres);
     let p = Project::new();
     p.migration("1_first", "CREATE TABLE first (id INTEGER);", None);
-    p.migration("2_killed", "CREATE TABLE half (id INTEGER);\nSELECT pg_sleep(2.5);\nCREATE TABLE other_half (id INTEGER);\n", None);
+    p.migration(
+        "2_killed",
+        "CREATE TABLE half (id INTEGER);\nSELECT pg_sleep(2.5);\nCREATE TABLE other_half (id INTEGER);\n",
+        None,
+    );
     let mut runner = spawn(&p, &db, &["up"]);
     wait_for_statement(&db, "pg_sleep(2.5");
     runner.kill().unwrap();
@@ -122,7 +157,11 @@ fn sigkill_mid_migration_postgres() {
 fn sigkill_mid_migration_mysql_is_visible_and_repairable() {
     let db = TestDb::new(Kind::Mysql);
     let p = Project::new();
-    p.migration("1_killed", "CREATE TABLE half (id INTEGER);\nSELECT SLEEP(2.5);\nCREATE TABLE other_half (id INTEGER);\n", None);
+    p.migration(
+        "1_killed",
+        "CREATE TABLE half (id INTEGER);\nSELECT SLEEP(2.5);\nCREATE TABLE other_half (id INTEGER);\n",
+        None,
+    );
     let mut runner = spawn(&p, &db, &["up"]);
     wait_for_statement(&db, "SLEEP(2.5");
     runner.kill().unwrap();

@@ -14,7 +14,11 @@ fn broken_project() -> Project {
     let p = Project::new();
     p.migration("1_ok", "CREATE TABLE ok (id INTEGER);", Some("DROP TABLE ok;"));
     p.migration("2_broken", BROKEN, Some("DROP TABLE first_half;"));
-    p.migration("3_after", "CREATE TABLE after_broken (id INTEGER);", Some("DROP TABLE after_broken;"));
+    p.migration(
+        "3_after",
+        "CREATE TABLE after_broken (id INTEGER);",
+        Some("DROP TABLE after_broken;"),
+    );
     p
 }
 
@@ -26,14 +30,22 @@ fn transactional_rollback(kind: Kind, line: u32, message: &str) {
     // PostgreSQL, of the failing token within it) and the database's own
     // message.
     let expected = format!("migration 2_broken failed: migrations/2_broken/up.sql:{line}: ");
-    assert!(run.stderr.contains(&expected), "expected {expected:?} in:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(&expected),
+        "expected {expected:?} in:\n{}",
+        run.stderr
+    );
     assert!(run.stderr.contains(message), "expected {message:?} in:\n{}", run.stderr);
     // 1 stays applied; nothing of 2 is left behind; 3 never ran.
     assert_eq!(db.tables(), ["ok"]);
     assert_eq!(db.history(), [("1".to_owned(), "applied".to_owned())]);
 
     // Fixed, the next run carries on.
-    p.migration("2_broken", "CREATE TABLE first_half (id INTEGER);", Some("DROP TABLE first_half;"));
+    p.migration(
+        "2_broken",
+        "CREATE TABLE first_half (id INTEGER);",
+        Some("DROP TABLE first_half;"),
+    );
     p.run(&db, &["up"]).ok();
     assert_eq!(db.tables(), ["after_broken", "first_half", "ok"]);
 }
@@ -52,10 +64,18 @@ fn sqlite_rolls_back_a_broken_migration() {
 fn postgres_syntax_error_points_at_the_offending_line() {
     let db = TestDb::new(Kind::Postgres);
     let p = Project::new();
-    p.migration("1_typo", "CREATE TABLE fine (id INTEGER);\nCREATE TABLE typo (\n  id INTEGER,\n  name TEXTT NOT NULL\n);\n", None);
+    p.migration(
+        "1_typo",
+        "CREATE TABLE fine (id INTEGER);\nCREATE TABLE typo (\n  id INTEGER,\n  name TEXTT NOT NULL\n);\n",
+        None,
+    );
     let run = p.run(&db, &["up"]).code(1);
     let expected = "migrations/1_typo/up.sql:4: [42704]";
-    assert!(run.stderr.contains(expected), "expected {expected:?} in:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(expected),
+        "expected {expected:?} in:\n{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("type \"textt\" does not exist"), "{}", run.stderr);
     assert!(db.tables().is_empty());
 }
@@ -72,7 +92,9 @@ fn single_transaction_applies_all_or_nothing() {
     assert!(db.history().is_empty());
 
     let mysql = TestDb::new(Kind::Mysql);
-    p.run(&mysql, &["up", "--single-transaction"]).code(2).stderr_has("not possible on MySQL/MariaDB");
+    p.run(&mysql, &["up", "--single-transaction"])
+        .code(2)
+        .stderr_has("not possible on MySQL/MariaDB");
     assert!(mysql.tables().is_empty());
 }
 
@@ -84,13 +106,28 @@ fn mariadb_records_a_failure_and_needs_repair() {
     let expected = "migrations/2_broken/up.sql:5: [1146]";
     assert!(run.stderr.contains(expected), "{}", run.stderr);
     assert!(run.stderr.contains("[1146]"), "{}", run.stderr);
-    assert!(run.stderr.contains("hint: the migration ran outside a transaction"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hint: the migration ran outside a transaction"),
+        "{}",
+        run.stderr
+    );
     // DDL auto-committed: the first half is there, and the failure is recorded.
     assert_eq!(db.tables(), ["first_half", "ok"]);
-    assert_eq!(db.history(), [("1".to_owned(), "applied".to_owned()), ("2".to_owned(), "failed".to_owned())]);
+    assert_eq!(
+        db.history(),
+        [
+            ("1".to_owned(), "applied".to_owned()),
+            ("2".to_owned(), "failed".to_owned())
+        ]
+    );
     let status = p.run(&db, &["status", "--json"]).ok().json();
     assert_eq!(status["migrations"][1]["state"], "failed");
-    assert!(status["migrations"][1]["error"].as_str().unwrap().contains("no_such_table"));
+    assert!(
+        status["migrations"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_table")
+    );
 
     // Nothing runs until repaired, and the message says what to do.
     p.run(&db, &["up"])
@@ -103,8 +140,15 @@ fn mariadb_records_a_failure_and_needs_repair() {
 
     // The operator undoes the partial work, repairs, fixes the file, re-runs.
     db.execute("DROP TABLE first_half");
-    p.run(&db, &["repair", "--rolled-back"]).ok().stdout.contains("rolled-back 2_broken");
-    p.migration("2_broken", "CREATE TABLE first_half (id INTEGER);", Some("DROP TABLE first_half;"));
+    p.run(&db, &["repair", "--rolled-back"])
+        .ok()
+        .stdout
+        .contains("rolled-back 2_broken");
+    p.migration(
+        "2_broken",
+        "CREATE TABLE first_half (id INTEGER);",
+        Some("DROP TABLE first_half;"),
+    );
     p.run(&db, &["up"]).ok();
     assert_eq!(db.tables(), ["after_broken", "first_half", "ok"]);
     let audit = db.rows("SELECT action FROM waymark_history_audit");
@@ -125,12 +169,20 @@ fn no_transaction_marker_runs_outside_a_transaction() {
     let plan = p.run(&db, &["plan", "--json"]).ok().json();
     assert_eq!(plan["migrations"][1]["transactional"], false);
     p.run(&db, &["up"]).ok();
-    assert_eq!(db.rows("SELECT indexname::text FROM pg_indexes WHERE tablename = 't'"), [[Some("t_id".to_owned())]]);
+    assert_eq!(
+        db.rows("SELECT indexname::text FROM pg_indexes WHERE tablename = 't'"),
+        [[Some("t_id".to_owned())]]
+    );
     p.run(&db, &["down"]).ok();
-    assert!(db.rows("SELECT indexname::text FROM pg_indexes WHERE tablename = 't'").is_empty());
+    assert!(
+        db.rows("SELECT indexname::text FROM pg_indexes WHERE tablename = 't'")
+            .is_empty()
+    );
 
     // Without the marker, PostgreSQL refuses and nothing is recorded.
     p.migration("2_index", "CREATE INDEX CONCURRENTLY t_id ON t (id);\n", None);
-    p.run(&db, &["up"]).code(1).stderr_has("cannot run inside a transaction block");
+    p.run(&db, &["up"])
+        .code(1)
+        .stderr_has("cannot run inside a transaction block");
     assert_eq!(db.history().len(), 1);
 }

@@ -27,7 +27,11 @@ fn portable(p: &Project) {
 /// table.
 fn fix_for(kind: Kind, p: &Project) {
     if kind != Kind::Mysql {
-        p.migration("1_create_users", &std::fs::read_to_string(p.migrations().join("1_create_users/up.sql")).unwrap(), Some("DROP TABLE users;\n"));
+        p.migration(
+            "1_create_users",
+            &std::fs::read_to_string(p.migrations().join("1_create_users/up.sql")).unwrap(),
+            Some("DROP TABLE users;\n"),
+        );
     }
 }
 
@@ -40,7 +44,12 @@ fn round_trip(kind: Kind) {
 
     // Numeric order: 10 comes after 2.
     let plan = p.run(&db, &["plan", "--json"]).ok().json();
-    let versions: Vec<&str> = plan["migrations"].as_array().unwrap().iter().map(|m| m["version"].as_str().unwrap()).collect();
+    let versions: Vec<&str> = plan["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["version"].as_str().unwrap())
+        .collect();
     assert_eq!(versions, ["1", "2", "10"]);
     assert!(db.history().is_empty(), "plan must not touch the database");
 
@@ -49,10 +58,20 @@ fn round_trip(kind: Kind) {
     assert_ne!(applied, empty);
     assert_eq!(db.tables(), ["posts", "tags", "users"]);
     let history = db.history();
-    assert_eq!(history, [("1".into(), "applied".into()), ("2".into(), "applied".into()), ("10".into(), "applied".into())]);
+    assert_eq!(
+        history,
+        [
+            ("1".into(), "applied".into()),
+            ("2".into(), "applied".into()),
+            ("10".into(), "applied".into())
+        ]
+    );
 
     // redo proves the newest migration reversible and leaves the schema as it was.
-    p.run(&db, &["redo"]).ok().stderr_has("reverted 10_add_tags").stderr_has("applied 10_add_tags");
+    p.run(&db, &["redo"])
+        .ok()
+        .stderr_has("reverted 10_add_tags")
+        .stderr_has("applied 10_add_tags");
     assert_eq!(db.snapshot(), applied);
 
     p.run(&db, &["down", "--steps", "2"]).ok();
@@ -64,7 +83,9 @@ fn round_trip(kind: Kind) {
 
     p.run(&db, &["down", "--to", "1"]).ok();
     assert_eq!(db.tables(), ["users"]);
-    p.run(&db, &["down", "--to", "0"]).ok().stderr_has("reverted 1_create_users");
+    p.run(&db, &["down", "--to", "0"])
+        .ok()
+        .stderr_has("reverted 1_create_users");
     assert_eq!(db.snapshot(), empty);
     assert!(db.history().is_empty());
     p.run(&db, &["down"]).ok().stderr_has("nothing to do");
@@ -79,7 +100,11 @@ fn status_states(kind: Kind) {
     p.run(&db, &["up", "--to", "3"]).ok();
 
     // Edit an applied migration, remove another's file, add an older one.
-    p.migration("1_a", "CREATE TABLE a (id INTEGER, extra INTEGER);", Some("DROP TABLE a;"));
+    p.migration(
+        "1_a",
+        "CREATE TABLE a (id INTEGER, extra INTEGER);",
+        Some("DROP TABLE a;"),
+    );
     std::fs::remove_dir_all(p.migrations().join("3_c")).unwrap();
     p.migration("2_b", "CREATE TABLE b (id INTEGER);", Some("DROP TABLE b;"));
     // CRLF line endings alone do not count as a change.
@@ -90,7 +115,12 @@ fn status_states(kind: Kind) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["version"].as_str().unwrap().to_owned(), m["state"].as_str().unwrap().to_owned()))
+        .map(|m| {
+            (
+                m["version"].as_str().unwrap().to_owned(),
+                m["state"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         states,
@@ -109,14 +139,23 @@ fn status_states(kind: Kind) {
     assert_eq!(verify_json["differences"].as_array().unwrap().len(), 2);
 
     // up refuses on drift, before running anything.
-    p.run(&db, &["up"]).code(3).stderr_has("changed since they were applied: 1_a").stderr_has("hint:");
+    p.run(&db, &["up"])
+        .code(3)
+        .stderr_has("changed since they were applied: 1_a")
+        .stderr_has("hint:");
     assert_eq!(db.tables(), ["a", "c"]);
 
     p.run(&db, &["repair", "--accept-checksums"]).ok();
     p.run(&db, &["up"]).code(3).stderr_has("have no file: 3_c");
     p.run(&db, &["up"]).code(3);
-    p.run(&db, &["up", "--ignore-missing"]).code(1).stderr_has("older than the newest applied one: 2_b").stderr_has("--allow-out-of-order");
-    p.run(&db, &["repair", "--forget-missing"]).ok().stdout.contains("forget-missing 3_c");
+    p.run(&db, &["up", "--ignore-missing"])
+        .code(1)
+        .stderr_has("older than the newest applied one: 2_b")
+        .stderr_has("--allow-out-of-order");
+    p.run(&db, &["repair", "--forget-missing"])
+        .ok()
+        .stdout
+        .contains("forget-missing 3_c");
     p.run(&db, &["up", "--allow-out-of-order"]).ok();
     p.run(&db, &["verify"]).ok();
     assert_eq!(db.tables(), ["a", "b", "c", "d"]);
@@ -129,10 +168,16 @@ fn baseline(kind: Kind) {
     let db = TestDb::new(kind);
     let p = Project::new();
     db.execute("CREATE TABLE legacy (id INTEGER)");
-    p.migration("1_legacy", "CREATE TABLE legacy (id INTEGER);", Some("DROP TABLE legacy;"));
+    p.migration(
+        "1_legacy",
+        "CREATE TABLE legacy (id INTEGER);",
+        Some("DROP TABLE legacy;"),
+    );
     p.migration("2_new", "CREATE TABLE fresh (id INTEGER);", Some("DROP TABLE fresh;"));
     p.run(&db, &["baseline", "1"]).ok();
-    p.run(&db, &["baseline", "1"]).code(1).stderr_has("already records 1 migration(s)");
+    p.run(&db, &["baseline", "1"])
+        .code(1)
+        .stderr_has("already records 1 migration(s)");
     let status = p.run(&db, &["status", "--json"]).ok().json();
     assert_eq!(status["migrations"][0]["state"], "baseline");
     assert_eq!(status["migrations"][1]["state"], "pending");
@@ -160,22 +205,40 @@ each_dialect!(round_trip, status_states, baseline, irreversible_down_refuses);
 fn flat_layout_and_diesel_versions() {
     let db = TestDb::new(Kind::Sqlite);
     let p = Project::new();
-    p.file("migrations/2019-10-01-000000_second.up.sql", "CREATE TABLE second (id INTEGER);");
+    p.file(
+        "migrations/2019-10-01-000000_second.up.sql",
+        "CREATE TABLE second (id INTEGER);",
+    );
     p.file("migrations/2019-10-01-000000_second.down.sql", "DROP TABLE second;");
-    p.file("migrations/2019-02-26-002946_first.up.sql", "CREATE TABLE first (id INTEGER);");
+    p.file(
+        "migrations/2019-02-26-002946_first.up.sql",
+        "CREATE TABLE first (id INTEGER);",
+    );
     p.file("migrations/2019-02-26-002946_first.down.sql", "DROP TABLE first;");
     p.file("migrations/README.md", "not a migration");
     let plan = p.run(&db, &["plan", "--json"]).ok().json();
-    let names: Vec<&str> = plan["migrations"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = plan["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["first", "second"]);
     p.run(&db, &["up"]).ok();
-    p.run(&db, &["down"]).ok().stderr_has("reverted 2019-10-01-000000_second");
+    p.run(&db, &["down"])
+        .ok()
+        .stderr_has("reverted 2019-10-01-000000_second");
 
     // `new` follows the folder's layout and version style.
     let created = p.run(&db, &["new", "third"]).ok();
     assert!(created.stdout.contains("_third.up.sql"), "{}", created.stdout);
     let name = created.stdout.lines().next().unwrap();
-    let file = std::path::Path::new(name).file_name().unwrap().to_str().unwrap().to_owned();
+    let file = std::path::Path::new(name)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(&file[4..5], "-", "diesel-style version expected: {file}");
 }
 
@@ -188,7 +251,12 @@ fn long_integer_versions_order_numerically() {
     p.migration("10_later", "CREATE TABLE later (id INTEGER);", None);
     p.run(&db, &["up"]).ok();
     let status = p.run(&db, &["status", "--json"]).ok().json();
-    let versions: Vec<&str> = status["migrations"].as_array().unwrap().iter().map(|m| m["version"].as_str().unwrap()).collect();
+    let versions: Vec<&str> = status["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["version"].as_str().unwrap())
+        .collect();
     assert_eq!(versions, ["9", "10", "99999999999999999999"]);
 }
 
@@ -200,7 +268,9 @@ fn new_scaffolds_the_next_version() {
     let run = p.run(&db, &["new", "add_things"]).ok();
     assert!(run.stdout.contains("2_add_things/up.sql"), "{}", run.stdout);
     assert!(p.migrations().join("2_add_things/down.sql").exists());
-    p.run(&db, &["new", "bad name"]).code(2).stderr_has("only letters, digits");
+    p.run(&db, &["new", "bad name"])
+        .code(2)
+        .stderr_has("only letters, digits");
 }
 
 #[test]
@@ -211,5 +281,8 @@ fn status_of_a_fresh_database_creates_nothing() {
     let status = p.run(&db, &["status", "--json"]).ok().json();
     assert_eq!(status["migrations"][0]["state"], "pending");
     p.run(&db, &["verify"]).ok();
-    assert!(db.rows("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'").is_empty());
+    assert!(
+        db.rows("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
+            .is_empty()
+    );
 }

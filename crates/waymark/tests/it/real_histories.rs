@@ -52,13 +52,24 @@ fn hundreds_of_postgres_migrations() {
     let p = Project::new();
     for i in 1..=300 {
         let (up, down) = postgres_migration(i);
-        p.migration(&format!("{:014}_item_{i}", 20_240_101_000_000u64 + i as u64), &up, Some(&down));
+        p.migration(
+            &format!("{:014}_item_{i}", 20_240_101_000_000u64 + i as u64),
+            &up,
+            Some(&down),
+        );
     }
-    p.migration("20250101000000_only_comments", "-- nothing to do here;\n/* really; nothing */\n", Some("-- nothing\n"));
+    p.migration(
+        "20250101000000_only_comments",
+        "-- nothing to do here;\n/* really; nothing */\n",
+        Some("-- nothing\n"),
+    );
     let empty = db.snapshot();
     p.run(&db, &["up", "-q"]).ok();
     assert_eq!(db.history().len(), 301);
-    assert_eq!(db.rows("SELECT label FROM item_300"), [[Some("seeded; by DO".to_owned())]]);
+    assert_eq!(
+        db.rows("SELECT label FROM item_300"),
+        [[Some("seeded; by DO".to_owned())]]
+    );
     assert_eq!(db.rows("SELECT note FROM item_7"), [[Some("it's; escaped".to_owned())]]);
     assert_eq!(db.rows("SELECT add_42(40, 2)::text"), [[Some("42".to_owned())]]);
     p.run(&db, &["down", "--to", "0", "-q"]).ok();
@@ -95,7 +106,10 @@ fn mysql_multi_statement_files_with_delimiter() {
     p.run(&db, &["up"]).ok();
     assert_eq!(
         db.rows("SELECT name, CAST(balance AS CHAR) FROM accounts ORDER BY id"),
-        [[Some("it's; quoted".to_owned()), Some("5".to_owned())], [Some("double; quoted".to_owned()), Some("5".to_owned())]]
+        [
+            [Some("it's; quoted".to_owned()), Some("5".to_owned())],
+            [Some("double; quoted".to_owned()), Some("5".to_owned())]
+        ]
     );
     assert_eq!(db.rows("SELECT COUNT(*) FROM audit_log")[0][0].as_deref(), Some("2"));
     p.run(&db, &["down"]).ok();
@@ -119,7 +133,10 @@ fn sqlite_triggers_with_bodies() {
         Some("DROP TRIGGER orders_log;\nDROP TABLE events;\nDROP TABLE orders;\n"),
     );
     p.run(&db, &["up"]).ok();
-    assert_eq!(db.rows("SELECT size FROM orders ORDER BY id"), [[Some("small".to_owned())], [Some("big".to_owned())]]);
+    assert_eq!(
+        db.rows("SELECT size FROM orders ORDER BY id"),
+        [[Some("small".to_owned())], [Some("big".to_owned())]]
+    );
     assert_eq!(db.rows("SELECT count(*) FROM events")[0][0].as_deref(), Some("2"));
     p.run(&db, &["redo"]).ok();
     p.run(&db, &["down"]).ok();
