@@ -67,11 +67,13 @@ pub enum Event<'a> {
         /// How long it took.
         duration: Duration,
     },
-    /// A pending migration was skipped because another runner applied it
-    /// first.
+    /// A migration was skipped because another runner applied (or
+    /// reverted) it first.
     Skipped {
         /// Which.
         label: &'a str,
+        /// Up or down.
+        down: bool,
     },
 }
 
@@ -242,7 +244,7 @@ impl Engine {
             if options.single_transaction {
                 self.apply_batch(pending, on_event).await
             } else {
-                self.apply_each(pending, on_event).await
+                self.run_each(pending, Direction::Up, on_event).await
             }
         }
         .await;
@@ -260,7 +262,7 @@ impl Engine {
         let result = async {
             let status = self.status(set).await?;
             let targets = self.down_targets(&status, target)?;
-            self.revert_each(targets, on_event).await
+            self.run_each(targets, Direction::Down, on_event).await
         }
         .await;
         release(lock, result).await
@@ -278,8 +280,8 @@ impl Engine {
             let status = self.status(set).await?;
             let targets = self.down_targets(&status, &DownTarget::Steps(1))?;
             let again: Vec<Migration> = targets.clone();
-            let mut done = self.revert_each(targets, on_event).await?;
-            match self.apply_each(again, on_event).await {
+            let mut done = self.run_each(targets, Direction::Down, on_event).await?;
+            match self.run_each(again, Direction::Up, on_event).await {
                 Ok(more) => {
                     done.extend(more);
                     Ok(done)
@@ -557,29 +559,30 @@ impl Engine {
         Ok(out)
     }
 
-    async fn apply_each(
+    /// Applies (`Up`) or reverts (`Down`) each migration in turn, stopping
+    /// at the first failure.
+    async fn run_each(
         &self,
-        pending: Vec<Migration>,
+        migrations: Vec<Migration>,
+        direction: Direction,
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<Vec<Applied>, Error> {
+        let down = direction == Direction::Down;
         let mut done = Vec::new();
-        for m in pending {
+        for m in migrations {
             let label = m.label();
-            on_event(Event::Started {
-                label: &label,
-                down: false,
-            });
+            on_event(Event::Started { label: &label, down });
             let started = Instant::now();
-            let atomic = self.atomic(&m.up);
+            let atomic = self.atomic(script_for(&m, direction));
             let ran = if atomic {
-                self.run_atomic(&m, Direction::Up, &done).await
+                self.run_atomic(&m, direction, &done).await
             } else {
-                self.run_recorded(&m, Direction::Up, &done).await
+                self.run_recorded(&m, direction, &done).await
             };
             match ran {
                 Ok(true) => {}
                 Ok(false) => {
-                    on_event(Event::Skipped { label: &label });
+                    on_event(Event::Skipped { label: &label, down });
                     continue;
                 }
                 Err(e) => return Err(with_applied(e, done)),
@@ -587,51 +590,7 @@ impl Engine {
             let duration = started.elapsed();
             on_event(Event::Finished {
                 label: &label,
-                down: false,
-                duration,
-            });
-            done.push(Applied {
-                version: m.version.clone(),
-                name: m.name.clone(),
-                duration,
-                transactional: atomic,
-            });
-        }
-        Ok(done)
-    }
-
-    async fn revert_each(
-        &self,
-        targets: Vec<Migration>,
-        on_event: &mut (dyn FnMut(Event<'_>) + Send),
-    ) -> Result<Vec<Applied>, Error> {
-        let mut done = Vec::new();
-        for m in targets {
-            let label = m.label();
-            on_event(Event::Started {
-                label: &label,
-                down: true,
-            });
-            let started = Instant::now();
-            let down = m.down.as_ref().expect("targets have down scripts");
-            let atomic = self.atomic(down);
-            let ran = if atomic {
-                self.run_atomic(&m, Direction::Down, &done).await
-            } else {
-                self.run_recorded(&m, Direction::Down, &done).await
-            };
-            match ran {
-                Ok(true) => {}
-                Ok(false) => {
-                    on_event(Event::Skipped { label: &label });
-                    continue;
-                }
-                Err(e) => return Err(with_applied(e, done)),
-            }
-            let duration = started.elapsed();
-            on_event(Event::Finished {
-                label: &label,
-                down: true,
+                down,
                 duration,
             });
             done.push(Applied {
@@ -689,7 +648,7 @@ impl Engine {
         let started = Instant::now();
         let mut claim = self.db.begin().await?;
         let present = !claim.history_rows(Some(m.version.as_str())).await?.is_empty();
-        if present == (direction == Direction::Up) && direction == Direction::Up {
+        if present == (direction == Direction::Up) {
             claim.rollback().await?;
             return Ok(false);
         }

@@ -129,7 +129,10 @@ impl Output {
                     duration.as_millis()
                 ));
             }
-            Event::Skipped { label } => self.note(&format!("skipped {label}: another runner applied it first")),
+            Event::Skipped { label, down } => self.note(&format!(
+                "skipped {label}: another runner {} it first",
+                if *down { "reverted" } else { "applied" }
+            )),
         }
     }
 

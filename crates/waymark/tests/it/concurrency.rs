@@ -176,3 +176,36 @@ fn sigkill_mid_migration_mysql_is_visible_and_repairable() {
     p.run(&db, &["up"]).ok();
     assert_eq!(db.tables(), ["half", "other_half"]);
 }
+
+#[test]
+fn sigkill_mid_migration_sqlite() {
+    let db = TestDb::new(Kind::Sqlite);
+    let p = Project::new();
+    p.migration("1_first", "CREATE TABLE first (id INTEGER);", None);
+    // A statement that keeps SQLite busy for several seconds.
+    let slow = "CREATE TABLE half (id INTEGER);\n\
+                WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 200000000) SELECT count(*) FROM c;\n\
+                CREATE TABLE other_half (id INTEGER);\n";
+    p.migration("2_killed", slow, None);
+    let mut runner = spawn(&p, &db, &["up"]);
+    // Wait until migration 1 is committed, then a little longer so the
+    // runner is inside migration 2's long statement.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.history().is_empty() {
+        assert!(Instant::now() < deadline, "migration 1 never committed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    assert_eq!(db.history(), [("1".to_owned(), "applied".to_owned())]);
+    assert_eq!(db.tables(), ["first"]);
+    // The file may change before a re-run: migration 2 was never applied.
+    p.migration(
+        "2_killed",
+        "CREATE TABLE half (id INTEGER);\nCREATE TABLE other_half (id INTEGER);\n",
+        None,
+    );
+    p.run(&db, &["up"]).ok();
+    assert_eq!(db.tables(), ["first", "half", "other_half"]);
+}
