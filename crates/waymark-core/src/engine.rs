@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use waymark_db::{
     AuditEntry, Conn, ConnectOptions, Database, DbError, Dialect, Lock, NewHistoryRow, State as Recorded,
 };
-use waymark_host::{Action, DatabaseError, Direction, Limits, StepDatabase, StepFailure, StepFuture, StepHost};
+use waymark_host::{
+    Action, DatabaseError, Direction, Limits, StepComponent, StepDatabase, StepFailure, StepFuture, StepHost,
+};
 
 use crate::error::{Error, MigrationFailure};
-use crate::source::{Migration, MigrationSet, Script};
+use crate::source::{Migration, MigrationSet, Script, Step};
 use crate::status::{Entry, State, entries};
 use crate::version::Version;
 
@@ -160,6 +162,8 @@ pub struct RepairAction {
 pub struct Engine {
     db: Database,
     host: StepHost,
+    /// Component steps loaded by `prepare`, by pinned digest.
+    components: std::sync::Mutex<std::collections::HashMap<String, StepComponent>>,
 }
 
 impl Engine {
@@ -170,7 +174,11 @@ impl Engine {
             Some(dir) => StepHost::with_cache_dir(options.limits.clone(), Some(dir.clone()))?,
             None => StepHost::new(options.limits.clone())?,
         };
-        Ok(Engine { db, host })
+        Ok(Engine {
+            db,
+            host,
+            components: Default::default(),
+        })
     }
 
     /// The database's dialect.
@@ -198,9 +206,10 @@ impl Engine {
     pub async fn plan(&self, set: &MigrationSet, options: &UpOptions) -> Result<Plan, Error> {
         let status = self.status(set).await?;
         let pending = self.pending(&status, options)?;
-        let step = self.host.sql_step()?;
+        self.prepare(&pending)?;
         let mut migrations = Vec::new();
         for m in pending {
+            let (step, _) = self.component(&m)?;
             let actions = self
                 .host
                 .plan(&step, Direction::Up, self.host_dialect(), &m.up.text)
@@ -241,6 +250,7 @@ impl Engine {
         let result = async {
             let status = self.status(set).await?;
             let pending = self.pending(&status, options)?;
+            self.prepare(&pending)?;
             if options.single_transaction {
                 self.apply_batch(pending, on_event).await
             } else {
@@ -262,6 +272,7 @@ impl Engine {
         let result = async {
             let status = self.status(set).await?;
             let targets = self.down_targets(&status, target)?;
+            self.prepare(&targets)?;
             self.run_each(targets, Direction::Down, on_event).await
         }
         .await;
@@ -279,6 +290,7 @@ impl Engine {
         let result = async {
             let status = self.status(set).await?;
             let targets = self.down_targets(&status, &DownTarget::Steps(1))?;
+            self.prepare(&targets)?;
             let again: Vec<Migration> = targets.clone();
             let mut done = self.run_each(targets, Direction::Down, on_event).await?;
             match self.run_each(again, Direction::Up, on_event).await {
@@ -424,6 +436,96 @@ impl Engine {
             return Err(e.into());
         }
         Ok(lock)
+    }
+
+    /// Loads every component step among `migrations`, before any of them
+    /// runs: a component whose digest differs from its pin, or that asks
+    /// for more than the operator allows, refuses the whole operation.
+    fn prepare(&self, migrations: &[Migration]) -> Result<(), Error> {
+        for m in migrations {
+            let Step::Component(c) = &m.step else { continue };
+            self.limits_for(m)?;
+            if self.components.lock().unwrap().contains_key(&c.sha256) {
+                continue;
+            }
+            let bytes = std::fs::read(&c.path).map_err(|e| Error::Refused {
+                message: format!(
+                    "migration {}: cannot read its component {}: {e}",
+                    m.label(),
+                    c.path.display()
+                ),
+                hint: None,
+            })?;
+            let actual = waymark_host::digest(&bytes);
+            if actual != c.sha256 {
+                return Err(Error::Refused {
+                    message: format!(
+                        "migration {}: component {} has SHA-256 {actual}, but {} pins {}",
+                        m.label(),
+                        c.path.display(),
+                        m.up.path.display(),
+                        c.sha256
+                    ),
+                    hint: Some("nothing ran; pin the component you mean to run".to_owned()),
+                });
+            }
+            let component = self.host.load(&step_name(m), &bytes)?;
+            self.components.lock().unwrap().insert(c.sha256.clone(), component);
+        }
+        Ok(())
+    }
+
+    /// The limits a migration's step runs under: what it asks for, capped
+    /// by the operator's settings, which are also the defaults.
+    fn limits_for(&self, m: &Migration) -> Result<Limits, Error> {
+        let ceiling = self.host.limits().clone();
+        let Step::Component(c) = &m.step else {
+            return Ok(ceiling);
+        };
+        let mut limits = ceiling.clone();
+        if let Some(mib) = c.memory_mib {
+            let ceiling_mib = ceiling.memory_bytes / (1024 * 1024);
+            if mib > ceiling_mib {
+                return Err(Error::Refused {
+                    message: format!(
+                        "migration {}: step asks for {mib} MiB of memory; the ceiling is {ceiling_mib} MiB",
+                        m.label()
+                    ),
+                    hint: Some("raise --step-memory-mib (or [step] memory_mib) if the step needs it".to_owned()),
+                });
+            }
+            limits.memory_bytes = mib * 1024 * 1024;
+        }
+        if let Some(timeout) = c.timeout {
+            if timeout > ceiling.timeout {
+                return Err(Error::Refused {
+                    message: format!(
+                        "migration {}: step asks for {} of CPU time; the ceiling is {}",
+                        m.label(),
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(ceiling.timeout)
+                    ),
+                    hint: Some("raise --step-timeout (or [step] timeout) if the step needs it".to_owned()),
+                });
+            }
+            limits.timeout = timeout;
+        }
+        Ok(limits)
+    }
+
+    /// The loaded component of a migration, and its limits.
+    fn component(&self, m: &Migration) -> Result<(StepComponent, Limits), Error> {
+        let step = match &m.step {
+            Step::Sql => self.host.sql_step()?,
+            Step::Component(c) => self
+                .components
+                .lock()
+                .unwrap()
+                .get(&c.sha256)
+                .cloned()
+                .expect("prepare loads every component step before it runs"),
+        };
+        Ok((step, self.limits_for(m)?))
     }
 
     fn host_dialect(&self) -> waymark_host::Dialect {
@@ -768,16 +870,17 @@ impl Engine {
         script: &Script,
         direction: Direction,
     ) -> Result<(Conn, Result<(), StepFailure>), Error> {
-        let step = self.host.sql_step()?;
+        let (step, limits) = self.component(m)?;
         tracing::debug!(migration = %m.label(), step = step.name(), file = %script.path.display(), "running step");
         let (db, outcome) = self
             .host
-            .run(
+            .run_limited(
                 &step,
                 direction,
                 self.host_dialect(),
                 &script.text,
                 Box::new(StepConn(conn)),
+                &limits,
             )
             .await;
         let db: Box<dyn std::any::Any + Send> = db;
@@ -800,12 +903,23 @@ impl Engine {
             failure: Box::new(MigrationFailure {
                 label: m.label(),
                 file: script.path.clone(),
-                step: "sql".to_owned(),
+                step: step_name(m),
                 failure,
                 rolled_back,
             }),
             applied,
         }
+    }
+}
+
+/// The step's name in messages: `sql`, or the component's file name.
+fn step_name(m: &Migration) -> String {
+    match &m.step {
+        Step::Sql => "sql".to_owned(),
+        Step::Component(c) => c
+            .path
+            .file_name()
+            .map_or_else(|| c.path.display().to_string(), |n| n.to_string_lossy().into_owned()),
     }
 }
 

@@ -41,6 +41,14 @@ pub enum SourceError {
         /// The folder or file.
         dir: PathBuf,
     },
+    /// A `step.toml` that cannot be used.
+    #[error("{}: {message}", path.display())]
+    BadStep {
+        /// Which.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A file that is not UTF-8.
     #[error("{}: not valid UTF-8 (first bad byte at offset {offset})", path.display())]
     NotUtf8 {

@@ -20,7 +20,7 @@ pub use engine::{
     VerifyReport,
 };
 pub use error::{Error, MigrationFailure, SourceError};
-pub use source::{Migration, MigrationSet, Script, checksum, discover, scaffold};
+pub use source::{ComponentStep, Migration, MigrationSet, Script, Step, checksum, discover, scaffold};
 pub use status::{Entry, State};
 pub use version::Version;
 pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, redact};

@@ -6,6 +6,9 @@
 //!   `down.sql`;
 //! - flat (sqlx, golang-migrate): `<version>_<name>.up.sql` with an optional
 //!   `<version>_<name>.down.sql`, or a lone `<version>_<name>.sql`.
+//!
+//! A migration folder may hold a `step.toml` instead of `up.sql`: the
+//! migration's step is then a component of the user's, pinned by SHA-256.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +56,49 @@ impl Script {
     }
 }
 
+/// Which component runs a migration's step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The built-in SQL step; the scripts are SQL files.
+    Sql,
+    /// A component named by `step.toml`.
+    Component(ComponentStep),
+}
+
+/// A component step, as `step.toml` declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentStep {
+    /// The component file, resolved against the migration folder.
+    pub path: PathBuf,
+    /// The SHA-256 the file must have (hex, lower case).
+    pub sha256: String,
+    /// Memory the step asks for, in MiB; the operator's setting caps it.
+    pub memory_mib: Option<usize>,
+    /// CPU time the step asks for; the operator's setting caps it.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// `step.toml`, as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    component: PathBuf,
+    sha256: String,
+    up: String,
+    down: Option<String>,
+    #[serde(default)]
+    no_transaction: bool,
+    #[serde(default)]
+    limits: StepLimits,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepLimits {
+    memory_mib: Option<usize>,
+    timeout: Option<String>,
+}
+
 /// A migration as found on disk.
 #[derive(Debug, Clone)]
 pub struct Migration {
@@ -64,8 +110,11 @@ pub struct Migration {
     pub up: Script,
     /// What reverts it; `None` makes it irreversible.
     pub down: Option<Script>,
-    /// SHA-256 (hex) of `up`, line endings normalised.
+    /// SHA-256 (hex) of `up.sql` (or of `step.toml`, which pins its
+    /// component's digest), line endings normalised.
     pub checksum: String,
+    /// What runs the scripts.
+    pub step: Step,
 }
 
 impl Migration {
@@ -128,6 +177,7 @@ fn parse_stem(stem: &str, path: &Path) -> Result<(Version, String), SourceError>
 #[derive(Default)]
 struct Parts {
     up: Option<PathBuf>,
+    step: Option<PathBuf>,
     down: Option<PathBuf>,
     name: String,
     /// The entry that introduced this version, for duplicate messages.
@@ -179,6 +229,7 @@ pub fn discover(dir: &Path) -> Result<MigrationSet, SourceError> {
                 match inner_name.as_str() {
                     "up.sql" => parts.up = Some(inner),
                     "down.sql" => parts.down = Some(inner),
+                    "step.toml" => parts.step = Some(inner),
                     n if n.ends_with(".sql") => {
                         return Err(SourceError::BadName {
                             path: inner,
@@ -189,8 +240,17 @@ pub fn discover(dir: &Path) -> Result<MigrationSet, SourceError> {
                     _ => {}
                 }
             }
-            if parts.up.is_none() {
-                return Err(SourceError::MissingUp { dir: path });
+            match (&parts.up, &parts.step, &parts.down) {
+                (None, None, _) => return Err(SourceError::MissingUp { dir: path }),
+                (Some(_), Some(step), _) | (None, Some(step), Some(_)) => {
+                    return Err(SourceError::BadStep {
+                        path: step.clone(),
+                        message: "a migration is either SQL (up.sql, down.sql) or a component step (step.toml), \
+                                  not both"
+                            .to_owned(),
+                    });
+                }
+                _ => {}
             }
             insert(&mut found, version, parts)?;
             continue;
@@ -254,10 +314,22 @@ pub fn discover(dir: &Path) -> Result<MigrationSet, SourceError> {
     let mut migrations = Vec::with_capacity(found.len());
     let mut flat = false;
     for (version, parts) in found {
+        flat |= parts.flat;
+        if let Some(step) = parts.step {
+            let (checksum, up, down, step) = read_step(step)?;
+            migrations.push(Migration {
+                checksum,
+                version,
+                name: parts.name,
+                up,
+                down,
+                step,
+            });
+            continue;
+        }
         let Some(up) = parts.up else {
             return Err(SourceError::MissingUp { dir: parts.origin });
         };
-        flat |= parts.flat;
         let up = Script::read(up)?;
         let down = parts.down.map(Script::read).transpose()?;
         migrations.push(Migration {
@@ -266,6 +338,7 @@ pub fn discover(dir: &Path) -> Result<MigrationSet, SourceError> {
             name: parts.name,
             up,
             down,
+            step: Step::Sql,
         });
     }
     Ok(MigrationSet {
@@ -273,6 +346,45 @@ pub fn discover(dir: &Path) -> Result<MigrationSet, SourceError> {
         migrations,
         flat,
     })
+}
+
+/// Reads `step.toml`: the scripts handed to the component, and the
+/// component itself. The checksum covers the file, and so the pinned digest:
+/// swapping the component shows as `modified`.
+fn read_step(path: PathBuf) -> Result<(String, Script, Option<Script>, Step), SourceError> {
+    let file = Script::read(path.clone())?;
+    let bad = |message: String| SourceError::BadStep {
+        path: path.clone(),
+        message,
+    };
+    let parsed: StepFile = toml::from_str(&file.text).map_err(|e| bad(e.to_string().trim_end().to_owned()))?;
+    let sha256 = parsed.sha256.to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(format!(
+            "sha256 = {:?} is not a SHA-256 in hex (64 characters)",
+            parsed.sha256
+        )));
+    }
+    let timeout = parsed
+        .limits
+        .timeout
+        .as_deref()
+        .map(|t| humantime::parse_duration(t).map_err(|e| bad(format!("limits.timeout = {t:?}: {e}"))))
+        .transpose()?;
+    let folder = path.parent().expect("step.toml lives in a migration folder");
+    let step = Step::Component(ComponentStep {
+        path: folder.join(&parsed.component),
+        sha256,
+        memory_mib: parsed.limits.memory_mib,
+        timeout,
+    });
+    let script = |text: String| Script {
+        path: path.clone(),
+        text,
+        no_transaction: parsed.no_transaction,
+    };
+    let down = parsed.down.clone().map(script);
+    Ok((checksum(&file.text), script(parsed.up.clone()), down, step))
 }
 
 fn insert(found: &mut BTreeMap<Version, Parts>, version: Version, parts: Parts) -> Result<(), SourceError> {

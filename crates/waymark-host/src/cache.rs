@@ -24,7 +24,8 @@ pub(crate) fn default_dir() -> Option<PathBuf> {
     Some(base.join("waymark"))
 }
 
-pub(crate) fn digest(bytes: &[u8]) -> String {
+/// SHA-256 of `bytes`, in lower-case hex: how components are pinned.
+pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 

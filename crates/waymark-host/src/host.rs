@@ -247,7 +247,7 @@ impl StepHost {
         dialect: Dialect,
         input: &str,
     ) -> Result<Vec<Action>, StepFailure> {
-        let mut store = self.store(step, dialect, None);
+        let mut store = self.store(step, dialect, None, &self.limits);
         let result = async {
             let plugin = step.pre.instantiate_async(&mut store).await?;
             let exports = plugin.waymark_plugin_step();
@@ -281,7 +281,22 @@ impl StepHost {
         input: &str,
         db: Box<dyn StepDatabase>,
     ) -> (Box<dyn StepDatabase>, Result<(), StepFailure>) {
-        let mut store = self.store(step, dialect, Some(db));
+        self.run_limited(step, direction, dialect, input, db, &self.limits)
+            .await
+    }
+
+    /// [`StepHost::run`] under `limits` instead of the host's defaults (a
+    /// step that asks for less than the defaults gets less).
+    pub async fn run_limited(
+        &self,
+        step: &StepComponent,
+        direction: Direction,
+        dialect: Dialect,
+        input: &str,
+        db: Box<dyn StepDatabase>,
+        limits: &Limits,
+    ) -> (Box<dyn StepDatabase>, Result<(), StepFailure>) {
+        let mut store = self.store(step, dialect, Some(db), limits);
         let result = async {
             let plugin = step.pre.instantiate_async(&mut store).await?;
             let exports = plugin.waymark_plugin_step();
@@ -300,8 +315,14 @@ impl StepHost {
         (state.db.expect("the database handle stays in the store"), outcome)
     }
 
-    fn store(&self, step: &StepComponent, dialect: Dialect, db: Option<Box<dyn StepDatabase>>) -> Store<HostState> {
-        let state = HostState::new(step.name(), dialect, db, &self.limits);
+    fn store(
+        &self,
+        step: &StepComponent,
+        dialect: Dialect,
+        db: Option<Box<dyn StepDatabase>>,
+        limits: &Limits,
+    ) -> Store<HostState> {
+        let state = HostState::new(step.name(), dialect, db, limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);

@@ -14,6 +14,7 @@ mod error;
 mod host;
 mod sandbox;
 
+pub use cache::digest;
 pub use error::{HostError, StepFailure};
 pub use host::{Action, DatabaseError, Dialect, Direction, Limits, StepComponent, StepDatabase, StepFuture, StepHost};
 

@@ -3,6 +3,7 @@
 mod common;
 
 mod bad_input;
+mod component_steps;
 mod concurrency;
 mod failures;
 mod lifecycle;
