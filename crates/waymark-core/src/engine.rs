@@ -710,12 +710,16 @@ impl Engine {
     async fn run_atomic(&self, m: &Migration, direction: Direction, done: &[Applied]) -> Result<bool, Error> {
         let started = Instant::now();
         let mut conn = self.db.begin().await?;
-        // Re-read under the transaction's lock: on SQLite this is what keeps
-        // a second runner from applying the same migration.
-        let present = !conn.history_rows(Some(m.version.as_str())).await?.is_empty();
-        if present == (direction == Direction::Up) {
-            conn.rollback().await?;
-            return Ok(false);
+        // On SQLite there is no session lock, and re-reading the row under
+        // the transaction's write lock is what keeps a second runner from
+        // applying the same migration. Elsewhere the session lock already
+        // does, and the round trip would be spent on every migration.
+        if !self.db.dialect().session_lock() {
+            let present = !conn.history_rows(Some(m.version.as_str())).await?.is_empty();
+            if present == (direction == Direction::Up) {
+                conn.rollback().await?;
+                return Ok(false);
+            }
         }
         let script = script_for(m, direction);
         let (conn, outcome) = self.run_step(conn, m, script, direction).await?;

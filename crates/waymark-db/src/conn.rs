@@ -23,6 +23,13 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// Whether the migration lock is a session lock held for the whole run
+    /// (PostgreSQL, MySQL), rather than each migration's own write lock
+    /// (SQLite).
+    pub fn session_lock(self) -> bool {
+        !matches!(self, Dialect::Sqlite)
+    }
+
     /// Whether DDL is transactional, so a migration can be all-or-nothing.
     pub fn transactional_ddl(self) -> bool {
         !matches!(self, Dialect::Mysql)
@@ -150,6 +157,10 @@ impl Database {
                     .application_name("waymark");
                 let pool = PgPoolOptions::new()
                     .max_connections(2)
+                    // A ping before every acquire costs a round trip per
+                    // migration; a dead connection fails the next statement
+                    // clearly anyway.
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(move |conn, _| {
                         let init = init.clone();
@@ -171,6 +182,7 @@ impl Database {
                     .timezone(None);
                 let pool = MySqlPoolOptions::new()
                     .max_connections(2)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(move |conn, _| {
                         let init = init.clone();
@@ -190,6 +202,7 @@ impl Database {
                 // connection cannot wait on a lock its sibling holds.
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(options.lock_timeout.max(Duration::from_secs(30)))
                     .after_connect(move |conn, _| {
                         let init = init.clone();

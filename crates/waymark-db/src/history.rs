@@ -357,15 +357,26 @@ impl Conn {
             .collect()
     }
 
-    /// Records a migration, replacing any row of the same version.
+    /// Records a migration, replacing any row of the same version, in one
+    /// statement (it runs once per migration, on the hot path).
     pub async fn record(&mut self, row: &NewHistoryRow<'_>) -> Result<(), DbError> {
-        self.forget(row.version).await?;
         let dialect = dialect_of(&self.inner);
         let (user, host) = who();
         let p: Vec<String> = (1..=8).map(|n| ph(dialect, n)).collect();
+        let columns = ["name", "checksum", "state", "applied_at", "duration_ms", "applied_by", "hostname", "error"];
+        let upsert = match dialect {
+            Dialect::Mysql => format!(
+                "ON DUPLICATE KEY UPDATE {}",
+                columns.map(|c| format!("{c} = VALUES({c})")).join(", ")
+            ),
+            _ => format!(
+                "ON CONFLICT (version) DO UPDATE SET {}",
+                columns.map(|c| format!("{c} = excluded.{c}")).join(", ")
+            ),
+        };
         let sql = format!(
             "INSERT INTO {} (version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error) \
-             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) {upsert}",
             self.history.table(dialect),
             p[0],
             p[1],
