@@ -992,24 +992,34 @@ struct StepConn(Conn);
 
 impl StepDatabase for StepConn {
     fn execute<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
-        Box::pin(async move {
-            self.0.execute(sql).await.map_err(|e| match e {
-                DbError::Query {
-                    code,
-                    message,
-                    position,
-                    ..
-                } => DatabaseError {
-                    code,
-                    message,
-                    position,
-                },
-                other => DatabaseError {
-                    code: None,
-                    message: other.to_string(),
-                    position: None,
-                },
-            })
-        })
+        Box::pin(async move { self.0.execute(sql).await.map_err(step_error) })
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.0.in_transaction()
+    }
+
+    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+        Box::pin(async move { self.0.execute_script(sql).await.map_err(step_error) })
+    }
+}
+
+fn step_error(e: DbError) -> DatabaseError {
+    match e {
+        DbError::Query {
+            code,
+            message,
+            position,
+            ..
+        } => DatabaseError {
+            code,
+            message,
+            position,
+        },
+        other => DatabaseError {
+            code: None,
+            message: other.to_string(),
+            position: None,
+        },
     }
 }

@@ -356,6 +356,41 @@ impl Conn {
         })
     }
 
+    /// Runs several statements in one round trip, all or none: inside a
+    /// savepoint, rolled back to on failure so the transaction can go on.
+    /// Only inside a transaction.
+    pub async fn execute_script(&mut self, sql: &str) -> Result<u64, DbError> {
+        if !self.in_transaction() {
+            return Err(DbError::Query {
+                context: "execute-script".to_owned(),
+                code: None,
+                message: "a script runs only inside a transaction".to_owned(),
+                position: None,
+            });
+        }
+        // Delimiters on lines of their own: the script may end in a comment.
+        let batch = format!("SAVEPOINT waymark_script;\n{sql}\n;\nRELEASE SAVEPOINT waymark_script");
+        match self.execute(&batch).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                self.execute("ROLLBACK TO SAVEPOINT waymark_script; RELEASE SAVEPOINT waymark_script")
+                    .await?;
+                // The position, if any, is within the batch, not a statement.
+                Err(match e {
+                    DbError::Query {
+                        context, code, message, ..
+                    } => DbError::Query {
+                        context,
+                        code,
+                        message,
+                        position: None,
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+
     /// Commits the transaction, if there is one.
     pub async fn commit(self) -> Result<(), DbError> {
         let commit = |e| DbError::query("COMMIT", e);

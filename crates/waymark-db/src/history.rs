@@ -363,7 +363,16 @@ impl Conn {
         let dialect = dialect_of(&self.inner);
         let (user, host) = who();
         let p: Vec<String> = (1..=8).map(|n| ph(dialect, n)).collect();
-        let columns = ["name", "checksum", "state", "applied_at", "duration_ms", "applied_by", "hostname", "error"];
+        let columns = [
+            "name",
+            "checksum",
+            "state",
+            "applied_at",
+            "duration_ms",
+            "applied_by",
+            "hostname",
+            "error",
+        ];
         let upsert = match dialect {
             Dialect::Mysql => format!(
                 "ON DUPLICATE KEY UPDATE {}",

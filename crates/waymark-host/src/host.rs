@@ -18,6 +18,7 @@ mod bindings {
         path: "../../wit",
         imports: {
             "waymark:plugin/database.execute": async | trappable,
+            "waymark:plugin/database.execute-script": async | trappable,
             default: trappable,
         },
         exports: { default: async },
@@ -69,6 +70,13 @@ pub type StepFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait StepDatabase: std::any::Any + Send {
     /// Runs one statement and returns the rows it affected.
     fn execute<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>>;
+
+    /// Whether the statements run inside a transaction.
+    fn in_transaction(&self) -> bool;
+
+    /// Runs several statements in one round trip, all or none (inside a
+    /// savepoint); only inside a transaction.
+    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>>;
 }
 
 /// One action from a step's plan.
@@ -379,6 +387,14 @@ fn trap_failure(store: &Store<HostState>, error: wasmtime::Error) -> StepFailure
     }
 }
 
+fn wit_error(e: DatabaseError) -> types::DatabaseError {
+    types::DatabaseError {
+        code: e.code,
+        message: e.message,
+        position: e.position,
+    }
+}
+
 impl types::Host for HostState {}
 
 impl database::Host for HostState {
@@ -401,11 +417,32 @@ impl database::Host for HostState {
         let started = Instant::now();
         let result = db.execute(&sql).await;
         self.clock.add_host_time(started.elapsed());
-        Ok(result.map_err(|e| types::DatabaseError {
-            code: e.code,
-            message: e.message,
-            position: e.position,
-        }))
+        Ok(result.map_err(wit_error))
+    }
+
+    fn in_transaction(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.db.as_ref().is_some_and(|db| db.in_transaction()))
+    }
+
+    async fn execute_script(&mut self, sql: String) -> wasmtime::Result<Result<u64, types::DatabaseError>> {
+        let Some(db) = self.db.as_mut() else {
+            return Ok(Err(types::DatabaseError {
+                code: None,
+                message: "the database is not available while planning".to_owned(),
+                position: None,
+            }));
+        };
+        if !db.in_transaction() {
+            return Ok(Err(types::DatabaseError {
+                code: None,
+                message: "execute-script runs only inside a transaction".to_owned(),
+                position: None,
+            }));
+        }
+        let started = Instant::now();
+        let result = db.execute_script(&sql).await;
+        self.clock.add_host_time(started.elapsed());
+        Ok(result.map_err(wit_error))
     }
 }
 

@@ -70,7 +70,20 @@ fn plan(input: &str) -> Result<Vec<Action>, StepError> {
 }
 
 fn run(input: &str) -> Result<(), StepError> {
-    for statement in statements(input)? {
+    let statements = statements(input)?;
+    // Inside a transaction, send the whole file in one round trip, as a
+    // database client would. If it fails, the host's savepoint has undone
+    // all of it, and running the statements one by one finds the failing
+    // one, so the error can name its line.
+    if statements.len() > 1 && database::in_transaction() {
+        let script: Vec<&str> = statements.iter().map(|s| s.text).collect();
+        // Each delimiter on a line of its own: a statement may end in a
+        // `--` comment.
+        if database::execute_script(&script.join("\n;\n")).is_ok() {
+            return Ok(());
+        }
+    }
+    for statement in statements {
         if let Err(error) = database::execute(statement.text) {
             // A reported position points at the failing token, which may sit
             // several lines below the statement's first line.

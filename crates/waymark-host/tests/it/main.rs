@@ -24,6 +24,14 @@ impl StepDatabase for Recorder {
             Ok(1)
         })
     }
+
+    fn in_transaction(&self) -> bool {
+        false
+    }
+
+    fn execute_script<'a>(&'a mut self, _: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+        unreachable!("never offered outside a transaction")
+    }
 }
 
 fn host(limits: Limits) -> StepHost {
@@ -88,6 +96,14 @@ fn time_waiting_on_the_database_does_not_count() {
                 tokio::time::sleep(Duration::from_millis(800)).await;
                 Ok(0)
             })
+        }
+
+        fn in_transaction(&self) -> bool {
+            false
+        }
+
+        fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+            self.execute(sql)
         }
     }
     let host = host(small_limits());
@@ -325,4 +341,73 @@ fn reports_unterminated_input_with_its_line() {
             other => panic!("{input}: {other:?}"),
         }
     }
+}
+
+/// Inside a transaction, like PostgreSQL: scripts are offered, and a script
+/// containing `fail` fails as a whole.
+#[derive(Clone, Default)]
+struct InTransaction(Arc<Mutex<Vec<String>>>);
+
+impl StepDatabase for InTransaction {
+    fn execute<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+        Box::pin(async move {
+            if sql.contains("fail") {
+                return Err(DatabaseError {
+                    code: Some("42601".into()),
+                    message: "nope".into(),
+                    position: None,
+                });
+            }
+            self.0.lock().unwrap().push(format!("statement: {sql}"));
+            Ok(1)
+        })
+    }
+
+    fn in_transaction(&self) -> bool {
+        true
+    }
+
+    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+        Box::pin(async move {
+            if sql.contains("fail") {
+                return Err(DatabaseError {
+                    code: Some("42601".into()),
+                    message: "nope".into(),
+                    position: None,
+                });
+            }
+            self.0.lock().unwrap().push(format!("script: {sql}"));
+            Ok(3)
+        })
+    }
+}
+
+#[test]
+fn sql_step_sends_one_script_and_replays_it_to_find_a_failing_line() {
+    let host = host(Limits::default());
+    let step = host.sql_step().unwrap();
+    let rt = runtime();
+    let db = InTransaction::default();
+    let input = "CREATE TABLE a (id int); -- trailing comment\nINSERT INTO a VALUES (1);\n";
+    let (_, outcome) = rt.block_on(host.run(&step, Direction::Up, Dialect::Postgres, input, Box::new(db.clone())));
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(
+        db.0.lock().unwrap().as_slice(),
+        ["script: CREATE TABLE a (id int)\n;\nINSERT INTO a VALUES (1)"]
+    );
+
+    let db = InTransaction::default();
+    let input = "CREATE TABLE b (id int);\n\nSELECT fail;\nSELECT 3;\n";
+    let (_, outcome) = rt.block_on(host.run(&step, Direction::Up, Dialect::Postgres, input, Box::new(db.clone())));
+    assert_eq!(
+        outcome,
+        Err(StepFailure::Statement {
+            line: 3,
+            code: Some("42601".into()),
+            message: "nope".into()
+        })
+    );
+    // The failed script left nothing (the host's savepoint); the replay ran
+    // statements one by one up to the failing one.
+    assert_eq!(db.0.lock().unwrap().as_slice(), ["statement: CREATE TABLE b (id int)"]);
 }
