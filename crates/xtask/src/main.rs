@@ -18,6 +18,11 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+const NOTES_MARKER: &str = "<!-- Notes below this line are kept by `cargo xtask bench --write`. -->";
+
+/// Builds a tool's command line for a database URL.
+type Tool = Box<dyn Fn(&str) -> Command>;
+
 struct Options {
     migrations: usize,
     runs: usize,
@@ -28,7 +33,7 @@ struct Options {
 fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut o = Options {
         migrations: 1000,
-        runs: 3,
+        runs: 5,
         pg_url: std::env::var("WAYMARK_TEST_PG_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
         write: false,
@@ -73,7 +78,8 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
 
-    let mut rows: Vec<(String, Vec<Duration>)> = Vec::new();
+    // Each tool is a name and a command line taking the database URL last.
+    let mut tools: Vec<(String, Tool)> = Vec::new();
 
     // The floor: the same SQL through psql, one transaction per file, in
     // one session. Whatever a migration tool adds sits on top of this.
@@ -88,49 +94,76 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             text.push_str("\nCOMMIT;\n");
         }
         std::fs::write(&script, text)?;
-        rows.push((
+        tools.push((
             "psql -f (same SQL, no bookkeeping)".into(),
-            timed(&rt, &o, |url| {
-                run(Command::new("psql")
-                    .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"])
-                    .arg(&script))
-            })?,
+            Box::new(move |url| {
+                let mut c = Command::new("psql");
+                c.args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
+                    .arg(&script)
+                    .args(["-d", url]);
+                c
+            }),
         ));
     }
-    rows.push((
-        format!("waymark up ({} migrations)", o.migrations),
-        timed(&rt, &o, |url| {
-            run(Command::new(&waymark)
-                .env("WAYMARK_CACHE_DIR", dir.path().join("cache"))
-                .args(["--database-url", url, "--migrations"])
-                .arg(dir.path().join("migrations"))
-                .args(["up", "-q"]))
-        })?,
-    ));
-    let sqlx_version = Command::new("sqlx")
+    let migrations = dir.path().join("migrations");
+    let cache = dir.path().join("cache");
+    {
+        let migrations = migrations.clone();
+        tools.push((
+            format!("waymark up ({} migrations)", o.migrations),
+            Box::new(move |url| {
+                let mut c = Command::new(&waymark);
+                c.env("WAYMARK_CACHE_DIR", &cache)
+                    .arg("--migrations")
+                    .arg(&migrations)
+                    .args(["up", "-q", "--database-url", url]);
+                c
+            }),
+        ));
+    }
+    match Command::new("sqlx")
         .arg("--version")
         .output()
         .ok()
-        .filter(|o| o.status.success());
-    match &sqlx_version {
-        Some(v) => rows.push((
+        .filter(|o| o.status.success())
+    {
+        Some(v) => tools.push((
             format!("sqlx migrate run ({})", String::from_utf8_lossy(&v.stdout).trim()),
-            timed(&rt, &o, |url| {
-                run(Command::new("sqlx")
-                    .args(["migrate", "run", "--database-url", url, "--source"])
-                    .arg(dir.path().join("migrations")))
-            })?,
+            Box::new(move |url| {
+                let mut c = Command::new("sqlx");
+                c.args(["migrate", "run", "--source"])
+                    .arg(&migrations)
+                    .args(["--database-url", url]);
+                c
+            }),
         )),
         None => eprintln!(
             "sqlx-cli not installed: `cargo install sqlx-cli --no-default-features --features postgres,rustls` to compare"
         ),
     }
 
+    // Round-robin, so a slow stretch of the disk (fsync dominates) falls on
+    // every tool alike rather than on whichever ran then.
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); tools.len()];
+    for run in 0..o.runs {
+        for (i, (name, command)) in tools.iter().enumerate() {
+            eprintln!("run {} of {}: {name}", run + 1, o.runs);
+            times[i].push(timed(&rt, &o.pg_url, |url| self::run(&mut command(url)))?);
+        }
+    }
+    let rows: Vec<(String, Vec<Duration>)> = tools.into_iter().map(|(name, _)| name).zip(times).collect();
+
     let step = step_overhead(&rt)?;
     let report = render(&o, &rows, &step);
     println!("{report}");
     if o.write {
-        std::fs::write(root.join("docs/BENCHMARKS.md"), report)?;
+        // Notes written by hand below the marker survive a rerun.
+        let path = root.join("docs/BENCHMARKS.md");
+        let notes = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| old.find(NOTES_MARKER).map(|i| old[i..].to_owned()))
+            .unwrap_or_else(|| format!("{NOTES_MARKER}\n"));
+        std::fs::write(&path, format!("{report}\n{notes}"))?;
         eprintln!("wrote docs/BENCHMARKS.md");
     }
     Ok(())
@@ -172,24 +205,28 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `f` against a fresh database `o.runs` times; returns each wall time.
+/// Runs `f` against a freshly created database and returns its wall time.
 fn timed(
     rt: &tokio::runtime::Runtime,
-    o: &Options,
+    admin_url: &str,
     f: impl Fn(&str) -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<Duration>> {
-    let mut times = Vec::new();
-    for run in 0..o.runs {
-        let name = format!("wm_bench_{}_{run}", std::process::id());
-        rt.block_on(admin(&o.pg_url, &format!("CREATE DATABASE {name}")))?;
-        let url = format!("{}/{name}", &o.pg_url[..o.pg_url.rfind('/').unwrap()]);
-        let started = Instant::now();
-        let result = f(&url);
-        times.push(started.elapsed());
-        rt.block_on(admin(&o.pg_url, &format!("DROP DATABASE {name} WITH (FORCE)")))?;
-        result?;
-    }
-    Ok(times)
+) -> anyhow::Result<Duration> {
+    let name = format!("wm_bench_{}", std::process::id());
+    rt.block_on(admin(admin_url, &format!("DROP DATABASE IF EXISTS {name}")))?;
+    rt.block_on(admin(admin_url, &format!("CREATE DATABASE {name}")))?;
+    // Commit fsyncs dominate and vary by tens of percent on a shared disk,
+    // burying what the tools themselves cost; every tool gets the same
+    // setting through the database.
+    rt.block_on(admin(
+        admin_url,
+        &format!("ALTER DATABASE {name} SET synchronous_commit = off"),
+    ))?;
+    let url = format!("{}/{name}", &admin_url[..admin_url.rfind('/').unwrap()]);
+    let started = Instant::now();
+    let result = f(&url);
+    let elapsed = started.elapsed();
+    rt.block_on(admin(admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")))?;
+    result.map(|()| elapsed)
 }
 
 async fn admin(url: &str, sql: &str) -> anyhow::Result<()> {
@@ -311,7 +348,7 @@ fn render(o: &Options, rows: &[(String, Vec<Duration>)], step: &StepNumbers) -> 
     out.push_str(
         "Rerun with `cargo xtask bench --write` (PostgreSQL at `WAYMARK_TEST_PG_URL`, default \
                    `postgres://postgres@127.0.0.1:5432/postgres`; sqlx-cli is compared when `sqlx` is on PATH). \
-                   Wall times, median of the runs, each on a freshly created database; release build.\n\n",
+                   Wall times, median of the runs, each on a freshly created database, the tools taking turns run by run; release build. The benchmark databases run with `synchronous_commit = off` (for every tool alike): commit fsyncs on this machine's disk vary by tens of percent from minute to minute and would bury the per-migration cost of the tools themselves.\n\n",
     );
     out.push_str(&format!(
         "## Applying {} small migrations to PostgreSQL\n\n",
@@ -321,7 +358,7 @@ fn render(o: &Options, rows: &[(String, Vec<Duration>)], step: &StepNumbers) -> 
         "Each migration creates a table, inserts a row and creates an index (flat layout, read by both tools).\n\n",
     );
     out.push_str(&format!(
-        "| tool | total (median of {}) | per migration | over the psql floor, per migration |\n|---|---|---|---|\n",
+        "| tool | total (median of {}) | range | per migration | over the psql floor, per migration |\n|---|---|---|---|---|\n",
         o.runs
     ));
     for (name, times) in rows {
@@ -329,9 +366,12 @@ fn render(o: &Options, rows: &[(String, Vec<Duration>)], step: &StepNumbers) -> 
         let over = floor
             .map(|f| format!("{:.3} ms", (m.as_secs_f64() - f.as_secs_f64()) * 1000.0 / n))
             .unwrap_or_default();
+        let (lo, hi) = (times.iter().min().unwrap(), times.iter().max().unwrap());
         out.push_str(&format!(
-            "| {name} | {:.2} s | {:.3} ms | {over} |\n",
+            "| {name} | {:.2} s | {:.2}–{:.2} s | {:.3} ms | {over} |\n",
             m.as_secs_f64(),
+            lo.as_secs_f64(),
+            hi.as_secs_f64(),
             m.as_secs_f64() * 1000.0 / n
         ));
     }
