@@ -395,6 +395,15 @@ fn wit_error(e: DatabaseError) -> types::DatabaseError {
     }
 }
 
+/// An error from the host itself, not from the database: nothing ran.
+fn refusal(message: &str) -> types::DatabaseError {
+    types::DatabaseError {
+        code: None,
+        message: message.to_owned(),
+        position: None,
+    }
+}
+
 impl types::Host for HostState {}
 
 impl database::Host for HostState {
@@ -408,11 +417,7 @@ impl database::Host for HostState {
 
     async fn execute(&mut self, sql: String) -> wasmtime::Result<Result<u64, types::DatabaseError>> {
         let Some(db) = self.db.as_mut() else {
-            return Ok(Err(types::DatabaseError {
-                code: None,
-                message: "the database is not available while planning".to_owned(),
-                position: None,
-            }));
+            return Ok(Err(refusal("the database is not available while planning")));
         };
         let started = Instant::now();
         let result = db.execute(&sql).await;
@@ -426,18 +431,10 @@ impl database::Host for HostState {
 
     async fn execute_script(&mut self, sql: String) -> wasmtime::Result<Result<u64, types::DatabaseError>> {
         let Some(db) = self.db.as_mut() else {
-            return Ok(Err(types::DatabaseError {
-                code: None,
-                message: "the database is not available while planning".to_owned(),
-                position: None,
-            }));
+            return Ok(Err(refusal("the database is not available while planning")));
         };
         if !db.in_transaction() {
-            return Ok(Err(types::DatabaseError {
-                code: None,
-                message: "execute-script runs only inside a transaction".to_owned(),
-                position: None,
-            }));
+            return Ok(Err(refusal("execute-script runs only inside a transaction")));
         }
         let started = Instant::now();
         let result = db.execute_script(&sql).await;
