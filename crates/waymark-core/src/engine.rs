@@ -106,6 +106,8 @@ pub enum DownTarget {
 pub struct PlannedMigration {
     /// The migration.
     pub migration: Migration,
+    /// The script that will run (`up.sql`, `down.sql` or `step.toml`).
+    pub file: PathBuf,
     /// Whether it will run in a transaction.
     pub transactional: bool,
     /// The step component that will run it.
@@ -114,7 +116,7 @@ pub struct PlannedMigration {
     pub actions: Vec<Action>,
 }
 
-/// What `up` would do.
+/// What `up` (or `down`) would do.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// In order.
@@ -206,25 +208,39 @@ impl Engine {
     pub async fn plan(&self, set: &MigrationSet, options: &UpOptions) -> Result<Plan, Error> {
         let status = self.status(set).await?;
         let pending = self.pending(&status, options)?;
-        self.prepare(&pending)?;
-        let mut migrations = Vec::new();
-        for m in pending {
+        self.plan_each(pending, Direction::Up, options.single_transaction).await
+    }
+
+    /// What `down` would revert, newest first, checked exactly as `down`
+    /// checks it.
+    pub async fn plan_down(&self, set: &MigrationSet, target: &DownTarget) -> Result<Plan, Error> {
+        let status = self.status(set).await?;
+        let targets = self.down_targets(&status, target)?;
+        self.plan_each(targets, Direction::Down, false).await
+    }
+
+    async fn plan_each(&self, migrations: Vec<Migration>, direction: Direction, single: bool) -> Result<Plan, Error> {
+        self.prepare(&migrations)?;
+        let mut planned = Vec::new();
+        for m in migrations {
             let (step, _) = self.component(&m)?;
+            let script = script_for(&m, direction);
             let actions = self
                 .host
-                .plan(&step, Direction::Up, self.host_dialect(), &m.up.text)
+                .plan(&step, direction, self.host_dialect(), &script.text)
                 .await
-                .map_err(|failure| self.failure(&m, &m.up, failure, true, Vec::new()))?;
-            migrations.push(PlannedMigration {
-                transactional: options.single_transaction || self.atomic(&m.up),
+                .map_err(|failure| self.failure(&m, script, failure, true, Vec::new()))?;
+            planned.push(PlannedMigration {
+                transactional: single || self.atomic(script),
+                file: script.path.clone(),
                 step: step.name().to_owned(),
                 migration: m,
                 actions,
             });
         }
         Ok(Plan {
-            migrations,
-            single_transaction: options.single_transaction,
+            migrations: planned,
+            single_transaction: single,
         })
     }
 

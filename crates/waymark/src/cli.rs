@@ -66,8 +66,9 @@ pub(crate) enum Command {
     /// Every migration with its state: applied, baseline, pending,
     /// out-of-order, failed, modified or missing.
     Status,
-    /// Exactly what `up` would run, in order, without touching the schema.
-    Plan(UpArgs),
+    /// Exactly what `up` (or, with --down, `down`) would run, in order,
+    /// without touching the schema.
+    Plan(PlanArgs),
     /// Apply pending migrations.
     Up(UpArgs),
     /// Revert applied migrations, newest first (default: the newest one).
@@ -108,6 +109,19 @@ pub(crate) struct UpArgs {
     /// Proceed although some applied migrations have no file.
     #[arg(long)]
     pub(crate) ignore_missing: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    /// Plan `down` instead: what it would revert (default: the newest
+    /// migration; --to V reverts everything after V, --steps N the newest N).
+    #[arg(long, conflicts_with_all = ["single_transaction", "allow_out_of_order", "ignore_missing"])]
+    pub(crate) down: bool,
+    /// With --down: revert this many migrations.
+    #[arg(long, requires = "down", conflicts_with = "to")]
+    pub(crate) steps: Option<usize>,
+    #[command(flatten)]
+    pub(crate) up: UpArgs,
 }
 
 #[derive(Debug, Args)]

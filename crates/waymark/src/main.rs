@@ -139,9 +139,16 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
             out.status(&entries);
             Ok(0)
         }
+        Command::Plan(args) if args.down => {
+            let plan = engine
+                .plan_down(set, &down_target(args.up.to.as_deref(), args.steps)?)
+                .await?;
+            out.plan(&plan, true);
+            Ok(0)
+        }
         Command::Plan(args) => {
-            let plan = engine.plan(set, &up_options(args)?).await?;
-            out.plan(&plan);
+            let plan = engine.plan(set, &up_options(&args.up)?).await?;
+            out.plan(&plan, false);
             Ok(0)
         }
         Command::Up(args) => {
@@ -149,16 +156,7 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
             finish(out, "up", result)
         }
         Command::Down(args) => {
-            let target = match (&args.to, args.steps) {
-                (Some(to), _) => DownTarget::To(if to.trim_start_matches('0').is_empty() {
-                    Version::from_history("0")
-                } else {
-                    version(to, "--to")?
-                }),
-                (None, Some(0)) => return Err(Error::Usage("--steps must be at least 1".to_owned()).into()),
-                (None, Some(n)) => DownTarget::Steps(n),
-                (None, None) => DownTarget::Steps(1),
-            };
+            let target = down_target(args.to.as_deref(), args.steps)?;
             let result = engine.down(set, &target, &mut progress).await;
             finish(out, "down", result)
         }
@@ -193,6 +191,16 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
         }
         Command::New { .. } => unreachable!("handled before connecting"),
     }
+}
+
+fn down_target(to: Option<&str>, steps: Option<usize>) -> anyhow::Result<DownTarget> {
+    Ok(match (to, steps) {
+        (Some(to), _) if to.trim_start_matches('0').is_empty() => DownTarget::To(Version::from_history("0")),
+        (Some(to), _) => DownTarget::To(version(to, "--to")?),
+        (None, Some(0)) => return Err(Error::Usage("--steps must be at least 1".to_owned()).into()),
+        (None, Some(n)) => DownTarget::Steps(n),
+        (None, None) => DownTarget::Steps(1),
+    })
 }
 
 fn up_options(args: &cli::UpArgs) -> anyhow::Result<UpOptions> {

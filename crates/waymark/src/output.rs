@@ -162,7 +162,7 @@ impl Output {
         outln!("{table}");
     }
 
-    pub(crate) fn plan(&self, plan: &Plan) {
+    pub(crate) fn plan(&self, plan: &Plan, down: bool) {
         if self.json {
             let list: Vec<serde_json::Value> = plan
                 .migrations
@@ -171,18 +171,23 @@ impl Output {
                     json!({
                         "version": p.migration.version.as_str(),
                         "name": p.migration.name,
-                        "file": p.migration.up.path.display().to_string(),
+                        "file": p.file.display().to_string(),
                         "transactional": p.transactional,
                         "step": p.step,
                         "actions": p.actions.iter().map(|a| json!({ "line": a.line, "text": a.text })).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
-            self.print_json(&json!({ "ok": true, "single_transaction": plan.single_transaction, "migrations": list }));
+            self.print_json(&json!({
+                "ok": true,
+                "direction": if down { "down" } else { "up" },
+                "single_transaction": plan.single_transaction,
+                "migrations": list,
+            }));
             return;
         }
         if plan.migrations.is_empty() {
-            outln!("nothing to apply");
+            outln!("{}", if down { "nothing to revert" } else { "nothing to apply" });
             return;
         }
         for p in &plan.migrations {
@@ -194,9 +199,10 @@ impl Output {
                 "outside a transaction"
             };
             outln!(
-                "{} ({}, {how}, step {})",
+                "{} {} ({}, {how}, step {})",
+                if down { "revert" } else { "apply" },
                 p.migration.label(),
-                p.migration.up.path.display(),
+                p.file.display(),
                 p.step
             );
             for a in &p.actions {

@@ -81,6 +81,29 @@ fn round_trip(kind: Kind) {
     p.run(&db, &["up"]).ok();
     assert_eq!(db.snapshot(), applied);
 
+    // plan --down shows what down would run, newest first, touching nothing.
+    let plan = p.run(&db, &["plan", "--down", "--to", "1", "--json"]).ok().json();
+    assert_eq!(plan["direction"], "down");
+    let reverts: Vec<(&str, &str)> = plan["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["version"].as_str().unwrap(),
+                m["actions"][0]["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reverts, [("10", "DROP TABLE tags"), ("2", "DROP TABLE posts")]);
+    assert!(
+        plan["migrations"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("10_add_tags/down.sql")
+    );
+    assert_eq!(db.snapshot(), applied);
+
     p.run(&db, &["down", "--to", "1"]).ok();
     assert_eq!(db.tables(), ["users"]);
     p.run(&db, &["down", "--to", "0"])
@@ -194,6 +217,9 @@ fn irreversible_down_refuses(kind: Kind) {
     p.run(&db, &["down", "--to", "0"])
         .code(1)
         .stderr_has("cannot revert 1_a: it has no down script, so it is irreversible");
+    p.run(&db, &["plan", "--down", "--to", "0"])
+        .code(1)
+        .stderr_has("cannot revert 1_a");
     // Refused before doing anything: 2_b is still applied.
     assert_eq!(db.tables(), ["a", "b"]);
     assert_eq!(db.history().len(), 2);
