@@ -59,6 +59,12 @@ pub enum StepFailure {
         /// The limit in force, in bytes.
         limit_bytes: usize,
     },
+    /// The step made more database calls than its limit and was stopped.
+    #[error("step exceeded its limit of {limit} database calls and was stopped")]
+    CallLimit {
+        /// The limit in force.
+        limit: u64,
+    },
     /// The step trapped (a panic, `unreachable`, a stack overflow...).
     #[error("step trapped: {message}{}", if stderr.is_empty() { String::new() } else { format!("\nstep stderr: {}", stderr.trim_end()) })]
     Trap {

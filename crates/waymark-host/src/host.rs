@@ -98,6 +98,10 @@ pub struct Limits {
     pub timeout: Duration,
     /// Bytes of log messages a step may write; beyond this they are dropped.
     pub log_bytes: usize,
+    /// Database calls a step may make. Time in the database does not count
+    /// against `timeout`, so without this bound a step looping over cheap
+    /// calls would run for ever.
+    pub max_calls: u64,
 }
 
 impl Default for Limits {
@@ -106,6 +110,7 @@ impl Default for Limits {
             memory_bytes: 64 * 1024 * 1024,
             timeout: Duration::from_secs(30),
             log_bytes: 1024 * 1024,
+            max_calls: 1_000_000,
         }
     }
 }
@@ -369,6 +374,11 @@ fn trap_failure(store: &Store<HostState>, error: wasmtime::Error) -> StepFailure
             limit: state.clock.limit,
         };
     }
+    if state.calls.exceeded {
+        return StepFailure::CallLimit {
+            limit: state.calls.limit,
+        };
+    }
     if state.limiter.denied {
         return StepFailure::MemoryLimit {
             limit_bytes: state.limiter.limit_bytes,
@@ -419,6 +429,7 @@ impl database::Host for HostState {
         let Some(db) = self.db.as_mut() else {
             return Ok(Err(refusal("the database is not available while planning")));
         };
+        self.calls.take()?;
         let started = Instant::now();
         let result = db.execute(&sql).await;
         self.clock.add_host_time(started.elapsed());
@@ -436,6 +447,7 @@ impl database::Host for HostState {
         if !db.in_transaction() {
             return Ok(Err(refusal("execute-script runs only inside a transaction")));
         }
+        self.calls.take()?;
         let started = Instant::now();
         let result = db.execute_script(&sql).await;
         self.clock.add_host_time(started.elapsed());

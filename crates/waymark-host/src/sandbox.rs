@@ -22,6 +22,7 @@ pub(crate) struct HostState {
     pub(crate) clock: GuestClock,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) log: LogBudget,
+    pub(crate) calls: CallBudget,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -52,6 +53,11 @@ impl HostState {
             log: LogBudget {
                 remaining: limits.log_bytes,
                 truncated: false,
+            },
+            calls: CallBudget {
+                limit: limits.max_calls,
+                made: 0,
+                exceeded: false,
             },
             wasi,
             table: ResourceTable::new(),
@@ -149,5 +155,27 @@ impl LogBudget {
         }
         self.remaining -= len;
         Admit::Yes
+    }
+}
+
+/// Bounds the number of database calls a step makes.
+pub(crate) struct CallBudget {
+    pub(crate) limit: u64,
+    made: u64,
+    pub(crate) exceeded: bool,
+}
+
+impl CallBudget {
+    /// Counts one call; traps the step once the budget is spent.
+    pub(crate) fn take(&mut self) -> wasmtime::Result<()> {
+        self.made += 1;
+        if self.made > self.limit {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!(
+                "step exceeded its limit of {} database calls",
+                self.limit
+            ));
+        }
+        Ok(())
     }
 }

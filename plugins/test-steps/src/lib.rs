@@ -1,8 +1,9 @@
 //! A step that misbehaves on request, for waymark's sandbox tests.
 //!
 //! The input names the behaviour: `loop`, `trap`, `panic`, `oom`, `recurse`,
-//! `log-flood`, or `sql:<statement>` (runs the statement, then behaves as the
-//! text after a `|`, if any: `sql:INSERT ...|loop`).
+//! `log-flood`, `call-flood`, `read-file`, `list-dir`, `env`, `connect`, or
+//! `sql:<statement>` (runs the statement, then behaves as the text after a
+//! `|`, if any: `sql:INSERT ...|loop`).
 
 wit_bindgen::generate!({
     world: "step-plugin",
@@ -76,6 +77,35 @@ fn behave(input: &str) -> Result<(), StepError> {
             }
             Ok(())
         }
+        "call-flood" => {
+            for _ in 0..10_000_000u32 {
+                database::execute("SELECT 1")
+                    .map_err(|error| StepError::Statement(StatementError { line: 1, error }))?;
+            }
+            Ok(())
+        }
+        // Each of these reports what it got; the sandbox tests assert that
+        // it got nothing.
+        "read-file" => match std::fs::read_to_string("/etc/passwd") {
+            Ok(text) => Err(StepError::Other(format!("read-file: read {} bytes", text.len()))),
+            Err(e) => Err(StepError::Other(format!("read-file: {e}"))),
+        },
+        "list-dir" => match std::fs::read_dir("/") {
+            Ok(entries) => Err(StepError::Other(format!(
+                "list-dir: listed {} entries",
+                entries.count()
+            ))),
+            Err(e) => Err(StepError::Other(format!("list-dir: {e}"))),
+        },
+        "env" => Err(StepError::Other(format!(
+            "env: {} variables, {} arguments",
+            std::env::vars().count(),
+            std::env::args().count()
+        ))),
+        "connect" => match std::net::TcpStream::connect("127.0.0.1:5432") {
+            Ok(_) => Err(StepError::Other("connect: connected".to_owned())),
+            Err(e) => Err(StepError::Other(format!("connect: {e}"))),
+        },
         "fail" => Err(StepError::Other("the test step failed on purpose".to_owned())),
         other => Err(StepError::Other(format!("unknown behaviour {other:?}"))),
     }

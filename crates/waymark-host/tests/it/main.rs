@@ -62,6 +62,7 @@ fn small_limits() -> Limits {
         memory_bytes: 16 * 1024 * 1024,
         timeout: Duration::from_millis(500),
         log_bytes: 64 * 1024,
+        ..Limits::default()
     }
 }
 
@@ -410,4 +411,35 @@ fn sql_step_sends_one_script_and_replays_it_to_find_a_failing_line() {
     // The failed script left nothing (the host's savepoint); the replay ran
     // statements one by one up to the failing one.
     assert_eq!(db.0.lock().unwrap().as_slice(), ["statement: CREATE TABLE b (id int)"]);
+}
+
+#[test]
+fn a_flood_of_database_calls_is_cut_off() {
+    let host = host(Limits {
+        max_calls: 1_000,
+        ..small_limits()
+    });
+    let (statements, outcome) = misbehave(&host, "call-flood");
+    assert_eq!(outcome, Err(StepFailure::CallLimit { limit: 1_000 }));
+    assert_eq!(statements.len(), 1_000);
+}
+
+#[test]
+fn the_sandbox_grants_no_files_network_or_environment() {
+    let host = host(small_limits());
+    let failure = |input: &str| match misbehave(&host, input).1 {
+        Err(StepFailure::Other(message)) => message,
+        other => panic!("{input}: {other:?}"),
+    };
+    // No preopened folders: nothing on the host's filesystem can be named.
+    let read = failure("read-file");
+    assert!(read.starts_with("read-file: ") && !read.contains("bytes"), "{read}");
+    let list = failure("list-dir");
+    assert!(list.starts_with("list-dir: ") && !list.contains("entries"), "{list}");
+    assert_eq!(failure("env"), "env: 0 variables, 0 arguments");
+    let connect = failure("connect");
+    assert!(
+        connect.starts_with("connect: ") && connect != "connect: connected",
+        "{connect}"
+    );
 }
