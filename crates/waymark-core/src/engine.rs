@@ -613,7 +613,7 @@ impl Engine {
             }
             if let Some(m) = pending.iter().find(|m| m.up.no_transaction) {
                 return Err(Error::Usage(format!(
-                    "--single-transaction cannot include {}: its up.sql is marked -- no-transaction",
+                    "--single-transaction cannot include {}: it is marked no-transaction",
                     m.label()
                 )));
             }
@@ -653,7 +653,7 @@ impl Engine {
                 (State::Modified, _) => {
                     return Err(Error::Drift {
                         message: format!(
-                            "cannot revert {}: its up.sql changed since it was applied, so its down.sql may not match",
+                            "cannot revert {}: it changed since it was applied, so its down script may not match",
                             e.label()
                         ),
                         hint: Some(format!(
@@ -741,7 +741,11 @@ impl Engine {
         let (conn, outcome) = self.run_step(conn, m, script, direction).await?;
         let mut conn = conn;
         if let Err(failure) = outcome {
-            conn.rollback().await?;
+            // The step's failure is what the user needs; if the rollback
+            // fails too (a lost connection), the server rolls back anyway.
+            if let Err(e) = conn.rollback().await {
+                tracing::warn!("rolling back {}: {e}", m.label());
+            }
             return Err(self.failure(m, script, failure, true, done.to_vec()));
         }
         match direction {
@@ -853,7 +857,9 @@ impl Engine {
             let (back, outcome) = self.run_step(conn, m, &m.up, Direction::Up).await?;
             conn = back;
             if let Err(failure) = outcome {
-                conn.rollback().await?;
+                if let Err(e) = conn.rollback().await {
+                    tracing::warn!("rolling back the batch: {e}");
+                }
                 // Nothing of the batch stays: report none of it as applied.
                 return Err(self.failure(m, &m.up, failure, true, Vec::new()));
             }
