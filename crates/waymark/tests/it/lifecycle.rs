@@ -175,10 +175,8 @@ fn status_states(kind: Kind) {
         .code(1)
         .stderr_has("older than the newest applied one: 2_b")
         .stderr_has("--allow-out-of-order");
-    p.run(&db, &["repair", "--forget-missing"])
-        .ok()
-        .stdout
-        .contains("forget-missing 3_c");
+    let repaired = p.run(&db, &["repair", "--forget-missing"]).ok();
+    assert!(repaired.stdout.contains("forget-missing 3_c"), "{}", repaired.stdout);
     p.run(&db, &["up", "--allow-out-of-order"]).ok();
     p.run(&db, &["verify"]).ok();
     assert_eq!(db.tables(), ["a", "b", "c", "d"]);
