@@ -721,21 +721,28 @@ impl Engine {
         Ok(done)
     }
 
+    /// Whether another runner applied (or reverted) `m` since the status was
+    /// read. On SQLite there is no session lock, and re-reading the row under
+    /// the transaction's write lock is what keeps a second runner from
+    /// applying the same migration. Elsewhere the session lock, taken before
+    /// the status was read, already does, and the round trip would be spent
+    /// on every migration.
+    async fn already_done(&self, conn: &mut Conn, m: &Migration, direction: Direction) -> Result<bool, Error> {
+        if self.db.dialect().session_lock() {
+            return Ok(false);
+        }
+        let present = !conn.history_rows(Some(m.version.as_str())).await?.is_empty();
+        Ok(present == (direction == Direction::Up))
+    }
+
     /// Runs one migration and its history change in one transaction.
     /// Returns `false` when another runner got there first.
     async fn run_atomic(&self, m: &Migration, direction: Direction, done: &[Applied]) -> Result<bool, Error> {
         let started = Instant::now();
         let mut conn = self.db.begin().await?;
-        // On SQLite there is no session lock, and re-reading the row under
-        // the transaction's write lock is what keeps a second runner from
-        // applying the same migration. Elsewhere the session lock already
-        // does, and the round trip would be spent on every migration.
-        if !self.db.dialect().session_lock() {
-            let present = !conn.history_rows(Some(m.version.as_str())).await?.is_empty();
-            if present == (direction == Direction::Up) {
-                conn.rollback().await?;
-                return Ok(false);
-            }
+        if self.already_done(&mut conn, m, direction).await? {
+            conn.rollback().await?;
+            return Ok(false);
         }
         let script = script_for(m, direction);
         let (conn, outcome) = self.run_step(conn, m, script, direction).await?;
@@ -773,8 +780,7 @@ impl Engine {
     async fn run_recorded(&self, m: &Migration, direction: Direction, done: &[Applied]) -> Result<bool, Error> {
         let started = Instant::now();
         let mut claim = self.db.begin().await?;
-        let present = !claim.history_rows(Some(m.version.as_str())).await?.is_empty();
-        if present == (direction == Direction::Up) {
+        if self.already_done(&mut claim, m, direction).await? {
             claim.rollback().await?;
             return Ok(false);
         }

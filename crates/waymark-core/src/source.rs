@@ -188,20 +188,7 @@ struct Parts {
 /// Reads every migration in `dir`. Fails on the first problem, naming the
 /// file, so that nothing runs from a folder that is not fully understood.
 pub fn discover(dir: &Path) -> Result<MigrationSet, SourceError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| SourceError::Io {
-        path: dir.to_owned(),
-        message: e.to_string(),
-    })?;
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| SourceError::Io {
-            path: dir.to_owned(),
-            message: e.to_string(),
-        })?;
-        paths.push(entry.path());
-    }
-    paths.sort();
-
+    let paths = read_sorted(dir)?;
     let mut found: BTreeMap<Version, Parts> = BTreeMap::new();
     for path in paths {
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {

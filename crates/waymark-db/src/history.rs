@@ -152,11 +152,17 @@ pub struct AuditEntry<'a> {
     pub detail: &'a str,
 }
 
-fn who() -> (String, String) {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
+/// The operating-system user and host recorded with every history row,
+/// looked up once: they cannot change while waymark runs, and rows are
+/// written on the hot path.
+fn who() -> (&'static str, &'static str) {
+    static WHO: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let (user, host) = WHO.get_or_init(|| {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".to_owned());
+        (user, gethostname::gethostname().to_string_lossy().into_owned())
+    });
     (user, host)
 }
 
@@ -399,7 +405,7 @@ impl Conn {
         );
         with_conn!(&mut self.inner, c => sqlx::query(&sql)
             .bind(row.version).bind(row.name).bind(row.checksum).bind(row.state.as_str())
-            .bind(row.duration_ms).bind(&user).bind(&host).bind(row.error)
+            .bind(row.duration_ms).bind(user).bind(host).bind(row.error)
             .execute(c).await.map(|r| r.rows_affected()))
         .map_err(|e| DbError::query(format!("recording version {} in the history table", row.version), e))?;
         Ok(())
@@ -447,7 +453,7 @@ impl Conn {
             ph(dialect, 5)
         );
         with_conn!(&mut self.inner, c => sqlx::query(&sql)
-            .bind(entry.action).bind(entry.version).bind(entry.detail).bind(&user).bind(&host)
+            .bind(entry.action).bind(entry.version).bind(entry.detail).bind(user).bind(host)
             .execute(c).await.map(|r| r.rows_affected()))
         .map_err(|e| DbError::query("writing the audit table", e))?;
         Ok(())

@@ -426,14 +426,7 @@ impl database::Host for HostState {
     }
 
     async fn execute(&mut self, sql: String) -> wasmtime::Result<Result<u64, types::DatabaseError>> {
-        let Some(db) = self.db.as_mut() else {
-            return Ok(Err(refusal("the database is not available while planning")));
-        };
-        self.calls.take()?;
-        let started = Instant::now();
-        let result = db.execute(&sql).await;
-        self.clock.add_host_time(started.elapsed());
-        Ok(result.map_err(wit_error))
+        self.database_call(&sql, false).await
     }
 
     fn in_transaction(&mut self) -> wasmtime::Result<bool> {
@@ -441,15 +434,28 @@ impl database::Host for HostState {
     }
 
     async fn execute_script(&mut self, sql: String) -> wasmtime::Result<Result<u64, types::DatabaseError>> {
+        self.database_call(&sql, true).await
+    }
+}
+
+impl HostState {
+    /// One `execute` or `execute-script`: refused while planning (and, for a
+    /// script, outside a transaction), counted against the call budget, and
+    /// its time kept off the step's CPU clock.
+    async fn database_call(&mut self, sql: &str, script: bool) -> wasmtime::Result<Result<u64, types::DatabaseError>> {
         let Some(db) = self.db.as_mut() else {
             return Ok(Err(refusal("the database is not available while planning")));
         };
-        if !db.in_transaction() {
+        if script && !db.in_transaction() {
             return Ok(Err(refusal("execute-script runs only inside a transaction")));
         }
         self.calls.take()?;
         let started = Instant::now();
-        let result = db.execute_script(&sql).await;
+        let result = if script {
+            db.execute_script(sql).await
+        } else {
+            db.execute(sql).await
+        };
         self.clock.add_host_time(started.elapsed());
         Ok(result.map_err(wit_error))
     }
