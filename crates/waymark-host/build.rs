@@ -1,6 +1,6 @@
 //! Builds the step components in `plugins/` for wasm32-wasip2, so that the
-//! built-in SQL step can be embedded in the binary and the sandbox tests can
-//! load the misbehaving test step.
+//! built-in SQL step can be embedded in the binary and the tests can load
+//! the misbehaving test step and the example plugins.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,8 @@ const TARGET: &str = "wasm32-wasip2";
 const COMPONENTS: &[(&str, &str)] = &[
     ("waymark_sql_step", "sql.wasm"),
     ("waymark_test_steps", "test-steps.wasm"),
+    ("waymark_backfill", "backfill.wasm"),
+    ("waymark_seed", "seed.wasm"),
 ];
 
 fn main() {
@@ -22,8 +24,11 @@ fn main() {
         "wit",
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
+        "plugins/sdk",
         "plugins/sql",
         "plugins/test-steps",
+        "plugins/backfill",
+        "plugins/seed",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

@@ -9,7 +9,11 @@
 //! - non-atomic (MySQL/MariaDB, whose DDL commits as it runs, and
 //!   `-- no-transaction` scripts): a `running` row is committed first and
 //!   replaced by `applied` or `failed` afterwards, so a failure or a killed
-//!   runner is visible and blocks further runs until `repair`.
+//!   runner is visible and blocks further runs until `repair`;
+//! - in batches (component steps declared `transaction = "batches"`): as
+//!   non-atomic, but the step runs in transactions that end at the commit
+//!   points it asks for, each recording its checkpoint. A run that stops
+//!   part-way is resumed from the last checkpoint by the next `up`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,11 +22,13 @@ use waymark_db::{
     AuditEntry, Conn, ConnectOptions, Database, DbError, Dialect, Lock, NewHistoryRow, State as Recorded,
 };
 use waymark_host::{
-    Action, DatabaseError, Direction, Limits, StepComponent, StepDatabase, StepFailure, StepFuture, StepHost,
+    Action, Call, CallError, DatabaseError, Direction, Limits, Rows, StepComponent, StepEnv, StepFailure, StepFuture,
+    StepHost, Value,
 };
 
 use crate::error::{Error, MigrationFailure};
-use crate::source::{Migration, MigrationSet, Script, Step};
+use crate::permission;
+use crate::source::{Access, Migration, MigrationSet, Script, Step, Transaction};
 use crate::status::{Entry, State, entries};
 use crate::version::Version;
 
@@ -90,6 +96,9 @@ pub struct UpOptions {
     pub allow_out_of_order: bool,
     /// Proceed although applied migrations have no file.
     pub ignore_missing: bool,
+    /// Applies everything in one transaction and rolls it back: proof that
+    /// the migrations run, without keeping their effects.
+    pub dry_run: bool,
 }
 
 /// What `down` reverts.
@@ -160,13 +169,26 @@ pub struct RepairAction {
 }
 
 /// Runs migrations against one database.
-#[derive(Debug)]
 pub struct Engine {
     db: Database,
     host: StepHost,
     /// Component steps loaded by `prepare`, by pinned digest.
     components: std::sync::Mutex<std::collections::HashMap<String, StepComponent>>,
+    progress: Option<Progress>,
 }
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("db", &self.db)
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+/// Receives steps' progress reports: the migration's label, the work done
+/// and the total, when the step knows it.
+pub type Progress = std::sync::Arc<dyn Fn(&str, u64, Option<u64>) + Send + Sync>;
 
 impl Engine {
     /// Connects and prepares the step host.
@@ -180,7 +202,13 @@ impl Engine {
             db,
             host,
             components: Default::default(),
+            progress: None,
         })
+    }
+
+    /// Sends steps' progress reports to `progress`.
+    pub fn on_progress(&mut self, progress: Progress) {
+        self.progress = Some(progress);
     }
 
     /// The database's dialect.
@@ -191,6 +219,17 @@ impl Engine {
     /// The database URL, without its password.
     pub fn url(&self) -> &str {
         self.db.url()
+    }
+
+    /// Every table's columns and contents, except those whose name starts
+    /// with `skip`.
+    pub(crate) async fn snapshot(&self, skip: &str) -> Result<waymark_db::Snapshot, Error> {
+        Ok(self.db.snapshot(skip).await?)
+    }
+
+    /// Drops the history tables.
+    pub(crate) async fn drop_history(&self) -> Result<(), Error> {
+        Ok(self.db.drop_history().await?)
     }
 
     /// Closes the connections.
@@ -220,18 +259,22 @@ impl Engine {
     }
 
     async fn plan_each(&self, migrations: Vec<Migration>, direction: Direction, single: bool) -> Result<Plan, Error> {
-        self.prepare(&migrations)?;
+        self.prepare(&migrations, direction).await?;
         let mut planned = Vec::new();
         for m in migrations {
             let (step, _) = self.component(&m)?;
             let script = script_for(&m, direction);
+            let call = Call {
+                config: config_of(&m),
+                ..Call::new(direction, self.host_dialect(), &script.text)
+            };
             let actions = self
                 .host
-                .plan(&step, direction, self.host_dialect(), &script.text)
+                .plan(&step, &call)
                 .await
                 .map_err(|failure| self.failure(&m, script, failure, true, Vec::new()))?;
             planned.push(PlannedMigration {
-                transactional: single || self.atomic(script),
+                transactional: single || self.atomic(&m, script),
                 file: script.path.clone(),
                 step: step.name().to_owned(),
                 migration: m,
@@ -266,9 +309,9 @@ impl Engine {
         let result = async {
             let status = self.status(set).await?;
             let pending = self.pending(&status, options)?;
-            self.prepare(&pending)?;
-            if options.single_transaction {
-                self.apply_batch(pending, on_event).await
+            self.prepare(&pending, Direction::Up).await?;
+            if options.single_transaction || options.dry_run {
+                self.apply_batch(pending, options.dry_run, on_event).await
             } else {
                 self.run_each(pending, Direction::Up, on_event).await
             }
@@ -288,7 +331,7 @@ impl Engine {
         let result = async {
             let status = self.status(set).await?;
             let targets = self.down_targets(&status, target)?;
-            self.prepare(&targets)?;
+            self.prepare(&targets, Direction::Down).await?;
             self.run_each(targets, Direction::Down, on_event).await
         }
         .await;
@@ -306,7 +349,7 @@ impl Engine {
         let result = async {
             let status = self.status(set).await?;
             let targets = self.down_targets(&status, &DownTarget::Steps(1))?;
-            self.prepare(&targets)?;
+            self.prepare(&targets, Direction::Down).await?;
             let again: Vec<Migration> = targets.clone();
             let mut done = self.run_each(targets, Direction::Down, on_event).await?;
             match self.run_each(again, Direction::Up, on_event).await {
@@ -455,39 +498,63 @@ impl Engine {
     }
 
     /// Loads every component step among `migrations`, before any of them
-    /// runs: a component whose digest differs from its pin, or that asks
-    /// for more than the operator allows, refuses the whole operation.
-    fn prepare(&self, migrations: &[Migration]) -> Result<(), Error> {
+    /// runs: a component whose digest differs from its pin, that asks for
+    /// more than the operator allows or, for `down`, that says it cannot be
+    /// reverted, refuses the whole operation.
+    async fn prepare(&self, migrations: &[Migration], direction: Direction) -> Result<(), Error> {
         for m in migrations {
             let Step::Component(c) = &m.step else { continue };
             self.limits_for(m)?;
-            if self.components.lock().unwrap().contains_key(&c.sha256) {
-                continue;
+            if !self.components.lock().unwrap().contains_key(&c.sha256) {
+                self.load_component(m, c)?;
             }
-            let bytes = std::fs::read(&c.path).map_err(|e| Error::Refused {
-                message: format!(
-                    "migration {}: cannot read its component {}: {e}",
-                    m.label(),
-                    c.path.display()
-                ),
-                hint: None,
-            })?;
-            let actual = waymark_host::digest(&bytes);
-            if actual != c.sha256 {
-                return Err(Error::Refused {
-                    message: format!(
-                        "migration {}: component {} has SHA-256 {actual}, but {} pins {}",
-                        m.label(),
-                        c.path.display(),
-                        m.up.path.display(),
-                        c.sha256
-                    ),
-                    hint: Some("nothing ran; pin the component you mean to run".to_owned()),
-                });
+            if direction == Direction::Down {
+                let (step, _) = self.component(m)?;
+                let description = self
+                    .host
+                    .describe(&step, self.host_dialect(), &c.config)
+                    .await
+                    .map_err(|failure| self.failure(m, &m.up, failure, true, Vec::new()))?;
+                if !description.reversible {
+                    return Err(Error::Refused {
+                        message: format!(
+                            "cannot revert {}: its step {} {} says it is irreversible",
+                            m.label(),
+                            description.name,
+                            description.version
+                        ),
+                        hint: Some("nothing was reverted".to_owned()),
+                    });
+                }
             }
-            let component = self.host.load(&step_name(m), &bytes)?;
-            self.components.lock().unwrap().insert(c.sha256.clone(), component);
         }
+        Ok(())
+    }
+
+    fn load_component(&self, m: &Migration, c: &crate::source::ComponentStep) -> Result<(), Error> {
+        let bytes = std::fs::read(&c.path).map_err(|e| Error::Refused {
+            message: format!(
+                "migration {}: cannot read its component {}: {e}",
+                m.label(),
+                c.path.display()
+            ),
+            hint: None,
+        })?;
+        let actual = waymark_host::digest(&bytes);
+        if actual != c.sha256 {
+            return Err(Error::Refused {
+                message: format!(
+                    "migration {}: component {} has SHA-256 {actual}, but {} pins {}",
+                    m.label(),
+                    c.path.display(),
+                    m.up.path.display(),
+                    c.sha256
+                ),
+                hint: Some("nothing ran; pin the component you mean to run".to_owned()),
+            });
+        }
+        let component = self.host.load(&step_name(m), &bytes)?;
+        self.components.lock().unwrap().insert(c.sha256.clone(), component);
         Ok(())
     }
 
@@ -552,13 +619,44 @@ impl Engine {
         }
     }
 
-    fn atomic(&self, script: &Script) -> bool {
-        self.db.dialect().transactional_ddl() && !script.no_transaction
+    fn atomic(&self, m: &Migration, script: &Script) -> bool {
+        self.db.dialect().transactional_ddl() && !script.no_transaction && !batched(m)
     }
 
     /// What `up` would apply, after the checks that make it refuse.
     fn pending(&self, status: &[Entry], options: &UpOptions) -> Result<Vec<Migration>, Error> {
         let failed: Vec<&Entry> = status.iter().filter(|e| e.state == State::Failed).collect();
+        // A step that commits in batches picks up where it stopped, if its
+        // migration is unchanged: its checkpoint says where that is.
+        let resumable = |e: &Entry| {
+            e.migration
+                .as_ref()
+                .zip(e.row.as_ref())
+                .is_some_and(|(m, row)| batched(m) && row.checksum == m.checksum)
+        };
+        if let [only] = failed.as_slice()
+            && resumable(only)
+            && !options.dry_run
+        {
+            let earlier_pending = status
+                .iter()
+                .any(|e| e.version < only.version && matches!(e.state, State::Pending | State::OutOfOrder));
+            if !earlier_pending {
+                drift_check(status, options.ignore_missing)?;
+                let mut pending = vec![only.migration.clone().expect("resumable implies a migration")];
+                pending.extend(
+                    self.pending(
+                        &status
+                            .iter()
+                            .filter(|e| e.version != only.version)
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                        options,
+                    )?,
+                );
+                return Ok(pending);
+            }
+        }
         if let Some(first) = failed.first() {
             let row = first.row.as_ref().expect("failed implies a history row");
             let what = match row.state {
@@ -605,15 +703,28 @@ impl Engine {
             })
             .filter_map(|e| e.migration.clone())
             .collect();
-        if options.single_transaction {
+        if options.single_transaction || options.dry_run {
+            let flag = if options.dry_run {
+                "--dry-run"
+            } else {
+                "--single-transaction"
+            };
             if !self.db.dialect().transactional_ddl() {
-                return Err(Error::Usage(
-                    "--single-transaction is not possible on MySQL/MariaDB: DDL commits as it runs".to_owned(),
-                ));
+                return Err(Error::Usage(format!(
+                    "{flag} is not possible on MySQL/MariaDB: DDL commits as it runs"
+                )));
             }
             if let Some(m) = pending.iter().find(|m| m.up.no_transaction) {
                 return Err(Error::Usage(format!(
-                    "--single-transaction cannot include {}: it is marked no-transaction",
+                    "{flag} cannot include {}: it runs outside a transaction",
+                    m.label()
+                )));
+            }
+            if options.single_transaction
+                && let Some(m) = pending.iter().find(|m| batched(m))
+            {
+                return Err(Error::Usage(format!(
+                    "{flag} cannot include {}: its step commits in batches",
                     m.label()
                 )));
             }
@@ -691,7 +802,7 @@ impl Engine {
             let label = m.label();
             on_event(Event::Started { label: &label, down });
             let started = Instant::now();
-            let atomic = self.atomic(script_for(&m, direction));
+            let atomic = self.atomic(&m, script_for(&m, direction));
             let ran = if atomic {
                 self.run_atomic(&m, direction, &done).await
             } else {
@@ -731,7 +842,15 @@ impl Engine {
         if self.db.dialect().session_lock() {
             return Ok(false);
         }
-        let present = !conn.history_rows(Some(m.version.as_str())).await?.is_empty();
+        let rows = conn.history_rows(Some(m.version.as_str())).await?;
+        let present = match direction {
+            Direction::Up => rows
+                .iter()
+                .any(|r| matches!(r.state, Recorded::Applied | Recorded::Baseline)),
+            // A `running` or `failed` row is the interrupted run this one
+            // resumes; only no row at all means it was reverted.
+            Direction::Down => !rows.is_empty(),
+        };
         Ok(present == (direction == Direction::Up))
     }
 
@@ -745,7 +864,7 @@ impl Engine {
             return Ok(false);
         }
         let script = script_for(m, direction);
-        let (conn, outcome) = self.run_step(conn, m, script, direction).await?;
+        let (conn, outcome) = self.run_step(conn, m, script, direction, false, None).await?;
         let mut conn = conn;
         if let Err(failure) = outcome {
             // The step's failure is what the user needs; if the rollback
@@ -755,6 +874,19 @@ impl Engine {
             }
             return Err(self.failure(m, script, failure, true, done.to_vec()));
         }
+        self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
+        conn.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a migration as applied, or forgets it once reverted.
+    async fn finish(
+        &self,
+        conn: &mut Conn,
+        m: &Migration,
+        direction: Direction,
+        duration_ms: i64,
+    ) -> Result<(), Error> {
         match direction {
             Direction::Up => {
                 conn.record(&NewHistoryRow {
@@ -762,7 +894,7 @@ impl Engine {
                     name: &m.name,
                     checksum: &m.checksum,
                     state: Recorded::Applied,
-                    duration_ms: millis(started.elapsed()),
+                    duration_ms,
                     error: None,
                 })
                 .await?;
@@ -771,12 +903,16 @@ impl Engine {
                 conn.forget(m.version.as_str()).await?;
             }
         }
-        conn.commit().await?;
-        Ok(true)
+        if batched(m) {
+            conn.clear_checkpoint(m.version.as_str()).await?;
+        }
+        Ok(())
     }
 
-    /// Runs one migration outside a transaction, with a `running` record
-    /// committed first so that a failure or a killed runner is visible.
+    /// Runs one migration outside a single transaction, with a `running`
+    /// record committed first so that a failure or a killed runner is
+    /// visible. A step that commits in batches runs in a transaction that
+    /// its commit points end, the last of which also records the result.
     async fn run_recorded(&self, m: &Migration, direction: Direction, done: &[Applied]) -> Result<bool, Error> {
         let started = Instant::now();
         let mut claim = self.db.begin().await?;
@@ -784,6 +920,11 @@ impl Engine {
             claim.rollback().await?;
             return Ok(false);
         }
+        let resume_from = if batched(m) {
+            self.checkpoint_to_resume(&mut claim, m, direction).await?
+        } else {
+            None
+        };
         claim
             .record(&NewHistoryRow {
                 version: m.version.as_str(),
@@ -797,58 +938,88 @@ impl Engine {
         claim.commit().await?;
 
         let script = script_for(m, direction);
-        let conn = self.db.connection().await?;
-        let (conn, outcome) = self.run_step(conn, m, script, direction).await?;
-        drop(conn);
-        let mut finish = self.db.begin().await?;
-        match outcome {
-            Ok(()) => {
-                match direction {
-                    Direction::Up => {
-                        finish
-                            .record(&NewHistoryRow {
-                                version: m.version.as_str(),
-                                name: &m.name,
-                                checksum: &m.checksum,
-                                state: Recorded::Applied,
-                                duration_ms: millis(started.elapsed()),
-                                error: None,
-                            })
-                            .await?;
-                    }
-                    Direction::Down => {
-                        finish.forget(m.version.as_str()).await?;
-                    }
-                }
-                finish.commit().await?;
-                Ok(true)
+        let conn = if batched(m) {
+            self.db.begin().await?
+        } else {
+            self.db.connection().await?
+        };
+        let (mut conn, outcome) = self
+            .run_step(conn, m, script, direction, false, resume_from.as_deref())
+            .await?;
+        let failure = match outcome {
+            Ok(()) if conn.in_transaction() => {
+                self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
+                conn.commit().await?;
+                return Ok(true);
             }
-            Err(failure) => {
-                let error = self.failure(m, script, failure, false, done.to_vec());
-                let message = match &error {
-                    Error::Migration { failure, .. } => failure.to_string(),
-                    other => other.to_string(),
-                };
-                finish
-                    .record(&NewHistoryRow {
-                        version: m.version.as_str(),
-                        name: &m.name,
-                        checksum: &m.checksum,
-                        state: Recorded::Failed,
-                        duration_ms: millis(started.elapsed()),
-                        error: Some(&message),
-                    })
+            Ok(()) => {
+                drop(conn);
+                let mut finish = self.db.begin().await?;
+                self.finish(&mut finish, m, direction, millis(started.elapsed()))
                     .await?;
                 finish.commit().await?;
-                Err(error)
+                return Ok(true);
             }
+            Err(failure) => failure,
+        };
+        if let Err(e) = conn.rollback().await {
+            tracing::warn!("rolling back {}: {e}", m.label());
         }
+        let error = self.failure(m, script, failure, false, done.to_vec());
+        let message = match &error {
+            Error::Migration { failure, .. } => failure.to_string(),
+            other => other.to_string(),
+        };
+        let mut finish = self.db.begin().await?;
+        finish
+            .record(&NewHistoryRow {
+                version: m.version.as_str(),
+                name: &m.name,
+                checksum: &m.checksum,
+                state: Recorded::Failed,
+                duration_ms: millis(started.elapsed()),
+                error: Some(&message),
+            })
+            .await?;
+        finish.commit().await?;
+        Err(error)
     }
 
-    /// Applies a batch in one transaction: all of it or none of it.
+    /// The checkpoint an interrupted run of a batched step left, for a run
+    /// in the same direction; a checkpoint of the other direction refuses.
+    async fn checkpoint_to_resume(
+        &self,
+        conn: &mut Conn,
+        m: &Migration,
+        direction: Direction,
+    ) -> Result<Option<String>, Error> {
+        let Some(saved) = conn.checkpoint(m.version.as_str()).await? else {
+            return Ok(None);
+        };
+        let (saved_direction, checkpoint) = saved.split_once(':').unwrap_or(("up", saved.as_str()));
+        if saved_direction != direction_name(direction) {
+            return Err(Error::Refused {
+                message: format!(
+                    "migration {} stopped part-way through its {saved_direction} step; it cannot {} from there",
+                    m.label(),
+                    direction_name(direction)
+                ),
+                hint: Some(format!(
+                    "run `waymark {saved_direction}` to finish it, or undo its effects and run                      `waymark repair --rolled-back --version {}`",
+                    m.version
+                )),
+            });
+        }
+        tracing::info!(migration = %m.label(), checkpoint, "resuming from the last checkpoint");
+        Ok(Some(checkpoint.to_owned()))
+    }
+
+    /// Applies a batch in one transaction: all of it or none of it. A dry
+    /// run rolls it back at the end.
     async fn apply_batch(
         &self,
         pending: Vec<Migration>,
+        dry_run: bool,
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<Vec<Applied>, Error> {
         let mut conn = self.db.begin().await?;
@@ -860,7 +1031,7 @@ impl Engine {
                 down: false,
             });
             let started = Instant::now();
-            let (back, outcome) = self.run_step(conn, m, &m.up, Direction::Up).await?;
+            let (back, outcome) = self.run_step(conn, m, &m.up, Direction::Up, dry_run, None).await?;
             conn = back;
             if let Err(failure) = outcome {
                 if let Err(e) = conn.rollback().await {
@@ -891,7 +1062,11 @@ impl Engine {
                 transactional: true,
             });
         }
-        conn.commit().await?;
+        if dry_run {
+            conn.rollback().await?;
+        } else {
+            conn.commit().await?;
+        }
         Ok(done)
     }
 
@@ -901,26 +1076,47 @@ impl Engine {
         m: &Migration,
         script: &Script,
         direction: Direction,
+        dry_run: bool,
+        resume_from: Option<&str>,
     ) -> Result<(Conn, Result<(), StepFailure>), Error> {
         let (step, limits) = self.component(m)?;
         tracing::debug!(migration = %m.label(), step = step.name(), file = %script.path.display(), "running step");
-        let (db, outcome) = self
-            .host
-            .run_limited(
-                &step,
+        let access = match &m.step {
+            Step::Sql => None,
+            Step::Component(c) => Some(c.access.clone()),
+        };
+        let mut session = StepSession {
+            conn: Some(conn),
+            access,
+            dialect: self.db.dialect(),
+            batches: batched(m).then(|| Batches {
+                db: self.db.clone(),
+                version: m.version.to_string(),
                 direction,
-                self.host_dialect(),
-                &script.text,
-                Box::new(StepConn(conn)),
-                &limits,
-            )
-            .await;
-        let db: Box<dyn std::any::Any + Send> = db;
-        let conn = db
-            .downcast::<StepConn>()
-            .expect("the host returns the database it was given")
-            .0;
-        Ok((conn, outcome))
+            }),
+            progress: self.progress.clone(),
+            label: m.label(),
+        };
+        let guarded = session.guard_read_only().await?;
+        let call = Call {
+            config: config_of(m),
+            dry_run,
+            resume_from,
+            ..Call::new(direction, self.host_dialect(), &script.text)
+        };
+        let (env, outcome) = self.host.run_limited(&step, &call, Box::new(session), &limits).await;
+        let env: Box<dyn std::any::Any + Send> = env;
+        let mut session = env
+            .downcast::<StepSession>()
+            .expect("the host returns the environment it was given");
+        if guarded {
+            session.unguard_read_only().await?;
+        }
+        let conn = session.conn.take().ok_or_else(|| Error::Refused {
+            message: format!("migration {}: its connection was lost at a commit point", m.label()),
+            hint: None,
+        });
+        Ok((conn?, outcome))
     }
 
     fn failure(
@@ -1015,20 +1211,221 @@ async fn release<T>(lock: Lock, result: Result<T, Error>) -> Result<T, Error> {
     Ok(value)
 }
 
-/// A migration's connection as a step sees it.
-struct StepConn(Conn);
+/// Whether a migration's step commits in batches.
+fn batched(m: &Migration) -> bool {
+    matches!(&m.step, Step::Component(c) if c.transaction == Transaction::Batches)
+}
 
-impl StepDatabase for StepConn {
-    fn execute<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
-        Box::pin(async move { self.0.execute(sql).await.map_err(step_error) })
+fn config_of(m: &Migration) -> &str {
+    match &m.step {
+        Step::Sql => "{}",
+        Step::Component(c) => &c.config,
+    }
+}
+
+fn direction_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    }
+}
+
+/// Where a batched step's commit points go.
+struct Batches {
+    db: Database,
+    version: String,
+    direction: Direction,
+}
+
+/// A migration's connection as a step sees it: each statement checked
+/// against the step's permissions (`access`; none for the built-in SQL
+/// step, whose scripts are the user's own), commit points for batched
+/// steps, progress passed on.
+struct StepSession {
+    /// `None` only if a commit point failed to open the next transaction.
+    conn: Option<Conn>,
+    access: Option<Access>,
+    dialect: Dialect,
+    batches: Option<Batches>,
+    progress: Option<Progress>,
+    label: String,
+}
+
+impl StepSession {
+    fn check(&self, sql: &str) -> Result<(), CallError> {
+        match &self.access {
+            Some(access) => permission::check(access, self.dialect, sql).map_err(CallError::Denied),
+            None => Ok(()),
+        }
+    }
+
+    fn conn(&mut self) -> Result<&mut Conn, CallError> {
+        self.conn.as_mut().ok_or_else(|| {
+            CallError::Database(DatabaseError {
+                code: None,
+                message: "the connection was lost at the last commit point".to_owned(),
+                position: None,
+            })
+        })
+    }
+
+    /// What the parser cannot see, the database stops: a read-only step
+    /// runs in a read-only savepoint on PostgreSQL and with `query_only` on
+    /// SQLite. Returns whether the guard is up.
+    async fn guard_read_only(&mut self) -> Result<bool, Error> {
+        if self.access != Some(Access::ReadOnly) || self.batches.is_some() {
+            return Ok(false);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(false);
+        };
+        match self.dialect {
+            Dialect::Postgres if conn.in_transaction() => {
+                conn.execute("SAVEPOINT waymark_read_only; SET LOCAL transaction_read_only = on")
+                    .await?;
+            }
+            Dialect::Sqlite => {
+                conn.execute("PRAGMA query_only = ON").await?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    async fn unguard_read_only(&mut self) -> Result<(), Error> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        match self.dialect {
+            Dialect::Postgres => {
+                // After an error the transaction is aborted and rolls back
+                // anyway; the savepoint's rollback must not hide that error.
+                let _ = conn
+                    .execute("ROLLBACK TO SAVEPOINT waymark_read_only; RELEASE SAVEPOINT waymark_read_only")
+                    .await;
+            }
+            _ => {
+                conn.execute("PRAGMA query_only = OFF").await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StepEnv for StepSession {
+    fn execute<'a>(&'a mut self, sql: &'a str, params: Vec<Value>) -> StepFuture<'a, Result<u64, CallError>> {
+        Box::pin(async move {
+            self.check(sql)?;
+            let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
+            Ok(self.conn()?.execute_with(sql, &params).await.map_err(step_error)?)
+        })
+    }
+
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Vec<Value>,
+        max_rows: usize,
+    ) -> StepFuture<'a, Result<Rows, CallError>> {
+        Box::pin(async move {
+            self.check(sql)?;
+            let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
+            let rows = self
+                .conn()?
+                .query_rows(sql, &params, max_rows)
+                .await
+                .map_err(step_error)?;
+            Ok(Rows {
+                columns: rows
+                    .columns
+                    .into_iter()
+                    .map(|c| waymark_host::Column {
+                        name: c.name,
+                        type_name: c.type_name,
+                    })
+                    .collect(),
+                rows: rows
+                    .rows
+                    .into_iter()
+                    .map(|row| row.into_iter().map(from_db).collect())
+                    .collect(),
+            })
+        })
     }
 
     fn in_transaction(&self) -> bool {
-        self.0.in_transaction()
+        self.conn.as_ref().is_some_and(Conn::in_transaction)
     }
 
-    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
-        Box::pin(async move { self.0.execute_script(sql).await.map_err(step_error) })
+    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
+        Box::pin(async move {
+            self.check(sql)?;
+            Ok(self.conn()?.execute_script(sql).await.map_err(step_error)?)
+        })
+    }
+
+    fn commit<'a>(&'a mut self, checkpoint: &'a str) -> StepFuture<'a, Result<(), CallError>> {
+        Box::pin(async move {
+            let Some(batches) = &self.batches else {
+                return Err(CallError::Database(DatabaseError {
+                    code: None,
+                    message: "commit points are only for steps declared transaction = \"batches\" in step.toml"
+                        .to_owned(),
+                    position: None,
+                }));
+            };
+            let saved = format!("{}:{checkpoint}", direction_name(batches.direction));
+            let version = batches.version.clone();
+            let db = batches.db.clone();
+            let mut conn = self
+                .conn
+                .take()
+                .expect("a batched step holds a transaction between commit points");
+            if let Err(e) = conn.save_checkpoint(&version, &saved).await {
+                self.conn = Some(conn);
+                return Err(step_error(e).into());
+            }
+            conn.commit().await.map_err(step_error)?;
+            tracing::debug!(migration = %self.label, checkpoint, "committed a batch");
+            self.conn = Some(db.begin().await.map_err(step_error)?);
+            Ok(())
+        })
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>) {
+        if let Some(progress) = &self.progress {
+            progress(&self.label, done, total);
+        }
+    }
+}
+
+fn to_db(v: Value) -> waymark_db::Value {
+    match v {
+        Value::Null => waymark_db::Value::Null,
+        Value::Boolean(b) => waymark_db::Value::Bool(b),
+        Value::Integer(n) => waymark_db::Value::Int(n),
+        Value::Float(f) => waymark_db::Value::Float(f),
+        Value::Text(s) => waymark_db::Value::Text(s),
+        Value::Bytes(b) => waymark_db::Value::Bytes(b),
+        Value::Json(s) => waymark_db::Value::Json(s),
+        Value::Timestamp(t) => waymark_db::Value::Timestamp {
+            seconds: t.seconds,
+            nanos: t.nanoseconds,
+        },
+    }
+}
+
+fn from_db(v: waymark_db::Value) -> Value {
+    match v {
+        waymark_db::Value::Null => Value::Null,
+        waymark_db::Value::Bool(b) => Value::Boolean(b),
+        waymark_db::Value::Int(n) => Value::Integer(n),
+        waymark_db::Value::Float(f) => Value::Float(f),
+        waymark_db::Value::Text(s) => Value::Text(s),
+        waymark_db::Value::Bytes(b) => Value::Bytes(b),
+        waymark_db::Value::Json(s) => Value::Json(s),
+        waymark_db::Value::Timestamp { seconds, nanos } => Value::Timestamp(waymark_host::Timestamp {
+            seconds,
+            nanoseconds: nanos,
+        }),
     }
 }
 

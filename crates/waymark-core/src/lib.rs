@@ -11,17 +11,22 @@
 
 mod engine;
 mod error;
+mod permission;
+mod plugin;
 mod source;
 mod status;
 mod version;
 
 pub use engine::{
-    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, RepairAction, RepairOptions, UpOptions,
-    VerifyReport,
+    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, Progress, RepairAction, RepairOptions,
+    UpOptions, VerifyReport,
 };
 pub use error::{Error, MigrationFailure, SourceError};
-pub use source::{ComponentStep, Migration, MigrationSet, Script, Step, checksum, discover, scaffold};
+pub use plugin::{PluginTest, PluginTestOptions, Sdk, Stage, inspect, scaffold_plugin, test_plugin};
+pub use source::{
+    Access, ComponentStep, Migration, MigrationSet, Script, Step, Transaction, checksum, discover, scaffold,
+};
 pub use status::{Entry, State};
 pub use version::Version;
 pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, redact};
-pub use waymark_host::{Action, Limits, StepFailure};
+pub use waymark_host::{Action, Description, Inspection, Limits, StepFailure};

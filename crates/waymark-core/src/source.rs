@@ -72,10 +72,43 @@ pub struct ComponentStep {
     pub path: PathBuf,
     /// The SHA-256 the file must have (hex, lower case).
     pub sha256: String,
+    /// The `[config]` table, as JSON.
+    pub config: String,
+    /// What the step may do to the database.
+    pub access: Access,
+    /// How the step's work is committed.
+    pub transaction: Transaction,
     /// Memory the step asks for, in MiB; the operator's setting caps it.
     pub memory_mib: Option<usize>,
     /// CPU time the step asks for; the operator's setting caps it.
     pub timeout: Option<std::time::Duration>,
+}
+
+/// What a component step may do to the database (`[permissions]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Only read: the default, so a step can do no more than its
+    /// `step.toml` says.
+    ReadOnly,
+    /// Anything the connection's role may do.
+    ReadWrite,
+    /// Read anything; insert, update, delete and truncate only these tables
+    /// (lower case unless they were quoted in `step.toml`).
+    Tables(Vec<String>),
+}
+
+/// How a component step's work is committed (`transaction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transaction {
+    /// In one transaction with the history row, where the dialect allows.
+    #[default]
+    Migration,
+    /// In batches: the step asks for a commit point after each, and a run
+    /// that stops part-way resumes from the last one.
+    Batches,
+    /// Outside any transaction: each statement commits as it runs.
+    None,
 }
 
 /// `step.toml`, as written.
@@ -84,12 +117,23 @@ pub struct ComponentStep {
 struct StepFile {
     component: PathBuf,
     sha256: String,
-    up: String,
+    up: Option<String>,
     down: Option<String>,
     #[serde(default)]
-    no_transaction: bool,
+    transaction: Transaction,
+    #[serde(default)]
+    config: toml::Table,
+    #[serde(default)]
+    permissions: StepPermissions,
     #[serde(default)]
     limits: StepLimits,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepPermissions {
+    access: Option<String>,
+    write: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -358,20 +402,76 @@ fn read_step(path: PathBuf) -> Result<(String, Script, Option<Script>, Step), So
         .as_deref()
         .map(|t| humantime::parse_duration(t).map_err(|e| bad(format!("limits.timeout = {t:?}: {e}"))))
         .transpose()?;
+    let access = match (parsed.permissions.access.as_deref(), parsed.permissions.write) {
+        (Some("read-only"), Some(_)) => {
+            return Err(bad(
+                "permissions.write lists tables to write, but permissions.access is \"read-only\"".to_owned(),
+            ));
+        }
+        (_, Some(tables)) if tables.is_empty() => {
+            return Err(bad(
+                "permissions.write is empty; a step that writes nothing needs no list (it is read-only by default)"
+                    .to_owned(),
+            ));
+        }
+        (None | Some("read-write"), Some(tables)) => Access::Tables(tables.iter().map(|t| table_name(t)).collect()),
+        (None | Some("read-only"), None) => Access::ReadOnly,
+        (Some("read-write"), None) => Access::ReadWrite,
+        (Some(other), _) => {
+            return Err(bad(format!(
+                "permissions.access = {other:?}: expected \"read-only\" or \"read-write\""
+            )));
+        }
+    };
     let folder = path.parent().expect("step.toml lives in a migration folder");
     let step = Step::Component(ComponentStep {
         path: folder.join(&parsed.component),
         sha256,
+        config: toml_to_json(toml::Value::Table(parsed.config)).to_string(),
+        access,
+        transaction: parsed.transaction,
         memory_mib: parsed.limits.memory_mib,
         timeout,
     });
     let script = |text: String| Script {
         path: path.clone(),
         text,
-        no_transaction: parsed.no_transaction,
+        no_transaction: parsed.transaction == Transaction::None,
     };
-    let down = parsed.down.clone().map(script);
-    Ok((checksum(&file.text), script(parsed.up.clone()), down, step))
+    // Whether the step can be reverted is the component's to say
+    // (`describe`); the host asks before it runs a `down`.
+    let down = script(parsed.down.unwrap_or_default());
+    Ok((
+        checksum(&file.text),
+        script(parsed.up.unwrap_or_default()),
+        Some(down),
+        step,
+    ))
+}
+
+/// A table name as `permissions.write` gives it: quoted parts keep their
+/// case, others are folded to lower case, as the statements' names are.
+fn table_name(name: &str) -> String {
+    name.split('.')
+        .map(|part| match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+            Some(quoted) => quoted.to_owned(),
+            None => part.trim_matches('`').to_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// `[config]` as the step reads it: JSON, with dates as their TOML text.
+fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => s.into(),
+        toml::Value::Integer(n) => n.into(),
+        toml::Value::Float(f) => f.into(),
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(items) => items.into_iter().map(toml_to_json).collect(),
+        toml::Value::Table(table) => table.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect(),
+    }
 }
 
 fn insert(found: &mut BTreeMap<Version, Parts>, version: Version, parts: Parts) -> Result<(), SourceError> {

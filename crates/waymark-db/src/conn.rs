@@ -95,6 +95,27 @@ pub(crate) enum ConnInner {
     Lite(PoolConnection<Sqlite>),
 }
 
+/// The connection under a [`ConnInner`], by driver, for code whose queries
+/// are typed per driver (bound parameters, decoded rows).
+pub(crate) enum Driver<'a> {
+    Pg(&'a mut sqlx::PgConnection),
+    My(&'a mut sqlx::MySqlConnection),
+    Lite(&'a mut sqlx::SqliteConnection),
+}
+
+impl ConnInner {
+    pub(crate) fn driver(&mut self) -> Driver<'_> {
+        match self {
+            ConnInner::PgTx(t) => Driver::Pg(t),
+            ConnInner::Pg(p) => Driver::Pg(p),
+            ConnInner::MyTx(t) => Driver::My(t),
+            ConnInner::My(p) => Driver::My(p),
+            ConnInner::LiteTx(t) => Driver::Lite(t),
+            ConnInner::Lite(p) => Driver::Lite(p),
+        }
+    }
+}
+
 /// Runs `$body` with `$c` bound to the underlying `&mut XConnection`, for
 /// whichever driver `$conn` holds. The body is written once and compiled for
 /// each driver.

@@ -64,6 +64,10 @@ impl HistoryTable {
     fn audit(&self, dialect: Dialect) -> String {
         self.quoted(dialect, "_audit")
     }
+
+    fn checkpoints(&self, dialect: Dialect) -> String {
+        self.quoted(dialect, "_checkpoint")
+    }
 }
 
 /// A migration's state in the history table.
@@ -199,7 +203,7 @@ fn dialect_of(inner: &ConnInner) -> Dialect {
 }
 
 impl Database {
-    /// Creates the history and audit tables (and, on PostgreSQL, the schema)
+    /// Creates the history, audit and checkpoint tables (and, on PostgreSQL, the schema)
     /// unless they exist.
     pub async fn ensure_history(&self) -> Result<(), DbError> {
         let dialect = self.dialect();
@@ -253,6 +257,14 @@ impl Database {
              {engine}",
             audit = h.audit(dialect)
         ));
+        statements.push(format!(
+            "CREATE TABLE IF NOT EXISTS {checkpoints} (\
+             version {key} NOT NULL PRIMARY KEY, \
+             checkpoint {text} NOT NULL, \
+             at {ts} NOT NULL)\
+             {engine}",
+            checkpoints = h.checkpoints(dialect)
+        ));
         let mut conn = self.connection().await?;
         for statement in statements {
             conn.execute(&statement).await.map_err(|e| match e {
@@ -269,6 +281,18 @@ impl Database {
                 },
                 other => other,
             })?;
+        }
+        Ok(())
+    }
+
+    /// Drops the history, audit and checkpoint tables (for scratch
+    /// databases: `waymark plugin test`).
+    pub async fn drop_history(&self) -> Result<(), DbError> {
+        let dialect = self.dialect();
+        let h = &self.history;
+        let mut conn = self.connection().await?;
+        for table in [h.table(dialect), h.audit(dialect), h.checkpoints(dialect)] {
+            conn.execute(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
         Ok(())
     }
@@ -456,6 +480,51 @@ impl Conn {
             .bind(entry.action).bind(entry.version).bind(entry.detail).bind(user).bind(host)
             .execute(c).await.map(|r| r.rows_affected()))
         .map_err(|e| DbError::query("writing the audit table", e))?;
+        Ok(())
+    }
+
+    /// Records the checkpoint of a step that commits in batches, in the
+    /// transaction that commits the batch.
+    pub async fn save_checkpoint(&mut self, version: &str, checkpoint: &str) -> Result<(), DbError> {
+        let dialect = dialect_of(&self.inner);
+        let upsert = match dialect {
+            Dialect::Mysql => "ON DUPLICATE KEY UPDATE checkpoint = VALUES(checkpoint), at = VALUES(at)",
+            _ => "ON CONFLICT (version) DO UPDATE SET checkpoint = excluded.checkpoint, at = excluded.at",
+        };
+        let sql = format!(
+            "INSERT INTO {} (version, checkpoint, at) VALUES ({}, {}, {}) {upsert}",
+            self.history.checkpoints(dialect),
+            ph(dialect, 1),
+            ph(dialect, 2),
+            now(dialect)
+        );
+        with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).bind(checkpoint).execute(c).await.map(|r| r.rows_affected()))
+            .map_err(|e| DbError::query(format!("recording the checkpoint of version {version}"), e))?;
+        Ok(())
+    }
+
+    /// The last checkpoint of a step that commits in batches, if any.
+    pub async fn checkpoint(&mut self, version: &str) -> Result<Option<String>, DbError> {
+        let dialect = dialect_of(&self.inner);
+        let sql = format!(
+            "SELECT checkpoint FROM {} WHERE version = {}",
+            self.history.checkpoints(dialect),
+            ph(dialect, 1)
+        );
+        with_conn!(&mut self.inner, c => sqlx::query_scalar::<_, String>(&sql).bind(version).fetch_optional(c).await)
+            .map_err(|e| DbError::query(format!("reading the checkpoint of version {version}"), e))
+    }
+
+    /// Forgets a step's checkpoint, once its migration is finished.
+    pub async fn clear_checkpoint(&mut self, version: &str) -> Result<(), DbError> {
+        let dialect = dialect_of(&self.inner);
+        let sql = format!(
+            "DELETE FROM {} WHERE version = {}",
+            self.history.checkpoints(dialect),
+            ph(dialect, 1)
+        );
+        with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).execute(c).await.map(|r| r.rows_affected()))
+            .map_err(|e| DbError::query(format!("removing the checkpoint of version {version}"), e))?;
         Ok(())
     }
 }

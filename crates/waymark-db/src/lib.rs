@@ -12,10 +12,14 @@ mod conn;
 mod error;
 mod history;
 mod lock;
+mod snapshot;
 mod url;
+mod value;
 
 pub use conn::{Conn, ConnectOptions, Database, Dialect};
 pub use error::DbError;
 pub use history::{AuditEntry, HistoryRow, HistoryTable, NewHistoryRow, State};
 pub use lock::Lock;
+pub use snapshot::{Snapshot, TableSnapshot, differences};
 pub use url::redact;
+pub use value::{Column, Rows, Value};

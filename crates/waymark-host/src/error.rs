@@ -74,6 +74,12 @@ pub enum StepFailure {
         /// message, for example), truncated.
         stderr: String,
     },
+    /// The step overstepped the permissions its `step.toml` grants.
+    #[error("{0}")]
+    Denied(String),
+    /// The step returned something the host cannot accept.
+    #[error("{0}")]
+    InvalidOutput(String),
     /// The step could not be instantiated.
     #[error("step could not start: {0}")]
     Instantiate(String),

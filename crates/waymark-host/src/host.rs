@@ -12,80 +12,146 @@ use crate::cache;
 use crate::error::{HostError, StepFailure};
 use crate::sandbox::{Admit, HostState};
 
-mod bindings {
+// The WIT package is the documentation of these types; the obvious members
+// (`value.null`, `column.name`) carry no comment there.
+#[allow(missing_docs)]
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "step-plugin",
         path: "../../wit",
         imports: {
             "waymark:plugin/database.execute": async | trappable,
+            "waymark:plugin/database.query": async | trappable,
             "waymark:plugin/database.execute-script": async | trappable,
+            "waymark:plugin/database.commit": async | trappable,
+            "waymark:plugin/environment.pause": async | trappable,
             default: trappable,
         },
         exports: { default: async },
+        additional_derives: [PartialEq],
     });
 }
 
-use bindings::waymark::plugin::{database, log, types};
+use bindings::waymark::plugin::{database, environment, log, types};
+pub use types::{Action, Column, DatabaseError, Description, Dialect, Direction, Rows, Timestamp, Value};
 
 /// How often the epoch advances, and so how finely CPU time is measured.
 const TICK: Duration = Duration::from_millis(10);
 
-/// The SQL dialect a step runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    Mysql,
-    /// SQLite.
-    Sqlite,
-}
-
-/// Which way a step runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Apply.
-    Up,
-    /// Revert.
-    Down,
-}
-
-/// An error the database reported to a step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatabaseError {
-    /// SQLSTATE, MySQL error number or SQLite result code.
-    pub code: Option<String>,
-    /// The database's message.
-    pub message: String,
-    /// 1-based character offset of the error in the statement, if known.
-    pub position: Option<u32>,
-}
-
-/// A boxed future returned by [`StepDatabase`].
+/// A boxed future returned by [`StepEnv`].
 pub type StepFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The database as a step sees it: bound to one migration's transaction (or,
-/// for a migration that runs outside one, to one connection). The caller
-/// implements it; the host only forwards the step's calls.
-pub trait StepDatabase: std::any::Any + Send {
-    /// Runs one statement and returns the rows it affected.
-    fn execute<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>>;
+/// Why a database call did not succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// The database (or the caller, for a call that cannot run here)
+    /// reported an error; the step sees it and may handle it.
+    Database(DatabaseError),
+    /// The call oversteps the step's permissions. Nothing ran, and the step
+    /// fails whatever it does next: the message names the permission.
+    Denied(String),
+}
+
+impl From<DatabaseError> for CallError {
+    fn from(e: DatabaseError) -> Self {
+        CallError::Database(e)
+    }
+}
+
+/// What a step reaches outside its sandbox: the database, bound to one
+/// migration's transaction (or, for a migration that runs outside one, to
+/// one connection), and the progress display. The caller implements it and
+/// enforces the step's permissions; the host forwards the step's calls,
+/// counts them and keeps their time off the step's CPU clock.
+pub trait StepEnv: std::any::Any + Send {
+    /// Runs one statement with `params` and returns the rows it affected.
+    fn execute<'a>(&'a mut self, sql: &'a str, params: Vec<Value>) -> StepFuture<'a, Result<u64, CallError>>;
+
+    /// Runs one statement with `params` and returns at most `max_rows` rows
+    /// (more is an error).
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Vec<Value>,
+        max_rows: usize,
+    ) -> StepFuture<'a, Result<Rows, CallError>> {
+        let _ = (sql, params, max_rows);
+        Box::pin(async { Err(CallError::Database(refusal("query is not available here"))) })
+    }
 
     /// Whether the statements run inside a transaction.
     fn in_transaction(&self) -> bool;
 
     /// Runs several statements in one round trip, all or none (inside a
     /// savepoint); only inside a transaction.
-    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>>;
+    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
+        let _ = sql;
+        Box::pin(async { Err(CallError::Database(refusal("execute-script is not available here"))) })
+    }
+
+    /// Records `checkpoint` and commits the work done since the last commit
+    /// point, for steps that commit in batches.
+    fn commit<'a>(&'a mut self, checkpoint: &'a str) -> StepFuture<'a, Result<(), CallError>> {
+        let _ = checkpoint;
+        Box::pin(async {
+            Err(CallError::Database(refusal(
+                "commit points are only for steps declared transaction = \"batches\"",
+            )))
+        })
+    }
+
+    /// The step's progress report.
+    fn progress(&mut self, done: u64, total: Option<u64>) {
+        let _ = (done, total);
+    }
 }
 
-/// One action from a step's plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Action {
-    /// 1-based line of the step's input, 0 if none.
-    pub line: u32,
-    /// What would run.
-    pub text: String,
+/// What `inspect` found in a component.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// SHA-256 of its bytes, in hex: what a `step.toml` pins.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: usize,
+    /// The `waymark:plugin` version whose `step` interface it exports.
+    pub interface: Option<String>,
+    /// The interfaces it imports.
+    pub imports: Vec<String>,
+    /// The interfaces it exports.
+    pub exports: Vec<String>,
+    /// What it says about itself, asked with an empty configuration.
+    pub description: Result<Description, StepFailure>,
+}
+
+/// One call of a step's `up` or `down`: what it runs with.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Which way it runs.
+    pub direction: Direction,
+    /// The database's dialect.
+    pub dialect: Dialect,
+    /// The step's input (for SQL steps, the script).
+    pub input: &'a str,
+    /// The step's configuration, as JSON.
+    pub config: &'a str,
+    /// Whether whatever the step does will be rolled back.
+    pub dry_run: bool,
+    /// The checkpoint an interrupted run of this step left, when resuming.
+    pub resume_from: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    /// A call with no configuration, not a dry run, not resuming.
+    pub fn new(direction: Direction, dialect: Dialect, input: &'a str) -> Self {
+        Call {
+            direction,
+            dialect,
+            input,
+            config: "{}",
+            dry_run: false,
+            resume_from: None,
+        }
+    }
 }
 
 /// The limits each step runs under.
@@ -102,6 +168,8 @@ pub struct Limits {
     /// against `timeout`, so without this bound a step looping over cheap
     /// calls would run for ever.
     pub max_calls: u64,
+    /// Rows one query may return to a step.
+    pub max_rows: usize,
 }
 
 impl Default for Limits {
@@ -111,6 +179,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(30),
             log_bytes: 1024 * 1024,
             max_calls: 1_000_000,
+            max_rows: 10_000,
         }
     }
 }
@@ -252,50 +321,84 @@ impl StepHost {
         })
     }
 
-    /// Asks the step what it would do, without database access.
-    pub async fn plan(
+    /// What a component is: its digest, the interfaces it imports and
+    /// exports, and, when it is a step, what it says about itself.
+    pub async fn inspect(&self, name: &str, bytes: &[u8], dialect: Dialect) -> Result<Inspection, HostError> {
+        let invalid = |e: wasmtime::Error| HostError::InvalidComponent {
+            name: name.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let digest = cache::digest(bytes);
+        let component = cache::load(&self.engine, bytes, &digest, self.cache_dir.as_deref()).map_err(invalid)?;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let interface = exports
+            .iter()
+            .find_map(|e| e.strip_prefix("waymark:plugin/step@"))
+            .map(|v| format!("waymark:plugin@{v}"));
+        let step = self.load(name, bytes)?;
+        let description = self.describe(&step, dialect, "{}").await;
+        Ok(Inspection {
+            digest,
+            size: bytes.len(),
+            interface,
+            imports,
+            exports,
+            description,
+        })
+    }
+
+    /// What the step says about itself, asked without database access.
+    pub async fn describe(
         &self,
         step: &StepComponent,
-        direction: Direction,
         dialect: Dialect,
-        input: &str,
-    ) -> Result<Vec<Action>, StepFailure> {
-        let mut store = self.store(step, dialect, None, &self.limits);
+        config: &str,
+    ) -> Result<Description, StepFailure> {
+        let call = Call {
+            config,
+            ..Call::new(Direction::Up, dialect, "")
+        };
+        let mut store = self.store(step, &call, None, &self.limits);
         let result = async {
             let plugin = step.pre.instantiate_async(&mut store).await?;
-            let exports = plugin.waymark_plugin_step();
-            match direction {
-                Direction::Up => exports.call_plan_up(&mut store, input).await,
-                Direction::Down => exports.call_plan_down(&mut store, input).await,
-            }
+            plugin.waymark_plugin_step().call_describe(&mut store).await
+        }
+        .await;
+        let description = result.map_err(|e| trap_failure(&store, e))?;
+        check_description(&description).map_err(StepFailure::InvalidOutput)?;
+        Ok(description)
+    }
+
+    /// Asks the step what `call` would do, without database access.
+    pub async fn plan(&self, step: &StepComponent, call: &Call<'_>) -> Result<Vec<Action>, StepFailure> {
+        let mut store = self.store(step, call, None, &self.limits);
+        let result = async {
+            let plugin = step.pre.instantiate_async(&mut store).await?;
+            plugin
+                .waymark_plugin_step()
+                .call_plan(&mut store, call.direction, call.input)
+                .await
         }
         .await;
         match result {
-            Ok(Ok(actions)) => Ok(actions
-                .into_iter()
-                .map(|a| Action {
-                    line: a.line,
-                    text: a.text,
-                })
-                .collect()),
+            Ok(Ok(actions)) => Ok(actions),
             Ok(Err(e)) => Err(step_error(e)),
             Err(e) => Err(trap_failure(&store, e)),
         }
     }
 
-    /// Runs the step's `up` or `down` with `input`, its database calls going
-    /// to `db`. Returns `db` in every case, so the caller can commit or roll
-    /// back the transaction behind it.
+    /// Runs the step's `up` or `down`, its calls going to `env`. Returns
+    /// `env` in every case, so the caller can commit or roll back the
+    /// transaction behind it.
     pub async fn run(
         &self,
         step: &StepComponent,
-        direction: Direction,
-        dialect: Dialect,
-        input: &str,
-        db: Box<dyn StepDatabase>,
-    ) -> (Box<dyn StepDatabase>, Result<(), StepFailure>) {
-        self.run_limited(step, direction, dialect, input, db, &self.limits)
-            .await
+        call: &Call<'_>,
+        env: Box<dyn StepEnv>,
+    ) -> (Box<dyn StepEnv>, Result<(), StepFailure>) {
+        self.run_limited(step, call, env, &self.limits).await
     }
 
     /// [`StepHost::run`] under `limits` instead of the host's defaults (a
@@ -303,39 +406,41 @@ impl StepHost {
     pub async fn run_limited(
         &self,
         step: &StepComponent,
-        direction: Direction,
-        dialect: Dialect,
-        input: &str,
-        db: Box<dyn StepDatabase>,
+        call: &Call<'_>,
+        env: Box<dyn StepEnv>,
         limits: &Limits,
-    ) -> (Box<dyn StepDatabase>, Result<(), StepFailure>) {
-        let mut store = self.store(step, dialect, Some(db), limits);
+    ) -> (Box<dyn StepEnv>, Result<(), StepFailure>) {
+        let mut store = self.store(step, call, Some(env), limits);
         let result = async {
             let plugin = step.pre.instantiate_async(&mut store).await?;
             let exports = plugin.waymark_plugin_step();
-            match direction {
-                Direction::Up => exports.call_up(&mut store, input).await,
-                Direction::Down => exports.call_down(&mut store, input).await,
+            match call.direction {
+                Direction::Up => exports.call_up(&mut store, call.input).await,
+                Direction::Down => exports.call_down(&mut store, call.input).await,
             }
         }
         .await;
         let outcome = match result {
+            // A step that swallowed a refusal still fails.
+            _ if store.data().denied.is_some() => {
+                Err(StepFailure::Denied(store.data().denied.clone().unwrap_or_default()))
+            }
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(step_error(e)),
             Err(e) => Err(trap_failure(&store, e)),
         };
         let state = store.into_data();
-        (state.db.expect("the database handle stays in the store"), outcome)
+        (state.env.expect("the environment stays in the store"), outcome)
     }
 
     fn store(
         &self,
         step: &StepComponent,
-        dialect: Dialect,
-        db: Option<Box<dyn StepDatabase>>,
+        call: &Call<'_>,
+        env: Option<Box<dyn StepEnv>>,
         limits: &Limits,
     ) -> Store<HostState> {
-        let state = HostState::new(step.name(), dialect, db, limits);
+        let state = HostState::new(step.name(), call, env, limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
@@ -352,19 +457,60 @@ impl StepHost {
 
 const SQL_STEP_BYTES: &[u8] = crate::SQL_STEP_WASM;
 
+/// The longest message from a step that is passed on; a step cannot flood
+/// the terminal or the history table through its error.
+const MAX_MESSAGE: usize = 4096;
+
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let dropped = message.len() - cut;
+        message.truncate(cut);
+        message.push_str(&format!("... ({dropped} more bytes)"));
+    }
+    message
+}
+
 fn step_error(e: types::StepError) -> StepFailure {
     match e {
         types::StepError::Statement(s) => StepFailure::Statement {
             line: s.line,
-            code: s.error.code,
-            message: s.error.message,
+            code: s.error.code.map(bounded),
+            message: bounded(s.error.message),
         },
         types::StepError::InvalidInput(i) => StepFailure::InvalidInput {
             line: i.line,
-            message: i.message,
+            message: bounded(i.message),
         },
-        types::StepError::Other(message) => StepFailure::Other(message),
+        types::StepError::Other(message) => StepFailure::Other(bounded(message)),
     }
+}
+
+/// What a description must be for waymark to show it and rely on it.
+fn check_description(d: &Description) -> Result<(), String> {
+    let plain = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_control);
+    if !plain(&d.name) {
+        return Err(format!(
+            "the step's description has an invalid name {:?}: it must be 1 to 64 printable characters",
+            bounded(d.name.clone())
+        ));
+    }
+    if !plain(&d.version) {
+        return Err(format!(
+            "the step's description has an invalid version {:?}: it must be 1 to 64 printable characters",
+            bounded(d.version.clone())
+        ));
+    }
+    if d.summary.len() > MAX_MESSAGE {
+        return Err(format!(
+            "the step's summary is {} bytes long; at most {MAX_MESSAGE} are allowed",
+            d.summary.len()
+        ));
+    }
+    Ok(())
 }
 
 fn trap_failure(store: &Store<HostState>, error: wasmtime::Error) -> StepFailure {
@@ -397,67 +543,114 @@ fn trap_failure(store: &Store<HostState>, error: wasmtime::Error) -> StepFailure
     }
 }
 
-fn wit_error(e: DatabaseError) -> types::DatabaseError {
-    types::DatabaseError {
-        code: e.code,
-        message: e.message,
-        position: e.position,
-    }
-}
-
 /// An error from the host itself, not from the database: nothing ran.
-fn refusal(message: &str) -> types::DatabaseError {
-    types::DatabaseError {
+fn refusal(message: &str) -> DatabaseError {
+    DatabaseError {
         code: None,
         message: message.to_owned(),
         position: None,
     }
 }
 
+/// One database call: refused while planning, counted against the call
+/// budget, its time kept off the step's CPU clock.
+macro_rules! database_call {
+    ($state:ident, |$env:ident| $call:expr) => {{
+        let Some($env) = $state.env.as_mut() else {
+            return Ok(Err(refusal(
+                "the database is not available while planning or describing",
+            )));
+        };
+        $state.calls.take()?;
+        let started = Instant::now();
+        let result = $call.await;
+        $state.clock.add_host_time(started.elapsed());
+        $state.outcome(result)
+    }};
+}
+
 impl types::Host for HostState {}
 
 impl database::Host for HostState {
-    fn current_dialect(&mut self) -> wasmtime::Result<types::Dialect> {
-        Ok(match self.dialect {
-            Dialect::Postgres => types::Dialect::Postgres,
-            Dialect::Mysql => types::Dialect::Mysql,
-            Dialect::Sqlite => types::Dialect::Sqlite,
-        })
+    fn current_dialect(&mut self) -> wasmtime::Result<Dialect> {
+        Ok(self.dialect)
     }
 
-    async fn execute(&mut self, sql: String) -> wasmtime::Result<Result<u64, types::DatabaseError>> {
-        self.database_call(&sql, false).await
+    async fn execute(&mut self, sql: String, params: Vec<Value>) -> wasmtime::Result<Result<u64, DatabaseError>> {
+        database_call!(self, |env| env.execute(&sql, params))
+    }
+
+    async fn query(&mut self, sql: String, params: Vec<Value>) -> wasmtime::Result<Result<Rows, DatabaseError>> {
+        let max_rows = self.max_rows;
+        database_call!(self, |env| env.query(&sql, params, max_rows))
+    }
+
+    async fn execute_script(&mut self, sql: String) -> wasmtime::Result<Result<u64, DatabaseError>> {
+        if self.env.as_ref().is_some_and(|env| !env.in_transaction()) {
+            return Ok(Err(refusal("execute-script runs only inside a transaction")));
+        }
+        database_call!(self, |env| env.execute_script(&sql))
     }
 
     fn in_transaction(&mut self) -> wasmtime::Result<bool> {
-        Ok(self.db.as_ref().is_some_and(|db| db.in_transaction()))
+        Ok(self.env.as_ref().is_some_and(|env| env.in_transaction()))
     }
 
-    async fn execute_script(&mut self, sql: String) -> wasmtime::Result<Result<u64, types::DatabaseError>> {
-        self.database_call(&sql, true).await
+    async fn commit(&mut self, checkpoint: String) -> wasmtime::Result<Result<(), DatabaseError>> {
+        if self.dry_run {
+            // Nothing may be committed in a dry run; the step goes on as if
+            // the commit point had passed.
+            return Ok(Ok(()));
+        }
+        database_call!(self, |env| env.commit(&checkpoint))
     }
 }
 
 impl HostState {
-    /// One `execute` or `execute-script`: refused while planning (and, for a
-    /// script, outside a transaction), counted against the call budget, and
-    /// its time kept off the step's CPU clock.
-    async fn database_call(&mut self, sql: &str, script: bool) -> wasmtime::Result<Result<u64, types::DatabaseError>> {
-        let Some(db) = self.db.as_mut() else {
-            return Ok(Err(refusal("the database is not available while planning")));
-        };
-        if script && !db.in_transaction() {
-            return Ok(Err(refusal("execute-script runs only inside a transaction")));
+    /// What the step sees of a call's result. A denial traps the step, so
+    /// that it fails even if it would ignore the error.
+    fn outcome<T>(&mut self, result: Result<T, CallError>) -> wasmtime::Result<Result<T, DatabaseError>> {
+        match result {
+            Ok(value) => Ok(Ok(value)),
+            Err(CallError::Database(e)) => Ok(Err(e)),
+            Err(CallError::Denied(message)) => {
+                self.denied = Some(message.clone());
+                Err(wasmtime::format_err!("{message}"))
+            }
         }
+    }
+}
+
+impl environment::Host for HostState {
+    fn config(&mut self) -> wasmtime::Result<String> {
+        Ok(self.config.clone())
+    }
+
+    fn dry_run(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.dry_run)
+    }
+
+    fn resume_from(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.resume_from.clone())
+    }
+
+    async fn pause(&mut self, milliseconds: u32) -> wasmtime::Result<()> {
         self.calls.take()?;
-        let started = Instant::now();
-        let result = if script {
-            db.execute_script(sql).await
-        } else {
-            db.execute(sql).await
-        };
-        self.clock.add_host_time(started.elapsed());
-        Ok(result.map_err(wit_error))
+        if self.dry_run || self.env.is_none() {
+            return Ok(());
+        }
+        let wait = Duration::from_millis(milliseconds.min(60_000).into());
+        tokio::time::sleep(wait).await;
+        self.clock.add_host_time(wait);
+        Ok(())
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        self.calls.take()?;
+        if let Some(env) = self.env.as_mut() {
+            env.progress(done, total);
+        }
+        Ok(())
     }
 }
 

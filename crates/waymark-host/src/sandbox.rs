@@ -8,15 +8,22 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::host::{Dialect, Limits, StepDatabase};
+use crate::host::{Call, Dialect, Limits, StepEnv};
 
 /// How much of a step's stderr is kept for error messages.
 const STDERR_CAPACITY: usize = 16 * 1024;
 
 pub(crate) struct HostState {
     /// `None` while planning: nothing may touch the database then.
-    pub(crate) db: Option<Box<dyn StepDatabase>>,
+    pub(crate) env: Option<Box<dyn StepEnv>>,
     pub(crate) dialect: Dialect,
+    pub(crate) config: String,
+    pub(crate) dry_run: bool,
+    pub(crate) resume_from: Option<String>,
+    pub(crate) max_rows: usize,
+    /// Set when a call overstepped the step's permissions: the step fails
+    /// with this message, whatever it returns.
+    pub(crate) denied: Option<String>,
     pub(crate) step_name: String,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) clock: GuestClock,
@@ -28,7 +35,7 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(step_name: &str, dialect: Dialect, db: Option<Box<dyn StepDatabase>>, limits: &Limits) -> Self {
+    pub(crate) fn new(step_name: &str, call: &Call<'_>, env: Option<Box<dyn StepEnv>>, limits: &Limits) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No preopened folders, no environment, no arguments, no stdin, no
         // network, no name lookup: WASI gives clocks and randomness only,
@@ -41,8 +48,13 @@ impl HostState {
             .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         HostState {
-            db,
-            dialect,
+            env,
+            dialect: call.dialect,
+            config: call.config.to_owned(),
+            dry_run: call.dry_run,
+            resume_from: call.resume_from.map(str::to_owned),
+            max_rows: limits.max_rows,
+            denied: None,
             step_name: step_name.to_owned(),
             limiter: MemoryLimiter {
                 limit_bytes: limits.memory_bytes,

@@ -92,6 +92,50 @@ pub(crate) enum Command {
     /// Fix the history by hand, with an audit record: each action needs its
     /// own flag.
     Repair(RepairArgs),
+    /// Write, test and inspect step plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Create a step plugin crate, which builds with
+    /// `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// Crate name, e.g. lowercase-emails.
+        name: String,
+        /// Folder to create it in. Default: the current folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Use the SDK of a waymark checkout (its plugins/sdk) instead of a
+        /// copy in the crate's vendor/ folder.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Run a step's up, down, up again and down again against a scratch
+    /// database, under the limits a real run applies, and report what each
+    /// changed; fail if down does not restore what up found, or if a second
+    /// up differs from the first.
+    Test {
+        /// A migration folder holding step.toml (its configuration and
+        /// permissions apply), or a .wasm component (read-write, no
+        /// configuration).
+        path: PathBuf,
+        /// The scratch database. Default: a new SQLite file. Never taken
+        /// from DATABASE_URL, so a test cannot reach a real database by
+        /// accident.
+        #[arg(long)]
+        scratch_url: Option<String>,
+        /// SQL file run first, to create what the step works on.
+        #[arg(long)]
+        setup: Option<PathBuf>,
+    },
+    /// Print a component's SHA-256 (what step.toml pins), interface version
+    /// and description.
+    Inspect {
+        /// The .wasm component.
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -109,13 +153,17 @@ pub(crate) struct UpArgs {
     /// Proceed although some applied migrations have no file.
     #[arg(long)]
     pub(crate) ignore_missing: bool,
+    /// Apply everything in one transaction, then roll it back: proof that
+    /// the migrations run, keeping nothing (PostgreSQL, SQLite).
+    #[arg(long, conflicts_with = "single_transaction")]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
     /// Plan `down` instead: what it would revert (default: the newest
     /// migration; --to V reverts everything after V, --steps N the newest N).
-    #[arg(long, conflicts_with_all = ["single_transaction", "allow_out_of_order", "ignore_missing"])]
+    #[arg(long, conflicts_with_all = ["single_transaction", "allow_out_of_order", "ignore_missing", "dry_run"])]
     pub(crate) down: bool,
     /// With --down: revert this many migrations.
     #[arg(long, requires = "down", conflicts_with = "to")]

@@ -13,11 +13,11 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::Parser;
 use waymark_core::{
-    ConnectOptions, DownTarget, Engine, EngineOptions, Error, Event, HistoryTable, Limits, RepairOptions, UpOptions,
-    Version, discover, redact, scaffold,
+    ConnectOptions, DownTarget, Engine, EngineOptions, Error, Event, HistoryTable, Limits, PluginTestOptions,
+    RepairOptions, Sdk, UpOptions, Version, discover, redact, scaffold,
 };
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, PluginCommand};
 use crate::config::{ConfigError, Settings};
 use crate::output::Output;
 
@@ -101,12 +101,62 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<u8> {
         out.created(&paths);
         return Ok(0);
     }
+    if let Command::Plugin(command) = &cli.command {
+        return plugin(command, &settings, out).await;
+    }
     let set = discover(&settings.migrations).map_err(Error::from)?;
-    let engine = connect(&settings).await?;
+    let mut engine = connect(&settings).await?;
+    if let Some(progress) = out.step_progress() {
+        engine.on_progress(progress);
+    }
     tracing::info!("database {} ({})", engine.url(), engine.dialect().name());
     let result = dispatch(cli, out, &engine, &set).await;
     engine.close().await;
     result
+}
+
+async fn plugin(command: &PluginCommand, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
+    match command {
+        PluginCommand::New { name, dir, sdk_path } => {
+            let sdk = sdk_path.clone().map_or(Sdk::Vendored, Sdk::Path);
+            let paths = waymark_core::scaffold_plugin(dir, name, &sdk)?;
+            out.created(&paths);
+            Ok(0)
+        }
+        PluginCommand::Inspect { path } => {
+            let inspection = waymark_core::inspect(path, limits(settings)).await?;
+            out.inspection(path, &inspection);
+            Ok(if inspection.description.is_ok() && inspection.interface.is_some() {
+                0
+            } else {
+                exit::FAILED
+            })
+        }
+        PluginCommand::Test {
+            path,
+            scratch_url,
+            setup,
+        } => {
+            let report = waymark_core::test_plugin(&PluginTestOptions {
+                path: path.clone(),
+                url: scratch_url.clone(),
+                setup: setup.clone(),
+                limits: limits(settings),
+            })
+            .await?;
+            out.plugin_test(&report);
+            Ok(if report.problems.is_empty() { 0 } else { exit::FAILED })
+        }
+    }
+}
+
+/// The step limits the operator set: the ceiling every step runs under.
+fn limits(settings: &Settings) -> Limits {
+    Limits {
+        memory_bytes: settings.step_memory_mib * 1024 * 1024,
+        timeout: settings.step_timeout,
+        ..Limits::default()
+    }
 }
 
 async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
@@ -120,11 +170,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
             },
             lock_timeout: settings.lock_timeout,
         },
-        limits: Limits {
-            memory_bytes: settings.step_memory_mib * 1024 * 1024,
-            timeout: settings.step_timeout,
-            ..Limits::default()
-        },
+        limits: limits(settings),
         cache_dir: None,
     };
     tracing::debug!("connecting to {}", redact(&settings.database_url));
@@ -153,7 +199,7 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
         }
         Command::Up(args) => {
             let result = engine.up(set, &up_options(args)?, &mut progress).await;
-            finish(out, "up", result)
+            finish(out, if args.dry_run { "up --dry-run" } else { "up" }, result)
         }
         Command::Down(args) => {
             let target = down_target(args.to.as_deref(), args.steps)?;
@@ -189,7 +235,7 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
             out.repair(&actions);
             Ok(0)
         }
-        Command::New { .. } => unreachable!("handled before connecting"),
+        Command::New { .. } | Command::Plugin(_) => unreachable!("handled before connecting"),
     }
 }
 
@@ -209,6 +255,7 @@ fn up_options(args: &cli::UpArgs) -> anyhow::Result<UpOptions> {
         single_transaction: args.single_transaction,
         allow_out_of_order: args.allow_out_of_order,
         ignore_missing: args.ignore_missing,
+        dry_run: args.dry_run,
     })
 }
 

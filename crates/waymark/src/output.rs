@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use comfy_table::{Table, presets};
 use serde::Serialize;
 use serde_json::json;
-use waymark_core::{Applied, Entry, Error, Event, Migration, Plan, RepairAction, VerifyReport};
+use waymark_core::{
+    Applied, Entry, Error, Event, Inspection, Migration, Plan, PluginTest, Progress, RepairAction, VerifyReport,
+};
 
 /// `println!` that ignores a closed stdout (`waymark status | head`) instead
 /// of panicking.
@@ -212,8 +214,131 @@ impl Output {
         }
     }
 
+    /// Where steps' progress reports go: a bar on a terminal, a log line
+    /// at most every few seconds elsewhere, nothing in JSON or quiet mode.
+    pub(crate) fn step_progress(&self) -> Option<Progress> {
+        if self.json || self.quiet {
+            return None;
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::hidden();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            );
+            let bar = std::sync::Mutex::new(bar);
+            return Some(std::sync::Arc::new(
+                move |label: &str, done: u64, total: Option<u64>| {
+                    let bar = bar.lock().unwrap();
+                    if bar.message() != label {
+                        bar.reset();
+                        bar.set_message(label.to_owned());
+                    }
+                    bar.set_length(total.unwrap_or(done));
+                    bar.set_position(done);
+                    if total.is_some_and(|t| done >= t) {
+                        bar.finish_and_clear();
+                    }
+                },
+            ));
+        }
+        let last = std::sync::Mutex::new(None::<std::time::Instant>);
+        Some(std::sync::Arc::new(
+            move |label: &str, done: u64, total: Option<u64>| {
+                let mut last = last.lock().unwrap();
+                let finished = total.is_some_and(|t| done >= t);
+                if last.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(5)) && !finished {
+                    return;
+                }
+                *last = Some(std::time::Instant::now());
+                match total {
+                    Some(t) if t > 0 => eprintln!("{label}: {done}/{t} ({}%)", done * 100 / t),
+                    _ => eprintln!("{label}: {done}"),
+                }
+            },
+        ))
+    }
+
+    pub(crate) fn inspection(&self, path: &std::path::Path, i: &Inspection) {
+        let description = i.description.as_ref().ok();
+        if self.json {
+            self.print_json(&json!({
+                "ok": description.is_some() && i.interface.is_some(),
+                "path": path.display().to_string(),
+                "sha256": i.digest,
+                "size": i.size,
+                "interface": i.interface,
+                "imports": i.imports,
+                "exports": i.exports,
+                "description": description.map(|d| json!({
+                    "name": d.name, "version": d.version, "summary": d.summary, "reversible": d.reversible,
+                })),
+                "error": i.description.as_ref().err().map(ToString::to_string),
+            }));
+            return;
+        }
+        outln!("component  {}", path.display());
+        outln!("sha256     {}", i.digest);
+        outln!("size       {} bytes", i.size);
+        outln!(
+            "interface  {}",
+            i.interface
+                .as_deref()
+                .unwrap_or("none: it exports no waymark:plugin/step")
+        );
+        match &i.description {
+            Ok(d) => {
+                outln!("step       {} {}", d.name, d.version);
+                outln!("summary    {}", d.summary);
+                outln!("reversible {}", if d.reversible { "yes" } else { "no" });
+            }
+            Err(e) => outln!("describe   failed: {e}"),
+        }
+        outln!("imports    {}", i.imports.join(", "));
+        outln!("\npin it in step.toml:\n  sha256 = \"{}\"", i.digest);
+    }
+
+    pub(crate) fn plugin_test(&self, report: &PluginTest) {
+        if self.json {
+            let stages: Vec<serde_json::Value> = report
+                .stages
+                .iter()
+                .map(|s| json!({ "stage": s.name, "duration_ms": s.duration.as_millis(), "changes": s.changes }))
+                .collect();
+            self.print_json(&json!({
+                "ok": report.problems.is_empty(),
+                "database": report.url,
+                "stages": stages,
+                "problems": report.problems,
+            }));
+        } else {
+            outln!("scratch database {}", report.url);
+            for stage in &report.stages {
+                outln!("{} ({} ms):", stage.name, stage.duration.as_millis());
+                if stage.changes.is_empty() {
+                    outln!("  no changes");
+                }
+                for change in &stage.changes {
+                    outln!("  {change}");
+                }
+            }
+        }
+        if report.problems.is_empty() {
+            self.note("ok: down restored what up found, and up repeated gives the same result");
+        }
+        for problem in &report.problems {
+            eprintln!("error: {problem}");
+        }
+    }
+
     pub(crate) fn applied(&self, command: &str, done: &[Applied], failure: Option<(&Error, Option<String>)>) {
-        let verb = if command == "down" { "reverted" } else { "applied" };
+        let verb = match command {
+            "down" => "reverted",
+            "up --dry-run" => "applied and rolled back (dry run)",
+            _ => "applied",
+        };
         if let Some((error, hint)) = &failure {
             eprintln!("error: {error}");
             if let Some(hint) = hint {

@@ -18,16 +18,23 @@ wit_bindgen::generate!({
 
 use exports::waymark::plugin::step::Guest;
 use waymark::plugin::database;
-use waymark::plugin::types::{self, Action, InputError, StatementError, StepError};
+use waymark::plugin::types::{self, Action, Description, Direction, InputError, StatementError, StepError};
 
 struct SqlStep;
 
 impl Guest for SqlStep {
-    fn plan_up(input: String) -> Result<Vec<Action>, StepError> {
-        plan(&input)
+    fn describe() -> Description {
+        Description {
+            name: "sql".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            summary: "Runs a SQL script, statement by statement as the dialect's own client splits it.".to_owned(),
+            // Reversible when the migration has a down script; the host
+            // knows whether it does.
+            reversible: true,
+        }
     }
 
-    fn plan_down(input: String) -> Result<Vec<Action>, StepError> {
+    fn plan(_: Direction, input: String) -> Result<Vec<Action>, StepError> {
         plan(&input)
     }
 
@@ -84,7 +91,7 @@ fn run(input: &str) -> Result<(), StepError> {
         }
     }
     for statement in statements {
-        if let Err(error) = database::execute(statement.text) {
+        if let Err(error) = database::execute(statement.text, &[]) {
             // A reported position points at the failing token, which may sit
             // several lines below the statement's first line.
             let line = match error.position {

@@ -1,9 +1,13 @@
 //! A step that misbehaves on request, for waymark's sandbox tests.
 //!
 //! The input names the behaviour: `loop`, `trap`, `panic`, `oom`, `recurse`,
-//! `log-flood`, `call-flood`, `read-file`, `list-dir`, `env`, `connect`, or
-//! `sql:<statement>` (runs the statement, then behaves as the text after a
-//! `|`, if any: `sql:INSERT ...|loop`).
+//! `log-flood`, `call-flood`, `read-file`, `list-dir`, `env`, `connect`,
+//! `fail`, `huge-error`, `config` (fails with its configuration as the
+//! message), or a call followed by more behaviour after a `|`:
+//! `sql:<statement>` (runs it; fails on error), `ignore:<statement>` (runs
+//! it and ignores an error), `query:<statement>` (runs it; fails on error),
+//! `commit:<checkpoint>`. Its description comes from its configuration's
+//! `describe` member when there is one, so a test can make it say anything.
 
 wit_bindgen::generate!({
     world: "step-plugin",
@@ -11,21 +15,35 @@ wit_bindgen::generate!({
 });
 
 use exports::waymark::plugin::step::Guest;
-use waymark::plugin::types::{Action, StatementError, StepError};
-use waymark::plugin::{database, log};
+use waymark::plugin::types::{Action, Description, Direction, StatementError, StepError};
+use waymark::plugin::{database, environment, log};
 
 struct TestStep;
 
 impl Guest for TestStep {
-    fn plan_up(input: String) -> Result<Vec<Action>, StepError> {
+    fn describe() -> Description {
+        let config = environment::config();
+        // `{"describe": {"name": ..., "version": ..., "reversible": ...}}`,
+        // read without a JSON parser to keep the component small.
+        let field = |key: &str| {
+            let start = config.find(&format!("\"{key}\":"))? + key.len() + 3;
+            let rest = config[start..].trim_start();
+            let end = rest.find([',', '}'])?;
+            Some(rest[..end].trim().trim_matches('"').to_owned())
+        };
+        Description {
+            name: field("name").unwrap_or_else(|| "test-steps".to_owned()),
+            version: field("version").unwrap_or_else(|| "0.1.0".to_owned()),
+            summary: "Misbehaves on request, for waymark's sandbox tests.".to_owned(),
+            reversible: field("reversible").is_none_or(|r| r == "true"),
+        }
+    }
+
+    fn plan(_: Direction, input: String) -> Result<Vec<Action>, StepError> {
         Ok(vec![Action {
             line: 0,
             text: format!("misbehave: {input}"),
         }])
-    }
-
-    fn plan_down(input: String) -> Result<Vec<Action>, StepError> {
-        Self::plan_up(input)
     }
 
     fn up(input: String) -> Result<(), StepError> {
@@ -41,10 +59,23 @@ export!(TestStep);
 
 fn behave(input: &str) -> Result<(), StepError> {
     let input = input.trim();
-    if let Some(rest) = input.strip_prefix("sql:") {
-        let (statement, then) = rest.split_once('|').unwrap_or((rest, ""));
-        database::execute(statement).map_err(|error| StepError::Statement(StatementError { line: 1, error }))?;
-        return behave(then);
+    let failed = |error| StepError::Statement(StatementError { line: 1, error });
+    for (prefix, call) in [
+        ("sql:", Call::Execute),
+        ("ignore:", Call::Ignore),
+        ("query:", Call::Query),
+        ("commit:", Call::Commit),
+    ] {
+        if let Some(rest) = input.strip_prefix(prefix) {
+            let (argument, then) = rest.split_once('|').unwrap_or((rest, ""));
+            match call {
+                Call::Execute => drop(database::execute(argument, &[]).map_err(failed)?),
+                Call::Ignore => drop(database::execute(argument, &[])),
+                Call::Query => drop(database::query(argument, &[]).map_err(failed)?),
+                Call::Commit => database::commit(argument).map_err(failed)?,
+            }
+            return behave(then);
+        }
     }
     match input {
         "" => Ok(()),
@@ -79,7 +110,7 @@ fn behave(input: &str) -> Result<(), StepError> {
         }
         "call-flood" => {
             for _ in 0..10_000_000u32 {
-                database::execute("SELECT 1")
+                database::execute("SELECT 1", &[])
                     .map_err(|error| StepError::Statement(StatementError { line: 1, error }))?;
             }
             Ok(())
@@ -107,6 +138,15 @@ fn behave(input: &str) -> Result<(), StepError> {
             Err(e) => Err(StepError::Other(format!("connect: {e}"))),
         },
         "fail" => Err(StepError::Other("the test step failed on purpose".to_owned())),
+        "huge-error" => Err(StepError::Other("x".repeat(8 << 20))),
+        "config" => Err(StepError::Other(environment::config())),
         other => Err(StepError::Other(format!("unknown behaviour {other:?}"))),
     }
+}
+
+enum Call {
+    Execute,
+    Ignore,
+    Query,
+    Commit,
 }

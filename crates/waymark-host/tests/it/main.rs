@@ -4,21 +4,23 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use waymark_host::{DatabaseError, Dialect, Direction, Limits, StepDatabase, StepFailure, StepFuture, StepHost};
+use waymark_host::{
+    Call, CallError, DatabaseError, Dialect, Direction, Limits, StepEnv, StepFailure, StepFuture, StepHost, Value,
+};
 
 /// Records the statements a step runs; fails any containing `fail`.
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<String>>>);
 
-impl StepDatabase for Recorder {
-    fn execute<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+impl StepEnv for Recorder {
+    fn execute<'a>(&'a mut self, sql: &'a str, _: Vec<Value>) -> StepFuture<'a, Result<u64, CallError>> {
         Box::pin(async move {
             if sql.contains("fail") {
-                return Err(DatabaseError {
+                return Err(CallError::Database(DatabaseError {
                     code: Some("XX000".into()),
                     message: "refused".into(),
                     position: None,
-                });
+                }));
             }
             self.0.lock().unwrap().push(sql.to_owned());
             Ok(1)
@@ -29,7 +31,7 @@ impl StepDatabase for Recorder {
         false
     }
 
-    fn execute_script<'a>(&'a mut self, _: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+    fn execute_script<'a>(&'a mut self, _: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
         unreachable!("never offered outside a transaction")
     }
 }
@@ -51,8 +53,11 @@ fn misbehave(host: &StepHost, input: &str) -> (Vec<String>, Result<(), StepFailu
     let bytes = std::fs::read(waymark_host::TEST_STEPS_WASM_PATH).unwrap();
     let step = host.load("test-steps", &bytes).unwrap();
     let recorder = Recorder::default();
-    let (_, outcome) =
-        runtime().block_on(host.run(&step, Direction::Up, Dialect::Sqlite, input, Box::new(recorder.clone())));
+    let (_, outcome) = runtime().block_on(host.run(
+        &step,
+        &Call::new(Direction::Up, Dialect::Sqlite, input),
+        Box::new(recorder.clone()),
+    ));
     let statements = recorder.0.lock().unwrap().clone();
     (statements, outcome)
 }
@@ -91,8 +96,8 @@ fn an_infinite_loop_is_stopped_at_the_deadline() {
 #[test]
 fn time_waiting_on_the_database_does_not_count() {
     struct Slow;
-    impl StepDatabase for Slow {
-        fn execute<'a>(&'a mut self, _: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+    impl StepEnv for Slow {
+        fn execute<'a>(&'a mut self, _: &'a str, _: Vec<Value>) -> StepFuture<'a, Result<u64, CallError>> {
             Box::pin(async {
                 tokio::time::sleep(Duration::from_millis(800)).await;
                 Ok(0)
@@ -103,8 +108,8 @@ fn time_waiting_on_the_database_does_not_count() {
             false
         }
 
-        fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
-            self.execute(sql)
+        fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
+            self.execute(sql, Vec::new())
         }
     }
     let host = host(small_limits());
@@ -112,9 +117,7 @@ fn time_waiting_on_the_database_does_not_count() {
     let step = host.load("test-steps", &bytes).unwrap();
     let (_, outcome) = runtime().block_on(host.run(
         &step,
-        Direction::Up,
-        Dialect::Sqlite,
-        "sql:SELECT pg_sleep(0.8)",
+        &Call::new(Direction::Up, Dialect::Sqlite, "sql:SELECT pg_sleep(0.8)"),
         Box::new(Slow),
     ));
     assert_eq!(outcome, Ok(()));
@@ -212,7 +215,7 @@ fn a_component_that_is_not_a_step_is_refused() {
 fn split(dialect: Dialect, input: &str) -> Result<Vec<(u32, String)>, StepFailure> {
     let host = host(Limits::default());
     let step = host.sql_step().unwrap();
-    let actions = runtime().block_on(host.plan(&step, Direction::Up, dialect, input))?;
+    let actions = runtime().block_on(host.plan(&step, &Call::new(Direction::Up, dialect, input)))?;
     Ok(actions.into_iter().map(|a| (a.line, a.text)).collect())
 }
 
@@ -349,15 +352,15 @@ fn reports_unterminated_input_with_its_line() {
 #[derive(Clone, Default)]
 struct InTransaction(Arc<Mutex<Vec<String>>>);
 
-impl StepDatabase for InTransaction {
-    fn execute<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+impl StepEnv for InTransaction {
+    fn execute<'a>(&'a mut self, sql: &'a str, _: Vec<Value>) -> StepFuture<'a, Result<u64, CallError>> {
         Box::pin(async move {
             if sql.contains("fail") {
-                return Err(DatabaseError {
+                return Err(CallError::Database(DatabaseError {
                     code: Some("42601".into()),
                     message: "nope".into(),
                     position: None,
-                });
+                }));
             }
             self.0.lock().unwrap().push(format!("statement: {sql}"));
             Ok(1)
@@ -368,14 +371,14 @@ impl StepDatabase for InTransaction {
         true
     }
 
-    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, DatabaseError>> {
+    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
         Box::pin(async move {
             if sql.contains("fail") {
-                return Err(DatabaseError {
+                return Err(CallError::Database(DatabaseError {
                     code: Some("42601".into()),
                     message: "nope".into(),
                     position: None,
-                });
+                }));
             }
             self.0.lock().unwrap().push(format!("script: {sql}"));
             Ok(3)
@@ -390,7 +393,11 @@ fn sql_step_sends_one_script_and_replays_it_to_find_a_failing_line() {
     let rt = runtime();
     let db = InTransaction::default();
     let input = "CREATE TABLE a (id int); -- trailing comment\nINSERT INTO a VALUES (1);\n";
-    let (_, outcome) = rt.block_on(host.run(&step, Direction::Up, Dialect::Postgres, input, Box::new(db.clone())));
+    let (_, outcome) = rt.block_on(host.run(
+        &step,
+        &Call::new(Direction::Up, Dialect::Postgres, input),
+        Box::new(db.clone()),
+    ));
     assert_eq!(outcome, Ok(()));
     assert_eq!(
         db.0.lock().unwrap().as_slice(),
@@ -399,7 +406,11 @@ fn sql_step_sends_one_script_and_replays_it_to_find_a_failing_line() {
 
     let db = InTransaction::default();
     let input = "CREATE TABLE b (id int);\n\nSELECT fail;\nSELECT 3;\n";
-    let (_, outcome) = rt.block_on(host.run(&step, Direction::Up, Dialect::Postgres, input, Box::new(db.clone())));
+    let (_, outcome) = rt.block_on(host.run(
+        &step,
+        &Call::new(Direction::Up, Dialect::Postgres, input),
+        Box::new(db.clone()),
+    ));
     assert_eq!(
         outcome,
         Err(StepFailure::Statement {

@@ -7,15 +7,23 @@ fn test_steps() -> Vec<u8> {
     std::fs::read(waymark_host::TEST_STEPS_WASM_PATH).unwrap()
 }
 
-/// Copies the test component into the project and writes a `step.toml`.
+/// Copies the test component into the project and writes a `step.toml`
+/// granting it writes to `t`, unless `extra` says otherwise.
 fn step(p: &Project, stem: &str, up: &str, down: Option<&str>, extra: &str) -> String {
     let bytes = test_steps();
     p.file("steps/test-steps.wasm", &bytes);
     let digest = waymark_host::digest(&bytes);
     let down = down.map(|d| format!("down = {d:?}\n")).unwrap_or_default();
+    let grant = if extra.contains("[permissions]") {
+        ""
+    } else {
+        "\n[permissions]\nwrite = [\"t\"]\n"
+    };
     p.file(
         &format!("migrations/{stem}/step.toml"),
-        format!("component = \"../../steps/test-steps.wasm\"\nsha256 = \"{digest}\"\nup = {up:?}\n{down}{extra}"),
+        format!(
+            "component = \"../../steps/test-steps.wasm\"\nsha256 = \"{digest}\"\nup = {up:?}\n{down}{extra}{grant}"
+        ),
     );
     digest
 }
