@@ -305,6 +305,16 @@ impl Engine {
         options: &UpOptions,
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<Vec<Applied>, Error> {
+        if !self.db.dialect().transactional_ddl() && (options.dry_run || options.single_transaction) {
+            let flag = if options.dry_run {
+                "--dry-run"
+            } else {
+                "--single-transaction"
+            };
+            return Err(Error::Usage(format!(
+                "{flag} is not possible on MySQL/MariaDB: DDL commits as it runs"
+            )));
+        }
         let lock = self.lock_for_change().await?;
         let result = async {
             let status = self.status(set).await?;
@@ -619,8 +629,15 @@ impl Engine {
         }
     }
 
+    /// Whether a migration's step and its history row commit together. A
+    /// component step without `access = "read-write"` cannot run DDL (its
+    /// permissions are checked per statement), so even on MySQL/MariaDB
+    /// everything it does is transactional.
     fn atomic(&self, m: &Migration, script: &Script) -> bool {
-        self.db.dialect().transactional_ddl() && !script.no_transaction && !batched(m)
+        if script.no_transaction || batched(m) {
+            return false;
+        }
+        self.db.dialect().transactional_ddl() || matches!(&m.step, Step::Component(c) if c.access != Access::ReadWrite)
     }
 
     /// What `up` would apply, after the checks that make it refuse.
@@ -938,7 +955,13 @@ impl Engine {
         claim.commit().await?;
 
         let script = script_for(m, direction);
-        let conn = if batched(m) {
+        // A batched step's work commits at its commit points. A component
+        // step that may run DDL on MySQL/MariaDB still runs in a transaction,
+        // so that its row changes roll back on failure even though its DDL
+        // cannot; SQL scripts run as the user's client would run them.
+        let in_transaction =
+            batched(m) || matches!(&m.step, Step::Component(c) if c.transaction == Transaction::Migration);
+        let conn = if in_transaction {
             self.db.begin().await?
         } else {
             self.db.connection().await?

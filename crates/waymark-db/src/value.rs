@@ -285,13 +285,38 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, DbError> {
         }),
         "TIMESTAMPTZ" => get(row, i, utc),
         "TIMESTAMP" => get(row, i, |t: NaiveDateTime| utc(t.and_utc())),
-        "NUMERIC" => get(row, i, |d: sqlx::types::BigDecimal| Value::Text(d.to_string())),
+        "NUMERIC" => pg_numeric(row, i),
         "DATE" => get(row, i, |d: NaiveDate| Value::Text(d.to_string())),
         "TIME" => get(row, i, |t: NaiveTime| Value::Text(t.to_string())),
         "UUID" => get(row, i, |u: sqlx::types::Uuid| Value::Text(u.to_string())),
         "VOID" => Ok(Value::Null),
         other => Err(unsupported(column.name(), other)),
     }
+}
+
+/// A `numeric` as PostgreSQL prints it: with its declared scale, which the
+/// decimal type does not keep (`12.50`, not `12.5000`).
+fn pg_numeric(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, DbError> {
+    let name = row.columns()[i].name().to_owned();
+    let raw = row.try_get_raw(i).map_err(|e| decode_error(&name, e))?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    // Binary format: ndigits, weight, sign, dscale (each 16 bits), digits.
+    let scale = match raw.format() {
+        sqlx::postgres::PgValueFormat::Binary => raw
+            .as_bytes()
+            .ok()
+            .and_then(|b| b.get(6..8))
+            .map(|b| i64::from(u16::from_be_bytes([b[0], b[1]]))),
+        sqlx::postgres::PgValueFormat::Text => None,
+    };
+    get(row, i, |d: sqlx::types::BigDecimal| {
+        Value::Text(match scale {
+            Some(scale) => d.with_scale(scale).to_string(),
+            None => d.to_string(),
+        })
+    })
 }
 
 fn my_value(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<Value, DbError> {

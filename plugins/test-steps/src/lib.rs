@@ -6,7 +6,8 @@
 //! message), or a call followed by more behaviour after a `|`:
 //! `sql:<statement>` (runs it; fails on error), `ignore:<statement>` (runs
 //! it and ignores an error), `query:<statement>` (runs it; fails on error),
-//! `commit:<checkpoint>`. Its description comes from its configuration's
+//! `commit:<checkpoint>`; `echo-query:<statement>` fails with the rows the
+//! query returned as its message. Its description comes from its configuration's
 //! `describe` member when there is one, so a test can make it say anything.
 
 wit_bindgen::generate!({
@@ -65,6 +66,7 @@ fn behave(input: &str) -> Result<(), StepError> {
         ("ignore:", Call::Ignore),
         ("query:", Call::Query),
         ("commit:", Call::Commit),
+        ("echo-query:", Call::Echo),
     ] {
         if let Some(rest) = input.strip_prefix(prefix) {
             let (argument, then) = rest.split_once('|').unwrap_or((rest, ""));
@@ -73,6 +75,10 @@ fn behave(input: &str) -> Result<(), StepError> {
                 Call::Ignore => drop(database::execute(argument, &[])),
                 Call::Query => drop(database::query(argument, &[]).map_err(failed)?),
                 Call::Commit => database::commit(argument).map_err(failed)?,
+                Call::Echo => {
+                    let rows = database::query(argument, &[]).map_err(failed)?;
+                    return Err(StepError::Other(format!("{rows:?}")));
+                }
             }
             return behave(then);
         }
@@ -149,4 +155,5 @@ enum Call {
     Ignore,
     Query,
     Commit,
+    Echo,
 }

@@ -140,7 +140,12 @@ impl TestDb {
                     rows.iter()
                         .map(|r| {
                             (0..r.len())
-                                .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                                .map(|i| {
+                                    r.try_get::<Option<String>, _>(i)
+                                        .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))
+                                        .or_else(|_| r.try_get::<Option<i32>, _>(i).map(|v| v.map(|v| v.to_string())))
+                                        .unwrap()
+                                })
                                 .collect()
                         })
                         .collect()

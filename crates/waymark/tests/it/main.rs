@@ -7,5 +7,6 @@ mod component_steps;
 mod concurrency;
 mod failures;
 mod lifecycle;
+mod plugins;
 mod real_histories;
 mod settings;

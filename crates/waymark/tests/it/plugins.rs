@@ -1,0 +1,469 @@
+//! Plugin steps as their authors and operators meet them: the example
+//! `seed` and `backfill` plugins on every dialect, typed rows and
+//! parameters, permissions the host enforces, resumable batches, dry runs,
+//! and `waymark plugin test` and `inspect`.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{Kind, Project, TestDb, each_dialect};
+
+fn pinned(p: &Project, name: &str, path: &str) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    p.file(&format!("steps/{name}.wasm"), &bytes);
+    waymark_host::digest(&bytes)
+}
+
+/// Writes migration `stem` as a step of plugin `name` with the rest of its
+/// `step.toml` in `body`.
+fn plugin_step(p: &Project, stem: &str, name: &str, path: &str, body: &str) {
+    let digest = pinned(p, name, path);
+    p.file(
+        &format!("migrations/{stem}/step.toml"),
+        format!("component = \"../../steps/{name}.wasm\"\nsha256 = \"{digest}\"\n{body}"),
+    );
+}
+
+fn test_step(p: &Project, stem: &str, body: &str) {
+    plugin_step(p, stem, "test-steps", waymark_host::TEST_STEPS_WASM_PATH, body);
+}
+
+fn seed_round_trip(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.migration(
+        "1_roles",
+        "CREATE TABLE roles (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL, admin BOOLEAN, weight REAL);",
+        Some("DROP TABLE roles;"),
+    );
+    plugin_step(
+        &p,
+        "2_seed_roles",
+        "seed",
+        waymark_host::SEED_WASM_PATH,
+        r#"
+[permissions]
+write = ["roles"]
+
+[config]
+table = "roles"
+key = ["id"]
+columns = ["id", "name", "admin", "weight"]
+rows = [[1, "owner", true, 1.5], [2, "editor's", false, 0.25], [3, "guest", false, 0, "extra"]]
+"#,
+    );
+    // A malformed row: the step names it, and nothing is seeded.
+    p.run(&db, &["up"])
+        .code(1)
+        .stderr_has("migration 2_seed_roles failed: migrations/2_seed_roles/step.toml: step.toml [config] rows[2] has 5 values for 4 columns");
+    assert_eq!(db.rows("SELECT count(*) FROM roles"), [[Some("0".to_owned())]]);
+    let fix = std::fs::read_to_string(p.migrations().join("2_seed_roles/step.toml"))
+        .unwrap()
+        .replace("\"guest\", false, 0, \"extra\"", "\"guest\", false, 0");
+    p.file("migrations/2_seed_roles/step.toml", fix);
+    p.run(&db, &["up"]).ok();
+    let rows = |db: &TestDb| db.rows("SELECT id, name FROM roles ORDER BY id");
+    let seeded = vec![
+        vec![Some("1".to_owned()), Some("owner".to_owned())],
+        vec![Some("2".to_owned()), Some("editor's".to_owned())],
+        vec![Some("3".to_owned()), Some("guest".to_owned())],
+    ];
+    assert_eq!(rows(&db), seeded);
+    assert_eq!(
+        db.rows("SELECT count(*) FROM roles WHERE admin"),
+        [[Some("1".to_owned())]]
+    );
+    // Idempotent: a row changed by hand converges back on redo.
+    db.execute("UPDATE roles SET name = 'renamed' WHERE id = 2");
+    p.run(&db, &["redo"]).ok();
+    assert_eq!(rows(&db), seeded);
+    p.run(&db, &["down"]).ok();
+    assert_eq!(db.rows("SELECT count(*) FROM roles"), [[Some("0".to_owned())]]);
+}
+
+each_dialect!(seed_round_trip);
+
+fn users_table(kind: Kind) -> String {
+    let key = if kind == Kind::Sqlite { "INTEGER" } else { "BIGINT" };
+    format!(
+        "CREATE TABLE users (id {key} PRIMARY KEY, name VARCHAR(40) NOT NULL, email VARCHAR(40));\n\
+         INSERT INTO users (id, name) \
+         WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 200) \
+         SELECT (a.g - 1) * 100 + b.g, 'User' FROM s a JOIN s b ON b.g <= 100;\n"
+    )
+}
+
+const BACKFILL: &str = r#"
+transaction = "batches"
+
+[permissions]
+write = ["users"]
+
+[config]
+table = "users"
+key = "id"
+set = "email = lower(name)"
+where = "email IS NULL"
+batch_size = 500
+pause_ms = 40
+
+[config.down]
+set = "email = NULL"
+"#;
+
+fn count(db: &TestDb, sql: &str) -> i64 {
+    db.rows(sql)[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+/// The checkpoint a batched step recorded, if any.
+fn checkpoint(db: &TestDb) -> Option<i64> {
+    db.rows("SELECT checkpoint FROM waymark_history_checkpoint")
+        .first()
+        .and_then(|row| row[0].as_deref()?.strip_prefix("up:")?.parse().ok())
+}
+
+fn backfill_resumes_after_a_kill(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.migration("1_users", &users_table(kind), Some("DROP TABLE users;"));
+    p.run(&db, &["up"]).ok();
+    plugin_step(&p, "2_backfill", "backfill", waymark_host::BACKFILL_WASM_PATH, BACKFILL);
+    assert!(p.run(&db, &["plan"]).ok().stdout.contains("UPDATE"));
+
+    let mut runner = p.command(&db, &["up"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while checkpoint(&db).is_none_or(|key| key < 3000) {
+        assert!(Instant::now() < deadline, "the backfill never reached key 3000");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+
+    // Every batch committed with its checkpoint: the rows done are exactly
+    // those up to the checkpoint, so at most the batch in flight is lost.
+    let key = checkpoint(&db).unwrap();
+    let done = count(&db, "SELECT count(*) FROM users WHERE email IS NOT NULL");
+    assert_eq!(done, key, "rows backfilled vs checkpoint");
+    assert!(done < 20_000, "the runner was killed before the end");
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM users WHERE email IS NOT NULL AND id > {key}")
+        ),
+        0
+    );
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "failed");
+
+    // The next run resumes after the checkpoint and finishes.
+    let run = p.run(&db, &["-v", "up"]).ok();
+    assert!(run.stderr.contains("resuming"), "{}", run.stderr);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'user'"), 20_000);
+    assert_eq!(
+        db.rows("SELECT count(*) FROM waymark_history_checkpoint"),
+        [[Some("0".to_owned())]]
+    );
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "applied");
+
+    p.run(&db, &["down"]).ok();
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email IS NOT NULL"), 0);
+}
+
+each_dialect!(backfill_resumes_after_a_kill);
+
+fn permissions(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.migration(
+        "1_tables",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY); CREATE TABLE other (id INTEGER PRIMARY KEY);",
+        Some("DROP TABLE other; DROP TABLE t;"),
+    );
+    p.run(&db, &["up"]).ok();
+    let snapshot = db.snapshot();
+    let refused = |stem: &str, body: &str, says: &[&str]| {
+        test_step(&p, stem, body);
+        let run = p.run(&db, &["up"]).code(1);
+        for s in says {
+            assert!(run.stderr.contains(s), "{stem}: expected {s:?} in\n{}", run.stderr);
+        }
+        assert_eq!(db.snapshot(), snapshot, "{stem} changed the database");
+        // Only a read-write step on MySQL leaves a failed record behind (its
+        // DDL, had it run any, could not have rolled back).
+        p.run(&db, &["repair", "--rolled-back"]).ok();
+        std::fs::remove_dir_all(p.migrations().join(stem)).unwrap();
+    };
+    // Writing a table the grant does not list, even after a granted write,
+    // and even when the step ignores the refusal.
+    refused(
+        "2_other",
+        "up = \"sql:INSERT INTO t VALUES (1)|ignore:INSERT INTO other VALUES (1)\"\n[permissions]\nwrite = [\"t\"]\n",
+        &[
+            "step.toml grants permissions.write = [\"t\"], but the step tried to write table \"other\"",
+            "INSERT INTO other VALUES (1)",
+        ],
+    );
+    // Read-only by default.
+    refused(
+        "2_default",
+        "up = \"query:SELECT count(*) FROM t|sql:DELETE FROM t\"\n",
+        &["permissions.access = \"read-only\" (the default), but the step tried to write table \"t\""],
+    );
+    // DDL under a table list.
+    refused(
+        "2_ddl",
+        "up = \"sql:DROP TABLE t\"\n[permissions]\nwrite = [\"t\"]\n",
+        &["sent DROP TABLE", "permissions.access = \"read-write\" without a list"],
+    );
+    // The transaction is the host's, whatever the grant.
+    refused(
+        "2_commit",
+        "up = \"sql:INSERT INTO t VALUES (1)|sql:COMMIT|sql:INSERT INTO t VALUES (2)\"\n[permissions]\naccess = \"read-write\"\n",
+        &["the step sent COMMIT, but waymark owns the migration's transaction"],
+    );
+    if kind == Kind::Postgres {
+        // What parsing cannot see, the read-only transaction stops: a
+        // sequence advanced by a function called from a SELECT.
+        db.execute("CREATE SEQUENCE s");
+        let snapshot_with_sequence = db.snapshot();
+        test_step(&p, "2_nextval", "up = \"query:SELECT nextval('s')\"\n");
+        p.run(&db, &["up"])
+            .code(1)
+            .stderr_has("cannot execute nextval() in a read-only transaction");
+        assert_eq!(db.snapshot(), snapshot_with_sequence);
+        std::fs::remove_dir_all(p.migrations().join("2_nextval")).unwrap();
+    }
+    // A granted step runs, and the next migration is unaffected.
+    test_step(
+        &p,
+        "2_granted",
+        "up = \"query:SELECT count(*) FROM other|sql:INSERT INTO t VALUES (7)\"\ndown = \"sql:DELETE FROM t\"\n[permissions]\nwrite = [\"t\"]\n",
+    );
+    p.run(&db, &["up"]).ok();
+    assert_eq!(db.rows("SELECT id FROM t"), [[Some("7".to_owned())]]);
+}
+
+each_dialect!(permissions);
+
+fn typed_rows(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    let query = match kind {
+        Kind::Postgres => {
+            "SELECT 42 AS i, 2.5::float8 AS f, 'x' AS t, true AS b, NULL::int AS n, '\\\\x0102'::bytea AS y, \
+             '{\\\"a\\\": 1}'::jsonb AS j, '2024-05-06T07:08:09Z'::timestamptz AS ts, 12.50::numeric AS d"
+        }
+        Kind::Mysql => {
+            "SELECT 42 AS i, 2.5e0 AS f, 'x' AS t, true AS b, NULL AS n, x'0102' AS y, \
+             CAST('2024-05-06 07:08:09' AS DATETIME) AS ts, 12.50 AS d"
+        }
+        Kind::Sqlite => "SELECT 42 AS i, 2.5 AS f, 'x' AS t, NULL AS n, x'0102' AS y",
+    };
+    test_step(&p, "1_echo", &format!("up = \"echo-query:{query}\"\n"));
+    let run = p.run(&db, &["up"]).code(1);
+    let mut expected = vec![
+        "Integer(42)",
+        "Float(2.5)",
+        "Text(\"x\")",
+        "Null",
+        "Bytes([1, 2])",
+        "name: \"i\"",
+    ];
+    match kind {
+        Kind::Postgres => expected.extend([
+            "Boolean(true)",
+            "Json(\"{\\\"a\\\":1}\")",
+            "Timestamp(Timestamp { seconds: 1714979289, nanoseconds: 0 })",
+            "Text(\"12.50\")",
+            "type-name: \"INT4\"",
+        ]),
+        Kind::Mysql => expected.extend([
+            "Integer(1)",
+            "Timestamp(Timestamp { seconds: 1714979289, nanoseconds: 0 })",
+            "Text(\"12.50\")",
+        ]),
+        Kind::Sqlite => {}
+    }
+    for e in expected {
+        assert!(run.stderr.contains(e), "expected {e} in\n{}", run.stderr);
+    }
+    // More rows than one query may return.
+    let many = match kind {
+        Kind::Postgres => "SELECT g FROM generate_series(1, 10001) g",
+        _ => {
+            "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 101) \
+             SELECT a.g FROM s a JOIN s b ON 1 = 1"
+        }
+    };
+    test_step(&p, "1_echo", &format!("up = \"query:{many}\"\n"));
+    p.run(&db, &["repair", "--rolled-back"]).ok();
+    p.run(&db, &["up"])
+        .code(1)
+        .stderr_has("returned more than 10000 rows, the most one query may return to a step");
+}
+
+each_dialect!(typed_rows);
+
+#[test]
+fn a_step_cannot_flood_the_history_or_lie_about_itself() {
+    let db = TestDb::new(Kind::Sqlite);
+    let p = Project::new();
+    p.migration("1_t", "CREATE TABLE t (id INTEGER PRIMARY KEY);", Some("DROP TABLE t;"));
+    test_step(&p, "2_huge", "up = \"huge-error\"\n");
+    let run = p.run(&db, &["up"]).code(1);
+    assert!(
+        run.stderr.contains("more bytes)"),
+        "{}",
+        &run.stderr[..200.min(run.stderr.len())]
+    );
+    assert!(
+        run.stderr.len() < 10_000,
+        "the error was not cut: {} bytes",
+        run.stderr.len()
+    );
+
+    test_step(
+        &p,
+        "2_huge",
+        "up = \"\"\n[config.describe]\nname = \"\"\nreversible = true\n",
+    );
+    p.run(&db, &["up"]).ok();
+    p.run(&db, &["down"])
+        .code(1)
+        .stderr_has("the step's description has an invalid name \"\"");
+    assert_eq!(db.history().len(), 2, "nothing was reverted");
+
+    test_step(&p, "2_huge", "up = \"\"\n[config.describe]\nreversible = false\n");
+    p.run(&db, &["repair", "--accept-checksums"]).ok();
+    p.run(&db, &["down"])
+        .code(1)
+        .stderr_has("cannot revert 2_huge: its step test-steps 0.1.0 says it is irreversible");
+}
+
+#[test]
+fn dry_run_applies_then_rolls_back() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    p.migration("1_t", "CREATE TABLE t (id INTEGER PRIMARY KEY);", Some("DROP TABLE t;"));
+    plugin_step(
+        &p,
+        "2_seed",
+        "seed",
+        waymark_host::SEED_WASM_PATH,
+        "[permissions]\nwrite = [\"t\"]\n[config]\ntable = \"t\"\nkey = [\"id\"]\ncolumns = [\"id\"]\nrows = [[1], [2]]\n",
+    );
+    let run = p.run(&db, &["up", "--dry-run", "--json"]).ok();
+    assert_eq!(run.json()["done"].as_array().unwrap().len(), 2);
+    assert!(
+        run.stderr.contains("applied and rolled back (dry run) 2 migration(s)"),
+        "{}",
+        run.stderr
+    );
+    assert!(db.tables().iter().all(|t| t != "t"), "{:?}", db.tables());
+    assert!(db.history().is_empty());
+    // A failing migration fails the dry run, naming it.
+    p.migration("3_bad", "INSERT INTO missing VALUES (1);", None);
+    p.run(&db, &["up", "--dry-run"])
+        .code(1)
+        .stderr_has("migration 3_bad failed");
+
+    let mysql = TestDb::new(Kind::Mysql);
+    p.run(&mysql, &["up", "--dry-run"])
+        .code(2)
+        .stderr_has("--dry-run is not possible on MySQL/MariaDB");
+    assert!(mysql.tables().is_empty(), "{:?}", mysql.tables());
+}
+
+#[test]
+fn plugin_test_reports_changes_and_catches_a_down_that_does_not_restore() {
+    let p = Project::new();
+    let setup = p.file("setup.sql", "CREATE TABLE roles (id INTEGER PRIMARY KEY, name TEXT);");
+    plugin_step(
+        &p,
+        "1_seed",
+        "seed",
+        waymark_host::SEED_WASM_PATH,
+        "[permissions]\nwrite = [\"roles\"]\n[config]\ntable = \"roles\"\nkey = [\"id\"]\ncolumns = [\"id\", \"name\"]\nrows = [[1, \"a\"], [2, \"b\"]]\n",
+    );
+    let folder = p.migrations().join("1_seed");
+    let run = plugin_test(&p, &[folder.to_str().unwrap(), "--setup", setup.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("up ("), "{}", run.stdout);
+    assert!(run.stdout.contains("roles: 0 rows -> 2 rows"), "{}", run.stdout);
+    assert!(run.stderr.contains("ok: down restored what up found"), "{}", run.stderr);
+
+    // A step whose down forgets part of what up did.
+    let leaky = p.migrations().join("2_leaky");
+    test_step(
+        &p,
+        "2_leaky",
+        "up = \"sql:INSERT OR REPLACE INTO roles VALUES (1, 'a')|sql:INSERT OR REPLACE INTO roles VALUES (2, 'b')\"\ndown = \"sql:DELETE FROM roles WHERE id = 1\"\n[permissions]\nwrite = [\"roles\"]\n",
+    );
+    let run = plugin_test(
+        &p,
+        &[leaky.to_str().unwrap(), "--setup", setup.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let problem = report["problems"][0].as_str().unwrap();
+    assert!(
+        problem.contains("down did not restore the database as up found it: roles: 0 rows -> 1 rows"),
+        "{problem}"
+    );
+
+    // Against PostgreSQL, by URL; the scratch history is dropped after.
+    let db = TestDb::new(Kind::Postgres);
+    let run = plugin_test(
+        &p,
+        &[
+            folder.to_str().unwrap(),
+            "--setup",
+            setup.to_str().unwrap(),
+            "--scratch-url",
+            &db.url,
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(db.tables(), ["roles"]);
+}
+
+fn plugin_test(p: &Project, args: &[&str]) -> crate::common::Run {
+    let mut cmd = std::process::Command::new(crate::common::BIN);
+    cmd.current_dir(p.dir.path())
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/never-used")
+        .env("WAYMARK_CACHE_DIR", crate::common::cache_dir())
+        .args(["plugin", "test"])
+        .args(args);
+    crate::common::Run::from(cmd.output().unwrap())
+}
+
+#[test]
+fn plugin_inspect_prints_the_pin_and_refuses_what_is_not_a_step() {
+    let p = Project::new();
+    let run = crate::common::Run::from(
+        std::process::Command::new(crate::common::BIN)
+            .args(["plugin", "inspect", waymark_host::BACKFILL_WASM_PATH, "--json"])
+            .env("WAYMARK_CACHE_DIR", crate::common::cache_dir())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json = run.json();
+    let bytes = std::fs::read(waymark_host::BACKFILL_WASM_PATH).unwrap();
+    assert_eq!(json["sha256"], waymark_host::digest(&bytes));
+    assert_eq!(json["interface"], "waymark:plugin@0.1.0");
+    assert_eq!(json["description"]["name"], "backfill");
+    // Without its configuration the backfill cannot say how to revert.
+    assert_eq!(json["description"]["reversible"], false);
+
+    let junk = p.file("junk.wasm", b"\0asm not really");
+    let run = crate::common::Run::from(
+        std::process::Command::new(crate::common::BIN)
+            .args(["plugin", "inspect", junk.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("step component junk.wasm"), "{}", run.stderr);
+}
