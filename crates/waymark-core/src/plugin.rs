@@ -299,7 +299,7 @@ fn step_file(path: &Path) -> Result<String, Error> {
             .parse()
             .map_err(|e: toml::de::Error| usage(format!("step.toml: {}", e.to_string().trim_end())))?;
         if let Some(toml::Value::String(component)) = table.get("component") {
-            let absolute = path.join(component);
+            let absolute = std::path::absolute(path.join(component)).map_err(|e| usage(e.to_string()))?;
             table.insert(
                 "component".to_owned(),
                 toml::Value::String(absolute.display().to_string()),

@@ -6,6 +6,7 @@ mod bad_input;
 mod component_steps;
 mod concurrency;
 mod failures;
+mod guide;
 mod lifecycle;
 mod plugins;
 mod real_histories;

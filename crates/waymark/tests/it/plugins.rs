@@ -467,3 +467,98 @@ fn plugin_inspect_prints_the_pin_and_refuses_what_is_not_a_step() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("step component junk.wasm"), "{}", run.stderr);
 }
+
+/// `componentize-py`, pinned: from `WAYMARK_COMPONENTIZE_PY`, or installed
+/// into a virtual environment under the target folder on first use.
+fn componentize_py() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("WAYMARK_COMPONENTIZE_PY") {
+        return path.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("componentize-py-0.25.1");
+    let tool = venv.join("bin/componentize-py");
+    if !tool.exists() {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let status = std::process::Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap_or_else(|e| panic!("the Python example plugin needs {python} (3.10 or later): {e}"));
+        assert!(status.success(), "creating a virtual environment at {}", venv.display());
+        let status = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "componentize-py==0.25.1"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pip install componentize-py==0.25.1 failed");
+    }
+    tool
+}
+
+#[test]
+fn a_step_written_in_python_masks_personal_data() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wasm = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("mask.wasm");
+    let built = std::process::Command::new(componentize_py())
+        .arg("-d")
+        .arg(root.join("wit"))
+        .args(["-w", "step-plugin", "componentize", "--stub-wasi", "-p"])
+        .arg(root.join("plugins/mask-py"))
+        .arg("app")
+        .arg("-o")
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    p.migration(
+        "1_users",
+        "CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT, email TEXT UNIQUE, phone TEXT);\n\
+         INSERT INTO users SELECT g, 'Person ' || g, 'person' || g || '@mail.example', '+1 555 ' || g \
+         FROM generate_series(1, 1000) g;",
+        Some("DROP TABLE users;"),
+    );
+    plugin_step(
+        &p,
+        "2_mask",
+        "mask",
+        wasm.to_str().unwrap(),
+        "transaction = \"batches\"\n[permissions]\nwrite = [\"users\"]\n\
+         [config]\ntable = \"users\"\nkey = \"id\"\nbatch_size = 100\n\
+         [config.columns]\nemail = \"email\"\nname = \"redact\"\nphone = \"null\"\n",
+    );
+    let plan = p.run(&db, &["plan"]).ok();
+    assert!(
+        plan.stdout
+            .contains("UPDATE \"users\" SET \"email\" = 'user' || \"id\""),
+        "{}",
+        plan.stdout
+    );
+    p.run(&db, &["up"]).ok();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM users WHERE email LIKE 'person%' OR phone IS NOT NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(DISTINCT email) FROM users WHERE name = 'redacted'"),
+        1000
+    );
+    p.run(&db, &["down"])
+        .code(1)
+        .stderr_has("cannot revert 2_mask: its step mask 0.1.0 says it is irreversible");
+
+    // Its configuration is checked by the step itself, in its own words.
+    let toml = std::fs::read_to_string(p.migrations().join("2_mask/step.toml"))
+        .unwrap()
+        .replace("phone = \"null\"", "phone = \"scramble\"");
+    let p2 = Project::new();
+    p2.file("migrations/1_mask/step.toml", toml);
+    p2.file("steps/mask.wasm", std::fs::read(&wasm).unwrap());
+    let fresh = TestDb::new(Kind::Sqlite);
+    p2.run(&fresh, &["up"])
+        .code(1)
+        .stderr_has("step.toml [config.columns] phone = 'scramble': expected one of email, redact, null");
+}
