@@ -1119,8 +1119,14 @@ impl Engine {
             }),
             progress: self.progress.clone(),
             label: m.label(),
+            statement_timeout: None,
+            restore: None,
         };
+        if let Step::Component(_) = &m.step {
+            session.statement_timeout = limits.statement_timeout;
+        }
         let guarded = session.guard_read_only().await?;
+        session.bound_statements().await?;
         let call = Call {
             config: config_of(m),
             dry_run,
@@ -1135,6 +1141,7 @@ impl Engine {
         if guarded {
             session.unguard_read_only().await?;
         }
+        session.unbound_statements().await?;
         let conn = session.conn.take().ok_or_else(|| Error::Refused {
             message: format!("migration {}: its connection was lost at a commit point", m.label()),
             hint: None,
@@ -1272,9 +1279,73 @@ struct StepSession {
     batches: Option<Batches>,
     progress: Option<Progress>,
     label: String,
+    /// How long one statement of a component step may run: epochs cannot
+    /// interrupt a host call, so the database must.
+    statement_timeout: Option<Duration>,
+    /// The session setting to put back after the step, where the bound is
+    /// a session setting rather than a transaction's.
+    restore: Option<String>,
 }
 
 impl StepSession {
+    /// Bounds each statement by `statement_timeout`: `SET LOCAL` inside a
+    /// PostgreSQL transaction (again after each commit point), a session
+    /// setting elsewhere, put back afterwards. SQLite runs statements in
+    /// this process and has no such setting.
+    async fn bound_statements(&mut self) -> Result<(), Error> {
+        let Some(timeout) = self.statement_timeout else {
+            return Ok(());
+        };
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        let ms = timeout.as_millis();
+        match self.dialect {
+            Dialect::Postgres if conn.in_transaction() => {
+                conn.execute(&format!("SET LOCAL statement_timeout = {ms}")).await?;
+            }
+            Dialect::Postgres => {
+                let previous = conn
+                    .query_rows("SELECT current_setting('statement_timeout')", &[], 1)
+                    .await?;
+                if let Some(Some(waymark_db::Value::Text(v))) = previous.rows.first().map(|r| r.first()) {
+                    self.restore = Some(format!("SET statement_timeout = '{}'", v.replace('\'', "''")));
+                }
+                conn.execute(&format!("SET statement_timeout = {ms}")).await?;
+            }
+            Dialect::Mysql => {
+                // MariaDB counts in seconds; MySQL has only a SELECT bound.
+                let seconds = timeout.as_secs_f64();
+                match conn
+                    .execute(&format!(
+                        "SET @waymark_mst = @@max_statement_time, max_statement_time = {seconds}"
+                    ))
+                    .await
+                {
+                    Ok(_) => self.restore = Some("SET max_statement_time = @waymark_mst".to_owned()),
+                    Err(_) => {
+                        conn.execute(&format!(
+                            "SET @waymark_met = @@max_execution_time, max_execution_time = {ms}"
+                        ))
+                        .await?;
+                        self.restore = Some("SET max_execution_time = @waymark_met".to_owned());
+                    }
+                }
+            }
+            Dialect::Sqlite => {}
+        }
+        Ok(())
+    }
+
+    async fn unbound_statements(&mut self) -> Result<(), Error> {
+        if let (Some(restore), Some(conn)) = (self.restore.take(), self.conn.as_mut()) {
+            // On an aborted PostgreSQL transaction this fails, and the
+            // rollback that follows undoes the setting anyway.
+            if let Err(e) = conn.execute(&restore).await {
+                tracing::debug!("restoring the statement timeout: {e}");
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self, sql: &str) -> Result<(), CallError> {
         match &self.access {
             Some(access) => permission::check(access, self.dialect, sql).map_err(CallError::Denied),
@@ -1409,6 +1480,15 @@ impl StepEnv for StepSession {
             conn.commit().await.map_err(step_error)?;
             tracing::debug!(migration = %self.label, checkpoint, "committed a batch");
             self.conn = Some(db.begin().await.map_err(step_error)?);
+            if self.dialect == Dialect::Postgres {
+                self.bound_statements().await.map_err(|e| {
+                    CallError::Database(DatabaseError {
+                        code: None,
+                        message: e.to_string(),
+                        position: None,
+                    })
+                })?;
+            }
             Ok(())
         })
     }

@@ -170,6 +170,10 @@ pub struct Limits {
     pub max_calls: u64,
     /// Rows one query may return to a step.
     pub max_rows: usize,
+    /// How long one statement of a plugin step may run in the database. The
+    /// host cannot interrupt a step waiting in a host call, so the caller
+    /// has the database enforce this; `None`: no bound.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -180,6 +184,7 @@ impl Default for Limits {
             log_bytes: 1024 * 1024,
             max_calls: 1_000_000,
             max_rows: 10_000,
+            statement_timeout: Some(Duration::from_secs(300)),
         }
     }
 }

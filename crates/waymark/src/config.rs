@@ -36,6 +36,9 @@ struct HistoryFile {
 struct StepFile {
     timeout: Option<String>,
     memory_mib: Option<usize>,
+    statement_timeout: Option<String>,
+    max_calls: Option<u64>,
+    max_rows: Option<usize>,
 }
 
 /// Settings after combining everything.
@@ -49,6 +52,9 @@ pub(crate) struct Settings {
     pub(crate) history_schema: Option<String>,
     pub(crate) step_timeout: Duration,
     pub(crate) step_memory_mib: usize,
+    pub(crate) step_statement_timeout: Duration,
+    pub(crate) step_max_calls: u64,
+    pub(crate) step_max_rows: usize,
 }
 
 /// A configuration problem: exit code 2.
@@ -77,6 +83,8 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
     };
     let file_lock = duration(file.lock_timeout.as_ref(), "lock_timeout")?;
     let file_step = duration(file.step.timeout.as_ref(), "step.timeout")?;
+    let file_statement = duration(file.step.statement_timeout.as_ref(), "step.statement_timeout")?;
+    let defaults = waymark_core::Limits::default();
     let mut init_sql = file.init_sql;
     init_sql.extend(global.init_sql.iter().cloned());
     let step_memory_mib = global.step_memory_mib.or(file.step.memory_mib).unwrap_or(64);
@@ -104,6 +112,11 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
         history_schema: global.history_schema.clone().or(file.history.schema),
         step_timeout: global.step_timeout.or(file_step).unwrap_or(Duration::from_secs(30)),
         step_memory_mib,
+        step_statement_timeout: file_statement
+            .or(defaults.statement_timeout)
+            .unwrap_or(Duration::from_secs(300)),
+        step_max_calls: file.step.max_calls.unwrap_or(defaults.max_calls),
+        step_max_rows: file.step.max_rows.unwrap_or(defaults.max_rows),
     })
 }
 

@@ -155,6 +155,9 @@ fn limits(settings: &Settings) -> Limits {
     Limits {
         memory_bytes: settings.step_memory_mib * 1024 * 1024,
         timeout: settings.step_timeout,
+        statement_timeout: Some(settings.step_statement_timeout),
+        max_calls: settings.step_max_calls,
+        max_rows: settings.step_max_rows,
         ..Limits::default()
     }
 }

@@ -7,6 +7,7 @@ mod component_steps;
 mod concurrency;
 mod failures;
 mod guide;
+mod hostile;
 mod lifecycle;
 mod plugins;
 mod real_histories;
