@@ -678,7 +678,12 @@ impl Engine {
             let row = first.row.as_ref().expect("failed implies a history row");
             let what = match row.state {
                 Recorded::Running => "was interrupted while running outside a transaction".to_owned(),
-                _ => format!("failed: {}", row.error.as_deref().unwrap_or("no error recorded")),
+                _ => {
+                    let error = row.error.as_deref().unwrap_or("no error recorded");
+                    // The recorded error names the migration already.
+                    let prefix = format!("migration {} failed: ", first.label());
+                    format!("failed: {}", error.strip_prefix(&prefix).unwrap_or(error))
+                }
             };
             return Err(Error::Refused {
                 message: format!(

@@ -6,7 +6,8 @@
 //! message), or a call followed by more behaviour after a `|`:
 //! `sql:<statement>` (runs it; fails on error), `ignore:<statement>` (runs
 //! it and ignores an error), `query:<statement>` (runs it; fails on error),
-//! `commit:<checkpoint>`; `echo-query:<statement>` fails with the rows the
+//! `commit:<checkpoint>`; `repeat:<n>:<statement>` runs the statement n
+//! times (for benchmarks); `echo-query:<statement>` fails with the rows the
 //! query returned as its message. Its description comes from its configuration's
 //! `describe` member when there is one, so a test can make it say anything.
 
@@ -61,6 +62,13 @@ export!(TestStep);
 fn behave(input: &str) -> Result<(), StepError> {
     let input = input.trim();
     let failed = |error| StepError::Statement(StatementError { line: 1, error });
+    if let Some(rest) = input.strip_prefix("repeat:") {
+        let (n, statement) = rest.split_once(':').unwrap_or(("0", ""));
+        for _ in 0..n.parse::<u64>().unwrap_or(0) {
+            database::execute(statement, &[]).map_err(failed)?;
+        }
+        return Ok(());
+    }
     for (prefix, call) in [
         ("sql:", Call::Execute),
         ("ignore:", Call::Ignore),

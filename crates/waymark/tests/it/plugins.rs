@@ -562,3 +562,59 @@ fn a_step_written_in_python_masks_personal_data() {
         .code(1)
         .stderr_has("step.toml [config.columns] phone = 'scramble': expected one of email, redact, null");
 }
+
+#[test]
+fn transaction_modes_and_bad_grants() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    p.migration("1_t", "CREATE TABLE t (id INTEGER PRIMARY KEY);", Some("DROP TABLE t;"));
+    p.run(&db, &["up"]).ok();
+
+    // A commit point outside a batched step is an error the step sees.
+    test_step(&p, "2_commit", "up = \"commit:x\"\n[permissions]\nwrite = [\"t\"]\n");
+    p.run(&db, &["up"])
+        .code(1)
+        .stderr_has("commit points are only for steps declared transaction = \"batches\" in step.toml");
+    std::fs::remove_dir_all(p.migrations().join("2_commit")).unwrap();
+
+    // transaction = "none": each statement commits as it runs, so a failure
+    // leaves what ran before it and is recorded as failed.
+    test_step(
+        &p,
+        "2_none",
+        "up = \"sql:INSERT INTO t VALUES (1)|fail\"\ntransaction = \"none\"\n[permissions]\nwrite = [\"t\"]\n",
+    );
+    p.run(&db, &["up"])
+        .code(1)
+        .stderr_has("the test step failed on purpose");
+    assert_eq!(db.rows("SELECT id FROM t"), [[Some("1".to_owned())]]);
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "failed");
+    p.run(&db, &["up"]).code(1).stderr_has(
+        "migration 2_none failed: migrations/2_none/step.toml: the test step failed on purpose; nothing will run",
+    );
+
+    // Grants that make no sense are refused before anything runs, naming
+    // the file.
+    for (grant, says) in [
+        (
+            "access = \"admin\"",
+            "permissions.access = \"admin\": expected \"read-only\" or \"read-write\"",
+        ),
+        (
+            "access = \"read-only\"\nwrite = [\"t\"]",
+            "permissions.write lists tables to write, but permissions.access is \"read-only\"",
+        ),
+        ("write = []", "permissions.write is empty"),
+        ("tables = [\"t\"]", "unknown field `tables`"),
+    ] {
+        let q = Project::new();
+        test_step(&q, "1_bad", &format!("up = \"\"\n[permissions]\n{grant}\n"));
+        let run = q.run(&db, &["up"]).code(2);
+        assert!(run.stderr.contains("1_bad/step.toml"), "{}", run.stderr);
+        assert!(run.stderr.contains(says), "expected {says:?} in {}", run.stderr);
+    }
+    let q = Project::new();
+    test_step(&q, "1_bad", "up = \"\"\ntransaction = \"sometimes\"\n");
+    q.run(&db, &["up"]).code(2).stderr_has("unknown variant `sometimes`");
+}
