@@ -56,7 +56,12 @@ impl<'a> From<&'a Entry> for EntryJson<'a> {
             applied_by: e.row.as_ref().map(|r| r.applied_by.as_str()),
             hostname: e.row.as_ref().map(|r| r.hostname.as_str()),
             error: e.row.as_ref().and_then(|r| r.error.as_deref()),
-            reversible: e.migration.as_ref().map(|m| m.down.is_some()),
+            // A plugin step says whether it is reversible only when asked,
+            // which `down` does; status does not load components.
+            reversible: e.migration.as_ref().and_then(|m| match m.step {
+                waymark_core::Step::Sql => Some(m.down.is_some()),
+                waymark_core::Step::Component(_) => None,
+            }),
         }
     }
 }
