@@ -83,6 +83,17 @@ pub enum Event<'a> {
         /// Up or down.
         down: bool,
     },
+    /// A backup was taken and verified before anything was applied.
+    BackedUp {
+        /// Its id.
+        id: &'a str,
+        /// Its folder.
+        dir: &'a std::path::Path,
+        /// Tables in it.
+        tables: usize,
+        /// Its size.
+        bytes: u64,
+    },
 }
 
 /// Options of `up`.
@@ -99,6 +110,9 @@ pub struct UpOptions {
     /// Applies everything in one transaction and rolls it back: proof that
     /// the migrations run, without keeping their effects.
     pub dry_run: bool,
+    /// Takes and verifies a backup before applying anything, and records
+    /// its id with each migration applied.
+    pub backup: Option<waymark_backup::CreateOptions>,
 }
 
 /// What `down` reverts.
@@ -175,6 +189,8 @@ pub struct Engine {
     /// Component steps loaded by `prepare`, by pinned digest.
     components: std::sync::Mutex<std::collections::HashMap<String, StepComponent>>,
     progress: Option<Progress>,
+    /// The backup `up --backup` took, recorded with each migration applied.
+    backup_id: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -203,6 +219,7 @@ impl Engine {
             host,
             components: Default::default(),
             progress: None,
+            backup_id: Default::default(),
         })
     }
 
@@ -219,6 +236,15 @@ impl Engine {
     /// The database URL, without its password.
     pub fn url(&self) -> &str {
         self.db.url()
+    }
+
+    fn current_backup(&self) -> Option<String> {
+        self.backup_id.lock().unwrap().clone()
+    }
+
+    /// The engine's database.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Every table's columns and contents, except those whose name starts
@@ -320,6 +346,22 @@ impl Engine {
             let status = self.status(set).await?;
             let pending = self.pending(&status, options)?;
             self.prepare(&pending, Direction::Up).await?;
+            if let Some(backup) = options
+                .backup
+                .as_ref()
+                .filter(|_| !pending.is_empty() && !options.dry_run)
+            {
+                // Under the lock: the backup is of exactly the state the
+                // migrations are applied to.
+                let (dir, manifest) = self.backup(backup, &mut |_| {}).await?;
+                on_event(Event::BackedUp {
+                    id: &manifest.id,
+                    dir: &dir,
+                    tables: manifest.tables.len(),
+                    bytes: manifest.size(),
+                });
+                *self.backup_id.lock().unwrap() = Some(manifest.id);
+            }
             if options.single_transaction || options.dry_run {
                 self.apply_batch(pending, options.dry_run, on_event).await
             } else {
@@ -327,6 +369,7 @@ impl Engine {
             }
         }
         .await;
+        self.backup_id.lock().unwrap().take();
         release(lock, result).await
     }
 
@@ -417,6 +460,7 @@ impl Engine {
                     state: Recorded::Baseline,
                     duration_ms: 0,
                     error: None,
+                    backup_id: None,
                 })
                 .await?;
                 conn.audit(&AuditEntry {
@@ -909,6 +953,7 @@ impl Engine {
         direction: Direction,
         duration_ms: i64,
     ) -> Result<(), Error> {
+        let backup = self.current_backup();
         match direction {
             Direction::Up => {
                 conn.record(&NewHistoryRow {
@@ -918,6 +963,7 @@ impl Engine {
                     state: Recorded::Applied,
                     duration_ms,
                     error: None,
+                    backup_id: backup.as_deref(),
                 })
                 .await?;
             }
@@ -936,6 +982,7 @@ impl Engine {
     /// visible. A step that commits in batches runs in a transaction that
     /// its commit points end, the last of which also records the result.
     async fn run_recorded(&self, m: &Migration, direction: Direction, done: &[Applied]) -> Result<bool, Error> {
+        let backup = self.current_backup();
         let started = Instant::now();
         let mut claim = self.db.begin().await?;
         if self.already_done(&mut claim, m, direction).await? {
@@ -955,6 +1002,7 @@ impl Engine {
                 state: Recorded::Running,
                 duration_ms: 0,
                 error: None,
+                backup_id: backup.as_deref(),
             })
             .await?;
         claim.commit().await?;
@@ -1007,6 +1055,7 @@ impl Engine {
                 state: Recorded::Failed,
                 duration_ms: millis(started.elapsed()),
                 error: Some(&message),
+                backup_id: backup.as_deref(),
             })
             .await?;
         finish.commit().await?;
@@ -1050,6 +1099,7 @@ impl Engine {
         dry_run: bool,
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<Vec<Applied>, Error> {
+        let backup = self.current_backup();
         let mut conn = self.db.begin().await?;
         let mut done = Vec::new();
         for m in &pending {
@@ -1075,6 +1125,7 @@ impl Engine {
                 state: Recorded::Applied,
                 duration_ms: millis(started.elapsed()),
                 error: None,
+                backup_id: backup.as_deref(),
             })
             .await?;
             let duration = started.elapsed();

@@ -99,6 +99,9 @@ pub enum Error {
     /// The step host could not be prepared.
     #[error(transparent)]
     Host(#[from] HostError),
+    /// A backup could not be taken, verified or restored.
+    #[error(transparent)]
+    Backup(#[from] waymark_backup::BackupError),
     /// A migration failed. `applied` lists what was done before it.
     #[error("{failure}")]
     Migration {

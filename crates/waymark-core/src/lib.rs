@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod backup;
 mod engine;
 mod error;
 mod permission;
@@ -17,6 +18,7 @@ mod source;
 mod status;
 mod version;
 
+pub use backup::restore;
 pub use engine::{
     Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, Progress, RepairAction, RepairOptions,
     UpOptions, VerifyReport,
@@ -28,5 +30,9 @@ pub use source::{
 };
 pub use status::{Entry, State};
 pub use version::Version;
+pub use waymark_backup::{
+    BackupError, CreateOptions as BackupOptions, Listed, Manifest, Progress as BackupProgress,
+    Report as VerifyBackupReport, RestoreReport, list as list_backups, verify as verify_backup,
+};
 pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, redact};
 pub use waymark_host::{Action, Description, Inspection, Limits, StepFailure};

@@ -126,6 +126,8 @@ pub struct HistoryRow {
     pub hostname: String,
     /// For a failed migration, what went wrong.
     pub error: Option<String>,
+    /// The backup taken before it was applied (`up --backup`).
+    pub backup_id: Option<String>,
 }
 
 /// A row to record.
@@ -143,6 +145,8 @@ pub struct NewHistoryRow<'a> {
     pub duration_ms: i64,
     /// Error, for a failed migration.
     pub error: Option<&'a str>,
+    /// The backup taken before it ran.
+    pub backup_id: Option<&'a str>,
 }
 
 /// One line of the audit table.
@@ -241,7 +245,8 @@ impl Database {
              duration_ms {big} NOT NULL, \
              applied_by {text} NOT NULL, \
              hostname {text} NOT NULL, \
-             error {text})\
+             error {text}, \
+             backup_id {text})\
              {engine}",
             table = h.table(dialect)
         ));
@@ -266,7 +271,7 @@ impl Database {
             checkpoints = h.checkpoints(dialect)
         ));
         let mut conn = self.connection().await?;
-        for statement in statements {
+        for statement in statements.iter() {
             conn.execute(&statement).await.map_err(|e| match e {
                 DbError::Query {
                     code,
@@ -281,6 +286,31 @@ impl Database {
                 },
                 other => other,
             })?;
+        }
+        // Tables made before backups existed lack the column.
+        let probe = match dialect {
+            Dialect::Postgres => format!(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = {} \
+                 AND table_name = '{}' AND column_name = 'backup_id'",
+                h.schema
+                    .as_ref()
+                    .map_or("current_schema()".to_owned(), |s| format!("'{s}'")),
+                h.name
+            ),
+            Dialect::Mysql => format!(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = DATABASE() \
+                 AND table_name = '{}' AND column_name = 'backup_id'",
+                h.name
+            ),
+            Dialect::Sqlite => format!(
+                "SELECT count(*) FROM pragma_table_info('{}') WHERE name = 'backup_id'",
+                h.name
+            ),
+        };
+        let found = conn.query_rows(&probe, &[], 1).await?;
+        if matches!(found.rows.first().and_then(|r| r.first()), Some(crate::Value::Int(0))) {
+            conn.execute(&format!("ALTER TABLE {} ADD COLUMN backup_id {text}", h.table(dialect)))
+                .await?;
         }
         Ok(())
     }
@@ -339,7 +369,8 @@ impl Conn {
     pub async fn history_rows(&mut self, version: Option<&str>) -> Result<Vec<HistoryRow>, DbError> {
         let dialect = dialect_of(&self.inner);
         let mut sql = format!(
-            "SELECT version, name, checksum, state, {} AS applied_at, duration_ms, applied_by, hostname, error FROM {}",
+            "SELECT version, name, checksum, state, {} AS applied_at, duration_ms, applied_by, hostname, error, \
+             backup_id FROM {}",
             applied_at_text(dialect),
             self.history.table(dialect)
         );
@@ -359,12 +390,13 @@ impl Conn {
                 r.try_get::<String, _>("applied_by")?,
                 r.try_get::<String, _>("hostname")?,
                 r.try_get::<Option<String>, _>("error")?,
+                r.try_get::<Option<String>, _>("backup_id")?,
             ))).collect::<Result<Vec<_>, sqlx::Error>>())
         })
         .map_err(|e| DbError::query(format!("reading the history table {}", self.history.table(dialect)), e))?;
         rows.into_iter()
             .map(
-                |(version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error)| {
+                |(version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error, backup_id)| {
                     let state = State::parse(&state).ok_or_else(|| {
                         DbError::Config(format!(
                             "history table {} has an unknown state {state:?} for version {version}",
@@ -381,6 +413,7 @@ impl Conn {
                         applied_by,
                         hostname,
                         error,
+                        backup_id,
                     })
                 },
             )
@@ -392,7 +425,7 @@ impl Conn {
     pub async fn record(&mut self, row: &NewHistoryRow<'_>) -> Result<(), DbError> {
         let dialect = dialect_of(&self.inner);
         let (user, host) = who();
-        let p: Vec<String> = (1..=8).map(|n| ph(dialect, n)).collect();
+        let p: Vec<String> = (1..=9).map(|n| ph(dialect, n)).collect();
         let columns = [
             "name",
             "checksum",
@@ -402,6 +435,7 @@ impl Conn {
             "applied_by",
             "hostname",
             "error",
+            "backup_id",
         ];
         let upsert = match dialect {
             Dialect::Mysql => format!(
@@ -414,8 +448,8 @@ impl Conn {
             ),
         };
         let sql = format!(
-            "INSERT INTO {} (version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error) \
-             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) {upsert}",
+            "INSERT INTO {} (version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error, \
+             backup_id) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}) {upsert}",
             self.history.table(dialect),
             p[0],
             p[1],
@@ -425,11 +459,12 @@ impl Conn {
             p[4],
             p[5],
             p[6],
-            p[7]
+            p[7],
+            p[8]
         );
         with_conn!(&mut self.inner, c => sqlx::query(&sql)
             .bind(row.version).bind(row.name).bind(row.checksum).bind(row.state.as_str())
-            .bind(row.duration_ms).bind(user).bind(host).bind(row.error)
+            .bind(row.duration_ms).bind(user).bind(host).bind(row.error).bind(row.backup_id)
             .execute(c).await.map(|r| r.rows_affected()))
         .map_err(|e| DbError::query(format!("recording version {} in the history table", row.version), e))?;
         Ok(())

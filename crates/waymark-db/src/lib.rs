@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod dump;
 mod error;
 mod history;
 mod lock;
@@ -17,6 +18,7 @@ mod url;
 mod value;
 
 pub use conn::{Conn, ConnectOptions, Database, Dialect};
+pub use dump::{SchemaItem, SequenceValue, ServerInfo, TableInfo, quote_table};
 pub use error::DbError;
 pub use history::{AuditEntry, HistoryRow, HistoryTable, NewHistoryRow, State};
 pub use lock::Lock;

@@ -95,6 +95,49 @@ pub(crate) enum Command {
     /// Write, test and inspect step plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Take, verify, restore and list checksummed backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BackupCommand {
+    /// Back up the database (schema, rows, sequences, the migrations
+    /// applied) into a new folder, with a manifest of every file's SHA-256
+    /// and every table's content digest; then verify it.
+    Create {
+        /// Only these tables (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tables: Option<Vec<String>>,
+        /// Folder to put the backup in. Default: backups/ (or [backup] dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a backup against its manifest: every file's size and SHA-256,
+    /// missing and extra files, the manifest's own digest. Exit 3 on any
+    /// problem.
+    Verify {
+        /// The backup's folder.
+        dir: PathBuf,
+        /// Also decode every chunk and recompute every table's digest.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Restore a backup into an empty database, after verifying it; succeed
+    /// only when every restored table's digest matches the backup's.
+    Restore {
+        /// The backup's folder.
+        dir: PathBuf,
+        /// The database to restore into (it must be empty).
+        #[arg(long)]
+        to: String,
+    },
+    /// The backups in a folder, oldest first, complete or not.
+    List {
+        /// The folder. Default: backups/ (or [backup] dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,13 +200,17 @@ pub(crate) struct UpArgs {
     /// the migrations run, keeping nothing (PostgreSQL, SQLite).
     #[arg(long, conflicts_with = "single_transaction")]
     pub(crate) dry_run: bool,
+    /// Take and verify a backup first (into [backup] dir, default
+    /// backups/), and record its id with each migration applied.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub(crate) backup: bool,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
     /// Plan `down` instead: what it would revert (default: the newest
     /// migration; --to V reverts everything after V, --steps N the newest N).
-    #[arg(long, conflicts_with_all = ["single_transaction", "allow_out_of_order", "ignore_missing", "dry_run"])]
+    #[arg(long, conflicts_with_all = ["single_transaction", "allow_out_of_order", "ignore_missing", "dry_run", "backup"])]
     pub(crate) down: bool,
     /// With --down: revert this many migrations.
     #[arg(long, requires = "down", conflicts_with = "to")]

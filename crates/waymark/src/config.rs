@@ -22,6 +22,16 @@ struct File {
     history: HistoryFile,
     #[serde(default)]
     step: StepFile,
+    #[serde(default)]
+    backup: BackupFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupFile {
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    before_up: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +65,8 @@ pub(crate) struct Settings {
     pub(crate) step_statement_timeout: Duration,
     pub(crate) step_max_calls: u64,
     pub(crate) step_max_rows: usize,
+    pub(crate) backup_dir: PathBuf,
+    pub(crate) backup_before_up: bool,
 }
 
 /// A configuration problem: exit code 2.
@@ -117,6 +129,8 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
             .unwrap_or(Duration::from_secs(300)),
         step_max_calls: file.step.max_calls.unwrap_or(defaults.max_calls),
         step_max_rows: file.step.max_rows.unwrap_or(defaults.max_rows),
+        backup_dir: file.backup.dir.unwrap_or_else(|| PathBuf::from("backups")),
+        backup_before_up: file.backup.before_up,
     })
 }
 

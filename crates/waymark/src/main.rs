@@ -17,7 +17,7 @@ use waymark_core::{
     RepairOptions, Sdk, UpOptions, Version, discover, redact, scaffold,
 };
 
-use crate::cli::{Cli, Command, PluginCommand};
+use crate::cli::{BackupCommand, Cli, Command, PluginCommand};
 use crate::config::{ConfigError, Settings};
 use crate::output::Output;
 
@@ -80,6 +80,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
     match e.downcast_ref::<Error>() {
         Some(Error::Usage(_) | Error::Source(_)) => exit::USAGE,
+        Some(Error::Backup(
+            waymark_core::BackupError::DoesNotVerify { .. }
+            | waymark_core::BackupError::Mismatch { .. }
+            | waymark_core::BackupError::Manifest { .. }
+            | waymark_core::BackupError::Incomplete { .. },
+        )) => exit::DIFFERENCES,
         Some(Error::Drift { .. }) => exit::DIFFERENCES,
         Some(Error::Db(db)) => match db {
             waymark_core::DbError::LockTimeout { .. } => exit::LOCK,
@@ -103,6 +109,11 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<u8> {
     }
     if let Command::Plugin(command) = &cli.command {
         return plugin(command, &settings, out).await;
+    }
+    if let Command::Backup(command) = &cli.command
+        && !matches!(command, BackupCommand::Create { .. })
+    {
+        return backup(command, &settings, out).await;
     }
     let set = discover(&settings.migrations).map_err(Error::from)?;
     let mut engine = connect(&settings).await?;
@@ -147,6 +158,62 @@ async fn plugin(command: &PluginCommand, settings: &Settings, out: &Output) -> a
             out.plugin_test(&report);
             Ok(if report.problems.is_empty() { 0 } else { exit::FAILED })
         }
+    }
+}
+
+fn settings_backup_before_up(cli: &Cli) -> anyhow::Result<bool> {
+    Ok(config::load(&cli.global)?.backup_before_up)
+}
+
+fn backup_options(
+    cli: &Cli,
+    tables: Option<Vec<String>>,
+    out: Option<std::path::PathBuf>,
+) -> anyhow::Result<waymark_core::BackupOptions> {
+    let settings = config::load(&cli.global)?;
+    Ok(waymark_core::BackupOptions {
+        out: out.unwrap_or(settings.backup_dir),
+        tables,
+        url: settings.database_url,
+        chunk_bytes: 64 * 1024 * 1024,
+        level: 3,
+    })
+}
+
+/// The backup commands that need no connection to the migrated database.
+async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
+    match command {
+        BackupCommand::Verify { dir, deep } => {
+            let (manifest, report) = waymark_core::verify_backup(dir, *deep).map_err(Error::from)?;
+            out.backup_verified(dir, &manifest, &report, *deep);
+            Ok(if report.problems.is_empty() {
+                0
+            } else {
+                exit::DIFFERENCES
+            })
+        }
+        BackupCommand::List { out: dir } => {
+            let dir = dir.clone().unwrap_or_else(|| settings.backup_dir.clone());
+            let sets = waymark_core::list_backups(&dir).map_err(Error::from)?;
+            out.backup_list(&dir, &sets);
+            Ok(0)
+        }
+        BackupCommand::Restore { dir, to } => {
+            let target = ConnectOptions {
+                url: to.clone(),
+                init_sql: settings.init_sql.clone(),
+                history: HistoryTable {
+                    name: settings.history_table.clone(),
+                    schema: settings.history_schema.clone(),
+                },
+                lock_timeout: settings.lock_timeout,
+            };
+            let mut progress = out.backup_progress();
+            let report = waymark_core::restore(dir, &target, &mut *progress).await?;
+            out.backup_restored(&report, &redact(to));
+            Ok(0)
+        }
+        BackupCommand::Create { .. } => unreachable!("needs the database"),
     }
 }
 
@@ -201,7 +268,11 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
             Ok(0)
         }
         Command::Up(args) => {
-            let result = engine.up(set, &up_options(args)?, &mut progress).await;
+            let mut options = up_options(args)?;
+            if args.backup || settings_backup_before_up(cli)? {
+                options.backup = Some(backup_options(cli, None, None)?);
+            }
+            let result = engine.up(set, &options, &mut progress).await;
             finish(out, if args.dry_run { "up --dry-run" } else { "up" }, result)
         }
         Command::Down(args) => {
@@ -238,7 +309,14 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
             out.repair(&actions);
             Ok(0)
         }
-        Command::New { .. } | Command::Plugin(_) => unreachable!("handled before connecting"),
+        Command::Backup(BackupCommand::Create { tables, out: dir }) => {
+            let options = backup_options(cli, tables.clone(), dir.clone())?;
+            let mut progress = out.backup_progress();
+            let (dir, manifest) = engine.backup(&options, &mut *progress).await?;
+            out.backup_created(&dir, &manifest);
+            Ok(0)
+        }
+        Command::New { .. } | Command::Plugin(_) | Command::Backup(_) => unreachable!("handled before connecting"),
     }
 }
 
@@ -259,6 +337,7 @@ fn up_options(args: &cli::UpArgs) -> anyhow::Result<UpOptions> {
         allow_out_of_order: args.allow_out_of_order,
         ignore_missing: args.ignore_missing,
         dry_run: args.dry_run,
+        backup: None,
     })
 }
 

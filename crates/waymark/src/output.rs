@@ -8,8 +8,18 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 use serde_json::json;
 use waymark_core::{
-    Applied, Entry, Error, Event, Inspection, Migration, Plan, PluginTest, Progress, RepairAction, VerifyReport,
+    Applied, BackupProgress, Entry, Error, Event, Inspection, Listed, Manifest, Migration, Plan, PluginTest, Progress,
+    RepairAction, RestoreReport, VerifyBackupReport, VerifyReport,
 };
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
 
 /// `println!` that ignores a closed stdout (`waymark status | head`) instead
 /// of panicking.
@@ -139,6 +149,11 @@ impl Output {
             Event::Skipped { label, down } => self.note(&format!(
                 "skipped {label}: another runner {} it first",
                 if *down { "reverted" } else { "applied" }
+            )),
+            Event::BackedUp { id, dir, tables, bytes } => self.note(&format!(
+                "backed up to {} ({tables} tables, {}) and verified; recorded as backup {id}",
+                dir.display(),
+                human_bytes(*bytes)
             )),
         }
     }
@@ -444,5 +459,160 @@ impl Output {
         if actions.is_empty() {
             self.note("nothing to repair");
         }
+    }
+
+    /// A progress display for backups and restores: a bar of bytes with
+    /// rate and ETA on a terminal, nothing otherwise.
+    pub(crate) fn backup_progress(&self) -> Box<dyn FnMut(BackupProgress<'_>) + Send> {
+        if self.json || self.quiet || !std::io::stderr().is_terminal() {
+            return Box::new(|_| {});
+        }
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        Box::new(move |p: BackupProgress<'_>| {
+            if let Some(total) = p.total_bytes {
+                bar.set_length(total);
+            } else {
+                bar.set_length(p.bytes.max(bar.length().unwrap_or(0)));
+            }
+            bar.set_position(p.bytes);
+            bar.set_message(format!("{} ({} rows)", p.table, p.rows));
+        })
+    }
+
+    pub(crate) fn backup_created(&self, dir: &std::path::Path, m: &Manifest) {
+        let rows: u64 = m.tables.iter().map(|t| t.rows).sum();
+        if self.json {
+            self.print_json(&json!({
+                "ok": true,
+                "dir": dir.display().to_string(),
+                "id": m.id,
+                "tables": m.tables.len(),
+                "rows": rows,
+                "bytes": m.size(),
+                "migration": m.history.last().map(|h| &h.version),
+            }));
+        } else {
+            outln!("{}", dir.display());
+        }
+        self.note(&format!(
+            "backed up {} tables ({rows} rows, {}) and verified",
+            m.tables.len(),
+            human_bytes(m.size())
+        ));
+    }
+
+    pub(crate) fn backup_verified(&self, dir: &std::path::Path, m: &Manifest, report: &VerifyBackupReport, deep: bool) {
+        if self.json {
+            self.print_json(&json!({
+                "ok": report.problems.is_empty(),
+                "dir": dir.display().to_string(),
+                "id": m.id,
+                "files": report.files,
+                "deep": deep,
+                "problems": report.problems,
+            }));
+        } else {
+            for p in &report.problems {
+                outln!("{p}");
+            }
+        }
+        if report.problems.is_empty() {
+            self.note(&format!(
+                "{}: {} files verified{}",
+                dir.display(),
+                report.files,
+                if deep {
+                    ", every table's rows digested again"
+                } else {
+                    ""
+                }
+            ));
+        } else {
+            eprintln!("error: {}: {} problem(s)", dir.display(), report.problems.len());
+        }
+    }
+
+    pub(crate) fn backup_list(&self, dir: &std::path::Path, sets: &[Listed]) {
+        if self.json {
+            let list: Vec<serde_json::Value> = sets
+                .iter()
+                .map(|s| match &s.manifest {
+                    Ok(m) => json!({
+                        "id": s.id, "complete": true, "created_at": m.created_at, "bytes": s.size,
+                        "tables": m.tables.len(), "migration": m.history.last().map(|h| &h.version),
+                    }),
+                    Err(why) => json!({ "id": s.id, "complete": false, "bytes": s.size, "problem": why }),
+                })
+                .collect();
+            self.print_json(&json!({ "ok": true, "dir": dir.display().to_string(), "backups": list }));
+            return;
+        }
+        if sets.is_empty() {
+            self.note(&format!("no backups in {}", dir.display()));
+            return;
+        }
+        let mut table = self.table(&["ID", "STATE", "AGE", "SIZE", "TABLES", "MIGRATION"]);
+        let now = chrono::Utc::now();
+        for s in sets {
+            match &s.manifest {
+                Ok(m) => table.add_row(vec![
+                    s.id.clone(),
+                    "complete".to_owned(),
+                    age(&m.created_at, now),
+                    human_bytes(s.size),
+                    m.tables.len().to_string(),
+                    m.history
+                        .last()
+                        .map(|h| h.version.clone())
+                        .unwrap_or_else(|| "-".to_owned()),
+                ]),
+                Err(why) => table.add_row(vec![
+                    s.id.clone(),
+                    why.clone(),
+                    String::new(),
+                    human_bytes(s.size),
+                    String::new(),
+                    String::new(),
+                ]),
+            };
+        }
+        outln!("{table}");
+    }
+
+    pub(crate) fn backup_restored(&self, r: &RestoreReport, url: &str) {
+        if self.json {
+            self.print_json(&json!({
+                "ok": true, "id": r.id, "to": url, "tables": r.tables, "rows": r.rows,
+                "duration_ms": r.duration.as_millis(),
+            }));
+        }
+        self.note(&format!(
+            "restored {} into {url}: {} tables, {} rows, every table's digest matches the backup ({} ms)",
+            r.id,
+            r.tables,
+            r.rows,
+            r.duration.as_millis()
+        ));
+    }
+}
+
+/// How long ago an RFC 3339 time was.
+fn age(created: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let Ok(then) = chrono::DateTime::parse_from_rfc3339(created) else {
+        return created.to_owned();
+    };
+    match (now - then.to_utc()).num_seconds().max(0) {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
     }
 }

@@ -1,0 +1,71 @@
+use std::path::{Path, PathBuf};
+
+use waymark_db::DbError;
+
+/// What went wrong with a backup set.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// Reading or writing a file failed.
+    #[error("{}: {message}", path.display())]
+    Io {
+        /// Which file.
+        path: PathBuf,
+        /// What the OS said.
+        message: String,
+    },
+    /// A folder without a manifest: a backup that did not finish.
+    #[error("{}: incomplete: it has no manifest.json, so the backup that wrote it did not finish", dir.display())]
+    Incomplete {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A manifest that cannot be trusted.
+    #[error("{}: {message}", path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Verification found problems; nothing was restored.
+    #[error("{} does not verify ({} problem(s)); nothing was restored:\n{}", dir.display(), problems.len(), problems.join("\n"))]
+    DoesNotVerify {
+        /// The set.
+        dir: PathBuf,
+        /// Each problem, naming its file.
+        problems: Vec<String>,
+    },
+    /// The operation cannot go ahead.
+    #[error("{message}")]
+    Refused {
+        /// Why.
+        message: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A tool waymark runs (pg_dump) failed.
+    #[error("{tool}: {message}")]
+    Tool {
+        /// Which.
+        tool: String,
+        /// What it said.
+        message: String,
+    },
+    /// A restored table's rows differ from the backup's.
+    #[error("restored, but {} table(s) differ from the backup: {}", tables.len(), tables.join("; "))]
+    Mismatch {
+        /// Each table and how it differs.
+        tables: Vec<String>,
+    },
+}
+
+impl BackupError {
+    pub(crate) fn io(path: &Path, e: std::io::Error) -> Self {
+        BackupError::Io {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}

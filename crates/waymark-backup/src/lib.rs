@@ -1,0 +1,25 @@
+//! Checksummed backup sets: create, verify, restore, list.
+//!
+//! Internal to waymark and exempt from semver. A backup set is a folder: a
+//! `schema.json`, each table's rows in zstd-compressed chunks under
+//! `data/`, and a `manifest.json` written last, listing every file with its
+//! size and SHA-256, each table's row count and content digest (of its rows
+//! in primary-key order, comparable with a live database), the migrations
+//! applied, and a SHA-256 of itself. This crate owns the format; the rows
+//! themselves come from and go to `waymark-db`.
+
+#![deny(missing_docs)]
+
+mod create;
+mod error;
+mod list;
+mod manifest;
+mod restore;
+mod verify;
+
+pub use create::{CreateOptions, Progress, create};
+pub use error::BackupError;
+pub use list::{Listed, list};
+pub use manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Table};
+pub use restore::{RestoreReport, restore};
+pub use verify::{Report, verify};

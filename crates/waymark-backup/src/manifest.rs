@@ -1,0 +1,160 @@
+//! `manifest.json`: what a backup set holds, with a SHA-256 of every file
+//! and, as its last member, a SHA-256 of itself (of every byte before that
+//! member), as PostgreSQL's backup manifests carry.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use waymark_db::{SequenceValue, ServerInfo, TableInfo};
+
+use crate::error::BackupError;
+
+/// The format this crate writes and reads.
+pub const FORMAT: &str = "waymark-backup/1";
+
+/// The name of the manifest in a backup set.
+pub const MANIFEST: &str = "manifest.json";
+
+const CHECKSUM_KEY: &str = ",\n  \"manifest_sha256\": \"";
+
+/// A backup set's manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The set's id: its folder's name.
+    pub id: String,
+    /// When it was taken, RFC 3339 in UTC.
+    pub created_at: String,
+    /// The database it was taken from.
+    pub database: Source,
+    /// The migrations applied when it was taken.
+    pub history: Vec<AppliedMigration>,
+    /// `zstd`.
+    pub compression: String,
+    /// How rows are written: `postgres-copy-text` or `sql-literals`.
+    pub row_format: String,
+    /// The sequences' positions.
+    pub sequences: Vec<SequenceValue>,
+    /// Every table, with its rows' digest.
+    pub tables: Vec<Table>,
+    /// Every file of the set but the manifest.
+    pub files: Vec<File>,
+}
+
+/// Where a backup came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The server.
+    #[serde(flatten)]
+    pub server: ServerInfo,
+    /// The URL, without its password.
+    pub url: String,
+}
+
+/// A migration applied when the backup was taken.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedMigration {
+    /// Its version.
+    pub version: String,
+    /// Its name.
+    pub name: String,
+    /// Its checksum.
+    pub checksum: String,
+}
+
+/// One table of a backup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    /// Name, columns, key.
+    #[serde(flatten)]
+    pub info: TableInfo,
+    /// How many rows it held.
+    pub rows: u64,
+    /// SHA-256 of its rows in canonical form, in primary-key order: equal to
+    /// the digest of the live table while it holds the same rows.
+    pub sha256: String,
+    /// Its chunks, in order.
+    pub chunks: Vec<Chunk>,
+}
+
+/// A piece of a table's rows, compressed into one file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chunk {
+    /// The file, relative to the set's folder.
+    pub file: String,
+    /// Rows in it.
+    pub rows: u64,
+    /// Bytes of rows before compression.
+    pub raw_bytes: u64,
+    /// SHA-256 of those bytes.
+    pub raw_sha256: String,
+}
+
+/// A file of the set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Relative to the set's folder, `/`-separated.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+}
+
+impl Manifest {
+    /// The manifest's text: pretty JSON whose last member is the SHA-256 of
+    /// every byte before it.
+    pub fn to_text(&self) -> String {
+        let body = serde_json::to_string_pretty(self).expect("manifests serialise");
+        let body = body.strip_suffix("\n}").expect("a JSON object ends in a brace");
+        let digest = hex::encode(Sha256::digest(body.as_bytes()));
+        format!("{body}{CHECKSUM_KEY}{digest}\"\n}}\n")
+    }
+
+    /// Reads and checks a manifest. A manifest whose own digest does not
+    /// match is an error: nothing it says can be trusted.
+    pub fn read(dir: &Path) -> Result<Manifest, BackupError> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => BackupError::Incomplete { dir: dir.to_owned() },
+            _ => BackupError::io(&path, e),
+        })?;
+        let bad = |message: String| BackupError::Manifest {
+            path: path.clone(),
+            message,
+        };
+        let at = text
+            .rfind(CHECKSUM_KEY)
+            .ok_or_else(|| bad("it has no manifest_sha256 of itself".to_owned()))?;
+        let (body, rest) = text.split_at(at);
+        let recorded = rest[CHECKSUM_KEY.len()..].split('"').next().unwrap_or_default();
+        let actual = hex::encode(Sha256::digest(body.as_bytes()));
+        if recorded != actual {
+            return Err(bad(format!(
+                "its own SHA-256 is {actual}, but it records {recorded}: it was edited or damaged"
+            )));
+        }
+        let manifest: Manifest =
+            serde_json::from_str(&format!("{body}\n}}")).map_err(|e| bad(format!("it does not parse: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(bad(format!(
+                "format {:?}: this waymark reads {FORMAT}",
+                manifest.format
+            )));
+        }
+        Ok(manifest)
+    }
+
+    /// The set's total size, manifest aside.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}

@@ -1,0 +1,133 @@
+//! Checking a backup set against its manifest: every file's size and
+//! SHA-256, files missing and files extra, the manifest's own digest and,
+//! deep, every chunk decoded and every table's rows digested again.
+
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::BackupError;
+use crate::manifest::{MANIFEST, Manifest};
+
+/// What `verify` found: one line per problem, each naming its file.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Files checked.
+    pub files: usize,
+    /// Problems; empty when the set verifies.
+    pub problems: Vec<String>,
+}
+
+/// Checks the set in `dir`. Errors only when there is nothing to check
+/// against: no manifest (an incomplete backup), or one that fails its own
+/// digest.
+pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report), BackupError> {
+    let manifest = Manifest::read(dir)?;
+    let mut report = Report::default();
+    for file in &manifest.files {
+        report.files += 1;
+        let path = dir.join(&file.path);
+        match digest_file(&path) {
+            Ok((size, _)) if size != file.size => report.problems.push(format!(
+                "{}: {size} bytes, but the manifest says {} (truncated or replaced)",
+                file.path, file.size
+            )),
+            Ok((_, sha)) if sha != file.sha256 => report.problems.push(format!(
+                "{}: SHA-256 {sha}, but the manifest says {} (damaged, or from another backup)",
+                file.path, file.sha256
+            )),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.problems.push(format!("{}: missing", file.path));
+            }
+            Err(e) => report.problems.push(format!("{}: {e}", file.path)),
+        }
+    }
+    for extra in extra_files(dir, &manifest) {
+        report
+            .problems
+            .push(format!("{extra}: not in the manifest (an extra file)"));
+    }
+    if deep && report.problems.is_empty() {
+        for table in &manifest.tables {
+            let mut hash = Sha256::new();
+            let mut rows = 0u64;
+            for chunk in &table.chunks {
+                match decode(&dir.join(&chunk.file)) {
+                    Ok(raw) => {
+                        let raw_sha = hex::encode(Sha256::digest(&raw));
+                        if raw_sha != chunk.raw_sha256 || raw.len() as u64 != chunk.raw_bytes {
+                            report.problems.push(format!(
+                                "{}: its rows decode to SHA-256 {raw_sha}, but the manifest says {}",
+                                chunk.file, chunk.raw_sha256
+                            ));
+                        }
+                        hash.update(&raw);
+                        rows += chunk.rows;
+                    }
+                    Err(e) => report.problems.push(format!("{}: does not decode: {e}", chunk.file)),
+                }
+            }
+            let sha = hex::encode(hash.finalize());
+            if sha != table.sha256 || rows != table.rows {
+                report.problems.push(format!(
+                    "table {}: its chunks hold {rows} rows with SHA-256 {sha}, but the manifest says {} rows with {}",
+                    table.info.name, table.rows, table.sha256
+                ));
+            }
+        }
+    }
+    Ok((manifest, report))
+}
+
+/// Reads a chunk and decompresses it.
+pub(crate) fn decode(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let mut raw = Vec::new();
+    zstd::Decoder::new(file)?.read_to_end(&mut raw)?;
+    Ok(raw)
+}
+
+fn digest_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hash.finalize())))
+}
+
+/// Files in the set that the manifest does not list.
+fn extra_files(dir: &Path, manifest: &Manifest) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(folder) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path
+                .strip_prefix(dir)
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            if relative != MANIFEST && !manifest.files.iter().any(|f| f.path == relative) {
+                found.push(relative);
+            }
+        }
+    }
+    found.sort();
+    found
+}

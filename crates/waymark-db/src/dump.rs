@@ -1,0 +1,524 @@
+//! Reading a database out and writing it back, for backups: the tables and
+//! their keys, each table's rows in a canonical byte form (in primary-key
+//! order, so a backup's digest can be compared with a live database), the
+//! schema of MySQL and SQLite (PostgreSQL's comes from `pg_dump`), and
+//! sequence positions.
+//!
+//! The canonical form of a table's rows is its dialect's own:
+//! - PostgreSQL: `COPY ... TO STDOUT` text, one line per row, exact for
+//!   every type and loaded back with `COPY ... FROM STDIN`;
+//! - MySQL/MariaDB and SQLite: each row as the list of SQL literals the
+//!   database's own `QUOTE()` gives, length-prefixed (a literal may hold a
+//!   newline), loaded back with `INSERT ... VALUES`.
+
+use futures_util::TryStreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::conn::{Conn, ConnInner, Database, Dialect, Driver};
+use crate::error::DbError;
+use crate::value::Value;
+
+/// A table to back up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableInfo {
+    /// Its name: `schema.table` on PostgreSQL, the bare name elsewhere.
+    pub name: String,
+    /// Its columns, in order.
+    pub columns: Vec<String>,
+    /// Each column's type, as the catalog names it.
+    pub types: Vec<String>,
+    /// Its primary key's columns; empty when it has none (rows are then
+    /// ordered by every column).
+    pub primary_key: Vec<String>,
+}
+
+/// A sequence's position.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SequenceValue {
+    /// `schema.sequence` on PostgreSQL; the table name for SQLite's
+    /// `AUTOINCREMENT` counters.
+    pub name: String,
+    /// Its last value.
+    pub value: i64,
+    /// Whether `value` was handed out (PostgreSQL's `is_called`).
+    pub is_called: bool,
+}
+
+/// One statement of a MySQL or SQLite schema.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaItem {
+    /// The table (or view) it belongs to.
+    pub table: String,
+    /// Whether it runs after the rows are loaded.
+    pub after_rows: bool,
+    /// The statement.
+    pub sql: String,
+}
+
+/// Which database a backup came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerInfo {
+    /// `postgres`, `mysql` or `sqlite`.
+    pub dialect: String,
+    /// The server's version string.
+    pub version: String,
+    /// The database's name (the file's, for SQLite).
+    pub database: String,
+}
+
+fn quote_ident(dialect: Dialect, name: &str) -> String {
+    match dialect {
+        Dialect::Mysql => format!("`{}`", name.replace('`', "``")),
+        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
+/// A table name, quoted part by part.
+pub fn quote_table(dialect: Dialect, name: &str) -> String {
+    match dialect {
+        Dialect::Postgres => name
+            .splitn(2, '.')
+            .map(|p| quote_ident(dialect, p))
+            .collect::<Vec<_>>()
+            .join("."),
+        _ => quote_ident(dialect, name),
+    }
+}
+
+fn text_rows(rows: crate::value::Rows) -> Vec<Vec<String>> {
+    rows.rows
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|v| match v {
+                    Value::Text(s) => s,
+                    Value::Int(n) => n.to_string(),
+                    Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Value::Null => String::new(),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+const MANY: usize = 10_000_000;
+
+impl Database {
+    /// A transaction that sees one consistent state of the whole database
+    /// for as long as it lasts, and may not write.
+    pub async fn begin_snapshot(&self) -> Result<Conn, DbError> {
+        let mut conn = self.connection().await?;
+        let begin = match self.dialect() {
+            Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            Dialect::Mysql => "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            Dialect::Sqlite => "BEGIN",
+        };
+        conn.execute(begin).await?;
+        Ok(conn)
+    }
+
+    /// A plain connection, for restoring.
+    pub async fn restore_connection(&self) -> Result<Conn, DbError> {
+        self.connection().await
+    }
+}
+
+impl Conn {
+    fn dialect(&self) -> Dialect {
+        match self.inner {
+            ConnInner::PgTx(_) | ConnInner::Pg(_) => Dialect::Postgres,
+            ConnInner::MyTx(_) | ConnInner::My(_) => Dialect::Mysql,
+            ConnInner::LiteTx(_) | ConnInner::Lite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// The server, its version and the database's name.
+    pub async fn server_info(&mut self) -> Result<ServerInfo, DbError> {
+        let dialect = self.dialect();
+        let sql = match dialect {
+            Dialect::Postgres => "SELECT version(), current_database()",
+            Dialect::Mysql => "SELECT VERSION(), DATABASE()",
+            Dialect::Sqlite => "SELECT sqlite_version(), (SELECT file FROM pragma_database_list WHERE name = 'main')",
+        };
+        let rows = text_rows(self.query_rows(sql, &[], 1).await?);
+        let row = rows.into_iter().next().unwrap_or_default();
+        Ok(ServerInfo {
+            dialect: dialect.name().to_owned(),
+            version: row.first().cloned().unwrap_or_default(),
+            database: row.get(1).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Every base table, with its columns and primary key, in name order.
+    pub async fn tables(&mut self) -> Result<Vec<TableInfo>, DbError> {
+        let dialect = self.dialect();
+        let (list, columns, key) = match dialect {
+            Dialect::Postgres => (
+                "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+                 ORDER BY 1",
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 WHERE a.attrelid = $1::regclass AND a.attnum > 0 \
+                 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
+                "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid \
+                 AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::regclass AND i.indisprimary \
+                 ORDER BY array_position(i.indkey::int2[], a.attnum)",
+            ),
+            Dialect::Mysql => (
+                "SELECT table_name FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1",
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = DATABASE() \
+                 AND table_name = ? AND extra NOT LIKE '%GENERATED%' ORDER BY ordinal_position",
+                "SELECT column_name FROM information_schema.key_column_usage WHERE table_schema = DATABASE() \
+                 AND table_name = ? AND constraint_name = 'PRIMARY' ORDER BY ordinal_position",
+            ),
+            Dialect::Sqlite => (
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+                "SELECT name, type FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid",
+                "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk",
+            ),
+        };
+        let names = text_rows(self.query_rows(list, &[], MANY).await?);
+        let mut out = Vec::new();
+        for row in names {
+            let name = row.into_iter().next().unwrap_or_default();
+            let arg = match dialect {
+                Dialect::Postgres => quote_table(dialect, &name),
+                _ => name.clone(),
+            };
+            let described = text_rows(self.query_rows(columns, &[Value::Text(arg.clone())], MANY).await?);
+            let types = described
+                .iter()
+                .map(|r| r.get(1).cloned().unwrap_or_default())
+                .collect();
+            let columns = described.into_iter().filter_map(|r| r.into_iter().next()).collect();
+            let primary_key = text_rows(self.query_rows(key, &[Value::Text(arg)], MANY).await?)
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect();
+            out.push(TableInfo {
+                name,
+                columns,
+                types,
+                primary_key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The positions of sequences: PostgreSQL's sequences, SQLite's
+    /// `AUTOINCREMENT` counters. MySQL keeps `AUTO_INCREMENT` in the table's
+    /// DDL, which the schema carries.
+    pub async fn sequences(&mut self) -> Result<Vec<SequenceValue>, DbError> {
+        match self.dialect() {
+            Dialect::Postgres => {
+                let names = text_rows(
+                    self.query_rows(
+                        "SELECT schemaname || '.' || sequencename FROM pg_sequences ORDER BY 1",
+                        &[],
+                        MANY,
+                    )
+                    .await?,
+                );
+                let mut out = Vec::new();
+                for name in names.into_iter().filter_map(|r| r.into_iter().next()) {
+                    let q = quote_table(Dialect::Postgres, &name);
+                    let rows = self
+                        .query_rows(&format!("SELECT last_value, is_called FROM {q}"), &[], 1)
+                        .await?;
+                    if let Some([Value::Int(value), Value::Bool(is_called)]) = rows.rows.first().map(Vec::as_slice) {
+                        out.push(SequenceValue {
+                            name,
+                            value: *value,
+                            is_called: *is_called,
+                        });
+                    }
+                }
+                Ok(out)
+            }
+            Dialect::Sqlite => {
+                let exists = self
+                    .query_rows("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'", &[], 1)
+                    .await?;
+                if exists.rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows = self
+                    .query_rows("SELECT name, seq FROM sqlite_sequence ORDER BY name", &[], MANY)
+                    .await?;
+                Ok(rows
+                    .rows
+                    .into_iter()
+                    .filter_map(|r| match r.as_slice() {
+                        [Value::Text(name), Value::Int(value)] => Some(SequenceValue {
+                            name: name.clone(),
+                            value: *value,
+                            is_called: true,
+                        }),
+                        _ => None,
+                    })
+                    .collect())
+            }
+            Dialect::Mysql => Ok(Vec::new()),
+        }
+    }
+
+    /// The schema of a MySQL or SQLite database, as statements, each with
+    /// the table it belongs to and whether it is better made after the rows
+    /// are loaded (indexes, views, triggers) than before (tables).
+    pub async fn schema(&mut self) -> Result<Vec<SchemaItem>, DbError> {
+        let mut items = Vec::new();
+        match self.dialect() {
+            Dialect::Sqlite => {
+                let rows = self
+                    .query_rows(
+                        "SELECT type, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL \
+                         AND name NOT LIKE 'sqlite_%' \
+                         ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid",
+                        &[],
+                        MANY,
+                    )
+                    .await?;
+                for row in text_rows(rows) {
+                    if let [kind, table, sql] = row.as_slice() {
+                        items.push(SchemaItem {
+                            table: table.clone(),
+                            after_rows: kind != "table",
+                            sql: sql.clone(),
+                        });
+                    }
+                }
+            }
+            Dialect::Mysql => {
+                let tables = text_rows(
+                    self.query_rows(
+                        "SELECT table_name, table_type FROM information_schema.tables \
+                         WHERE table_schema = DATABASE() ORDER BY table_type = 'VIEW', table_name",
+                        &[],
+                        MANY,
+                    )
+                    .await?,
+                );
+                for row in tables {
+                    let [name, kind] = row.as_slice() else { continue };
+                    let q = quote_ident(Dialect::Mysql, name);
+                    let view = kind == "VIEW";
+                    let sql = if view {
+                        format!("SHOW CREATE VIEW {q}")
+                    } else {
+                        format!("SHOW CREATE TABLE {q}")
+                    };
+                    let ddl = text_rows(self.query_rows(&sql, &[], 1).await?);
+                    if let Some(text) = ddl.into_iter().next().and_then(|r| r.into_iter().nth(1)) {
+                        items.push(SchemaItem {
+                            table: name.clone(),
+                            after_rows: view,
+                            sql: text,
+                        });
+                    }
+                }
+                let triggers = text_rows(self.query_rows("SHOW TRIGGERS", &[], MANY).await?);
+                for row in triggers {
+                    let (Some(trigger), Some(table)) = (row.first(), row.get(2)) else {
+                        continue;
+                    };
+                    let q = quote_ident(Dialect::Mysql, trigger);
+                    let ddl = text_rows(self.query_rows(&format!("SHOW CREATE TRIGGER {q}"), &[], 1).await?);
+                    if let Some(text) = ddl.into_iter().next().and_then(|r| r.into_iter().nth(2)) {
+                        items.push(SchemaItem {
+                            table: table.clone(),
+                            after_rows: true,
+                            sql: text,
+                        });
+                    }
+                }
+            }
+            Dialect::Postgres => {
+                return Err(DbError::Config(
+                    "the PostgreSQL schema comes from pg_dump, not from here".to_owned(),
+                ));
+            }
+        }
+        Ok(items)
+    }
+
+    /// Exports the snapshot of this transaction (PostgreSQL), so that
+    /// `pg_dump --snapshot` sees exactly what this transaction sees.
+    pub async fn export_snapshot(&mut self) -> Result<String, DbError> {
+        let rows = text_rows(self.query_rows("SELECT pg_export_snapshot()", &[], 1).await?);
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or_default())
+    }
+
+    /// Streams `table`'s rows in canonical form, in primary-key order, to
+    /// `sink`, one or more whole rows at a time. Returns the number of rows.
+    pub async fn stream_rows(
+        &mut self,
+        table: &TableInfo,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<u64, DbError> {
+        let dialect = self.dialect();
+        let order: Vec<String> = if table.primary_key.is_empty() {
+            table.columns.iter().map(|c| quote_ident(dialect, c)).collect()
+        } else {
+            table.primary_key.iter().map(|c| quote_ident(dialect, c)).collect()
+        };
+        let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(dialect, c)).collect();
+        let from = quote_table(dialect, &table.name);
+        let io = |e: std::io::Error| DbError::Config(format!("writing the rows of {}: {e}", table.name));
+        let failed = |e: sqlx::Error| DbError::query(format!("reading the rows of {}", table.name), e);
+        let mut rows = 0u64;
+        match self.inner.driver() {
+            Driver::Pg(c) => {
+                let sql = format!(
+                    "COPY (SELECT {} FROM {from} ORDER BY {}) TO STDOUT",
+                    columns.join(", "),
+                    order.join(", ")
+                );
+                let mut stream = c.copy_out_raw(&sql).await.map_err(failed)?;
+                while let Some(bytes) = stream.try_next().await.map_err(failed)? {
+                    rows += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+                    sink(&bytes).map_err(io)?;
+                }
+            }
+            driver => {
+                // Binary values as hex literals, so the statements that load
+                // them back are text.
+                let binary = |t: &str| {
+                    let t = t.to_ascii_lowercase();
+                    t.contains("binary") || t.contains("blob") || t == "bit"
+                };
+                let literal: Vec<String> = match dialect {
+                    Dialect::Mysql => columns
+                        .iter()
+                        .zip(&table.types)
+                        .map(|(c, t)| match binary(t) {
+                            true => format!("IF({c} IS NULL, 'NULL', CONCAT('X''', HEX({c}), ''''))"),
+                            false => format!("QUOTE({c})"),
+                        })
+                        .collect(),
+                    _ => columns.iter().map(|c| format!("quote({c})")).collect(),
+                };
+                let joined = match dialect {
+                    Dialect::Mysql => format!("CONCAT_WS(',', {})", literal.join(", ")),
+                    _ => literal.join(" || ',' || "),
+                };
+                let sql = format!("SELECT {joined} FROM {from} ORDER BY {}", order.join(", "));
+                // One call per row, so a chunk never ends inside one.
+                let mut buffer = Vec::new();
+                let mut emit = |record: &[u8]| -> Result<(), DbError> {
+                    let len = u32::try_from(record.len())
+                        .map_err(|_| DbError::Config(format!("a row of {} is over 4 GiB", table.name)))?;
+                    buffer.clear();
+                    buffer.extend_from_slice(&len.to_le_bytes());
+                    buffer.extend_from_slice(record);
+                    sink(&buffer).map_err(io)
+                };
+                match driver {
+                    Driver::My(c) => {
+                        let mut stream = sqlx::query(&sql).fetch(c);
+                        while let Some(row) = stream.try_next().await.map_err(failed)? {
+                            let record: Vec<u8> = sqlx::Row::try_get_unchecked(&row, 0).map_err(failed)?;
+                            emit(&record)?;
+                            rows += 1;
+                        }
+                    }
+                    Driver::Lite(c) => {
+                        let mut stream = sqlx::query_scalar::<_, String>(&sql).fetch(c);
+                        while let Some(record) = stream.try_next().await.map_err(failed)? {
+                            emit(record.as_bytes())?;
+                            rows += 1;
+                        }
+                    }
+                    Driver::Pg(_) => unreachable!("handled above"),
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// SHA-256 and row count of `table`'s canonical rows, as a backup
+    /// records them.
+    pub async fn table_digest(&mut self, table: &TableInfo) -> Result<(u64, String), DbError> {
+        let mut hash = Sha256::new();
+        let rows = self
+            .stream_rows(table, &mut |bytes| {
+                hash.update(bytes);
+                Ok(())
+            })
+            .await?;
+        Ok((rows, hex::encode(hash.finalize())))
+    }
+
+    /// Loads rows in canonical form (whole records, as [`Conn::stream_rows`]
+    /// wrote them) into `table`. Returns the number of rows.
+    pub async fn load_rows(&mut self, table: &TableInfo, data: &[u8]) -> Result<u64, DbError> {
+        let dialect = self.dialect();
+        let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(dialect, c)).collect();
+        let into = quote_table(dialect, &table.name);
+        let failed = |e: sqlx::Error| DbError::query(format!("loading the rows of {}", table.name), e);
+        if let Driver::Pg(c) = self.inner.driver() {
+            let sql = format!("COPY {into} ({}) FROM STDIN", columns.join(", "));
+            let mut copy = c.copy_in_raw(&sql).await.map_err(failed)?;
+            copy.send(data).await.map_err(failed)?;
+            return copy.finish().await.map_err(failed);
+        }
+        let head = format!("INSERT INTO {into} ({}) VALUES ", columns.join(", "));
+        let mut statement = head.clone().into_bytes();
+        let mut pending = 0u64;
+        let mut loaded = 0u64;
+        let mut at = 0;
+        while at < data.len() {
+            let corrupt = || DbError::Config(format!("the rows of {} are cut short", table.name));
+            let len = data.get(at..at + 4).ok_or_else(corrupt)?;
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let record = data.get(at + 4..at + 4 + len).ok_or_else(corrupt)?;
+            at += 4 + len;
+            if pending > 0 {
+                statement.push(b',');
+            }
+            statement.push(b'(');
+            statement.extend_from_slice(record);
+            statement.push(b')');
+            pending += 1;
+            if statement.len() > 1 << 20 || at >= data.len() {
+                let sql = String::from_utf8(std::mem::replace(&mut statement, head.clone().into_bytes()))
+                    .map_err(|_| DbError::Config(format!("the rows of {} are not valid text", table.name)))?;
+                self.execute(&sql).await?;
+                loaded += pending;
+                pending = 0;
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Puts sequences back where a backup found them.
+    pub async fn set_sequences(&mut self, sequences: &[SequenceValue]) -> Result<(), DbError> {
+        match self.dialect() {
+            Dialect::Postgres => {
+                for s in sequences {
+                    let q = quote_table(Dialect::Postgres, &s.name).replace('\'', "''");
+                    self.execute(&format!("SELECT setval('{q}', {}, {})", s.value, s.is_called))
+                        .await?;
+                }
+            }
+            Dialect::Sqlite if !sequences.is_empty() => {
+                self.execute("DELETE FROM sqlite_sequence").await?;
+                for s in sequences {
+                    self.execute_with(
+                        "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)",
+                        &[Value::Text(s.name.clone()), Value::Int(s.value)],
+                    )
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
