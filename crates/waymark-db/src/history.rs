@@ -272,7 +272,7 @@ impl Database {
         ));
         let mut conn = self.connection().await?;
         for statement in statements.iter() {
-            conn.execute(&statement).await.map_err(|e| match e {
+            conn.execute(statement).await.map_err(|e| match e {
                 DbError::Query {
                     code,
                     message,
