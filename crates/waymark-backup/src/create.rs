@@ -283,7 +283,7 @@ async fn write_set(
         });
     }
     // The snapshot ends here: everything above saw the same database.
-    drop(conn);
+    conn.rollback().await?;
 
     let manifest = Manifest {
         format: FORMAT.to_owned(),

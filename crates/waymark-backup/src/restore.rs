@@ -98,18 +98,22 @@ pub async fn restore(
         let (db, manifest, queue, tx, dir) = (db.clone(), manifest.clone(), queue.clone(), tx.clone(), dir.to_owned());
         workers.spawn(async move {
             let mut conn = db.restore_connection().await?;
-            if dialect == Dialect::Mysql {
-                conn.execute("SET FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0").await?;
-            }
+            match dialect {
+                Dialect::Mysql => conn.execute("SET FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0").await?,
+                Dialect::Sqlite => conn.execute("PRAGMA foreign_keys = OFF").await?,
+                Dialect::Postgres => 0,
+            };
             loop {
                 let Some(index) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
                 load_table(&mut conn, &dir, &manifest, index, &tx).await?;
             }
-            if dialect == Dialect::Mysql {
-                conn.execute("SET FOREIGN_KEY_CHECKS = 1, UNIQUE_CHECKS = 1").await?;
-            }
+            match dialect {
+                Dialect::Mysql => conn.execute("SET FOREIGN_KEY_CHECKS = 1, UNIQUE_CHECKS = 1").await?,
+                Dialect::Sqlite => conn.execute("PRAGMA foreign_keys = ON").await?,
+                Dialect::Postgres => 0,
+            };
             Ok::<(), BackupError>(())
         });
     }

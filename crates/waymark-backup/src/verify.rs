@@ -30,11 +30,11 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report), BackupError>
         let path = dir.join(&file.path);
         match digest_file(&path) {
             Ok((size, _)) if size != file.size => report.problems.push(format!(
-                "{}: {size} bytes, but the manifest says {} (truncated or replaced)",
+                "{}: {size} bytes, but the manifest says {} (truncated, or not this backup's file)",
                 file.path, file.size
             )),
             Ok((_, sha)) if sha != file.sha256 => report.problems.push(format!(
-                "{}: SHA-256 {sha}, but the manifest says {} (damaged, or from another backup)",
+                "{}: SHA-256 {sha}, but the manifest says {} (damaged, or not this backup's file)",
                 file.path, file.sha256
             )),
             Ok(_) => {}

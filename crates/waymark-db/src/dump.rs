@@ -14,7 +14,7 @@
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::conn::{Conn, ConnInner, Database, Dialect, Driver};
+use crate::conn::{Conn, ConnInner, Database, Dialect, Driver, Pools};
 use crate::error::DbError;
 use crate::value::Value;
 
@@ -106,16 +106,27 @@ const MANY: usize = 10_000_000;
 
 impl Database {
     /// A transaction that sees one consistent state of the whole database
-    /// for as long as it lasts, and may not write.
+    /// for as long as it lasts, and may not write. Dropping it rolls it
+    /// back, so its locks never outlive it.
     pub async fn begin_snapshot(&self) -> Result<Conn, DbError> {
-        let mut conn = self.connection().await?;
-        let begin = match self.dialect() {
-            Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-            Dialect::Mysql => "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
-            Dialect::Sqlite => "BEGIN",
+        let failed = |e| DbError::query("beginning the backup's snapshot", e);
+        let inner = match &self.pools {
+            Pools::Postgres(p) => ConnInner::PgTx(
+                p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .map_err(failed)?,
+            ),
+            Pools::Mysql(p) => ConnInner::MyTx(
+                p.begin_with("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    .await
+                    .map_err(failed)?,
+            ),
+            Pools::Sqlite(p) => ConnInner::LiteTx(p.begin().await.map_err(failed)?),
         };
-        conn.execute(begin).await?;
-        Ok(conn)
+        Ok(Conn {
+            inner,
+            history: self.history.clone(),
+        })
     }
 
     /// A plain connection, for restoring.

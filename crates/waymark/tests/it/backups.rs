@@ -1,0 +1,359 @@
+//! Backups: taken, listed, verified and restored on every dialect, with the
+//! restored database compared to the original; every kind of damage found
+//! by `verify` and refused by `restore` before any row is written; and
+//! `up --backup`.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{Kind, Project, Run, TestDb, each_dialect};
+
+/// A schema with the types each dialect gets wrong if anything does:
+/// quotes, tabs and newlines in text, bytes, exact numerics, time, NULLs,
+/// keys, foreign keys, views, sequences.
+fn schema(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Postgres => {
+            "CREATE TABLE parent (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, data JSONB, at TIMESTAMPTZ, \
+             n NUMERIC(10,2), raw BYTEA, f DOUBLE PRECISION);\n\
+             CREATE TABLE child (id INT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, parent_id BIGINT REFERENCES parent (id), note TEXT);\n\
+             CREATE TABLE nokey (a INT, b TEXT);\n\
+             INSERT INTO parent (name, data, at, n, raw, f) SELECT 'p' || g || E'\\'s\\ttab\\nline', \
+             jsonb_build_object('g', g), '2024-05-06 07:08:09.123456+00'::timestamptz + g * interval '1 s', g * 1.25, \
+             '\\x00ff27'::bytea, 1.0 / g FROM generate_series(1, 3000) g;\n\
+             INSERT INTO parent (name) VALUES ('nulls');\n\
+             INSERT INTO child (parent_id, note) SELECT g, CASE WHEN g % 2 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 3000) g;\n\
+             INSERT INTO nokey VALUES (1, 'x'), (1, 'x'), (NULL, NULL);\n\
+             CREATE INDEX child_parent ON child (parent_id);\n\
+             CREATE VIEW v AS SELECT p.name, c.note FROM parent p JOIN child c ON c.parent_id = p.id;\n"
+        }
+        Kind::Mysql => {
+            "CREATE TABLE parent (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(60) NOT NULL, data JSON, \
+             at DATETIME(6), n DECIMAL(10,2), raw VARBINARY(20), f DOUBLE);\n\
+             CREATE TABLE child (id INT AUTO_INCREMENT PRIMARY KEY, parent_id BIGINT, note TEXT, \
+             FOREIGN KEY (parent_id) REFERENCES parent (id));\n\
+             CREATE TABLE nokey (a INT, b TEXT);\n\
+             INSERT INTO parent (name, data, at, n, raw, f) \
+             WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 300) \
+             SELECT CONCAT('p', g, '\\'s\\ttab\\nline\\\\'), JSON_OBJECT('g', g), \
+             TIMESTAMP('2024-05-06 07:08:09.123456') + INTERVAL g SECOND, g * 1.25, x'00ff27', 1.0e0 / g FROM s;\n\
+             INSERT INTO parent (name) VALUES ('nulls');\n\
+             INSERT INTO child (parent_id, note) SELECT id, IF(id % 2 = 0, NULL, CONCAT('n', id)) FROM parent;\n\
+             INSERT INTO nokey VALUES (1, 'x'), (1, 'x'), (NULL, NULL);\n\
+             CREATE VIEW v AS SELECT p.name, c.note FROM parent p JOIN child c ON c.parent_id = p.id;\n"
+        }
+        Kind::Sqlite => {
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, data TEXT, at TEXT, \
+             n NUMERIC, raw BLOB, f REAL);\n\
+             CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id), note TEXT);\n\
+             CREATE TABLE nokey (a INT, b TEXT);\n\
+             INSERT INTO parent (name, data, at, n, raw, f) \
+             WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 3000) \
+             SELECT 'p' || g || '''s' || char(9) || 'tab' || char(10) || 'line', json_object('g', g), \
+             '2024-05-06 07:08:09', g * 1.25, x'00ff27', 1.0 / g FROM s;\n\
+             INSERT INTO parent (name) VALUES ('nulls');\n\
+             INSERT INTO child (parent_id, note) SELECT id, CASE WHEN id % 2 = 0 THEN NULL ELSE 'n' || id END FROM parent;\n\
+             INSERT INTO nokey VALUES (1, 'x'), (1, 'x'), (NULL, NULL);\n\
+             CREATE INDEX child_parent ON child (parent_id);\n\
+             CREATE VIEW v AS SELECT p.name, c.note FROM parent p JOIN child c ON c.parent_id = p.id;\n"
+        }
+    }
+}
+
+/// Every row of the tables, in key order, as text: what must survive.
+fn contents(db: &TestDb) -> Vec<Vec<Vec<Option<String>>>> {
+    let cast = |c: &str| match db.kind {
+        Kind::Postgres => format!("{c}::text"),
+        Kind::Mysql => format!("CAST({c} AS CHAR)"),
+        Kind::Sqlite => format!("CAST({c} AS TEXT)"),
+    };
+    let raw = match db.kind {
+        Kind::Postgres => "encode(raw, 'hex')".to_owned(),
+        _ => "HEX(raw)".to_owned(),
+    };
+    vec![
+        db.rows(&format!(
+            "SELECT {}, name, {}, {}, {}, {raw}, {} FROM parent ORDER BY id",
+            cast("id"),
+            cast("data"),
+            cast("at"),
+            cast("n"),
+            cast("f")
+        )),
+        db.rows(&format!(
+            "SELECT {}, {}, note FROM child ORDER BY id",
+            cast("id"),
+            cast("parent_id")
+        )),
+        db.rows(&format!("SELECT {}, b FROM nokey ORDER BY 1, 2", cast("a"))),
+        db.rows("SELECT name, note FROM v ORDER BY name, note"),
+    ]
+}
+
+fn project(kind: Kind) -> Project {
+    let p = Project::new();
+    p.migration("1_schema", schema(kind), None);
+    p
+}
+
+/// The one backup set under `backups/`.
+fn only_set(p: &Project) -> PathBuf {
+    let sets: Vec<PathBuf> = std::fs::read_dir(p.dir.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    sets.into_iter().next().unwrap()
+}
+
+fn backup_round_trip(kind: Kind) {
+    let source = TestDb::new(kind);
+    let p = project(kind);
+    p.run(&source, &["up"]).ok();
+    let created = p.run(&source, &["backup", "create", "--json"]).ok().json();
+    assert_eq!(created["tables"], 6, "{created}");
+    let set = only_set(&p);
+    assert!(
+        created["dir"]
+            .as_str()
+            .unwrap()
+            .ends_with(set.file_name().unwrap().to_str().unwrap())
+    );
+    assert_eq!(created["migration"], "1");
+
+    let listed = p.run(&source, &["backup", "list", "--json"]).ok().json();
+    assert_eq!(listed["backups"][0]["complete"], true);
+    assert_eq!(listed["backups"][0]["tables"], 6);
+    p.run(&source, &["backup", "verify", "--deep", set.to_str().unwrap()])
+        .ok();
+
+    let target = TestDb::new(kind);
+    let run = p
+        .run(
+            &source,
+            &["backup", "restore", set.to_str().unwrap(), "--to", &target.url],
+        )
+        .ok();
+    assert!(
+        run.stderr.contains("every table's digest matches the backup"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(contents(&target), contents(&source));
+    // SQLite keeps a statement's text as written, trailing whitespace aside.
+    let schema = |db: &TestDb| -> Vec<String> {
+        db.snapshot()
+            .lines()
+            .map(|l| l.trim_end().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    assert_eq!(schema(&target), schema(&source));
+    assert_eq!(target.history(), source.history());
+    // Sequences and counters carry on where they were.
+    let next = "INSERT INTO parent (name) VALUES ('after')";
+    source.execute(next);
+    target.execute(next);
+    let id = "SELECT max(id) FROM parent";
+    assert_eq!(target.rows(id), source.rows(id));
+    // A database that is not empty is refused, and left alone.
+    let before = contents(&target);
+    let run = p
+        .run(
+            &source,
+            &["backup", "restore", set.to_str().unwrap(), "--to", &target.url],
+        )
+        .code(1);
+    assert!(run.stderr.contains("restore needs an empty database"), "{}", run.stderr);
+    assert_eq!(contents(&target), before);
+}
+
+each_dialect!(backup_round_trip);
+
+fn corrupt(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    f(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn first_chunk(set: &Path) -> PathBuf {
+    let mut chunks: Vec<PathBuf> = std::fs::read_dir(set.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    chunks.sort();
+    chunks.remove(0)
+}
+
+#[test]
+fn every_kind_of_damage_is_found_and_nothing_is_restored() {
+    let kind = Kind::Sqlite;
+    let source = TestDb::new(kind);
+    let p = project(kind);
+    p.run(&source, &["up"]).ok();
+    p.run(&source, &["backup", "create"]).ok();
+    let good = only_set(&p);
+    // A second backup, for a chunk from another set.
+    source.execute("INSERT INTO nokey VALUES (2, 'y')");
+    let other = p.dir.path().join("other");
+    p.run(&source, &["backup", "create", "--out", other.to_str().unwrap()])
+        .ok();
+    let other_set = std::fs::read_dir(&other).unwrap().next().unwrap().unwrap().path();
+
+    let chunk_name = first_chunk(&good).file_name().unwrap().to_owned();
+    let cases: Vec<(&str, Box<dyn Fn(&Path)>, String)> = vec![
+        (
+            "bit flip",
+            Box::new(|set: &Path| {
+                corrupt(&first_chunk(set), |b| {
+                    let middle = b.len() / 2;
+                    b[middle] ^= 0x10;
+                })
+            }),
+            format!("data/{}: SHA-256", chunk_name.to_string_lossy()),
+        ),
+        (
+            "truncated chunk",
+            Box::new(|set: &Path| corrupt(&first_chunk(set), |b| b.truncate(b.len() - 7))),
+            "bytes, but the manifest says".to_owned(),
+        ),
+        (
+            "missing file",
+            Box::new(|set: &Path| std::fs::remove_file(set.join("schema.json")).unwrap()),
+            "schema.json: missing".to_owned(),
+        ),
+        (
+            "extra file",
+            Box::new(|set: &Path| std::fs::write(set.join("data/9999-00001.zst"), b"surprise").unwrap()),
+            "data/9999-00001.zst: not in the manifest (an extra file)".to_owned(),
+        ),
+        (
+            "chunk from another backup",
+            // The second table, nokey, is the one that changed.
+            Box::new(|set: &Path| {
+                std::fs::copy(other_set.join("data/0002-00001.zst"), set.join("data/0002-00001.zst")).unwrap();
+            }),
+            "not this backup's file".to_owned(),
+        ),
+        (
+            "edited manifest",
+            Box::new(|set: &Path| {
+                let text = std::fs::read_to_string(set.join("manifest.json")).unwrap();
+                std::fs::write(
+                    set.join("manifest.json"),
+                    text.replacen("\"rows\": 3", "\"rows\": 4", 1),
+                )
+                .unwrap();
+            }),
+            "manifest.json: its own SHA-256 is".to_owned(),
+        ),
+        (
+            "killed half-way",
+            Box::new(|set: &Path| std::fs::remove_file(set.join("manifest.json")).unwrap()),
+            "incomplete: it has no manifest.json".to_owned(),
+        ),
+    ];
+    for (name, damage, says) in cases {
+        let set = p.dir.path().join(format!("damaged/{}", name.replace(' ', "-")));
+        copy_dir(&good, &set);
+        damage(&set);
+        let verify = p.run(&source, &["backup", "verify", set.to_str().unwrap()]);
+        assert_eq!(verify.code, 3, "{name}: {verify:?}");
+        let all = format!("{}{}", verify.stdout, verify.stderr);
+        assert!(all.contains(&says), "{name}: expected {says:?} in\n{all}");
+
+        let target = TestDb::new(kind);
+        let restore = p.run(
+            &source,
+            &["backup", "restore", set.to_str().unwrap(), "--to", &target.url],
+        );
+        assert_eq!(restore.code, 3, "{name}: {restore:?}");
+        assert!(
+            restore.stderr.contains(&says),
+            "{name}: expected {says:?} in\n{}",
+            restore.stderr
+        );
+        assert!(
+            target.tables().is_empty(),
+            "{name}: restore wrote {:?}",
+            target.tables()
+        );
+    }
+    // The undamaged set still verifies, deep.
+    p.run(&source, &["backup", "verify", "--deep", good.to_str().unwrap()])
+        .ok();
+    // An incomplete set lists as such.
+    let partial = p.dir.path().join("backups/20000101T000000Z");
+    copy_dir(&good, &partial);
+    std::fs::remove_file(partial.join("manifest.json")).unwrap();
+    let listed = p.run(&source, &["backup", "list", "--json"]).ok().json();
+    assert_eq!(listed["backups"][0]["complete"], false);
+    assert!(
+        listed["backups"][0]["problem"].as_str().unwrap().contains("incomplete"),
+        "{listed}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn up_with_backup_records_the_backup_with_each_migration() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = project(Kind::Postgres);
+    p.run(&db, &["up"]).ok();
+    p.migration(
+        "2_more",
+        "ALTER TABLE parent ADD COLUMN extra INT;",
+        Some("ALTER TABLE parent DROP COLUMN extra;"),
+    );
+    p.migration(
+        "3_more",
+        "CREATE TABLE more (id INT PRIMARY KEY);",
+        Some("DROP TABLE more;"),
+    );
+    let run = p.run(&db, &["up", "--backup"]).ok();
+    assert!(
+        run.stderr.contains("and verified; recorded as backup"),
+        "{}",
+        run.stderr
+    );
+    let set = only_set(&p);
+    let id = set.file_name().unwrap().to_str().unwrap();
+    let recorded = db.rows("SELECT version, backup_id FROM waymark_history ORDER BY version");
+    assert_eq!(
+        recorded,
+        [
+            [Some("1".to_owned()), None],
+            [Some("2".to_owned()), Some(id.to_owned())],
+            [Some("3".to_owned()), Some(id.to_owned())],
+        ]
+    );
+    // The backup holds the state before them: restoring it gives version 1.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(set.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["history"].as_array().unwrap().len(), 1);
+    // Nothing pending: no backup is taken.
+    p.run(&db, &["up", "--backup"]).ok();
+    assert_eq!(std::fs::read_dir(p.dir.path().join("backups")).unwrap().count(), 1);
+    // A backup that cannot be written stops the run before anything is
+    // applied.
+    p.migration("4_more", "CREATE TABLE more4 (id INT PRIMARY KEY);", None);
+    p.file(
+        "waymark.toml",
+        "[backup]\nbefore_up = true\ndir = \"waymark.toml/backups\"\n",
+    );
+    let run: Run = p.run(&db, &["up"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("waymark.toml/backups"), "{}", run.stderr);
+    assert!(db.tables().iter().all(|t| t != "more4"));
+}
