@@ -169,6 +169,9 @@ fn backup_round_trip(kind: Kind) {
 
 each_dialect!(backup_round_trip);
 
+/// Something done to a copy of a good backup set.
+type Damage<'a> = Box<dyn Fn(&Path) + 'a>;
+
 fn corrupt(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
     let mut bytes = std::fs::read(path).unwrap();
     f(&mut bytes);
@@ -200,7 +203,7 @@ fn every_kind_of_damage_is_found_and_nothing_is_restored() {
     let other_set = std::fs::read_dir(&other).unwrap().next().unwrap().unwrap().path();
 
     let chunk_name = first_chunk(&good).file_name().unwrap().to_owned();
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, String)> = vec![
+    let cases: Vec<(&str, Damage<'_>, String)> = vec![
         (
             "bit flip",
             Box::new(|set: &Path| {
