@@ -50,6 +50,7 @@ struct EntryJson<'a> {
     hostname: Option<&'a str>,
     error: Option<&'a str>,
     reversible: Option<bool>,
+    backup_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a Entry> for EntryJson<'a> {
@@ -66,6 +67,7 @@ impl<'a> From<&'a Entry> for EntryJson<'a> {
             applied_by: e.row.as_ref().map(|r| r.applied_by.as_str()),
             hostname: e.row.as_ref().map(|r| r.hostname.as_str()),
             error: e.row.as_ref().and_then(|r| r.error.as_deref()),
+            backup_id: e.row.as_ref().and_then(|r| r.backup_id.as_deref()),
             // A plugin step says whether it is reversible only when asked,
             // which `down` does; status does not load components.
             reversible: e.migration.as_ref().and_then(|m| match m.step {
