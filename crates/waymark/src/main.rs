@@ -64,7 +64,7 @@ fn init_tracing(cli: &Cli) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=error")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

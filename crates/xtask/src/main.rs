@@ -6,14 +6,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+mod backup_bench;
 use waymark_host::{Call, CallError, Dialect, Direction, Limits, StepEnv, StepFuture, StepHost, Value};
 
-const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]";
+const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
+        Some("bench-backup") => backup_bench::run(&args[1..]),
         _ => bail!("{USAGE}"),
     }
 }
@@ -51,7 +54,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     Ok(o)
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -405,7 +408,7 @@ fn median(times: &[Duration]) -> Duration {
     t[t.len() / 2]
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {

@@ -1,0 +1,197 @@
+//! `cargo xtask bench-backup`: waymark's backups against PostgreSQL's own
+//! tools on pgbench data, in the same run, written into the notes of
+//! docs/BENCHMARKS.md between markers.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+const BEGIN: &str = "<!-- backup-bench: written by `cargo xtask bench-backup --write` -->";
+const END: &str = "<!-- /backup-bench -->";
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let mut scale = 50u32;
+    let mut runs = 2usize;
+    let mut write = false;
+    let mut admin =
+        std::env::var("WAYMARK_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--scale" => scale = it.next().context("--scale N")?.parse()?,
+            "--runs" => runs = it.next().context("--runs N")?.parse()?,
+            "--pg-url" => admin = it.next().context("--pg-url URL")?.clone(),
+            "--write" => write = true,
+            other => bail!(
+                "unknown argument {other}: cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]"
+            ),
+        }
+    }
+    let root = crate::root();
+    sh(Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "waymark"])
+        .current_dir(&root))?;
+    let waymark = root.join("target/release/waymark");
+    let base = &admin[..admin.rfind('/').unwrap()];
+    let url = |db: &str| format!("{base}/{db}");
+    let psql = |sql: &str| sh(Command::new("psql").args(["-q", "-d", &admin, "-c", sql]));
+
+    eprintln!("pgbench -i -s {scale}");
+    psql("DROP DATABASE IF EXISTS wm_bench_src")?;
+    psql("CREATE DATABASE wm_bench_src")?;
+    sh(Command::new("pgbench").args(["-i", "-q", "-s", &scale.to_string(), &url("wm_bench_src")]))?;
+    let size = String::from_utf8(
+        Command::new("psql")
+            .args([
+                "-At",
+                "-d",
+                &url("wm_bench_src"),
+                "-c",
+                "SELECT pg_size_pretty(pg_database_size(current_database()))",
+            ])
+            .output()?
+            .stdout,
+    )?;
+
+    let work = tempfile::tempdir()?;
+    let mut rows: Vec<(&str, Vec<Duration>)> = vec![
+        (
+            "waymark backup create (zstd, SHA-256 of every file and every table's rows, verified)",
+            Vec::new(),
+        ),
+        ("pg_dump -Fd -j 2, then sha256sum of its files", Vec::new()),
+        (
+            "waymark backup restore (verified first, every table digested again after)",
+            Vec::new(),
+        ),
+        ("pg_restore -j 2 (no checksums)", Vec::new()),
+    ];
+    for run in 0..runs {
+        eprintln!("run {} of {runs}", run + 1);
+        let ours = work.path().join(format!("waymark-{run}"));
+        let theirs = work.path().join(format!("pgdump-{run}"));
+        rows[0].1.push(timed(|| {
+            sh(Command::new(&waymark)
+                .args(["-q", "backup", "create", "--out"])
+                .arg(&ours)
+                .args(["--database-url", &url("wm_bench_src")]))
+        })?);
+        rows[1].1.push(timed(|| {
+            sh(Command::new("pg_dump")
+                .args(["-Fd", "-j", "2", "-f"])
+                .arg(&theirs)
+                .args(["-d", &url("wm_bench_src")]))?;
+            sh(Command::new("sh")
+                .arg("-c")
+                .arg(format!("sha256sum {}/* > /dev/null", theirs.display())))
+        })?);
+        let set = std::fs::read_dir(&ours)?.next().context("no backup set")??.path();
+        psql("DROP DATABASE IF EXISTS wm_bench_dst")?;
+        psql("CREATE DATABASE wm_bench_dst")?;
+        rows[2].1.push(timed(|| {
+            sh(Command::new(&waymark)
+                .args(["-q", "backup", "restore"])
+                .arg(&set)
+                .args(["--to", &url("wm_bench_dst")]))
+        })?);
+        psql("DROP DATABASE wm_bench_dst WITH (FORCE)")?;
+        psql("CREATE DATABASE wm_bench_dst")?;
+        rows[3].1.push(timed(|| {
+            sh(Command::new("pg_restore")
+                .args(["-j", "2", "-d", &url("wm_bench_dst")])
+                .arg(&theirs))
+        })?);
+        psql("DROP DATABASE wm_bench_dst WITH (FORCE)")?;
+        eprintln!(
+            "sizes: waymark {} bytes, pg_dump {} bytes",
+            dir_size(&set),
+            dir_size(&theirs)
+        );
+    }
+    let ours_size = dir_size(
+        &std::fs::read_dir(work.path().join("waymark-0"))?
+            .next()
+            .context("no set")??
+            .path(),
+    );
+    let theirs_size = dir_size(&work.path().join("pgdump-0"));
+    psql("DROP DATABASE wm_bench_src WITH (FORCE)")?;
+
+    let date = String::from_utf8(Command::new("date").args(["-u", "+%Y-%m-%d"]).output()?.stdout)?;
+    let mut out = format!(
+        "{BEGIN}\n## Backups against pg_dump and pg_restore\n\n\
+         Measured {} on {}, pgbench data at scale {scale} ({} on disk), {runs} run(s), the tools taking turns; \
+         release build. Rerun with `cargo xtask bench-backup --write`.\n\n\
+         | operation | median | runs |\n|---|---|---|\n",
+        date.trim(),
+        crate::machine(),
+        size.trim()
+    );
+    for (name, times) in &rows {
+        let mut t = times.clone();
+        t.sort();
+        out.push_str(&format!(
+            "| {name} | {:.1} s | {} |\n",
+            t[t.len() / 2].as_secs_f64(),
+            times
+                .iter()
+                .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "\nSize on disk: waymark {:.0} MB (zstd level 3), pg_dump -Fd {:.0} MB (gzip).\n{END}\n",
+        ours_size as f64 / 1e6,
+        theirs_size as f64 / 1e6
+    ));
+    println!("{out}");
+    if write {
+        let path = root.join("docs/BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path)?;
+        let new = match (old.find(BEGIN), old.find(END)) {
+            (Some(a), Some(b)) => format!("{}{}{}", &old[..a], out.trim_end(), &old[b + END.len()..]),
+            _ => format!("{}\n{out}", old.trim_end()),
+        };
+        std::fs::write(&path, new)?;
+        eprintln!("wrote docs/BENCHMARKS.md");
+    }
+    Ok(())
+}
+
+fn timed(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    f()?;
+    Ok(started.elapsed())
+}
+
+fn sh(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in walk(dir) {
+        total += std::fs::metadata(entry).map(|m| m.len()).unwrap_or(0);
+    }
+    total
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
