@@ -1410,13 +1410,7 @@ impl StepSession {
     }
 
     fn conn(&mut self) -> Result<&mut Conn, CallError> {
-        self.conn.as_mut().ok_or_else(|| {
-            CallError::Database(DatabaseError {
-                code: None,
-                message: "the connection was lost at the last commit point".to_owned(),
-                position: None,
-            })
-        })
+        self.conn.as_mut().ok_or_else(lost_connection)
     }
 
     /// What the parser cannot see, the database stops: a read-only step
@@ -1525,10 +1519,9 @@ impl StepEnv for StepSession {
             let saved = format!("{}:{checkpoint}", direction_name(batches.direction));
             let version = batches.version.clone();
             let db = batches.db.clone();
-            let mut conn = self
-                .conn
-                .take()
-                .expect("a batched step holds a transaction between commit points");
+            // After a commit point that failed to open the next transaction
+            // there is none to commit: the step hears so; the host goes on.
+            let mut conn = self.conn.take().ok_or_else(lost_connection)?;
             if let Err(e) = conn.save_checkpoint(&version, &saved).await {
                 self.conn = Some(conn);
                 return Err(step_error(e).into());
@@ -1554,6 +1547,14 @@ impl StepEnv for StepSession {
             progress(&self.label, done, total);
         }
     }
+}
+
+fn lost_connection() -> CallError {
+    CallError::Database(DatabaseError {
+        code: None,
+        message: "the connection was lost at the last commit point".to_owned(),
+        position: None,
+    })
 }
 
 fn to_db(v: Value) -> waymark_db::Value {
