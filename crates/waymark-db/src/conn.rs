@@ -366,15 +366,7 @@ impl Conn {
     /// be prepared. Returns the rows affected.
     pub async fn execute(&mut self, sql: &str) -> Result<u64, DbError> {
         let result = with_conn!(&mut self.inner, c => sqlx::Executor::execute(c, sql).await.map(|r| r.rows_affected()));
-        result.map_err(|e| {
-            let (code, message, position) = describe(&e);
-            DbError::Query {
-                context: "statement failed".to_owned(),
-                code,
-                message,
-                position,
-            }
-        })
+        result.map_err(|e| DbError::query("statement failed", e))
     }
 
     /// Runs several statements in one round trip, all or none: inside a

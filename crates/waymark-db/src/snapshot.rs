@@ -75,14 +75,7 @@ impl Database {
                     _ => None,
                 })
                 .collect();
-            let quoted = match self.dialect() {
-                Dialect::Mysql => format!("`{}`", name.replace('`', "``")),
-                _ => name
-                    .split('.')
-                    .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-                    .collect::<Vec<_>>()
-                    .join("."),
-            };
+            let quoted = crate::dump::quote_table(self.dialect(), &name);
             let contents = conn
                 .query_rows(&format!("SELECT * FROM {quoted}"), &[], MAX_ROWS)
                 .await?;

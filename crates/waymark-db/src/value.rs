@@ -10,7 +10,7 @@ use sqlx::sqlite::Sqlite;
 use sqlx::{Column as _, Row, TypeInfo, ValueRef};
 
 use crate::conn::{Conn, Driver};
-use crate::error::{DbError, describe};
+use crate::error::DbError;
 
 /// A value bound to a parameter or read from a row.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,13 +136,7 @@ fn text_json(i: usize, s: &str) -> Result<String, DbError> {
 }
 
 fn failed(e: sqlx::Error) -> DbError {
-    let (code, message, position) = describe(&e);
-    DbError::Query {
-        context: "statement failed".to_owned(),
-        code,
-        message,
-        position,
-    }
+    DbError::query("statement failed", e)
 }
 
 impl Conn {

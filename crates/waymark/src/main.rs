@@ -121,7 +121,7 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<u8> {
         engine.on_progress(progress);
     }
     tracing::info!("database {} ({})", engine.url(), engine.dialect().name());
-    let result = dispatch(cli, out, &engine, &set).await;
+    let result = dispatch(cli, &settings, out, &engine, &set).await;
     engine.close().await;
     result
 }
@@ -161,23 +161,18 @@ async fn plugin(command: &PluginCommand, settings: &Settings, out: &Output) -> a
     }
 }
 
-fn settings_backup_before_up(cli: &Cli) -> anyhow::Result<bool> {
-    Ok(config::load(&cli.global)?.backup_before_up)
-}
-
 fn backup_options(
-    cli: &Cli,
+    settings: &Settings,
     tables: Option<Vec<String>>,
     out: Option<std::path::PathBuf>,
-) -> anyhow::Result<waymark_core::BackupOptions> {
-    let settings = config::load(&cli.global)?;
-    Ok(waymark_core::BackupOptions {
-        out: out.unwrap_or(settings.backup_dir),
+) -> waymark_core::BackupOptions {
+    waymark_core::BackupOptions {
+        out: out.unwrap_or_else(|| settings.backup_dir.clone()),
         tables,
-        url: settings.database_url,
+        url: settings.database_url.clone(),
         chunk_bytes: 64 * 1024 * 1024,
         level: 3,
-    })
+    }
 }
 
 /// The backup commands that need no connection to the migrated database.
@@ -247,7 +242,13 @@ async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
     Ok(Engine::connect(&options).await?)
 }
 
-async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::MigrationSet) -> anyhow::Result<u8> {
+async fn dispatch(
+    cli: &Cli,
+    settings: &Settings,
+    out: &Output,
+    engine: &Engine,
+    set: &waymark_core::MigrationSet,
+) -> anyhow::Result<u8> {
     let mut progress = |event: Event<'_>| out.progress(&event);
     match &cli.command {
         Command::Status => {
@@ -269,8 +270,8 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
         }
         Command::Up(args) => {
             let mut options = up_options(args)?;
-            if args.backup || settings_backup_before_up(cli)? {
-                options.backup = Some(backup_options(cli, None, None)?);
+            if args.backup || settings.backup_before_up {
+                options.backup = Some(backup_options(settings, None, None));
             }
             let result = engine.up(set, &options, &mut progress).await;
             finish(out, if args.dry_run { "up --dry-run" } else { "up" }, result)
@@ -310,7 +311,7 @@ async fn dispatch(cli: &Cli, out: &Output, engine: &Engine, set: &waymark_core::
             Ok(0)
         }
         Command::Backup(BackupCommand::Create { tables, out: dir }) => {
-            let options = backup_options(cli, tables.clone(), dir.clone())?;
+            let options = backup_options(settings, tables.clone(), dir.clone());
             let mut progress = out.backup_progress();
             let (dir, manifest) = engine.backup(&options, &mut *progress).await?;
             out.backup_created(&dir, &manifest);
