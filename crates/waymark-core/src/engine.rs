@@ -27,10 +27,10 @@ use waymark_host::{
 };
 
 use crate::error::{Error, MigrationFailure};
-use crate::permission;
 use crate::source::{Access, Migration, MigrationSet, Script, Step, Transaction};
 use crate::status::{Entry, State, entries};
 use crate::version::Version;
+use crate::{drops, permission};
 
 /// How the engine is set up.
 #[derive(Debug, Clone)]
@@ -41,6 +41,9 @@ pub struct EngineOptions {
     pub limits: Limits,
     /// Where compiled components are cached; `None` uses the default.
     pub cache_dir: Option<PathBuf>,
+    /// Whether `up` keeps a copy of each table and column it drops, for
+    /// `down` to put back (`[backup] preimages`).
+    pub preimages: bool,
 }
 
 /// A migration applied or reverted.
@@ -54,6 +57,22 @@ pub struct Applied {
     pub duration: Duration,
     /// Whether it ran in a transaction.
     pub transactional: bool,
+    /// Dropped data it kept (`up`) or put back (`down`).
+    pub preimages: Vec<PreimageNote>,
+}
+
+/// Dropped data a migration kept for its `down`, or that `down` put back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreimageNote {
+    /// `table` or `table.column` (schema-qualified on PostgreSQL).
+    pub object: String,
+    /// The table that holds (or held) the copy.
+    pub kept_in: String,
+    /// The rows the copy holds.
+    pub rows: u64,
+    /// For `down`, the rows written back: fewer than `rows` when rows were
+    /// deleted since.
+    pub put_back: Option<u64>,
 }
 
 /// Progress, for the caller to show.
@@ -74,6 +93,8 @@ pub enum Event<'a> {
         down: bool,
         /// How long it took.
         duration: Duration,
+        /// Dropped data it kept or put back.
+        preimages: &'a [PreimageNote],
     },
     /// A migration was skipped because another runner applied (or
     /// reverted) it first.
@@ -191,6 +212,8 @@ pub struct Engine {
     progress: Option<Progress>,
     /// The backup `up --backup` took, recorded with each migration applied.
     backup_id: std::sync::Mutex<Option<String>>,
+    /// Whether `up` keeps copies of dropped data.
+    keep_preimages: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -220,6 +243,7 @@ impl Engine {
             components: Default::default(),
             progress: None,
             backup_id: Default::default(),
+            keep_preimages: options.preimages,
         })
     }
 
@@ -874,25 +898,27 @@ impl Engine {
             } else {
                 self.run_recorded(&m, direction, &done).await
             };
-            match ran {
-                Ok(true) => {}
-                Ok(false) => {
+            let preimages = match ran {
+                Ok(Some(preimages)) => preimages,
+                Ok(None) => {
                     on_event(Event::Skipped { label: &label, down });
                     continue;
                 }
                 Err(e) => return Err(with_applied(e, done)),
-            }
+            };
             let duration = started.elapsed();
             on_event(Event::Finished {
                 label: &label,
                 down,
                 duration,
+                preimages: &preimages,
             });
             done.push(Applied {
                 version: m.version.clone(),
                 name: m.name.clone(),
                 duration,
                 transactional: atomic,
+                preimages,
             });
         }
         Ok(done)
@@ -921,28 +947,37 @@ impl Engine {
     }
 
     /// Runs one migration and its history change in one transaction.
-    /// Returns `false` when another runner got there first.
-    async fn run_atomic(&self, m: &Migration, direction: Direction, done: &[Applied]) -> Result<bool, Error> {
+    /// Returns `None` when another runner got there first, or the dropped
+    /// data it kept or put back.
+    async fn run_atomic(
+        &self,
+        m: &Migration,
+        direction: Direction,
+        done: &[Applied],
+    ) -> Result<Option<Vec<PreimageNote>>, Error> {
         let started = Instant::now();
         let mut conn = self.db.begin().await?;
         if self.already_done(&mut conn, m, direction).await? {
             conn.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         }
         let script = script_for(m, direction);
         let (conn, outcome) = self.run_step(conn, m, script, direction, false, None).await?;
         let mut conn = conn;
-        if let Err(failure) = outcome {
-            // The step's failure is what the user needs; if the rollback
-            // fails too (a lost connection), the server rolls back anyway.
-            if let Err(e) = conn.rollback().await {
-                tracing::warn!("rolling back {}: {e}", m.label());
+        let preimages = match outcome {
+            Ok(preimages) => preimages,
+            Err(failure) => {
+                // The step's failure is what the user needs; if the rollback
+                // fails too (a lost connection), the server rolls back anyway.
+                if let Err(e) = conn.rollback().await {
+                    tracing::warn!("rolling back {}: {e}", m.label());
+                }
+                return Err(self.failure(m, script, failure, true, done.to_vec()));
             }
-            return Err(self.failure(m, script, failure, true, done.to_vec()));
-        }
+        };
         self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
         conn.commit().await?;
-        Ok(true)
+        Ok(Some(preimages))
     }
 
     /// Records a migration as applied, or forgets it once reverted.
@@ -981,13 +1016,18 @@ impl Engine {
     /// record committed first so that a failure or a killed runner is
     /// visible. A step that commits in batches runs in a transaction that
     /// its commit points end, the last of which also records the result.
-    async fn run_recorded(&self, m: &Migration, direction: Direction, done: &[Applied]) -> Result<bool, Error> {
+    async fn run_recorded(
+        &self,
+        m: &Migration,
+        direction: Direction,
+        done: &[Applied],
+    ) -> Result<Option<Vec<PreimageNote>>, Error> {
         let backup = self.current_backup();
         let started = Instant::now();
         let mut claim = self.db.begin().await?;
         if self.already_done(&mut claim, m, direction).await? {
             claim.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         }
         let resume_from = if batched(m) {
             self.checkpoint_to_resume(&mut claim, m, direction).await?
@@ -1023,18 +1063,18 @@ impl Engine {
             .run_step(conn, m, script, direction, false, resume_from.as_deref())
             .await?;
         let failure = match outcome {
-            Ok(()) if conn.in_transaction() => {
+            Ok(preimages) if conn.in_transaction() => {
                 self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
                 conn.commit().await?;
-                return Ok(true);
+                return Ok(Some(preimages));
             }
-            Ok(()) => {
+            Ok(preimages) => {
                 drop(conn);
                 let mut finish = self.db.begin().await?;
                 self.finish(&mut finish, m, direction, millis(started.elapsed()))
                     .await?;
                 finish.commit().await?;
-                return Ok(true);
+                return Ok(Some(preimages));
             }
             Err(failure) => failure,
         };
@@ -1111,13 +1151,16 @@ impl Engine {
             let started = Instant::now();
             let (back, outcome) = self.run_step(conn, m, &m.up, Direction::Up, dry_run, None).await?;
             conn = back;
-            if let Err(failure) = outcome {
-                if let Err(e) = conn.rollback().await {
-                    tracing::warn!("rolling back the batch: {e}");
+            let preimages = match outcome {
+                Ok(preimages) => preimages,
+                Err(failure) => {
+                    if let Err(e) = conn.rollback().await {
+                        tracing::warn!("rolling back the batch: {e}");
+                    }
+                    // Nothing of the batch stays: report none of it as applied.
+                    return Err(self.failure(m, &m.up, failure, true, Vec::new()));
                 }
-                // Nothing of the batch stays: report none of it as applied.
-                return Err(self.failure(m, &m.up, failure, true, Vec::new()));
-            }
+            };
             conn.record(&NewHistoryRow {
                 version: m.version.as_str(),
                 name: &m.name,
@@ -1133,12 +1176,14 @@ impl Engine {
                 label: &label,
                 down: false,
                 duration,
+                preimages: &preimages,
             });
             done.push(Applied {
                 version: m.version.clone(),
                 name: m.name.clone(),
                 duration,
                 transactional: true,
+                preimages,
             });
         }
         if dry_run {
@@ -1149,6 +1194,10 @@ impl Engine {
         Ok(done)
     }
 
+    /// Runs a migration's step on `conn`. For `up`, a copy of each table
+    /// and column the step drops is kept first; for `down`, each copy the
+    /// migration kept is put back as soon as its place exists again, and
+    /// by the end of the step at the latest.
     async fn run_step(
         &self,
         conn: Conn,
@@ -1157,9 +1206,20 @@ impl Engine {
         direction: Direction,
         dry_run: bool,
         resume_from: Option<&str>,
-    ) -> Result<(Conn, Result<(), StepFailure>), Error> {
+    ) -> Result<(Conn, Result<Vec<PreimageNote>, StepFailure>), Error> {
         let (step, limits) = self.component(m)?;
         tracing::debug!(migration = %m.label(), step = step.name(), file = %script.path.display(), "running step");
+        let mut conn = conn;
+        let preimages = match direction {
+            Direction::Up if self.keep_preimages => Some(Preimages::Keep {
+                version: m.version.to_string(),
+            }),
+            Direction::Up => None,
+            Direction::Down => {
+                let pending = conn.preimages(Some(m.version.as_str())).await?;
+                (!pending.is_empty()).then_some(Preimages::PutBack { pending })
+            }
+        };
         let access = match &m.step {
             Step::Sql => None,
             Step::Component(c) => Some(c.access.clone()),
@@ -1177,9 +1237,22 @@ impl Engine {
             label: m.label(),
             statement_timeout: None,
             restore: None,
+            preimages,
+            notes: Vec::new(),
         };
         if let Step::Component(_) = &m.step {
             session.statement_timeout = limits.statement_timeout;
+        }
+        // What the step says it drops, beyond what its statements show.
+        if let (Step::Component(c), Direction::Up) = (&m.step, direction)
+            && let Err(e) = session.keep_all(&c.drops).await
+        {
+            let failure = match e {
+                CallError::Denied(message) => StepFailure::Denied(message),
+                CallError::Database(e) => StepFailure::Host(e.message),
+            };
+            let conn = session.conn.take().expect("no commit point has run yet");
+            return Ok((conn, Err(failure)));
         }
         let guarded = session.guard_read_only().await?;
         session.bound_statements().await?;
@@ -1198,11 +1271,16 @@ impl Engine {
             session.unguard_read_only().await?;
         }
         session.unbound_statements().await?;
+        let outcome = match outcome {
+            Ok(()) => session.put_back_the_rest(&m.label()).await,
+            Err(failure) => Err(failure),
+        };
+        let notes = std::mem::take(&mut session.notes);
         let conn = session.conn.take().ok_or_else(|| Error::Refused {
             message: format!("migration {}: its connection was lost at a commit point", m.label()),
             hint: None,
         });
-        Ok((conn?, outcome))
+        Ok((conn?, outcome.map(|()| notes)))
     }
 
     fn failure(
@@ -1341,9 +1419,129 @@ struct StepSession {
     /// The session setting to put back after the step, where the bound is
     /// a session setting rather than a transaction's.
     restore: Option<String>,
+    /// What happens to dropped data; `None` when nothing does.
+    preimages: Option<Preimages>,
+    /// The copies kept or put back so far.
+    notes: Vec<PreimageNote>,
+}
+
+/// What a step's session does about dropped data.
+enum Preimages {
+    /// `up`: keep a copy of each table and column before a statement
+    /// drops it.
+    Keep { version: String },
+    /// `down`: put each copy back once a statement has made its table or
+    /// column again.
+    PutBack { pending: Vec<waymark_db::Preimage> },
 }
 
 impl StepSession {
+    /// Before a statement runs: keeps a copy of whatever it drops (`up`),
+    /// or says whether it may have made a place for a copy to go back to
+    /// (`down`). A script of several statements with such a statement
+    /// among them is refused, so that it is sent again one statement at a
+    /// time (as the SQL step does) and each copy is taken or put back at
+    /// exactly its statement.
+    async fn before(&mut self, sql: &str, script: bool) -> Result<bool, CallError> {
+        let Some(preimages) = &self.preimages else {
+            return Ok(false);
+        };
+        let changes = drops::inspect(self.dialect, sql);
+        let split = |why: &str| {
+            CallError::Database(DatabaseError {
+                code: None,
+                message: format!("{why}, so such statements must come one at a time, through `execute`"),
+                position: None,
+            })
+        };
+        match preimages {
+            Preimages::Keep { .. } if changes.drops.is_empty() => Ok(false),
+            Preimages::Keep { .. } if script && changes.statements > 1 => {
+                Err(split("waymark keeps a copy of each table and column a migration drops"))
+            }
+            Preimages::Keep { .. } => {
+                self.keep_all(&changes.drops).await?;
+                Ok(false)
+            }
+            Preimages::PutBack { pending } if pending.is_empty() || !changes.creates => Ok(false),
+            Preimages::PutBack { .. } if script && changes.statements > 1 => Err(split(
+                "waymark puts this migration's kept data back as soon as its table or column exists again",
+            )),
+            Preimages::PutBack { .. } => Ok(true),
+        }
+    }
+
+    /// Keeps a copy of each of `targets` (`up` only).
+    async fn keep_all(&mut self, targets: &[waymark_db::ObjectRef]) -> Result<(), CallError> {
+        let Some(Preimages::Keep { version }) = &self.preimages else {
+            return Ok(());
+        };
+        let version = version.clone();
+        for target in targets {
+            let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
+            match conn.keep_preimage(&version, target).await {
+                Ok(Some(kept)) => self.notes.push(PreimageNote {
+                    object: kept.object,
+                    kept_in: kept.kept_in,
+                    rows: kept.rows,
+                    put_back: None,
+                }),
+                Ok(None) => {}
+                Err(DbError::Preimage(message)) => {
+                    return Err(CallError::Denied(format!(
+                        "{message}; give the table a primary key first, or set `preimages = false` under \
+                         [backup] in waymark.toml to drop without a copy"
+                    )));
+                }
+                Err(e) => return Err(step_error(e).into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back every copy whose table or column exists now (`down`).
+    async fn put_back_ready(&mut self) -> Result<(), DbError> {
+        let Some(Preimages::PutBack { pending }) = &mut self.preimages else {
+            return Ok(());
+        };
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        let mut still = Vec::new();
+        for preimage in std::mem::take(pending) {
+            match conn.restore_preimage(&preimage).await? {
+                Some(written) => self.notes.push(PreimageNote {
+                    object: preimage.object.clone(),
+                    kept_in: preimage.kept_in.clone(),
+                    rows: preimage.rows,
+                    put_back: Some(written),
+                }),
+                None => still.push(preimage),
+            }
+        }
+        *pending = still;
+        Ok(())
+    }
+
+    /// After a `down` step: puts back what no statement of it was seen to
+    /// make room for; fails if a copy has nowhere to go.
+    async fn put_back_the_rest(&mut self, label: &str) -> Result<(), StepFailure> {
+        self.put_back_ready()
+            .await
+            .map_err(|e| StepFailure::Host(e.to_string()))?;
+        let Some(Preimages::PutBack { pending }) = &self.preimages else {
+            return Ok(());
+        };
+        let Some(first) = pending.first() else { return Ok(()) };
+        let what = match &first.column {
+            Some(_) => "column",
+            None => "table",
+        };
+        Err(StepFailure::Host(format!(
+            "the down step of {label} did not make {what} {} again (with the columns its copy needs), so the {} \
+             rows waymark kept of it have nowhere to go; they stay in {}. Make the down step re-create it",
+            first.object, first.rows, first.kept_in
+        )))
+    }
+
     /// Bounds each statement by `statement_timeout`: `SET LOCAL` inside a
     /// PostgreSQL transaction (again after each commit point), a session
     /// setting elsewhere, put back afterwards. SQLite runs statements in
@@ -1458,8 +1656,13 @@ impl StepEnv for StepSession {
     fn execute<'a>(&'a mut self, sql: &'a str, params: Vec<Value>) -> StepFuture<'a, Result<u64, CallError>> {
         Box::pin(async move {
             self.check(sql)?;
+            let put_back = self.before(sql, false).await?;
             let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
-            Ok(self.conn()?.execute_with(sql, &params).await.map_err(step_error)?)
+            let rows = self.conn()?.execute_with(sql, &params).await.map_err(step_error)?;
+            if put_back {
+                self.put_back_ready().await.map_err(step_error)?;
+            }
+            Ok(rows)
         })
     }
 
@@ -1471,12 +1674,16 @@ impl StepEnv for StepSession {
     ) -> StepFuture<'a, Result<Rows, CallError>> {
         Box::pin(async move {
             self.check(sql)?;
+            let put_back = self.before(sql, false).await?;
             let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
             let rows = self
                 .conn()?
                 .query_rows(sql, &params, max_rows)
                 .await
                 .map_err(step_error)?;
+            if put_back {
+                self.put_back_ready().await.map_err(step_error)?;
+            }
             Ok(Rows {
                 columns: rows
                     .columns
@@ -1502,7 +1709,12 @@ impl StepEnv for StepSession {
     fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
         Box::pin(async move {
             self.check(sql)?;
-            Ok(self.conn()?.execute_script(sql).await.map_err(step_error)?)
+            let put_back = self.before(sql, true).await?;
+            let rows = self.conn()?.execute_script(sql).await.map_err(step_error)?;
+            if put_back {
+                self.put_back_ready().await.map_err(step_error)?;
+            }
+            Ok(rows)
         })
     }
 

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod drops;
 mod engine;
 mod error;
 mod permission;
@@ -20,8 +21,8 @@ mod version;
 
 pub use backup::restore;
 pub use engine::{
-    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, Progress, RepairAction, RepairOptions,
-    UpOptions, VerifyReport,
+    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, PreimageNote, Progress, RepairAction,
+    RepairOptions, UpOptions, VerifyReport,
 };
 pub use error::{Error, MigrationFailure, SourceError};
 pub use plugin::{PluginTest, PluginTestOptions, Sdk, Stage, inspect, scaffold_plugin, test_plugin};

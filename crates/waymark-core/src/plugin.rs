@@ -207,6 +207,7 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
         connect,
         limits: options.limits.clone(),
         cache_dir: None,
+        preimages: true,
     })
     .await?;
     let result = run_stages(&engine, &set, &history.name).await;

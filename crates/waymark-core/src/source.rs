@@ -82,6 +82,9 @@ pub struct ComponentStep {
     pub memory_mib: Option<usize>,
     /// CPU time the step asks for; the operator's setting caps it.
     pub timeout: Option<std::time::Duration>,
+    /// Tables and columns the step drops in ways its statements do not
+    /// show (`[drops]`): `up` keeps a copy of each before the step runs.
+    pub drops: Vec<waymark_db::ObjectRef>,
 }
 
 /// What a component step may do to the database (`[permissions]`).
@@ -127,6 +130,17 @@ struct StepFile {
     permissions: StepPermissions,
     #[serde(default)]
     limits: StepLimits,
+    #[serde(default)]
+    drops: StepDrops,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepDrops {
+    #[serde(default)]
+    tables: Vec<String>,
+    #[serde(default)]
+    columns: Vec<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -423,6 +437,25 @@ fn read_step(path: PathBuf) -> Result<(String, Script, Option<Script>, Step), So
             )));
         }
     };
+    let mut drops = Vec::new();
+    for table in &parsed.drops.tables {
+        drops.push(waymark_db::ObjectRef {
+            table: name_parts(table).ok_or_else(|| bad(format!("drops.tables: {table:?} is not a table name")))?,
+            column: None,
+        });
+    }
+    for column in &parsed.drops.columns {
+        let mut parts = name_parts(column).unwrap_or_default();
+        let last = parts.pop().filter(|_| !parts.is_empty()).ok_or_else(|| {
+            bad(format!(
+                "drops.columns: {column:?} is not a column; name it as table.column"
+            ))
+        })?;
+        drops.push(waymark_db::ObjectRef {
+            table: parts,
+            column: Some(last),
+        });
+    }
     let folder = path.parent().expect("step.toml lives in a migration folder");
     let step = Step::Component(ComponentStep {
         path: folder.join(&parsed.component),
@@ -432,6 +465,7 @@ fn read_step(path: PathBuf) -> Result<(String, Script, Option<Script>, Step), So
         transaction: parsed.transaction,
         memory_mib: parsed.limits.memory_mib,
         timeout,
+        drops,
     });
     let script = |text: String| Script {
         path: path.clone(),
@@ -459,6 +493,23 @@ fn table_name(name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// A possibly qualified name as `[drops]` gives it, part by part: quoted
+/// parts (`"Name"`) as written, others as SQL reads unquoted names.
+fn name_parts(name: &str) -> Option<Vec<waymark_db::Ident>> {
+    name.split('.')
+        .map(|part| {
+            let (value, quoted) = match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+                Some(q) => (q, true),
+                None => (part.trim_matches('`'), false),
+            };
+            (!value.is_empty()).then(|| waymark_db::Ident {
+                value: value.to_owned(),
+                quoted,
+            })
+        })
+        .collect()
 }
 
 /// `[config]` as the step reads it: JSON, with dates as their TOML text.

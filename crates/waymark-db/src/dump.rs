@@ -66,7 +66,7 @@ pub struct ServerInfo {
     pub database: String,
 }
 
-fn quote_ident(dialect: Dialect, name: &str) -> String {
+pub(crate) fn quote_ident(dialect: Dialect, name: &str) -> String {
     match dialect {
         Dialect::Mysql => format!("`{}`", name.replace('`', "``")),
         _ => format!("\"{}\"", name.replace('"', "\"\"")),
@@ -85,7 +85,7 @@ pub fn quote_table(dialect: Dialect, name: &str) -> String {
     }
 }
 
-fn text_rows(rows: crate::value::Rows) -> Vec<Vec<String>> {
+pub(crate) fn text_rows(rows: crate::value::Rows) -> Vec<Vec<String>> {
     rows.rows
         .into_iter()
         .map(|r| {
@@ -102,7 +102,7 @@ fn text_rows(rows: crate::value::Rows) -> Vec<Vec<String>> {
         .collect()
 }
 
-const MANY: usize = 10_000_000;
+pub(crate) const MANY: usize = 10_000_000;
 
 impl Database {
     /// A transaction that sees one consistent state of the whole database
@@ -136,7 +136,7 @@ impl Database {
 }
 
 impl Conn {
-    fn dialect(&self) -> Dialect {
+    pub(crate) fn dialect(&self) -> Dialect {
         match self.inner {
             ConnInner::PgTx(_) | ConnInner::Pg(_) => Dialect::Postgres,
             ConnInner::MyTx(_) | ConnInner::My(_) => Dialect::Mysql,
@@ -163,13 +163,36 @@ impl Conn {
 
     /// Every base table, with its columns and primary key, in name order.
     pub async fn tables(&mut self) -> Result<Vec<TableInfo>, DbError> {
-        let dialect = self.dialect();
-        let (list, columns, key) = match dialect {
-            Dialect::Postgres => (
+        let list = match self.dialect() {
+            Dialect::Postgres => {
                 "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
                  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
-                 ORDER BY 1",
+                 ORDER BY 1"
+            }
+            Dialect::Mysql => {
+                "SELECT table_name FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1"
+            }
+            Dialect::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+            }
+        };
+        let names = text_rows(self.query_rows(list, &[], MANY).await?);
+        let mut out = Vec::new();
+        for row in names {
+            let name = row.into_iter().next().unwrap_or_default();
+            out.push(self.describe_table(name).await?);
+        }
+        Ok(out)
+    }
+
+    /// The columns (generated ones left out) and primary key of the table
+    /// `name`, as [`Conn::tables`] names it.
+    pub(crate) async fn describe_table(&mut self, name: String) -> Result<TableInfo, DbError> {
+        let dialect = self.dialect();
+        let (columns, key) = match dialect {
+            Dialect::Postgres => (
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
                  WHERE a.attrelid = $1::regclass AND a.attnum > 0 \
                  AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
@@ -178,45 +201,36 @@ impl Conn {
                  ORDER BY array_position(i.indkey::int2[], a.attnum)",
             ),
             Dialect::Mysql => (
-                "SELECT table_name FROM information_schema.tables \
-                 WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1",
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = DATABASE() \
                  AND table_name = ? AND extra NOT LIKE '%GENERATED%' ORDER BY ordinal_position",
                 "SELECT column_name FROM information_schema.key_column_usage WHERE table_schema = DATABASE() \
                  AND table_name = ? AND constraint_name = 'PRIMARY' ORDER BY ordinal_position",
             ),
             Dialect::Sqlite => (
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
                 "SELECT name, type FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid",
                 "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk",
             ),
         };
-        let names = text_rows(self.query_rows(list, &[], MANY).await?);
-        let mut out = Vec::new();
-        for row in names {
-            let name = row.into_iter().next().unwrap_or_default();
-            let arg = match dialect {
-                Dialect::Postgres => quote_table(dialect, &name),
-                _ => name.clone(),
-            };
-            let described = text_rows(self.query_rows(columns, &[Value::Text(arg.clone())], MANY).await?);
-            let types = described
-                .iter()
-                .map(|r| r.get(1).cloned().unwrap_or_default())
-                .collect();
-            let columns = described.into_iter().filter_map(|r| r.into_iter().next()).collect();
-            let primary_key = text_rows(self.query_rows(key, &[Value::Text(arg)], MANY).await?)
-                .into_iter()
-                .filter_map(|r| r.into_iter().next())
-                .collect();
-            out.push(TableInfo {
-                name,
-                columns,
-                types,
-                primary_key,
-            });
-        }
-        Ok(out)
+        let arg = match dialect {
+            Dialect::Postgres => quote_table(dialect, &name),
+            _ => name.clone(),
+        };
+        let described = text_rows(self.query_rows(columns, &[Value::Text(arg.clone())], MANY).await?);
+        let types = described
+            .iter()
+            .map(|r| r.get(1).cloned().unwrap_or_default())
+            .collect();
+        let columns = described.into_iter().filter_map(|r| r.into_iter().next()).collect();
+        let primary_key = text_rows(self.query_rows(key, &[Value::Text(arg)], MANY).await?)
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .collect();
+        Ok(TableInfo {
+            name,
+            columns,
+            types,
+            primary_key,
+        })
     }
 
     /// The positions of sequences: PostgreSQL's sequences, SQLite's

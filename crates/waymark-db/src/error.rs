@@ -34,6 +34,9 @@ pub enum DbError {
         /// Who holds the lock, as far as the server can tell.
         holder: String,
     },
+    /// The data a statement would drop cannot be kept for `down`.
+    #[error("{0}")]
+    Preimage(String),
     /// A statement failed.
     #[error("{context}: {message}")]
     Query {
@@ -49,6 +52,24 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The same error, saying it happened while doing `context`.
+    pub(crate) fn context(self, context: String) -> Self {
+        match self {
+            DbError::Query {
+                code,
+                message,
+                position,
+                ..
+            } => DbError::Query {
+                context,
+                code,
+                message,
+                position,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn query(context: impl Into<String>, error: sqlx::Error) -> Self {
         let (code, message, position) = describe(&error);
         DbError::Query {

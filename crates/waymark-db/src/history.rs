@@ -49,7 +49,7 @@ impl HistoryTable {
         Ok(())
     }
 
-    fn quoted(&self, dialect: Dialect, suffix: &str) -> String {
+    pub(crate) fn quoted(&self, dialect: Dialect, suffix: &str) -> String {
         match (dialect, &self.schema) {
             (Dialect::Mysql, _) => format!("`{}{suffix}`", self.name),
             (Dialect::Postgres, Some(schema)) => format!("\"{schema}\".\"{}{suffix}\"", self.name),
@@ -67,6 +67,10 @@ impl HistoryTable {
 
     fn checkpoints(&self, dialect: Dialect) -> String {
         self.quoted(dialect, "_checkpoint")
+    }
+
+    pub(crate) fn preimages(&self, dialect: Dialect) -> String {
+        self.quoted(dialect, "_preimage")
     }
 }
 
@@ -175,14 +179,14 @@ fn who() -> (&'static str, &'static str) {
 }
 
 /// `$n` on PostgreSQL, `?` elsewhere.
-fn ph(dialect: Dialect, n: usize) -> String {
+pub(crate) fn ph(dialect: Dialect, n: usize) -> String {
     match dialect {
         Dialect::Postgres => format!("${n}"),
         _ => "?".to_owned(),
     }
 }
 
-fn now(dialect: Dialect) -> &'static str {
+pub(crate) fn now(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => "now()",
         Dialect::Mysql => "UTC_TIMESTAMP(6)",
@@ -270,6 +274,20 @@ impl Database {
              {engine}",
             checkpoints = h.checkpoints(dialect)
         ));
+        statements.push(format!(
+            "CREATE TABLE IF NOT EXISTS {preimages} (\
+             kept_in {key} NOT NULL PRIMARY KEY, \
+             version {key} NOT NULL, \
+             seq {big} NOT NULL, \
+             object {text} NOT NULL, \
+             table_name {text} NOT NULL, \
+             column_name {text}, \
+             columns {text} NOT NULL, \
+             row_count {big} NOT NULL, \
+             taken_at {ts} NOT NULL)\
+             {engine}",
+            preimages = h.preimages(dialect)
+        ));
         let mut conn = self.connection().await?;
         for statement in statements.iter() {
             conn.execute(statement).await.map_err(|e| match e {
@@ -315,13 +333,22 @@ impl Database {
         Ok(())
     }
 
-    /// Drops the history, audit and checkpoint tables (for scratch
-    /// databases: `waymark plugin test`).
+    /// Drops the history, audit, checkpoint and pre-image tables (for
+    /// scratch databases: `waymark plugin test`).
     pub async fn drop_history(&self) -> Result<(), DbError> {
         let dialect = self.dialect();
         let h = &self.history;
         let mut conn = self.connection().await?;
-        for table in [h.table(dialect), h.audit(dialect), h.checkpoints(dialect)] {
+        // No list yet means no copies either.
+        let kept = conn.preimages(None).await.unwrap_or_default();
+        let copies = kept.iter().map(|p| h.quoted(dialect, &p.kept_in[h.name.len()..]));
+        let own = [
+            h.table(dialect),
+            h.audit(dialect),
+            h.checkpoints(dialect),
+            h.preimages(dialect),
+        ];
+        for table in copies.chain(own) {
             conn.execute(&format!("DROP TABLE IF EXISTS {table}")).await?;
         }
         Ok(())

@@ -32,6 +32,7 @@ struct BackupFile {
     dir: Option<PathBuf>,
     #[serde(default)]
     before_up: bool,
+    preimages: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +68,8 @@ pub(crate) struct Settings {
     pub(crate) step_max_rows: usize,
     pub(crate) backup_dir: PathBuf,
     pub(crate) backup_before_up: bool,
+    /// Whether `up` keeps a copy of dropped tables and columns for `down`.
+    pub(crate) preimages: bool,
 }
 
 /// A configuration problem: exit code 2.
@@ -131,6 +134,7 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
         step_max_rows: file.step.max_rows.unwrap_or(defaults.max_rows),
         backup_dir: file.backup.dir.unwrap_or_else(|| PathBuf::from("backups")),
         backup_before_up: file.backup.before_up,
+        preimages: file.backup.preimages.unwrap_or(true),
     })
 }
 

@@ -237,6 +237,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
         },
         limits: limits(settings),
         cache_dir: None,
+        preimages: settings.preimages,
     };
     tracing::debug!("connecting to {}", redact(&settings.database_url));
     Ok(Engine::connect(&options).await?)

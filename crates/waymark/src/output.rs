@@ -84,6 +84,7 @@ struct AppliedJson<'a> {
     name: &'a str,
     duration_ms: u128,
     transactional: bool,
+    preimages: Vec<serde_json::Value>,
 }
 
 fn applied_json(done: &[Applied]) -> Vec<AppliedJson<'_>> {
@@ -93,6 +94,18 @@ fn applied_json(done: &[Applied]) -> Vec<AppliedJson<'_>> {
             name: &a.name,
             duration_ms: a.duration.as_millis(),
             transactional: a.transactional,
+            preimages: a
+                .preimages
+                .iter()
+                .map(|p| {
+                    json!({
+                        "object": p.object,
+                        "kept_in": p.kept_in,
+                        "rows": p.rows,
+                        "put_back": p.put_back,
+                    })
+                })
+                .collect(),
         })
         .collect()
 }
@@ -141,12 +154,23 @@ impl Output {
             Event::Started { label, down } => {
                 tracing::info!("{} {label}", if *down { "reverting" } else { "applying" });
             }
-            Event::Finished { label, down, duration } => {
+            Event::Finished {
+                label,
+                down,
+                duration,
+                preimages,
+            } => {
                 self.note(&format!(
                     "{} {label} ({} ms)",
                     if *down { "reverted" } else { "applied" },
                     duration.as_millis()
                 ));
+                for p in preimages.iter() {
+                    self.note(&match p.put_back {
+                        None => format!("  kept {} ({} rows) in {} for down", p.object, p.rows, p.kept_in),
+                        Some(written) => format!("  put back {} ({written} of {} rows kept)", p.object, p.rows),
+                    });
+                }
             }
             Event::Skipped { label, down } => self.note(&format!(
                 "skipped {label}: another runner {} it first",

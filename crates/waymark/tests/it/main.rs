@@ -11,5 +11,6 @@ mod guide;
 mod hostile;
 mod lifecycle;
 mod plugins;
+mod preimages;
 mod real_histories;
 mod settings;

@@ -1,0 +1,337 @@
+//! Pre-images: `up` keeps the rows of every column and table it drops, and
+//! `down` puts them back, on every dialect; what cannot be kept is refused
+//! before anything is dropped, and a `down` that leaves a copy nowhere to
+//! go fails without losing it.
+
+use crate::common::{Kind, Project, TestDb, each_dialect};
+
+fn schema(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Postgres => {
+            "CREATE TABLE users (id INT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, note TEXT);\n\
+             INSERT INTO users SELECT g, 'u' || g, 'u' || g || E'@x.org\\t''q''', \
+             CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 500) g;\n\
+             CREATE TABLE sessions (id BIGSERIAL PRIMARY KEY, user_id INT REFERENCES users (id), token TEXT, \
+             at TIMESTAMPTZ);\n\
+             INSERT INTO sessions (user_id, token, at) SELECT g, md5(g::text), \
+             '2024-01-02 03:04:05.678901+00'::timestamptz + g * interval '1 min' FROM generate_series(1, 500) g;\n\
+             CREATE TABLE session_notes (id INT PRIMARY KEY, session_id BIGINT REFERENCES sessions (id), body TEXT);\n\
+             INSERT INTO session_notes SELECT g, g, 'body ' || g FROM generate_series(1, 200) g;\n"
+        }
+        Kind::Mysql => {
+            "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, email VARCHAR(80) NOT NULL, \
+             note TEXT);\n\
+             INSERT INTO users WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 500) \
+             SELECT g, CONCAT('u', g), CONCAT('u', g, '@x.org\\t''q'''), IF(g % 3 = 0, NULL, CONCAT('n', g)) FROM s;\n\
+             CREATE TABLE sessions (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id INT, token VARCHAR(40), \
+             at DATETIME(6), FOREIGN KEY (user_id) REFERENCES users (id));\n\
+             INSERT INTO sessions (user_id, token, at) SELECT id, MD5(id), \
+             TIMESTAMP('2024-01-02 03:04:05.678901') + INTERVAL id MINUTE FROM users;\n\
+             CREATE TABLE session_notes (id INT PRIMARY KEY, session_id BIGINT, body TEXT, \
+             FOREIGN KEY (session_id) REFERENCES sessions (id));\n\
+             INSERT INTO session_notes SELECT id, id, CONCAT('body ', id) FROM users WHERE id <= 200;\n"
+        }
+        Kind::Sqlite => {
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, note TEXT);\n\
+             INSERT INTO users WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 500) \
+             SELECT g, 'u' || g, 'u' || g || '@x.org' || char(9) || '''q''', \
+             CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END FROM s;\n\
+             CREATE TABLE sessions (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INT REFERENCES users (id), \
+             token TEXT, at TEXT);\n\
+             INSERT INTO sessions (user_id, token, at) SELECT id, hex(randomblob(8)), '2024-01-02 03:04:05' \
+             FROM users;\n\
+             CREATE TABLE session_notes (id INTEGER PRIMARY KEY, session_id INT REFERENCES sessions (id), body TEXT);\n\
+             INSERT INTO session_notes SELECT id, id, 'body ' || id FROM users WHERE id <= 200;\n"
+        }
+    }
+}
+
+/// Drops two columns and two tables (a child first); `down` makes them
+/// again and then tightens them, which only works once the rows are back:
+/// NOT NULL on PostgreSQL and MySQL, a unique index everywhere.
+fn drop_migration(kind: Kind) -> (&'static str, &'static str) {
+    // SQLite drops no column an index uses; the others drop the index too.
+    let up = match kind {
+        Kind::Sqlite => {
+            "DROP INDEX IF EXISTS users_email;\n\
+                         ALTER TABLE users DROP COLUMN email;\n\
+                         ALTER TABLE users DROP COLUMN note;\n\
+                         DROP TABLE session_notes;\n\
+                         DROP TABLE sessions;\n"
+        }
+        _ => {
+            "ALTER TABLE users DROP COLUMN email;\n\
+              ALTER TABLE users DROP COLUMN note;\n\
+              DROP TABLE session_notes;\n\
+              DROP TABLE sessions;\n"
+        }
+    };
+    let down = match kind {
+        Kind::Postgres => {
+            "CREATE TABLE sessions (id BIGSERIAL PRIMARY KEY, user_id INT REFERENCES users (id), token TEXT, \
+             at TIMESTAMPTZ);\n\
+             CREATE TABLE session_notes (id INT PRIMARY KEY, session_id BIGINT REFERENCES sessions (id), body TEXT);\n\
+             ALTER TABLE users ADD COLUMN email TEXT;\n\
+             ALTER TABLE users ALTER COLUMN email SET NOT NULL;\n\
+             ALTER TABLE users ADD COLUMN note TEXT;\n\
+             CREATE UNIQUE INDEX users_email ON users (email);\n"
+        }
+        Kind::Mysql => {
+            "CREATE TABLE sessions (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id INT, token VARCHAR(40), \
+             at DATETIME(6), FOREIGN KEY (user_id) REFERENCES users (id));\n\
+             CREATE TABLE session_notes (id INT PRIMARY KEY, session_id BIGINT, body TEXT, \
+             FOREIGN KEY (session_id) REFERENCES sessions (id));\n\
+             ALTER TABLE users ADD COLUMN email VARCHAR(80);\n\
+             ALTER TABLE users MODIFY email VARCHAR(80) NOT NULL;\n\
+             ALTER TABLE users ADD COLUMN note TEXT;\n\
+             CREATE UNIQUE INDEX users_email ON users (email);\n"
+        }
+        Kind::Sqlite => {
+            "CREATE TABLE sessions (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INT REFERENCES users (id), \
+             token TEXT, at TEXT);\n\
+             CREATE TABLE session_notes (id INTEGER PRIMARY KEY, session_id INT REFERENCES sessions (id), body TEXT);\n\
+             ALTER TABLE users ADD COLUMN email TEXT;\n\
+             ALTER TABLE users ADD COLUMN note TEXT;\n\
+             CREATE UNIQUE INDEX users_email ON users (email);\n"
+        }
+    };
+    (up, down)
+}
+
+fn text(kind: Kind, column: &str) -> String {
+    match kind {
+        Kind::Postgres => format!("{column}::text"),
+        Kind::Mysql => format!("CAST({column} AS CHAR)"),
+        Kind::Sqlite => format!("CAST({column} AS TEXT)"),
+    }
+}
+
+/// Every row of the three tables, in key order.
+fn contents(db: &TestDb) -> Vec<Vec<Vec<Option<String>>>> {
+    let t = |c: &str| text(db.kind, c);
+    vec![
+        db.rows(&format!("SELECT {}, name, email, note FROM users ORDER BY id", t("id"))),
+        db.rows(&format!(
+            "SELECT {}, {}, token, {} FROM sessions ORDER BY id",
+            t("id"),
+            t("user_id"),
+            t("at")
+        )),
+        db.rows(&format!(
+            "SELECT {}, {}, body FROM session_notes ORDER BY id",
+            t("id"),
+            t("session_id")
+        )),
+    ]
+}
+
+/// waymark's copies: the tables that hold them and the rows listed.
+fn copies(db: &TestDb) -> (Vec<String>, i64) {
+    let tables = match db.kind {
+        Kind::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' \
+                           AND table_name LIKE 'waymark\\_history\\_pre\\_%' ORDER BY 1"
+        }
+        Kind::Mysql => {
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+                        WHERE table_schema = DATABASE() AND table_name LIKE 'waymark\\_history\\_pre\\_%' ORDER BY 1"
+        }
+        Kind::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+                         AND name LIKE 'waymark!_history!_pre!_%' ESCAPE '!' ORDER BY 1"
+        }
+    };
+    let tables = db
+        .rows(tables)
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
+    let listed = db.rows(&format!(
+        "SELECT {} FROM waymark_history_preimage",
+        text(db.kind, "COUNT(*)")
+    ));
+    let listed = listed[0][0].as_deref().unwrap().parse().unwrap();
+    (tables, listed)
+}
+
+fn columns_of_users(db: &TestDb) -> Vec<String> {
+    let sql = match db.kind {
+        Kind::Postgres => {
+            "SELECT column_name::text FROM information_schema.columns \
+                           WHERE table_name = 'users' ORDER BY ordinal_position"
+        }
+        Kind::Mysql => {
+            "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+                        WHERE table_schema = DATABASE() AND table_name = 'users' ORDER BY ordinal_position"
+        }
+        Kind::Sqlite => "SELECT name FROM pragma_table_info('users') ORDER BY cid",
+    };
+    db.rows(sql)
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect()
+}
+
+each_dialect!(
+    up_then_down_gives_back_the_dropped_rows,
+    a_column_without_a_key_to_match_is_refused,
+    a_down_that_does_not_make_room_keeps_the_copy
+);
+
+fn up_then_down_gives_back_the_dropped_rows(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    let (up, down) = drop_migration(kind);
+    p.migration("1_schema", schema(kind), None);
+    p.run(&db, &["up"]).ok();
+    let before = contents(&db);
+    assert_eq!(before[0].len(), 500);
+    assert!(before[0].iter().any(|r| r[3].is_none()), "some notes are NULL");
+
+    p.migration("2_drop", up, Some(down));
+    let run = p.run(&db, &["up", "--json"]).ok();
+    for object in ["users.email", "users.note", "session_notes", "sessions"] {
+        assert!(
+            run.stderr.contains(&format!("{object} (")),
+            "kept {object}:\n{}",
+            run.stderr
+        );
+    }
+    let json = run.json();
+    let kept = &json["done"][0]["preimages"];
+    assert_eq!(kept.as_array().unwrap().len(), 4, "{json}");
+    assert_eq!(kept[0]["rows"], 500);
+    assert_eq!(kept[2]["rows"], 200);
+    assert!(kept[0]["put_back"].is_null());
+    assert_eq!(columns_of_users(&db), ["id", "name"]);
+    assert_eq!(db.tables(), ["users"]);
+    assert_eq!(copies(&db).0.len(), 4);
+    assert_eq!(copies(&db).1, 4);
+
+    let run = p.run(&db, &["down", "--json"]).ok();
+    assert!(
+        run.stderr.contains("put back sessions (500 of 500 rows kept)")
+            || run.stderr.contains("put back public.sessions (500 of 500 rows kept)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.json()["done"][0]["preimages"].as_array().unwrap().len(), 4);
+    assert_eq!(contents(&db), before, "the same rows, not only the same columns");
+    assert_eq!(copies(&db), (vec![], 0), "copies are removed once put back");
+
+    // The sequence behind a restored key is past the restored values.
+    db.execute("INSERT INTO sessions (user_id, token) VALUES (1, 'after')");
+    let newest = db.rows(&format!(
+        "SELECT {} FROM sessions WHERE token = 'after'",
+        text(kind, "id")
+    ));
+    assert_eq!(newest, [[Some("501".to_owned())]]);
+    db.execute("DELETE FROM sessions WHERE token = 'after'");
+
+    // Again: a second round keeps and puts back as well as the first.
+    p.run(&db, &["up"]).ok();
+    p.run(&db, &["redo"]).ok();
+    p.run(&db, &["down"]).ok();
+    assert_eq!(contents(&db), before);
+    assert_eq!(copies(&db), (vec![], 0));
+}
+
+fn a_column_without_a_key_to_match_is_refused(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.migration(
+        "1_loose",
+        "CREATE TABLE loose (a INT, b TEXT);\nINSERT INTO loose VALUES (1, 'one'), (1, 'one'), (2, NULL);\n",
+        None,
+    );
+    p.run(&db, &["up"]).ok();
+    p.migration(
+        "2_drop_b",
+        "CREATE TABLE made_first (id INT);\nALTER TABLE loose DROP COLUMN b;\n",
+        Some("ALTER TABLE loose ADD COLUMN b TEXT;\nDROP TABLE made_first;\n"),
+    );
+    let run = p
+        .run(&db, &["up"])
+        .code(1)
+        .stderr_has("migration 2_drop_b failed")
+        .stderr_has("loose.b would lose its values for good: table ")
+        .stderr_has("loose has no primary key")
+        .stderr_has("preimages = false");
+    // Nothing was dropped: the refusal comes before the statement.
+    let b = db.rows("SELECT b FROM loose ORDER BY a, b");
+    assert_eq!(
+        b,
+        [vec![Some("one".to_owned())], vec![Some("one".to_owned())], vec![None]],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(copies(&db), (vec![], 0));
+    if kind == Kind::Mysql {
+        // DDL commits as it runs: the table made first stays, and the
+        // failure is recorded for the operator to repair.
+        assert_eq!(db.tables(), ["loose", "made_first"]);
+        db.execute("DROP TABLE made_first");
+        p.run(&db, &["repair", "--rolled-back"]).ok();
+    } else {
+        assert_eq!(db.tables(), ["loose"]);
+    }
+
+    // The operator may choose to drop without a copy.
+    p.file("waymark.toml", "[backup]\npreimages = false\n");
+    let run = p.run(&db, &["up"]).ok();
+    assert!(!run.stderr.contains("kept"), "{}", run.stderr);
+    assert_eq!(columns_of(&db, "loose"), ["a"]);
+}
+
+fn columns_of(db: &TestDb, table: &str) -> Vec<String> {
+    let sql = match db.kind {
+        Kind::Postgres => format!(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = '{table}' \
+             ORDER BY ordinal_position"
+        ),
+        Kind::Mysql => format!(
+            "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = '{table}' ORDER BY ordinal_position"
+        ),
+        Kind::Sqlite => format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"),
+    };
+    db.rows(&sql)
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect()
+}
+
+fn a_down_that_does_not_make_room_keeps_the_copy(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.migration(
+        "1_t",
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT);\nINSERT INTO t VALUES (1, 'a'), (2, 'b');\n",
+        None,
+    );
+    p.migration(
+        "2_drop_t",
+        "DROP TABLE t;\n",
+        Some("CREATE TABLE elsewhere (id INT);\n"),
+    );
+    p.run(&db, &["up"]).ok();
+    let (kept, _) = copies(&db);
+    assert_eq!(kept.len(), 1);
+    let run = p
+        .run(&db, &["down"])
+        .code(1)
+        .stderr_has("migration 2_drop_t failed")
+        .stderr_has("did not make table")
+        .stderr_has("the 2 rows waymark kept of it have nowhere to go; they stay in")
+        .stderr_has(&kept[0]);
+    let rows = db.rows(&format!("SELECT v FROM {} ORDER BY id", kept[0]));
+    assert_eq!(rows, [[Some("a".to_owned())], [Some("b".to_owned())]], "{}", run.stderr);
+    assert_eq!(copies(&db).1, 1, "still listed");
+    if kind == Kind::Mysql {
+        // The down step's DDL committed; the migration is left failed.
+        assert_eq!(db.history()[1], ("2".to_owned(), "failed".to_owned()));
+    } else {
+        assert_eq!(db.history()[1], ("2".to_owned(), "applied".to_owned()));
+        assert_eq!(db.tables(), Vec::<String>::new(), "the down step was rolled back");
+    }
+}
