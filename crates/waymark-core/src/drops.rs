@@ -46,30 +46,37 @@ const NOT_A_COLUMN: &[&str] = &[
 ];
 
 pub(crate) fn inspect(dialect: Dialect, sql: &str) -> Changes {
+    let mut changes = Changes::default();
+    // What the tokenizer cannot read, the database will not run either.
+    for statement in statements(dialect, sql).unwrap_or_default() {
+        changes.statements += 1;
+        read_statement(&statement, &mut changes);
+    }
+    changes
+}
+
+/// The statements in `sql`, each as its tokens without whitespace and
+/// comments; `None` when `sql` cannot be tokenized.
+pub(crate) fn statements(dialect: Dialect, sql: &str) -> Option<Vec<Vec<Token>>> {
     let tokenizer_dialect: &dyn SqlDialect = match dialect {
         Dialect::Postgres => &PostgreSqlDialect {},
         Dialect::Mysql => &MySqlDialect {},
         Dialect::Sqlite => &SQLiteDialect {},
     };
-    // What the tokenizer cannot read, the database will not run either.
-    let Ok(tokens) = Tokenizer::new(tokenizer_dialect, sql).tokenize() else {
-        return Changes::default();
-    };
-    let mut changes = Changes::default();
-    let significant = tokens.into_iter().filter(|t| !matches!(t, Token::Whitespace(_)));
+    let tokens = Tokenizer::new(tokenizer_dialect, sql).tokenize().ok()?;
+    let mut out = Vec::new();
     let mut statement = Vec::new();
+    let significant = tokens.into_iter().filter(|t| !matches!(t, Token::Whitespace(_)));
     for token in significant.chain([Token::SemiColon]) {
         if token == Token::SemiColon {
             if !statement.is_empty() {
-                changes.statements += 1;
-                read_statement(&statement, &mut changes);
+                out.push(std::mem::take(&mut statement));
             }
-            statement.clear();
         } else {
             statement.push(token);
         }
     }
-    changes
+    Some(out)
 }
 
 fn read_statement(tokens: &[Token], changes: &mut Changes) {

@@ -23,8 +23,10 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Token;
 use waymark_db::Dialect;
 
+use crate::drops;
 use crate::source::Access;
 
 /// What one statement does, as far as permissions go.
@@ -53,7 +55,7 @@ pub(crate) fn check(access: &Access, dialect: Dialect, sql: &str) -> Result<(), 
     };
     let parsed = match (parsed, access) {
         (Ok(parsed), _) => parsed,
-        (Err(_), Access::ReadWrite) => return scan_for_transaction_control(sql),
+        (Err(_), Access::ReadWrite) => return scan_for_transaction_control(dialect, sql),
         (Err(e), _) => {
             return Err(format!(
                 "step.toml grants {grant}, and the step sent a statement waymark cannot check against it \
@@ -114,8 +116,10 @@ fn transaction_control(kind: &str, sql: &str) -> String {
 }
 
 /// For text that does not parse: refuses it if any statement in it starts
-/// with a transaction-control keyword.
-fn scan_for_transaction_control(sql: &str) -> Result<(), String> {
+/// with a transaction-control keyword. Statements are found by the
+/// tokenizer, so the `END` of a body in a string or between `$$` does not
+/// count; text it cannot tokenize is split on every `;`.
+fn scan_for_transaction_control(dialect: Dialect, sql: &str) -> Result<(), String> {
     const CONTROL: &[&str] = &[
         "BEGIN",
         "START",
@@ -127,19 +131,31 @@ fn scan_for_transaction_control(sql: &str) -> Result<(), String> {
         "RELEASE",
         "PREPARE",
     ];
-    for statement in sql.split(';') {
-        let first = statement
-            .lines()
-            .map(|l| l.split("--").next().unwrap_or_default().trim())
-            .find(|l| !l.is_empty())
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        if CONTROL.contains(&first.as_str()) {
-            return Err(transaction_control(&first, sql));
-        }
+    let firsts: Vec<String> = match drops::statements(dialect, sql) {
+        Some(statements) => statements
+            .iter()
+            .map(|tokens| match tokens.first() {
+                Some(Token::Word(w)) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+                _ => String::new(),
+            })
+            .collect(),
+        None => sql
+            .split(';')
+            .map(|statement| {
+                statement
+                    .lines()
+                    .map(|l| l.split("--").next().unwrap_or_default().trim())
+                    .find(|l| !l.is_empty())
+                    .and_then(|l| l.split_whitespace().next())
+                    .unwrap_or_default()
+                    .to_ascii_uppercase()
+            })
+            .collect(),
+    };
+    match firsts.into_iter().find(|first| CONTROL.contains(&first.as_str())) {
+        Some(first) => Err(transaction_control(&first, sql)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn effect(statement: &Statement) -> Effect {
@@ -362,5 +378,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(refusal.contains("sent COMMIT"), "{refusal}");
+        // The END of a body between dollar quotes ends no transaction.
+        let body = "DO $$ BEGIN EXECUTE 'SELECT 1'; END $$";
+        assert_eq!(check(&Access::ReadWrite, Dialect::Postgres, body), Ok(()));
+        let refusal = check(&Access::ReadWrite, Dialect::Postgres, &format!("{body}; END")).unwrap_err();
+        assert!(refusal.contains("sent END"), "{refusal}");
     }
 }

@@ -335,3 +335,74 @@ fn a_down_that_does_not_make_room_keeps_the_copy(kind: Kind) {
         assert_eq!(db.tables(), Vec::<String>::new(), "the down step was rolled back");
     }
 }
+
+/// Writes a component step running `up` (and `down`) through the test
+/// component, with `extra` appended to its `step.toml`.
+fn component_step(p: &Project, stem: &str, up: &str, down: &str, extra: &str) {
+    let bytes = std::fs::read(waymark_host::TEST_STEPS_WASM_PATH).unwrap();
+    p.file("steps/test-steps.wasm", &bytes);
+    p.file(
+        &format!("migrations/{stem}/step.toml"),
+        format!(
+            "component = \"../../steps/test-steps.wasm\"\nsha256 = \"{}\"\nup = {up:?}\ndown = {down:?}\n\
+             [permissions]\naccess = \"read-write\"\n{extra}",
+            waymark_host::digest(&bytes)
+        ),
+    );
+}
+
+/// A drop the statements do not show (dynamic SQL in a `DO` block) is kept
+/// when the step declares it in `[drops]`, and only then.
+#[test]
+fn a_step_declares_the_drops_its_statements_hide() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    p.migration(
+        "1_t",
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT, w TEXT);\n\
+         INSERT INTO t SELECT g, 'v' || g, 'w' || g FROM generate_series(1, 50) g;\n",
+        None,
+    );
+    let hidden = |column: &str| format!("sql:DO $$ BEGIN EXECUTE 'ALTER TABLE t DROP COLUMN {column}'; END $$");
+    component_step(
+        &p,
+        "2_drop_v",
+        &hidden("v"),
+        "sql:ALTER TABLE t ADD COLUMN v TEXT",
+        "[drops]\ncolumns = [\"t.v\"]\n",
+    );
+    component_step(&p, "3_drop_w", &hidden("w"), "sql:ALTER TABLE t ADD COLUMN w TEXT", "");
+    let run = p.run(&db, &["up"]).ok();
+    assert!(run.stderr.contains("kept public.t.v (50 rows)"), "{}", run.stderr);
+    assert!(!run.stderr.contains("public.t.w"), "undeclared, unseen: {}", run.stderr);
+    p.run(&db, &["down", "--to", "1"]).ok();
+    let rows = db.rows("SELECT v, w FROM t WHERE id IN (1, 50) ORDER BY id");
+    assert_eq!(rows, [[Some("v1".to_owned()), None], [Some("v50".to_owned()), None]]);
+}
+
+#[test]
+fn a_drops_entry_that_names_no_column_is_refused() {
+    let db = TestDb::new(Kind::Sqlite);
+    let p = Project::new();
+    component_step(
+        &p,
+        "1_bad",
+        "sql:SELECT 1",
+        "sql:SELECT 1",
+        "[drops]\ncolumns = [\"users\"]\n",
+    );
+    p.run(&db, &["up"])
+        .code(2)
+        .stderr_has("1_bad/step.toml: drops.columns: \"users\" is not a column; name it as table.column");
+    component_step(
+        &p,
+        "1_bad",
+        "sql:SELECT 1",
+        "sql:SELECT 1",
+        "[drops]\ntables = [\"a..b\"]\n",
+    );
+    p.run(&db, &["up"])
+        .code(2)
+        .stderr_has("1_bad/step.toml: drops.tables: \"a..b\" is not a table name");
+    assert!(db.history().is_empty());
+}
