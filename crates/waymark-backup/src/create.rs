@@ -113,6 +113,16 @@ impl ChunkWriter<'_> {
         Ok(())
     }
 
+    /// The chunk being written (or about to be), for messages.
+    fn current(&self) -> PathBuf {
+        match &self.open {
+            Some(open) => self.dir.join(&open.relative),
+            None => self
+                .dir
+                .join(format!("{}-{:05}.zst", self.prefix, self.chunks.len() + 1)),
+        }
+    }
+
     fn close(&mut self) -> std::io::Result<()> {
         let Some(open) = self.open.take() else { return Ok(()) };
         let hashing = open.encoder.finish()?;
@@ -160,10 +170,18 @@ pub async fn create(
     match write_set(db, options, &id, &dir, progress).await {
         Ok(manifest) => Ok((dir, manifest)),
         Err(e) => {
-            if let Err(cleanup) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!("removing the unfinished backup {}: {cleanup}", dir.display());
-            }
-            Err(e)
+            let removed = match std::fs::remove_dir_all(&dir) {
+                Ok(()) => true,
+                Err(cleanup) => {
+                    tracing::warn!("removing the unfinished backup {}: {cleanup}", dir.display());
+                    false
+                }
+            };
+            Err(BackupError::Unfinished {
+                dir,
+                removed,
+                cause: Box::new(e),
+            })
         }
     }
 }
@@ -189,6 +207,8 @@ async fn write_set(
         }
         tables.retain(|t| wanted.iter().any(|w| matches(t, w)));
     }
+    // From here until the snapshot ends no table can be dropped or altered.
+    conn.hold_tables(&tables).await?;
     let sequences = conn.sequences().await?;
 
     // The schema, before and after the rows.
@@ -240,7 +260,7 @@ async fn write_set(
             table: Sha256::new(),
         };
         let mut rows_so_far = 0u64;
-        let mut failed: Option<std::io::Error> = None;
+        let mut failed: Option<(PathBuf, std::io::Error)> = None;
         let name = info.name.clone();
         let rows = conn
             .stream_rows(&info, &mut |piece| {
@@ -259,15 +279,16 @@ async fn write_set(
                     });
                 }
                 writer.write(piece, rows).inspect_err(|e| {
-                    failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+                    failed = Some((writer.current(), std::io::Error::new(e.kind(), e.to_string())));
                 })
             })
             .await
             .map_err(|e| match failed.take() {
-                Some(io) => BackupError::io(&dir.join("data"), io),
+                Some((path, io)) => BackupError::io(&path, io),
                 None => BackupError::Db(e),
             })?;
-        writer.close().map_err(|e| BackupError::io(&dir.join("data"), e))?;
+        let last = writer.current();
+        writer.close().map_err(|e| BackupError::io(&last, e))?;
         progress(Progress {
             table: &name,
             rows,

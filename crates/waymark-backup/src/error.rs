@@ -53,6 +53,17 @@ pub enum BackupError {
         /// What it said.
         message: String,
     },
+    /// A backup failed part-way; its folder was removed (unless `removed`
+    /// says otherwise), so nothing half-written is taken for a backup.
+    #[error("{cause}\nthe unfinished backup {} {}", dir.display(), if *removed { "was removed" } else { "could not be removed; it has no manifest, so it never verifies and lists as incomplete" })]
+    Unfinished {
+        /// Its folder.
+        dir: PathBuf,
+        /// Whether the folder is gone.
+        removed: bool,
+        /// What went wrong.
+        cause: Box<BackupError>,
+    },
     /// A restored table's rows differ from the backup's.
     #[error("restored, but {} table(s) differ from the backup: {}", tables.len(), tables.join("; "))]
     Mismatch {

@@ -369,6 +369,36 @@ impl Conn {
         Ok(items)
     }
 
+    /// Takes a shared lock on each of `tables` until this snapshot ends, as
+    /// `pg_dump` does, so that none is dropped or altered while the backup
+    /// reads it: a `DROP TABLE` from elsewhere waits for the backup. A
+    /// table dropped after the backup listed it and before this lock fails
+    /// the backup, naming the table. (SQLite's read transaction already
+    /// keeps its view of every table.)
+    pub async fn hold_tables(&mut self, tables: &[TableInfo]) -> Result<(), DbError> {
+        let dialect = self.dialect();
+        let context = "locking the tables to back up (was one dropped or renamed as the backup began?)";
+        match dialect {
+            Dialect::Postgres if !tables.is_empty() => {
+                let names: Vec<String> = tables.iter().map(|t| quote_table(dialect, &t.name)).collect();
+                self.execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", names.join(", ")))
+                    .await
+                    .map_err(|e| e.context(context.to_owned()))?;
+            }
+            Dialect::Mysql => {
+                // Touching a table inside the transaction holds its
+                // metadata lock until the transaction ends.
+                for t in tables {
+                    self.execute(&format!("SELECT 1 FROM {} LIMIT 0", quote_table(dialect, &t.name)))
+                        .await
+                        .map_err(|e| e.context(context.to_owned()))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Exports the snapshot of this transaction (PostgreSQL), so that
     /// `pg_dump --snapshot` sees exactly what this transaction sees.
     pub async fn export_snapshot(&mut self) -> Result<String, DbError> {

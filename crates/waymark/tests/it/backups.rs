@@ -362,3 +362,188 @@ fn up_with_backup_records_the_backup_with_each_migration() {
     assert!(run.stderr.contains("waymark.toml/backups"), "{}", run.stderr);
     assert!(db.tables().iter().all(|t| t != "more4"));
 }
+
+/// A folder on a file system with almost no room: a tmpfs of 256 KiB where
+/// the tests run as root (as CI does), unmounted when dropped. Elsewhere
+/// `None`, and the caller limits the file size instead.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+    mounted: bool,
+}
+
+impl SmallDisk {
+    fn new() -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        SmallDisk { dir, mounted }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+        }
+    }
+}
+
+/// A disk that fills up part-way: a clear error naming the chunk being
+/// written, and no folder left that could be taken for a backup.
+#[test]
+fn a_full_disk_fails_the_backup_and_leaves_nothing_behind() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    // Rows that do not compress: a few megabytes of chunks.
+    p.migration(
+        "1_big",
+        "CREATE TABLE big (id INT PRIMARY KEY, a TEXT, b TEXT);\n\
+         INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text), md5((g * 13)::text) \
+         FROM generate_series(1, 60000) g;\n",
+        None,
+    );
+    p.run(&db, &["up"]).ok();
+    let disk = SmallDisk::new();
+    let out = disk.dir.path().to_str().unwrap().to_owned();
+    let run = if disk.mounted {
+        Run::from(p.command(&db, &["backup", "create", "--out", &out]).output().unwrap())
+    } else {
+        // Without the right to mount, a file size limit makes writes fail
+        // the same way part-way (EFBIG instead of ENOSPC).
+        let mut cmd = p.command(&db, &["backup", "create", "--out", &out]);
+        let program = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let mut shell = std::process::Command::new("bash");
+        shell
+            .arg("-c")
+            .arg("trap '' XFSZ; ulimit -f 256; exec \"$@\"")
+            .arg("bash")
+            .arg(program)
+            .args(args)
+            .current_dir(p.dir.path());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => shell.env(k, v),
+                None => shell.env_remove(k),
+            };
+        }
+        Run::from(shell.output().unwrap())
+    };
+    let run = run.code(1);
+    let full = if disk.mounted {
+        "No space left on device"
+    } else {
+        "File too large"
+    };
+    assert!(run.stderr.contains(full), "{}", run.stderr);
+    assert!(run.stderr.contains("/data/0001-0"), "names the chunk: {}", run.stderr);
+    assert!(run.stderr.contains("was removed"), "{}", run.stderr);
+    let left: Vec<_> = std::fs::read_dir(disk.dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "nothing half-written stays: {left:?}");
+    let listed = p.run(&db, &["backup", "list", "--out", &out, "--json"]).ok().json();
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 0, "{listed}");
+}
+
+/// A table dropped while a backup starts: the backup holds every table
+/// once it has listed them, so the drop either waits for the backup or,
+/// landing in between, fails it with a message naming the table.
+#[test]
+fn a_table_dropped_as_the_backup_starts_fails_it_by_name() {
+    for kind in [Kind::Postgres, Kind::Mysql] {
+        let db = TestDb::new(kind);
+        let p = Project::new();
+        p.migration(
+            "1_two",
+            "CREATE TABLE keep_me (id INT PRIMARY KEY);\nCREATE TABLE drop_me (id INT PRIMARY KEY);\n\
+             INSERT INTO drop_me VALUES (1), (2);\n",
+            None,
+        );
+        p.run(&db, &["up"]).ok();
+        // Another session holds drop_me, so the backup waits on it right
+        // after listing the tables; then that session drops it.
+        let (hold, waiting) = match kind {
+            Kind::Postgres => (
+                "BEGIN; LOCK TABLE drop_me IN ACCESS EXCLUSIVE MODE",
+                "SELECT count(*)::text FROM pg_locks WHERE NOT granted AND relation = 'drop_me'::regclass",
+            ),
+            _ => (
+                "LOCK TABLES drop_me WRITE",
+                "SELECT CAST(count(*) AS CHAR) FROM information_schema.processlist \
+                 WHERE state LIKE 'Waiting for table metadata lock'",
+            ),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut session = rt.block_on(Session::open(&db));
+        rt.block_on(session.run(hold));
+        let child = p
+            .command(&db, &["backup", "create"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while db.rows(waiting)[0][0].as_deref() != Some("1") {
+            assert!(started.elapsed().as_secs() < 60, "the backup never waited on drop_me");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        match kind {
+            Kind::Postgres => rt.block_on(session.run("DROP TABLE drop_me; COMMIT")),
+            _ => rt.block_on(session.run("DROP TABLE drop_me; UNLOCK TABLES")),
+        }
+        let run = Run::from(child.wait_with_output().unwrap());
+        let run = run.code(1).stderr_has("locking the tables to back up");
+        let named = match kind {
+            Kind::Postgres => "relation \"public.drop_me\" does not exist",
+            _ => "drop_me' doesn't exist",
+        };
+        assert!(run.stderr.contains(named), "{kind:?}: {}", run.stderr);
+        assert!(run.stderr.contains("was removed"), "{}", run.stderr);
+        assert!(!p.dir.path().join("backups").exists() || only_sets(&p).is_empty());
+        // The next backup, of what is there now, works.
+        p.run(&db, &["backup", "create"]).ok();
+        assert_eq!(only_sets(&p).len(), 1);
+    }
+}
+
+fn only_sets(p: &Project) -> Vec<PathBuf> {
+    std::fs::read_dir(p.dir.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// One connection the test keeps, with its own transaction or locks.
+enum Session {
+    Pg(sqlx::PgConnection),
+    My(sqlx::MySqlConnection),
+}
+
+impl Session {
+    async fn open(db: &TestDb) -> Session {
+        use sqlx::Connection;
+        match db.kind {
+            Kind::Postgres => Session::Pg(sqlx::PgConnection::connect(&db.url).await.unwrap()),
+            _ => Session::My(sqlx::MySqlConnection::connect(&db.url).await.unwrap()),
+        }
+    }
+
+    async fn run(&mut self, sql: &str) {
+        match self {
+            Session::Pg(c) => {
+                sqlx::raw_sql(sql).execute(&mut *c).await.unwrap();
+            }
+            Session::My(c) => {
+                for statement in sql.split(';') {
+                    sqlx::raw_sql(statement).execute(&mut *c).await.unwrap();
+                }
+            }
+        }
+    }
+}
