@@ -414,7 +414,7 @@ fn a_full_disk_fails_the_backup_and_leaves_nothing_behind() {
     } else {
         // Without the right to mount, a file size limit makes writes fail
         // the same way part-way (EFBIG instead of ENOSPC).
-        let mut cmd = p.command(&db, &["backup", "create", "--out", &out]);
+        let cmd = p.command(&db, &["backup", "create", "--out", &out]);
         let program = cmd.get_program().to_owned();
         let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
         let mut shell = std::process::Command::new("bash");
