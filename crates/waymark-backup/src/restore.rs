@@ -1,7 +1,9 @@
 //! Restoring a backup set into an empty database: verified first, schema,
-//! then the tables' rows in parallel, then sequences and what is better made
-//! after the rows (indexes, constraints, triggers), then every table's
-//! rows digested again and compared with the manifest.
+//! then the rows, chunk by chunk in parallel (two chunks of one table at
+//! once if need be), then sequences and what is better made after the rows
+//! (indexes, constraints, triggers), then every restored row read back in
+//! parallel, each chunk's key range digested and compared with the
+//! manifest.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -9,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use waymark_db::{Conn, Database, Dialect, SchemaItem};
+use waymark_db::{Conn, Database, Dialect, KeyRange, SchemaItem};
 
 use crate::create::Progress;
 use crate::error::BackupError;
@@ -29,7 +31,10 @@ pub struct RestoreReport {
     pub duration: Duration,
 }
 
-/// How many tables load at once.
+/// The key of each chunk's last row, by table and chunk, where it has one.
+type LastKeys = Vec<Vec<Option<Vec<String>>>>;
+
+/// How many chunks load at once.
 const WORKERS: usize = 2;
 
 /// Restores the set in `dir` into `db`, which must be empty.
@@ -88,14 +93,35 @@ pub async fn restore(
     }
     // The workers need the pool's connections (SQLite has one).
     drop(conn);
+    tracing::debug!(elapsed = ?started.elapsed(), "verified and made the tables");
 
+    // Chunks load in parallel, two of one table at once if need be: a
+    // database that is mostly one big table loads as fast as one of many.
+    // Each chunk's last key is kept, to find its rows again afterwards.
     let manifest = Arc::new(manifest);
-    let queue = Arc::new(Mutex::new((0..manifest.tables.len()).collect::<VecDeque<_>>()));
+    let work: VecDeque<(usize, usize)> = manifest
+        .tables
+        .iter()
+        .enumerate()
+        .flat_map(|(t, table)| (0..table.chunks.len()).map(move |c| (t, c)))
+        .collect();
+    let parallel = if dialect == Dialect::Sqlite { 1 } else { WORKERS };
+    let workers_wanted = parallel.min(work.len());
+    let queue = Arc::new(Mutex::new(work));
+    let last_keys: Arc<Mutex<LastKeys>> = Arc::new(Mutex::new(
+        manifest.tables.iter().map(|t| vec![None; t.chunks.len()]).collect(),
+    ));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, u64)>();
     let mut workers = tokio::task::JoinSet::new();
-    let parallel = if dialect == Dialect::Sqlite { 1 } else { WORKERS };
-    for _ in 0..parallel.min(manifest.tables.len()) {
-        let (db, manifest, queue, tx, dir) = (db.clone(), manifest.clone(), queue.clone(), tx.clone(), dir.to_owned());
+    for _ in 0..workers_wanted {
+        let (db, manifest, queue, tx, dir, last_keys) = (
+            db.clone(),
+            manifest.clone(),
+            queue.clone(),
+            tx.clone(),
+            dir.to_owned(),
+            last_keys.clone(),
+        );
         workers.spawn(async move {
             let mut conn = db.restore_connection().await?;
             match dialect {
@@ -104,10 +130,13 @@ pub async fn restore(
                 Dialect::Postgres => 0,
             };
             loop {
-                let Some(index) = queue.lock().unwrap().pop_front() else {
+                let Some((t, c)) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
-                load_table(&mut conn, &dir, &manifest, index, &tx).await?;
+                let key = load_chunk(&mut conn, &dir, &manifest, t, c).await?;
+                last_keys.lock().unwrap()[t][c] = key;
+                let chunk = &manifest.tables[t].chunks[c];
+                let _ = tx.send((t, chunk.rows, chunk.raw_bytes));
             }
             match dialect {
                 Dialect::Mysql => conn.execute("SET FOREIGN_KEY_CHECKS = 1, UNIQUE_CHECKS = 1").await?,
@@ -150,7 +179,9 @@ pub async fn restore(
     if let Some(e) = first_error {
         return Err(e);
     }
+    let last_keys = std::mem::take(&mut *last_keys.lock().unwrap());
 
+    tracing::debug!(elapsed = ?started.elapsed(), "loaded the rows");
     let mut conn = db.restore_connection().await?;
     conn.set_sequences(&manifest.sequences).await?;
     for item in schema.iter().filter(|i| i.after_rows) {
@@ -159,7 +190,10 @@ pub async fn restore(
     if dialect == Dialect::Mysql {
         conn.execute("SET FOREIGN_KEY_CHECKS = 1").await?;
     }
-    let mismatches = check_restored(&mut conn, &manifest).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
+    drop(conn);
+    let mismatches = check_restored(db, &manifest, last_keys, parallel).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "digested every restored table");
     if !mismatches.is_empty() {
         return Err(BackupError::Mismatch { tables: mismatches });
     }
@@ -171,48 +205,125 @@ pub async fn restore(
     })
 }
 
-async fn load_table(
+/// Loads one chunk, checked against its digest first; returns the key of
+/// its last row.
+async fn load_chunk(
     conn: &mut Conn,
     dir: &Path,
     manifest: &Manifest,
-    index: usize,
-    progress: &tokio::sync::mpsc::UnboundedSender<(usize, u64, u64)>,
-) -> Result<(), BackupError> {
-    let table = &manifest.tables[index];
-    let mut hash = Sha256::new();
-    for chunk in &table.chunks {
-        let path = dir.join(&chunk.file);
-        let raw = decode(&path).map_err(|e| BackupError::io(&path, e))?;
-        if hex::encode(Sha256::digest(&raw)) != chunk.raw_sha256 {
-            return Err(BackupError::DoesNotVerify {
-                dir: dir.to_owned(),
-                problems: vec![format!("{}: its rows do not match the manifest", chunk.file)],
-            });
-        }
-        hash.update(&raw);
-        conn.load_rows(&table.info, &raw).await?;
-        let _ = progress.send((index, chunk.rows, chunk.raw_bytes));
-    }
-    if hex::encode(hash.finalize()) != table.sha256 {
+    t: usize,
+    c: usize,
+) -> Result<Option<Vec<String>>, BackupError> {
+    let table = &manifest.tables[t];
+    let chunk = &table.chunks[c];
+    let path = dir.join(&chunk.file);
+    let raw = decode(&path).map_err(|e| BackupError::io(&path, e))?;
+    if hex::encode(Sha256::digest(&raw)) != chunk.raw_sha256 {
         return Err(BackupError::DoesNotVerify {
             dir: dir.to_owned(),
-            problems: vec![format!("table {}: its chunks do not match its digest", table.info.name)],
+            problems: vec![format!("{}: its rows do not match the manifest", chunk.file)],
         });
     }
-    Ok(())
+    conn.load_rows(&table.info, &raw).await?;
+    Ok(waymark_db::last_key(conn.dialect(), &table.info, &raw))
 }
 
-/// Every restored table's rows, digested as the backup digested them.
-async fn check_restored(conn: &mut Conn, manifest: &Manifest) -> Result<Vec<String>, BackupError> {
-    let mut mismatches = Vec::new();
-    for table in &manifest.tables {
-        let (rows, sha) = conn.table_digest(&table.info).await?;
-        if rows != table.rows || sha != table.sha256 {
-            mismatches.push(format!(
-                "{}: {rows} rows with SHA-256 {sha}, the backup has {} rows with {}",
-                table.info.name, table.rows, table.sha256
-            ));
+/// What to read back from the restored database and compare.
+enum Check {
+    /// The rows of one chunk, found by their keys.
+    Chunk {
+        table: usize,
+        chunk: usize,
+        range: KeyRange,
+    },
+    /// A whole table: one without a primary key, or without rows.
+    Table { table: usize },
+}
+
+/// Reads every restored row back, digested as the backup digested it:
+/// chunk by chunk, by key range, in parallel, so a mismatch is narrowed to
+/// the keys of one chunk; whole tables where there is no key to range by.
+/// The ranges of a table leave no gap (the first starts at its beginning,
+/// the last runs to its end), so a row that should not be there is found
+/// as surely as one that is missing.
+async fn check_restored(
+    db: &Database,
+    manifest: &Arc<Manifest>,
+    last_keys: LastKeys,
+    parallel: usize,
+) -> Result<Vec<String>, BackupError> {
+    let mut checks = VecDeque::new();
+    for (t, keys) in last_keys.into_iter().enumerate() {
+        let keys: Option<Vec<Vec<String>>> = keys.into_iter().collect();
+        match keys {
+            Some(keys) if !keys.is_empty() => {
+                for c in 0..keys.len() {
+                    checks.push_back(Check::Chunk {
+                        table: t,
+                        chunk: c,
+                        range: KeyRange {
+                            after: c.checked_sub(1).map(|p| keys[p].clone()),
+                            upto: (c + 1 < keys.len()).then(|| keys[c].clone()),
+                        },
+                    });
+                }
+            }
+            _ => checks.push_back(Check::Table { table: t }),
         }
     }
+    let queue = Arc::new(Mutex::new(checks));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..parallel {
+        let (db, manifest, queue) = (db.clone(), manifest.clone(), queue.clone());
+        workers.spawn(async move {
+            let mut conn = db.restore_connection().await?;
+            let mut mismatches = Vec::new();
+            loop {
+                let Some(check) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                let (t, range, what, rows, sha) = match &check {
+                    Check::Chunk { table, chunk, range } => {
+                        let c = &manifest.tables[*table].chunks[*chunk];
+                        let what = format!(
+                            "the rows of {} (keys after {} up to {})",
+                            c.file,
+                            key_text(&range.after, "the start"),
+                            key_text(&range.upto, "the end")
+                        );
+                        (*table, range.clone(), what, c.rows, &c.raw_sha256)
+                    }
+                    Check::Table { table } => {
+                        let t = &manifest.tables[*table];
+                        (*table, KeyRange::default(), "all rows".to_owned(), t.rows, &t.sha256)
+                    }
+                };
+                let info = &manifest.tables[t].info;
+                let (found, digest) = conn.range_digest(info, &range).await?;
+                if found != rows || &digest != sha {
+                    mismatches.push(format!(
+                        "{}: {what}: {found} rows with SHA-256 {digest}, the backup has {rows} rows with {sha}",
+                        info.name
+                    ));
+                }
+            }
+            Ok::<_, BackupError>(mismatches)
+        });
+    }
+    let mut mismatches = Vec::new();
+    while let Some(joined) = workers.join_next().await {
+        let found = joined.map_err(|e| BackupError::Refused {
+            message: format!("a restore check stopped: {e}"),
+        })??;
+        mismatches.extend(found);
+    }
+    mismatches.sort();
     Ok(mismatches)
+}
+
+fn key_text(key: &Option<Vec<String>>, open: &str) -> String {
+    match key {
+        Some(values) => format!("({})", values.join(", ")),
+        None => open.to_owned(),
+    }
 }

@@ -19,7 +19,7 @@ mod url;
 mod value;
 
 pub use conn::{Conn, ConnectOptions, Database, Dialect};
-pub use dump::{SchemaItem, SequenceValue, ServerInfo, TableInfo, quote_table};
+pub use dump::{KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo, last_key, quote_table};
 pub use error::DbError;
 pub use history::{AuditEntry, HistoryRow, HistoryTable, NewHistoryRow, State};
 pub use lock::Lock;

@@ -33,6 +33,7 @@ struct BackupFile {
     #[serde(default)]
     before_up: bool,
     preimages: Option<bool>,
+    chunk_kib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +71,8 @@ pub(crate) struct Settings {
     pub(crate) backup_before_up: bool,
     /// Whether `up` keeps a copy of dropped tables and columns for `down`.
     pub(crate) preimages: bool,
+    /// Bytes of rows per backup chunk, before compression.
+    pub(crate) chunk_bytes: u64,
 }
 
 /// A configuration problem: exit code 2.
@@ -135,6 +138,13 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
         backup_dir: file.backup.dir.unwrap_or_else(|| PathBuf::from("backups")),
         backup_before_up: file.backup.before_up,
         preimages: file.backup.preimages.unwrap_or(true),
+        chunk_bytes: match file.backup.chunk_kib {
+            Some(0) => {
+                return Err(ConfigError(format!("{}: [backup] chunk_kib must be at least 1", path.display())).into());
+            }
+            Some(kib) => kib * 1024,
+            None => 64 * 1024 * 1024,
+        },
     })
 }
 

@@ -170,7 +170,7 @@ fn backup_options(
         out: out.unwrap_or_else(|| settings.backup_dir.clone()),
         tables,
         url: settings.database_url.clone(),
-        chunk_bytes: 64 * 1024 * 1024,
+        chunk_bytes: settings.chunk_bytes,
         level: 3,
     }
 }

@@ -108,6 +108,8 @@ fn only_set(p: &Project) -> PathBuf {
 fn backup_round_trip(kind: Kind) {
     let source = TestDb::new(kind);
     let p = project(kind);
+    // Small chunks: several per table, loaded and checked in parallel.
+    p.file("waymark.toml", "[backup]\nchunk_kib = 16\n");
     p.run(&source, &["up"]).ok();
     let created = p.run(&source, &["backup", "create", "--json"]).ok().json();
     // parent, child, nokey, and waymark's history, audit, checkpoint and
@@ -127,6 +129,15 @@ fn backup_round_trip(kind: Kind) {
     assert_eq!(listed["backups"][0]["tables"], 7);
     p.run(&source, &["backup", "verify", "--deep", set.to_str().unwrap()])
         .ok();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let parent = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"].as_str().unwrap().ends_with("parent"))
+        .unwrap();
+    assert!(parent["chunks"].as_array().unwrap().len() > 2, "{parent}");
 
     let target = TestDb::new(kind);
     let run = p
@@ -546,4 +557,49 @@ impl Session {
             }
         }
     }
+}
+
+/// A database that changes a row as it is restored (here a trigger an
+/// event trigger puts on the table as it is made): the check afterwards
+/// reports the one chunk, by its keys, whose rows differ.
+#[test]
+fn a_row_changed_during_restore_is_narrowed_to_its_chunk() {
+    let source = TestDb::new(Kind::Postgres);
+    let p = project(Kind::Postgres);
+    p.file("waymark.toml", "[backup]\nchunk_kib = 16\n");
+    p.run(&source, &["up"]).ok();
+    p.run(&source, &["backup", "create"]).ok();
+    let set = only_set(&p);
+    let target = TestDb::new(Kind::Postgres);
+    target.execute(
+        "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.id = 2500 THEN NEW.name := 'tampered'; END IF; RETURN NEW; END $$;\n\
+         CREATE FUNCTION arm() RETURNS event_trigger LANGUAGE plpgsql AS $$ \
+         DECLARE r record; BEGIN \
+         FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' LOOP \
+         IF r.object_identity = 'public.parent' THEN \
+         EXECUTE 'CREATE TRIGGER tamper BEFORE INSERT ON public.parent FOR EACH ROW EXECUTE FUNCTION public.tamper()'; \
+         END IF; END LOOP; END $$;\n\
+         CREATE EVENT TRIGGER arm ON ddl_command_end EXECUTE FUNCTION arm();",
+    );
+    let run = p
+        .run(
+            &source,
+            &["backup", "restore", set.to_str().unwrap(), "--to", &target.url],
+        )
+        .code(3)
+        .stderr_has("restored, but 1 table(s) differ from the backup: public.parent: the rows of data/0003-");
+    assert_eq!(run.stderr.matches("public.parent:").count(), 1, "{}", run.stderr);
+    let range = run.stderr.split("keys after ").nth(1).unwrap_or_default();
+    let bounds: Vec<i64> = range
+        .split(['(', ')', '\''])
+        .filter_map(|s| s.parse().ok())
+        .take(2)
+        .collect();
+    assert!(
+        bounds.len() == 2 && bounds[0] < 2500 && 2500 <= bounds[1],
+        "the range holds key 2500: {}",
+        run.stderr
+    );
+    target.execute("DROP EVENT TRIGGER arm");
 }
