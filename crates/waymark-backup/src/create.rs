@@ -8,10 +8,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use waymark_db::{Database, Dialect, SchemaItem, TableInfo};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use waymark_db::{Conn, Database, Dialect, KeyRange, SchemaItem, TableInfo};
 
 use crate::error::BackupError;
 use crate::manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Source, Table};
+use crate::verify::decode;
 
 /// How to take a backup.
 #[derive(Debug, Clone)]
@@ -80,6 +83,63 @@ struct OpenChunk {
     raw: Sha256,
     raw_bytes: u64,
     rows: u64,
+}
+
+impl<'a> ChunkWriter<'a> {
+    fn new(dir: &'a Path, prefix: String, options: &CreateOptions) -> Self {
+        ChunkWriter {
+            dir,
+            prefix,
+            limit: options.chunk_bytes,
+            level: options.level,
+            open: None,
+            chunks: Vec::new(),
+            files: Vec::new(),
+            table: Sha256::new(),
+        }
+    }
+}
+
+/// Streams the rows of `range` of a table into `writer`, counting rows and
+/// bytes (over every table) in `counters` for progress.
+async fn copy_rows(
+    conn: &mut Conn,
+    info: &TableInfo,
+    range: &KeyRange,
+    writer: &mut ChunkWriter<'_>,
+    (rows_so_far, bytes_so_far): (&AtomicU64, &AtomicU64),
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<u64, BackupError> {
+    let dialect = conn.dialect();
+    let mut failed: Option<(PathBuf, std::io::Error)> = None;
+    let rows = conn
+        .stream_rows_in(info, range, &mut |piece| {
+            let rows = match dialect {
+                Dialect::Postgres => piece.iter().filter(|b| **b == b'\n').count() as u64,
+                _ => 1,
+            };
+            let total = rows_so_far.fetch_add(rows, Ordering::Relaxed) + rows;
+            let bytes = bytes_so_far.fetch_add(piece.len() as u64, Ordering::Relaxed) + piece.len() as u64;
+            if total % 10_000 < rows {
+                progress(Progress {
+                    table: &info.name,
+                    rows: total,
+                    bytes,
+                    total_bytes: None,
+                });
+            }
+            writer.write(piece, rows).inspect_err(|e| {
+                failed = Some((writer.current(), std::io::Error::new(e.kind(), e.to_string())));
+            })
+        })
+        .await
+        .map_err(|e| match failed.take() {
+            Some((path, io)) => BackupError::io(&path, io),
+            None => BackupError::Db(e),
+        })?;
+    let last = writer.current();
+    writer.close().map_err(|e| BackupError::io(&last, e))?;
+    Ok(rows)
 }
 
 impl ChunkWriter<'_> {
@@ -211,10 +271,15 @@ async fn write_set(
     conn.hold_tables(&tables).await?;
     let sequences = conn.sequences().await?;
 
+    let snapshot = match dialect {
+        Dialect::Postgres => Some(conn.export_snapshot().await?),
+        _ => None,
+    };
+
     // The schema, before and after the rows.
     let schema: Vec<SchemaItem> = match dialect {
         Dialect::Postgres => {
-            let snapshot = conn.export_snapshot().await?;
+            let snapshot = snapshot.as_deref().expect("exported above on PostgreSQL");
             let mut items = Vec::new();
             for (section, after_rows) in [("pre-data", false), ("post-data", true)] {
                 items.push(SchemaItem {
@@ -223,7 +288,7 @@ async fn write_set(
                     sql: pg_dump(
                         &options.url,
                         section,
-                        &snapshot,
+                        snapshot,
                         options.tables.as_ref().map(|_| &tables),
                     )?,
                 });
@@ -246,55 +311,67 @@ async fn write_set(
     files.push(write_file(dir, "schema.json", &schema_text)?);
 
     std::fs::create_dir(dir.join("data")).map_err(|e| BackupError::io(dir, e))?;
+    // A big table is read in two halves by key, on two connections sharing
+    // the snapshot, so the server formats rows on two cores.
+    let mut helper = match &snapshot {
+        Some(id) => Some(db.join_snapshot(id).await?),
+        None => None,
+    };
     let mut done_tables = Vec::new();
-    let mut bytes_so_far = 0u64;
+    let bytes_so_far = AtomicU64::new(0);
     for (index, info) in tables.into_iter().enumerate() {
-        let mut writer = ChunkWriter {
-            dir,
-            prefix: format!("data/{:04}", index + 1),
-            limit: options.chunk_bytes,
-            level: options.level,
-            open: None,
-            chunks: Vec::new(),
-            files: Vec::new(),
-            table: Sha256::new(),
+        let split = match &helper {
+            // Worth it once the table fills two chunks.
+            Some(_) => conn.split_key(&info, 2 * options.chunk_bytes).await?,
+            None => None,
         };
-        let mut rows_so_far = 0u64;
-        let mut failed: Option<(PathBuf, std::io::Error)> = None;
-        let name = info.name.clone();
-        let rows = conn
-            .stream_rows(&info, &mut |piece| {
-                let rows = match dialect {
-                    Dialect::Postgres => piece.iter().filter(|b| **b == b'\n').count() as u64,
-                    _ => 1,
+        let prefix = format!("data/{:04}", index + 1);
+        let rows_so_far = AtomicU64::new(0);
+        let (rows, writer) = match (split, helper.as_mut()) {
+            (Some(mid), Some(second)) => {
+                let first_half = KeyRange {
+                    after: None,
+                    upto: Some(mid.clone()),
                 };
-                rows_so_far += rows;
-                bytes_so_far += piece.len() as u64;
-                if rows_so_far % 10_000 < rows {
-                    progress(Progress {
-                        table: &name,
-                        rows: rows_so_far,
-                        bytes: bytes_so_far,
-                        total_bytes: None,
-                    });
+                let second_half = KeyRange {
+                    after: Some(mid),
+                    upto: None,
+                };
+                let mut a = ChunkWriter::new(dir, prefix.clone(), options);
+                let mut b = ChunkWriter::new(dir, format!("{prefix}b"), options);
+                let counters = (&rows_so_far, &bytes_so_far);
+                // One half reports progress for both: the counters are shared.
+                let mut quiet = |_: Progress<'_>| {};
+                let (ra, rb) = tokio::join!(
+                    copy_rows(&mut conn, &info, &first_half, &mut a, counters, progress),
+                    copy_rows(second, &info, &second_half, &mut b, counters, &mut quiet),
+                );
+                let rows = ra? + rb?;
+                // The table's digest is of its rows in key order: the first
+                // half's, then the second's, read back from its chunks.
+                for chunk in &b.chunks {
+                    let path = dir.join(&chunk.file);
+                    a.table.update(decode(&path).map_err(|e| BackupError::io(&path, e))?);
                 }
-                writer.write(piece, rows).inspect_err(|e| {
-                    failed = Some((writer.current(), std::io::Error::new(e.kind(), e.to_string())));
-                })
-            })
-            .await
-            .map_err(|e| match failed.take() {
-                Some((path, io)) => BackupError::io(&path, io),
-                None => BackupError::Db(e),
-            })?;
-        let last = writer.current();
-        writer.close().map_err(|e| BackupError::io(&last, e))?;
+                a.chunks.append(&mut b.chunks);
+                a.files.append(&mut b.files);
+                (rows, a)
+            }
+            _ => {
+                let mut writer = ChunkWriter::new(dir, prefix, options);
+                let whole = KeyRange::default();
+                let counters = (&rows_so_far, &bytes_so_far);
+                let rows = copy_rows(&mut conn, &info, &whole, &mut writer, counters, progress).await?;
+                (rows, writer)
+            }
+        };
         progress(Progress {
-            table: &name,
+            table: &info.name,
             rows,
-            bytes: bytes_so_far,
+            bytes: bytes_so_far.load(Ordering::Relaxed),
             total_bytes: None,
         });
+        let mut writer = writer;
         files.append(&mut writer.files);
         done_tables.push(Table {
             info,
@@ -302,6 +379,9 @@ async fn write_set(
             sha256: hex::encode(writer.table.finalize()),
             chunks: writer.chunks,
         });
+    }
+    if let Some(second) = helper {
+        second.rollback().await?;
     }
     // The snapshot ends here: everything above saw the same database.
     conn.rollback().await?;

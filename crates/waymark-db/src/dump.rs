@@ -36,7 +36,9 @@ impl KeyRange {
         let mut conditions = Vec::new();
         for (bound, op, or_equal) in [(&self.after, ">", false), (&self.upto, "<", true)] {
             let Some(values) = bound else { continue };
-            conditions.push(compare(dialect, &key, op, or_equal, values));
+            // A bound may give only the key's first columns.
+            let key = &key[..values.len().min(key.len())];
+            conditions.push(compare(dialect, key, op, or_equal, values));
         }
         if conditions.is_empty() {
             String::new()
@@ -295,6 +297,28 @@ impl Database {
         };
         Ok(Conn {
             inner,
+            history: self.history.clone(),
+        })
+    }
+
+    /// A second transaction on the snapshot another exported
+    /// ([`Conn::export_snapshot`]; PostgreSQL only), to read some of the
+    /// same tables in parallel and see exactly what the first sees.
+    pub async fn join_snapshot(&self, snapshot: &str) -> Result<Conn, DbError> {
+        let failed = |e| DbError::query("joining the backup's snapshot", e);
+        let Pools::Postgres(p) = &self.pools else {
+            return Err(DbError::Config(
+                "only PostgreSQL shares a snapshot between connections".to_owned(),
+            ));
+        };
+        let mut tx = p
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(failed)?;
+        let set = format!("SET TRANSACTION SNAPSHOT '{}'", snapshot.replace('\'', "''"));
+        sqlx::Executor::execute(&mut *tx, set.as_str()).await.map_err(failed)?;
+        Ok(Conn {
+            inner: ConnInner::PgTx(tx),
             history: self.history.clone(),
         })
     }
@@ -589,6 +613,50 @@ impl Conn {
         sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     ) -> Result<u64, DbError> {
         self.stream_range(table, &KeyRange::default(), sink).await
+    }
+
+    /// A key that splits a big table (PostgreSQL, at least `min_bytes` on
+    /// disk) into two halves of about equal size, from
+    /// the planner's statistics of its key's first column: a split point
+    /// for reading it on two connections. `None` when there are no
+    /// statistics, no key, or too few rows to be worth it.
+    pub async fn split_key(&mut self, table: &TableInfo, min_bytes: u64) -> Result<Option<Vec<String>>, DbError> {
+        let Some(first) = table.primary_key.first() else {
+            return Ok(None);
+        };
+        if self.dialect() != Dialect::Postgres {
+            return Ok(None);
+        }
+        let (schema, name) = table.name.split_once('.').unwrap_or(("public", &table.name));
+        let found = self
+            .query_rows(
+                "SELECT b[array_length(b, 1) / 2 + 1] FROM pg_class c                  JOIN pg_namespace n ON n.oid = c.relnamespace                  JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = $3,                  LATERAL (SELECT s.histogram_bounds::text::text[] AS b) h                  WHERE n.nspname = $1 AND c.relname = $2 AND pg_relation_size(c.oid) >= $4 \
+                 AND array_length(b, 1) > 2",
+                &[
+                    Value::Text(schema.to_owned()),
+                    Value::Text(name.to_owned()),
+                    Value::Text(first.clone()),
+                    Value::Int(i64::try_from(min_bytes).unwrap_or(i64::MAX)),
+                ],
+                1,
+            )
+            .await?;
+        Ok(text_rows(found)
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .filter(|v| !v.is_empty())
+            .map(|v| vec![format!("'{}'", v.replace('\'', "''"))]))
+    }
+
+    /// [`Conn::stream_rows`] for the rows of one key range.
+    pub async fn stream_rows_in(
+        &mut self,
+        table: &TableInfo,
+        range: &KeyRange,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<u64, DbError> {
+        self.stream_range(table, range, sink).await
     }
 
     /// The row count and SHA-256 of the rows of `table` in `range` (of its

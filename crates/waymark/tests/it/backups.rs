@@ -24,7 +24,8 @@ fn schema(kind: Kind) -> &'static str {
              INSERT INTO child (parent_id, note) SELECT g, CASE WHEN g % 2 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 3000) g;\n\
              INSERT INTO nokey VALUES (1, 'x'), (1, 'x'), (NULL, NULL);\n\
              CREATE INDEX child_parent ON child (parent_id);\n\
-             CREATE VIEW v AS SELECT p.name, c.note FROM parent p JOIN child c ON c.parent_id = p.id;\n"
+             CREATE VIEW v AS SELECT p.name, c.note FROM parent p JOIN child c ON c.parent_id = p.id;\n\
+             ANALYZE;\n"
         }
         Kind::Mysql => {
             "CREATE TABLE parent (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(60) NOT NULL, data JSON, \
@@ -138,6 +139,17 @@ fn backup_round_trip(kind: Kind) {
         .find(|t| t["name"].as_str().unwrap().ends_with("parent"))
         .unwrap();
     assert!(parent["chunks"].as_array().unwrap().len() > 2, "{parent}");
+    if kind == Kind::Postgres {
+        // Big enough to be read in two halves at once (its statistics give
+        // the split), and still one table in key order.
+        let halves = parent["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["file"].as_str().unwrap().contains("b-"))
+            .count();
+        assert!(halves > 0, "{parent}");
+    }
 
     let target = TestDb::new(kind);
     let run = p
@@ -588,7 +600,7 @@ fn a_row_changed_during_restore_is_narrowed_to_its_chunk() {
             &["backup", "restore", set.to_str().unwrap(), "--to", &target.url],
         )
         .code(3)
-        .stderr_has("restored, but 1 table(s) differ from the backup: public.parent: the rows of data/0003-");
+        .stderr_has("restored, but 1 table(s) differ from the backup: public.parent: the rows of data/0003");
     assert_eq!(run.stderr.matches("public.parent:").count(), 1, "{}", run.stderr);
     let range = run.stderr.split("keys after ").nth(1).unwrap_or_default();
     let bounds: Vec<i64> = range
