@@ -20,6 +20,6 @@ mod verify;
 pub use create::{CreateOptions, Progress, create};
 pub use error::BackupError;
 pub use list::{Listed, list};
-pub use manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Table};
+pub use manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Table, table_digest};
 pub use restore::{RestoreReport, restore};
 pub use verify::{Report, verify};

@@ -11,7 +11,7 @@ use waymark_db::{SequenceValue, ServerInfo, TableInfo};
 use crate::error::BackupError;
 
 /// The format this crate writes and reads.
-pub const FORMAT: &str = "waymark-backup/1";
+pub const FORMAT: &str = "waymark-backup/2";
 
 /// The name of the manifest in a backup set.
 pub const MANIFEST: &str = "manifest.json";
@@ -76,11 +76,26 @@ pub struct Table {
     pub info: TableInfo,
     /// How many rows it held.
     pub rows: u64,
-    /// SHA-256 of its rows in canonical form, in primary-key order: equal to
-    /// the digest of the live table while it holds the same rows.
+    /// The table's content digest: [`table_digest`] of its chunks, each the
+    /// SHA-256 of a run of its rows in canonical form, in primary-key
+    /// order. A live table holding the same rows has the same digest when
+    /// its rows, read in that order, are cut into runs of the chunks' row
+    /// counts; and one that differs is found different run by run.
     pub sha256: String,
     /// Its chunks, in order.
     pub chunks: Vec<Chunk>,
+}
+
+/// A table's content digest from its chunks' digests: the SHA-256 of
+/// their hex digests, one per line. Hashing the rows once, chunk by chunk,
+/// lets chunks be written, restored and checked in parallel.
+pub fn table_digest<'a>(chunk_digests: impl IntoIterator<Item = &'a str>) -> String {
+    let mut hash = Sha256::new();
+    for digest in chunk_digests {
+        hash.update(digest.as_bytes());
+        hash.update(b"\n");
+    }
+    hex::encode(hash.finalize())
 }
 
 /// A piece of a table's rows, compressed into one file.

@@ -760,19 +760,6 @@ impl Conn {
         Ok(rows)
     }
 
-    /// SHA-256 and row count of `table`'s canonical rows, as a backup
-    /// records them.
-    pub async fn table_digest(&mut self, table: &TableInfo) -> Result<(u64, String), DbError> {
-        let mut hash = Sha256::new();
-        let rows = self
-            .stream_rows(table, &mut |bytes| {
-                hash.update(bytes);
-                Ok(())
-            })
-            .await?;
-        Ok((rows, hex::encode(hash.finalize())))
-    }
-
     /// Loads rows in canonical form (whole records, as [`Conn::stream_rows`]
     /// wrote them) into `table`. Returns the number of rows.
     pub async fn load_rows(&mut self, table: &TableInfo, data: &[u8]) -> Result<u64, DbError> {
