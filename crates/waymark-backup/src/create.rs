@@ -111,7 +111,8 @@ async fn copy_rows(
     let mut failed: Option<(PathBuf, std::io::Error)> = None;
     // Rows arrive one by one; they are hashed and compressed in batches,
     // which costs far less per byte.
-    let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
+    let limit = BATCH.min(usize::try_from(writer.limit / 4).unwrap_or(BATCH)).max(1);
+    let mut batch: Vec<u8> = Vec::with_capacity(limit);
     let mut batch_rows = 0u64;
     let streamed = conn
         .stream_rows_in(info, range, &mut |piece| {
@@ -131,7 +132,7 @@ async fn copy_rows(
             }
             batch.extend_from_slice(piece);
             batch_rows += rows;
-            if batch.len() < BATCH {
+            if batch.len() < limit {
                 return Ok(());
             }
             let written = writer.write(&batch, batch_rows);
@@ -148,14 +149,17 @@ async fn copy_rows(
     })?;
     let last = writer.current();
     if !batch.is_empty() {
-        writer.write(&batch, batch_rows).map_err(|e| BackupError::io(&last, e))?;
+        writer
+            .write(&batch, batch_rows)
+            .map_err(|e| BackupError::io(&last, e))?;
     }
     let last = writer.current();
     writer.close().map_err(|e| BackupError::io(&last, e))?;
     Ok(rows)
 }
 
-/// Bytes of whole rows hashed and compressed at a time.
+/// Bytes of whole rows hashed and compressed at a time (at most a quarter
+/// of a chunk, so chunks keep their size).
 const BATCH: usize = 256 * 1024;
 
 impl ChunkWriter<'_> {
