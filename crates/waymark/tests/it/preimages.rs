@@ -154,24 +154,6 @@ fn copies(db: &TestDb) -> (Vec<String>, i64) {
     (tables, listed)
 }
 
-fn columns_of_users(db: &TestDb) -> Vec<String> {
-    let sql = match db.kind {
-        Kind::Postgres => {
-            "SELECT column_name::text FROM information_schema.columns \
-                           WHERE table_name = 'users' ORDER BY ordinal_position"
-        }
-        Kind::Mysql => {
-            "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
-                        WHERE table_schema = DATABASE() AND table_name = 'users' ORDER BY ordinal_position"
-        }
-        Kind::Sqlite => "SELECT name FROM pragma_table_info('users') ORDER BY cid",
-    };
-    db.rows(sql)
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-        .collect()
-}
-
 each_dialect!(
     up_then_down_gives_back_the_dropped_rows,
     a_column_without_a_key_to_match_is_refused,
@@ -203,7 +185,7 @@ fn up_then_down_gives_back_the_dropped_rows(kind: Kind) {
     assert_eq!(kept[0]["rows"], 500);
     assert_eq!(kept[2]["rows"], 200);
     assert!(kept[0]["put_back"].is_null());
-    assert_eq!(columns_of_users(&db), ["id", "name"]);
+    assert_eq!(columns_of(&db, "users"), ["id", "name"]);
     assert_eq!(db.tables(), ["users"]);
     assert_eq!(copies(&db).0.len(), 4);
     assert_eq!(copies(&db).1, 4);
