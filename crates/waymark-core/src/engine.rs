@@ -1471,6 +1471,29 @@ impl StepSession {
         }
     }
 
+    /// After a statement: puts back what it made room for (`down`), or,
+    /// when it failed, discards the copies kept for it since `mark`: it
+    /// dropped nothing, and a copy left behind would later stand in for
+    /// data that may change. (Inside a transaction the rollback that
+    /// follows removes them anyway.)
+    async fn after(&mut self, mark: usize, put_back: bool, succeeded: bool) -> Result<(), CallError> {
+        if succeeded {
+            if put_back {
+                self.put_back_ready().await.map_err(step_error)?;
+            }
+            return Ok(());
+        }
+        let kept: Vec<String> = self.notes.drain(mark..).map(|n| n.kept_in).collect();
+        if let Some(conn) = self.conn.as_mut() {
+            for kept_in in kept {
+                if let Err(e) = conn.discard_preimage(&kept_in).await {
+                    tracing::debug!(kept_in, "discarding a copy after its statement failed: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Keeps a copy of each of `targets` (`up` only).
     async fn keep_all(&mut self, targets: &[waymark_db::ObjectRef]) -> Result<(), CallError> {
         let Some(Preimages::Keep { version }) = &self.preimages else {
@@ -1656,13 +1679,12 @@ impl StepEnv for StepSession {
     fn execute<'a>(&'a mut self, sql: &'a str, params: Vec<Value>) -> StepFuture<'a, Result<u64, CallError>> {
         Box::pin(async move {
             self.check(sql)?;
+            let mark = self.notes.len();
             let put_back = self.before(sql, false).await?;
             let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
-            let rows = self.conn()?.execute_with(sql, &params).await.map_err(step_error)?;
-            if put_back {
-                self.put_back_ready().await.map_err(step_error)?;
-            }
-            Ok(rows)
+            let result = self.conn()?.execute_with(sql, &params).await;
+            self.after(mark, put_back, result.is_ok()).await?;
+            Ok(result.map_err(step_error)?)
         })
     }
 
@@ -1674,16 +1696,12 @@ impl StepEnv for StepSession {
     ) -> StepFuture<'a, Result<Rows, CallError>> {
         Box::pin(async move {
             self.check(sql)?;
+            let mark = self.notes.len();
             let put_back = self.before(sql, false).await?;
             let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
-            let rows = self
-                .conn()?
-                .query_rows(sql, &params, max_rows)
-                .await
-                .map_err(step_error)?;
-            if put_back {
-                self.put_back_ready().await.map_err(step_error)?;
-            }
+            let result = self.conn()?.query_rows(sql, &params, max_rows).await;
+            self.after(mark, put_back, result.is_ok()).await?;
+            let rows = result.map_err(step_error)?;
             Ok(Rows {
                 columns: rows
                     .columns
@@ -1709,12 +1727,11 @@ impl StepEnv for StepSession {
     fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
         Box::pin(async move {
             self.check(sql)?;
+            let mark = self.notes.len();
             let put_back = self.before(sql, true).await?;
-            let rows = self.conn()?.execute_script(sql).await.map_err(step_error)?;
-            if put_back {
-                self.put_back_ready().await.map_err(step_error)?;
-            }
-            Ok(rows)
+            let result = self.conn()?.execute_script(sql).await;
+            self.after(mark, put_back, result.is_ok()).await?;
+            Ok(result.map_err(step_error)?)
         })
     }
 

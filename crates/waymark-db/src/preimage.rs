@@ -291,21 +291,28 @@ impl Conn {
                 rows
             }
         };
-        self.execute(&format!("DROP TABLE {kept}"))
+        self.discard_preimage(&preimage.kept_in)
             .await
             .map_err(|e| e.context(context()))?;
+        tracing::debug!(object = preimage.object, written, "put back a pre-image");
+        Ok(Some(written))
+    }
+
+    /// Removes a copy that is no longer wanted, and its listing.
+    pub async fn discard_preimage(&mut self, kept_in: &str) -> Result<(), DbError> {
+        let dialect = self.dialect();
+        let kept = self.history.quoted(dialect, &kept_in[self.history.name.len()..]);
+        self.execute(&format!("DROP TABLE IF EXISTS {kept}")).await?;
         self.execute_with(
             &format!(
                 "DELETE FROM {} WHERE kept_in = {}",
                 self.history.preimages(dialect),
                 ph(dialect, 1)
             ),
-            &[Value::Text(preimage.kept_in.clone())],
+            &[Value::Text(kept_in.to_owned())],
         )
-        .await
-        .map_err(|e| e.context(context()))?;
-        tracing::debug!(object = preimage.object, written, "put back a pre-image");
-        Ok(Some(written))
+        .await?;
+        Ok(())
     }
 
     /// Moves the sequences that feed `table`'s columns past the values now

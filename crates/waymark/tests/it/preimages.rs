@@ -388,3 +388,24 @@ fn a_drops_entry_that_names_no_column_is_refused() {
         .stderr_has("1_bad/step.toml: drops.tables: \"a..b\" is not a table name");
     assert!(db.history().is_empty());
 }
+
+/// A drop that fails (a foreign key needs the column) keeps no copy: it
+/// dropped nothing, and a stale copy would later stand in for live data.
+fn a_failed_drop_leaves_no_copy(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.migration(
+        "1_t",
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT UNIQUE);\n\
+         CREATE TABLE c (id INT PRIMARY KEY, t_v INT REFERENCES t (v));\n\
+         INSERT INTO t VALUES (1, 10), (2, 20);\nINSERT INTO c VALUES (1, 10);\n",
+        None,
+    );
+    p.run(&db, &["up"]).ok();
+    p.migration("2_drop_v", "ALTER TABLE t DROP COLUMN v;\n", None);
+    p.run(&db, &["up"]).code(1).stderr_has("migration 2_drop_v failed");
+    assert_eq!(copies(&db), (vec![], 0));
+    assert_eq!(columns_of(&db, "t"), ["id", "v"]);
+}
+
+each_dialect!(a_failed_drop_leaves_no_copy);
