@@ -293,6 +293,12 @@ impl Engine {
         Ok(entries(set, self.db.history().await?))
     }
 
+    /// The copies of dropped data that applied migrations keep for their
+    /// `down`.
+    pub async fn preimages(&self) -> Result<Vec<waymark_db::Preimage>, Error> {
+        Ok(self.db.preimages().await?)
+    }
+
     /// What `up` would run, checked exactly as `up` checks it.
     pub async fn plan(&self, set: &MigrationSet, options: &UpOptions) -> Result<Plan, Error> {
         let status = self.status(set).await?;

@@ -35,5 +35,5 @@ pub use waymark_backup::{
     BackupError, CreateOptions as BackupOptions, Listed, Manifest, Progress as BackupProgress,
     Report as VerifyBackupReport, RestoreReport, list as list_backups, verify as verify_backup,
 };
-pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, redact};
+pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, Preimage, redact};
 pub use waymark_host::{Action, Description, Inspection, Limits, StepFailure};

@@ -362,25 +362,40 @@ impl Database {
         }
         conn.history_rows(None).await
     }
+
+    /// Every copy of dropped data kept for a `down`, oldest first per
+    /// migration; none when waymark has not made its tables yet.
+    pub async fn preimages(&self) -> Result<Vec<crate::Preimage>, DbError> {
+        let mut conn = self.connection().await?;
+        if !conn.own_table_exists("_preimage").await? {
+            return Ok(Vec::new());
+        }
+        conn.preimages(None).await
+    }
 }
 
 impl Conn {
     async fn history_exists(&mut self) -> Result<bool, DbError> {
+        self.own_table_exists("").await
+    }
+
+    /// Whether waymark's table `<history><suffix>` exists.
+    async fn own_table_exists(&mut self, suffix: &str) -> Result<bool, DbError> {
         let h = self.history.clone();
         let dialect = dialect_of(&self.inner);
         let (sql, args): (String, Vec<String>) = match dialect {
             Dialect::Postgres => (
                 "SELECT CAST(to_regclass($1) IS NOT NULL AS INTEGER)".to_owned(),
-                vec![h.table(dialect)],
+                vec![h.quoted(dialect, suffix)],
             ),
             Dialect::Mysql => (
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
                     .to_owned(),
-                vec![h.name.clone()],
+                vec![format!("{}{suffix}", h.name)],
             ),
             Dialect::Sqlite => (
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?".to_owned(),
-                vec![h.name.clone()],
+                vec![format!("{}{suffix}", h.name)],
             ),
         };
         let found: i64 = with_conn!(&mut self.inner, c => {

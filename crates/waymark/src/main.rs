@@ -254,7 +254,8 @@ async fn dispatch(
     match &cli.command {
         Command::Status => {
             let entries = engine.status(set).await?;
-            out.status(&entries);
+            let kept = engine.preimages().await?;
+            out.status(&entries, &kept);
             Ok(0)
         }
         Command::Plan(args) if args.down => {

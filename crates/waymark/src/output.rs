@@ -8,8 +8,8 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 use serde_json::json;
 use waymark_core::{
-    Applied, BackupProgress, Entry, Error, Event, Inspection, Listed, Manifest, Migration, Plan, PluginTest, Progress,
-    RepairAction, RestoreReport, VerifyBackupReport, VerifyReport,
+    Applied, BackupProgress, Entry, Error, Event, Inspection, Listed, Manifest, Migration, Plan, PluginTest, Preimage,
+    Progress, RepairAction, RestoreReport, VerifyBackupReport, VerifyReport,
 };
 
 fn human_bytes(n: u64) -> String {
@@ -51,6 +51,8 @@ struct EntryJson<'a> {
     error: Option<&'a str>,
     reversible: Option<bool>,
     backup_id: Option<&'a str>,
+    /// Copies of dropped data kept for its `down`.
+    preimages: Vec<&'a Preimage>,
 }
 
 impl<'a> From<&'a Entry> for EntryJson<'a> {
@@ -74,6 +76,7 @@ impl<'a> From<&'a Entry> for EntryJson<'a> {
                 waymark_core::Step::Sql => Some(m.down.is_some()),
                 waymark_core::Step::Component(_) => None,
             }),
+            preimages: Vec::new(),
         }
     }
 }
@@ -184,9 +187,17 @@ impl Output {
         }
     }
 
-    pub(crate) fn status(&self, entries: &[Entry]) {
+    pub(crate) fn status(&self, entries: &[Entry], kept: &[Preimage]) {
+        let kept_by =
+            |e: &Entry| -> Vec<&Preimage> { kept.iter().filter(|p| p.version == e.version.as_str()).collect() };
         if self.json {
-            let list: Vec<EntryJson<'_>> = entries.iter().map(EntryJson::from).collect();
+            let list: Vec<EntryJson<'_>> = entries
+                .iter()
+                .map(|e| EntryJson {
+                    preimages: kept_by(e),
+                    ..EntryJson::from(e)
+                })
+                .collect();
             self.print_json(&json!({ "ok": true, "migrations": list }));
             return;
         }
@@ -208,6 +219,17 @@ impl Output {
             ]);
         }
         outln!("{table}");
+        for e in entries {
+            let copies = kept_by(e);
+            if copies.is_empty() {
+                continue;
+            }
+            let list: Vec<String> = copies
+                .iter()
+                .map(|p| format!("{} ({} rows, in {})", p.object, p.rows, p.kept_in))
+                .collect();
+            outln!("{} keeps what it dropped, for its down: {}", e.label(), list.join(", "));
+        }
     }
 
     pub(crate) fn plan(&self, plan: &Plan, down: bool) {

@@ -189,6 +189,19 @@ fn up_then_down_gives_back_the_dropped_rows(kind: Kind) {
     assert_eq!(db.tables(), ["users"]);
     assert_eq!(copies(&db).0.len(), 4);
     assert_eq!(copies(&db).1, 4);
+    // `status` says which migration keeps what.
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    let listed = &status["migrations"][1]["preimages"];
+    assert_eq!(listed.as_array().unwrap().len(), 4, "{status}");
+    assert_eq!(listed[0]["rows"], 500);
+    assert!(status["migrations"][0]["preimages"].as_array().unwrap().is_empty());
+    let shown = p.run(&db, &["status"]).ok();
+    assert!(
+        shown.stdout.contains("2_drop keeps what it dropped, for its down: ")
+            && shown.stdout.contains(".email (500 rows, in waymark_history_pre_"),
+        "{}",
+        shown.stdout
+    );
 
     let run = p.run(&db, &["down", "--json"]).ok();
     assert!(
@@ -200,6 +213,8 @@ fn up_then_down_gives_back_the_dropped_rows(kind: Kind) {
     assert_eq!(run.json()["done"][0]["preimages"].as_array().unwrap().len(), 4);
     assert_eq!(contents(&db), before, "the same rows, not only the same columns");
     assert_eq!(copies(&db), (vec![], 0), "copies are removed once put back");
+    let shown = p.run(&db, &["status"]).ok();
+    assert!(!shown.stdout.contains("keeps what it dropped"), "{}", shown.stdout);
 
     // The sequence behind a restored key is past the restored values.
     db.execute("INSERT INTO sessions (user_id, token) VALUES (1, 'after')");
