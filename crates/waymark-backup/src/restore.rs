@@ -292,12 +292,7 @@ async fn check_restored(
                 let (t, range, what, rows, sha) = match &check {
                     Check::Chunk { table, chunk, range } => {
                         let c = &manifest.tables[*table].chunks[*chunk];
-                        let what = format!(
-                            "the rows of {} (keys after {} up to {})",
-                            c.file,
-                            key_text(&range.after, "the start"),
-                            key_text(&range.upto, "the end")
-                        );
+                        let what = format!("the rows of {} ({range})", c.file);
                         (*table, range.clone(), what, c.rows, &c.raw_sha256)
                     }
                     Check::Table { .. } => unreachable!("checked above"),
@@ -373,11 +368,4 @@ async fn check_whole_table(conn: &mut Conn, table: &Table) -> Result<Vec<String>
         ));
     }
     Ok(problems)
-}
-
-fn key_text(key: &Option<Vec<String>>, open: &str) -> String {
-    match key {
-        Some(values) => format!("({})", values.join(", ")),
-        None => open.to_owned(),
-    }
 }

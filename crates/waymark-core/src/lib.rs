@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod cutover;
 mod drops;
 mod engine;
 mod error;
@@ -20,6 +21,7 @@ mod status;
 mod version;
 
 pub use backup::restore;
+pub use cutover::compare;
 pub use engine::{
     Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, PreimageNote, Progress, RepairAction,
     RepairOptions, UpOptions, VerifyReport,
@@ -35,5 +37,6 @@ pub use waymark_backup::{
     BackupError, CreateOptions as BackupOptions, Listed, Manifest, Progress as BackupProgress,
     Report as VerifyBackupReport, RestoreReport, list as list_backups, verify as verify_backup,
 };
+pub use waymark_cutover::{CompareOptions, CompareReport, TableComparison};
 pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, Preimage, redact};
 pub use waymark_host::{Action, Description, Inspection, Limits, StepFailure};

@@ -48,6 +48,23 @@ impl KeyRange {
     }
 }
 
+impl std::fmt::Display for KeyRange {
+    /// `keys after ('1') up to ('2')`, with `the start` and `the end` for
+    /// open ends.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let end = |key: &Option<Vec<String>>, open: &str| match key {
+            Some(values) => format!("({})", values.join(", ")),
+            None => open.to_owned(),
+        };
+        write!(
+            f,
+            "keys after {} up to {}",
+            end(&self.after, "the start"),
+            end(&self.upto, "the end")
+        )
+    }
+}
+
 /// `key op values` (lexicographic), written so that each dialect's planner
 /// reads it as a range of the key's index: a row comparison, expanded on
 /// MySQL/MariaDB, whose optimizer does not use an index for one.
@@ -647,6 +664,38 @@ impl Conn {
             .and_then(|r| r.into_iter().next())
             .filter(|v| !v.is_empty())
             .map(|v| vec![format!("'{}'", v.replace('\'', "''"))]))
+    }
+
+    /// Every `every`-th key of `table` in key order, as SQL literals: the
+    /// ends of ranges of `every` rows each, to compare a table range by
+    /// range. One pass over the key's index; none for a table without a
+    /// key.
+    pub async fn key_boundaries(&mut self, table: &TableInfo, every: u64) -> Result<Vec<Vec<String>>, DbError> {
+        if table.primary_key.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dialect = self.dialect();
+        let key: Vec<String> = table.primary_key.iter().map(|c| quote_ident(dialect, c)).collect();
+        let literal = |k: &String| match dialect {
+            Dialect::Postgres => format!("quote_literal({k}::text)"),
+            Dialect::Mysql => format!("QUOTE({k})"),
+            Dialect::Sqlite => format!("quote({k})"),
+        };
+        let literals: Vec<String> = (0..key.len()).map(|i| literal(&format!("waymark_k{i}"))).collect();
+        let aliased: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k} AS waymark_k{i}"))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM (SELECT {}, ROW_NUMBER() OVER (ORDER BY {}) AS waymark_rn FROM {}) waymark_keys \
+             WHERE waymark_rn % {every} = 0 ORDER BY waymark_rn",
+            literals.join(", "),
+            aliased.join(", "),
+            key.join(", "),
+            quote_table(dialect, &table.name)
+        );
+        Ok(text_rows(self.query_rows(&sql, &[], MANY).await?))
     }
 
     /// [`Conn::stream_rows`] for the rows of one key range.

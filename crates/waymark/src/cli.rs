@@ -98,6 +98,28 @@ pub(crate) enum Command {
     /// Take, verify, restore and list checksummed backups.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Move to another server with a way back (PostgreSQL).
+    #[command(subcommand)]
+    Cutover(CutoverCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CutoverCommand {
+    /// Compare the target's contents with the source's: tables, columns,
+    /// rows range by range of the primary key (row counts and digests,
+    /// with sample keys where a range differs), sequences. Exit 3 on any
+    /// difference. Exact when neither changes while it runs.
+    Verify {
+        /// The database moved from.
+        #[arg(long)]
+        source: String,
+        /// The database moved to.
+        #[arg(long)]
+        target: String,
+        /// Rows per range of a table's key.
+        #[arg(long, default_value_t = 100_000)]
+        range_rows: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

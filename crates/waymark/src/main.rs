@@ -17,7 +17,7 @@ use waymark_core::{
     RepairOptions, Sdk, UpOptions, Version, discover, redact, scaffold,
 };
 
-use crate::cli::{BackupCommand, Cli, Command, PluginCommand};
+use crate::cli::{BackupCommand, Cli, Command, CutoverCommand, PluginCommand};
 use crate::config::{ConfigError, Settings};
 use crate::output::Output;
 
@@ -115,6 +115,9 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<u8> {
     {
         return backup(command, &settings, out).await;
     }
+    if let Command::Cutover(command) = &cli.command {
+        return cutover(command, &settings, out).await;
+    }
     let set = discover(&settings.migrations).map_err(Error::from)?;
     let mut engine = connect(&settings).await?;
     if let Some(progress) = out.step_progress() {
@@ -209,6 +212,33 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
             Ok(0)
         }
         BackupCommand::Create { .. } => unreachable!("needs the database"),
+    }
+}
+
+async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
+    let connect = |url: &str| ConnectOptions {
+        url: url.to_owned(),
+        init_sql: settings.init_sql.clone(),
+        history: HistoryTable {
+            name: settings.history_table.clone(),
+            schema: settings.history_schema.clone(),
+        },
+        lock_timeout: settings.lock_timeout,
+    };
+    match command {
+        CutoverCommand::Verify {
+            source,
+            target,
+            range_rows,
+        } => {
+            let options = waymark_core::CompareOptions {
+                range_rows: *range_rows,
+                ..Default::default()
+            };
+            let report = waymark_core::compare(&connect(source), &connect(target), &options).await?;
+            out.compared(&report, &redact(source), &redact(target));
+            Ok(if report.matches() { 0 } else { exit::DIFFERENCES })
+        }
     }
 }
 
@@ -319,7 +349,9 @@ async fn dispatch(
             out.backup_created(&dir, &manifest);
             Ok(0)
         }
-        Command::New { .. } | Command::Plugin(_) | Command::Backup(_) => unreachable!("handled before connecting"),
+        Command::New { .. } | Command::Plugin(_) | Command::Backup(_) | Command::Cutover(_) => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 

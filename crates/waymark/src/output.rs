@@ -8,8 +8,8 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 use serde_json::json;
 use waymark_core::{
-    Applied, BackupProgress, Entry, Error, Event, Inspection, Listed, Manifest, Migration, Plan, PluginTest, Preimage,
-    Progress, RepairAction, RestoreReport, VerifyBackupReport, VerifyReport,
+    Applied, BackupProgress, CompareReport, Entry, Error, Event, Inspection, Listed, Manifest, Migration, Plan,
+    PluginTest, Preimage, Progress, RepairAction, RestoreReport, VerifyBackupReport, VerifyReport,
 };
 
 fn human_bytes(n: u64) -> String {
@@ -633,6 +633,35 @@ impl Output {
             };
         }
         outln!("{table}");
+    }
+
+    pub(crate) fn compared(&self, report: &CompareReport, source: &str, target: &str) {
+        let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
+        let ranges: usize = report.tables.iter().map(|t| t.ranges).sum();
+        if self.json {
+            self.print_json(&json!({
+                "ok": report.matches(),
+                "source": source,
+                "target": target,
+                "tables": report.tables,
+                "problems": report.problems,
+            }));
+        } else {
+            for problem in &report.problems {
+                outln!("{problem}");
+            }
+        }
+        if report.matches() {
+            self.note(&format!(
+                "{target} holds the same as {source}: {} tables, {rows} rows in {ranges} key ranges, and the sequences",
+                report.tables.len()
+            ));
+        } else {
+            eprintln!(
+                "error: {target} differs from {source} in {} way(s)",
+                report.problems.len()
+            );
+        }
     }
 
     pub(crate) fn backup_restored(&self, r: &RestoreReport, url: &str) {

@@ -6,6 +6,7 @@ mod backups;
 mod bad_input;
 mod component_steps;
 mod concurrency;
+mod cutover;
 mod failures;
 mod guide;
 mod hostile;
