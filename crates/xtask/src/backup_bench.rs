@@ -185,13 +185,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn timed(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+pub(crate) fn timed(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
     let started = Instant::now();
     f()?;
     Ok(started.elapsed())
 }
 
-fn sh(cmd: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn sh(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");

@@ -1,0 +1,158 @@
+//! `cargo xtask bench-verify`: `waymark cutover verify` of two identical
+//! pgbench databases against reading the same tables out of both with
+//! plain `COPY ... TO` (the floor: every row read once per side, both sides
+//! at once), in the same run, written into docs/BENCHMARKS.md between
+//! markers.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::backup_bench::{sh, timed};
+
+const BEGIN: &str = "<!-- verify-bench: written by `cargo xtask bench-verify --write` -->";
+const END: &str = "<!-- /verify-bench -->";
+const TABLES: [&str; 4] = [
+    "pgbench_accounts",
+    "pgbench_branches",
+    "pgbench_history",
+    "pgbench_tellers",
+];
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let mut scale = 50u32;
+    let mut runs = 3usize;
+    let mut write = false;
+    let mut admin =
+        std::env::var("WAYMARK_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--scale" => scale = it.next().context("--scale N")?.parse()?,
+            "--runs" => runs = it.next().context("--runs N")?.parse()?,
+            "--pg-url" => admin = it.next().context("--pg-url URL")?.clone(),
+            "--write" => write = true,
+            other => bail!(
+                "unknown argument {other}: cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]"
+            ),
+        }
+    }
+    let root = crate::root();
+    sh(Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "waymark"])
+        .current_dir(&root))?;
+    let waymark = root.join("target/release/waymark");
+    let base = &admin[..admin.rfind('/').unwrap()];
+    let url = |db: &str| format!("{base}/{db}");
+    let psql = |sql: &str| sh(Command::new("psql").args(["-q", "-d", &admin, "-c", sql]));
+
+    eprintln!("pgbench -i -s {scale}, and a copy of it");
+    psql("DROP DATABASE IF EXISTS wm_verify_src")?;
+    psql("DROP DATABASE IF EXISTS wm_verify_dst")?;
+    psql("CREATE DATABASE wm_verify_src")?;
+    sh(Command::new("pgbench").args(["-i", "-q", "-s", &scale.to_string(), &url("wm_verify_src")]))?;
+    psql("CREATE DATABASE wm_verify_dst TEMPLATE wm_verify_src")?;
+    let copy_all = |db: &str| {
+        TABLES
+            .iter()
+            .map(|t| format!("psql -q -d {} -c 'COPY {t} TO STDOUT'", url(db)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let measured = |script: String| -> anyhow::Result<String> {
+        let out = Command::new("sh").arg("-c").arg(script).output()?;
+        if !out.status.success() {
+            bail!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    };
+    let bytes: f64 = measured(format!("({}) | wc -c", copy_all("wm_verify_src")))?.parse()?;
+    let rows: f64 = measured(format!(
+        "psql -At -d {} -c \"SELECT {}\"",
+        url("wm_verify_src"),
+        TABLES
+            .iter()
+            .map(|t| format!("(SELECT count(*) FROM {t})"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    ))?
+    .parse()?;
+
+    let mut ours = Vec::new();
+    let mut floor = Vec::new();
+    for run in 0..runs {
+        eprintln!("run {} of {runs}", run + 1);
+        ours.push(timed(|| {
+            sh(Command::new(&waymark).args([
+                "-q",
+                "cutover",
+                "verify",
+                "--source",
+                &url("wm_verify_src"),
+                "--target",
+                &url("wm_verify_dst"),
+            ]))
+        })?);
+        floor.push(timed(|| {
+            sh(Command::new("sh").arg("-c").arg(format!(
+                "({}) > /dev/null & ({}) > /dev/null & wait",
+                copy_all("wm_verify_src"),
+                copy_all("wm_verify_dst")
+            )))
+        })?);
+    }
+    psql("DROP DATABASE wm_verify_src WITH (FORCE)")?;
+    psql("DROP DATABASE wm_verify_dst WITH (FORCE)")?;
+
+    let date = String::from_utf8(Command::new("date").args(["-u", "+%Y-%m-%d"]).output()?.stdout)?;
+    let median = |times: &[Duration]| {
+        let mut t = times.to_vec();
+        t.sort();
+        t[t.len() / 2].as_secs_f64()
+    };
+    let row = |name: &str, times: &[Duration]| {
+        let m = median(times);
+        format!(
+            "| {name} | {m:.1} s | {:.2} M rows/s | {:.0} MB/s | {} |\n",
+            rows / m / 1e6,
+            bytes / m / 1e6,
+            times
+                .iter()
+                .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let out = format!(
+        "{BEGIN}\n## Comparing two servers: `cutover verify` against `COPY ... TO`\n\n\
+         Measured {} on {}, two identical pgbench databases at scale {scale} ({:.0} M rows, {:.0} MB as COPY \
+         text per side) on one server, {runs} run(s), taking turns; release build. Rows/s and MB/s count one \
+         side. Rerun with `cargo xtask bench-verify --write`.\n\n\
+         | operation | median | rows/s | MB/s | runs |\n|---|---|---|---|---|\n{}{}{END}\n",
+        date.trim(),
+        crate::machine(),
+        rows / 1e6,
+        bytes / 1e6,
+        row(
+            "waymark cutover verify (ranges of 100,000 keys, both sides at once, digests compared)",
+            &ours
+        ),
+        row(
+            "COPY ... TO /dev/null of every table, both databases at once (the floor)",
+            &floor
+        ),
+    );
+    println!("{out}");
+    if write {
+        let path = root.join("docs/BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path)?;
+        let new = match (old.find(BEGIN), old.find(END)) {
+            (Some(a), Some(b)) => format!("{}{}{}", &old[..a], out.trim_end(), &old[b + END.len()..]),
+            _ => format!("{}\n{out}", old.trim_end()),
+        };
+        std::fs::write(&path, new)?;
+        eprintln!("wrote docs/BENCHMARKS.md");
+    }
+    Ok(())
+}
