@@ -11,29 +11,71 @@ use anyhow::{Context, bail};
 const BEGIN: &str = "<!-- backup-bench: written by `cargo xtask bench-backup --write` -->";
 const END: &str = "<!-- /backup-bench -->";
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let mut scale = 50u32;
-    let mut runs = 2usize;
-    let mut write = false;
-    let mut admin =
-        std::env::var("WAYMARK_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--scale" => scale = it.next().context("--scale N")?.parse()?,
-            "--runs" => runs = it.next().context("--runs N")?.parse()?,
-            "--pg-url" => admin = it.next().context("--pg-url URL")?.clone(),
-            "--write" => write = true,
-            other => bail!(
-                "unknown argument {other}: cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]"
-            ),
+/// The arguments the pgbench benchmarks share.
+pub(crate) struct PgBench {
+    pub(crate) scale: u32,
+    pub(crate) runs: usize,
+    pub(crate) admin: String,
+    pub(crate) write: bool,
+}
+
+impl PgBench {
+    /// `[--scale N] [--runs N] [--pg-url URL] [--write]`.
+    pub(crate) fn parse(command: &str, args: &[String], runs: usize) -> anyhow::Result<PgBench> {
+        let mut bench = PgBench {
+            scale: 50,
+            runs,
+            admin: std::env::var("WAYMARK_TEST_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            write: false,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--scale" => bench.scale = it.next().context("--scale N")?.parse()?,
+                "--runs" => bench.runs = it.next().context("--runs N")?.parse()?,
+                "--pg-url" => bench.admin = it.next().context("--pg-url URL")?.clone(),
+                "--write" => bench.write = true,
+                other => bail!(
+                    "unknown argument {other}: cargo xtask {command} [--scale N] [--runs N] [--pg-url URL] [--write]"
+                ),
+            }
         }
+        Ok(bench)
     }
+}
+
+/// Builds the release binary and returns its path.
+pub(crate) fn release_waymark() -> anyhow::Result<std::path::PathBuf> {
     let root = crate::root();
     sh(Command::new(env!("CARGO"))
         .args(["build", "--release", "-p", "waymark"])
         .current_dir(&root))?;
-    let waymark = root.join("target/release/waymark");
+    Ok(root.join("target/release/waymark"))
+}
+
+/// Puts `out` between `begin` and `end` in docs/BENCHMARKS.md (at its end
+/// the first time).
+pub(crate) fn write_section(begin: &str, end: &str, out: &str) -> anyhow::Result<()> {
+    let path = crate::root().join("docs/BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path)?;
+    let new = match (old.find(begin), old.find(end)) {
+        (Some(a), Some(b)) => format!("{}{}{}", &old[..a], out.trim_end(), &old[b + end.len()..]),
+        _ => format!("{}\n{out}", old.trim_end()),
+    };
+    std::fs::write(&path, new)?;
+    eprintln!("wrote docs/BENCHMARKS.md");
+    Ok(())
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let PgBench {
+        scale,
+        runs,
+        admin,
+        write,
+    } = PgBench::parse("bench-backup", args, 2)?;
+    let waymark = release_waymark()?;
     let base = &admin[..admin.rfind('/').unwrap()];
     let url = |db: &str| format!("{base}/{db}");
     let psql = |sql: &str| sh(Command::new("psql").args(["-q", "-d", &admin, "-c", sql]));
@@ -173,14 +215,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     ));
     println!("{out}");
     if write {
-        let path = root.join("docs/BENCHMARKS.md");
-        let old = std::fs::read_to_string(&path)?;
-        let new = match (old.find(BEGIN), old.find(END)) {
-            (Some(a), Some(b)) => format!("{}{}{}", &old[..a], out.trim_end(), &old[b + END.len()..]),
-            _ => format!("{}\n{out}", old.trim_end()),
-        };
-        std::fs::write(&path, new)?;
-        eprintln!("wrote docs/BENCHMARKS.md");
+        write_section(BEGIN, END, &out)?;
     }
     Ok(())
 }

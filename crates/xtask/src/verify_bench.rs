@@ -7,9 +7,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-use crate::backup_bench::{sh, timed};
+use crate::backup_bench::{PgBench, release_waymark, sh, timed, write_section};
 
 const BEGIN: &str = "<!-- verify-bench: written by `cargo xtask bench-verify --write` -->";
 const END: &str = "<!-- /verify-bench -->";
@@ -21,28 +21,13 @@ const TABLES: [&str; 4] = [
 ];
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let mut scale = 50u32;
-    let mut runs = 3usize;
-    let mut write = false;
-    let mut admin =
-        std::env::var("WAYMARK_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--scale" => scale = it.next().context("--scale N")?.parse()?,
-            "--runs" => runs = it.next().context("--runs N")?.parse()?,
-            "--pg-url" => admin = it.next().context("--pg-url URL")?.clone(),
-            "--write" => write = true,
-            other => bail!(
-                "unknown argument {other}: cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]"
-            ),
-        }
-    }
-    let root = crate::root();
-    sh(Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "waymark"])
-        .current_dir(&root))?;
-    let waymark = root.join("target/release/waymark");
+    let PgBench {
+        scale,
+        runs,
+        admin,
+        write,
+    } = PgBench::parse("bench-verify", args, 3)?;
+    let waymark = release_waymark()?;
     let base = &admin[..admin.rfind('/').unwrap()];
     let url = |db: &str| format!("{base}/{db}");
     let psql = |sql: &str| sh(Command::new("psql").args(["-q", "-d", &admin, "-c", sql]));
@@ -145,14 +130,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     );
     println!("{out}");
     if write {
-        let path = root.join("docs/BENCHMARKS.md");
-        let old = std::fs::read_to_string(&path)?;
-        let new = match (old.find(BEGIN), old.find(END)) {
-            (Some(a), Some(b)) => format!("{}{}{}", &old[..a], out.trim_end(), &old[b + END.len()..]),
-            _ => format!("{}\n{out}", old.trim_end()),
-        };
-        std::fs::write(&path, new)?;
-        eprintln!("wrote docs/BENCHMARKS.md");
+        write_section(BEGIN, END, &out)?;
     }
     Ok(())
 }

@@ -43,16 +43,11 @@ fn key(kind: Kind, n: u32) -> String {
     }
 }
 
-each_dialect!(verify_names_every_difference_by_range_and_key);
-
-fn verify_names_every_difference_by_range_and_key(kind: Kind) {
-    let source = TestDb::new(kind);
-    let target = TestDb::new(kind);
-    let p = Project::new();
-    p.migration("1_schema", schema(kind), None);
-    p.run(&source, &["up"]).ok();
-    // The target is filled the way a cutover fills it: from a backup.
-    p.run(&source, &["backup", "create"]).ok();
+/// Migrates `source`, then fills `target` the way a cutover fills it: from
+/// a backup of the source.
+fn fill_from_backup(p: &Project, source: &TestDb, target: &TestDb) {
+    p.run(source, &["up"]).ok();
+    p.run(source, &["backup", "create"]).ok();
     let set = std::fs::read_dir(p.dir.path().join("backups"))
         .unwrap()
         .next()
@@ -60,10 +55,20 @@ fn verify_names_every_difference_by_range_and_key(kind: Kind) {
         .unwrap()
         .path();
     p.run(
-        &source,
+        source,
         &["backup", "restore", set.to_str().unwrap(), "--to", &target.url],
     )
     .ok();
+}
+
+each_dialect!(verify_names_every_difference_by_range_and_key);
+
+fn verify_names_every_difference_by_range_and_key(kind: Kind) {
+    let source = TestDb::new(kind);
+    let target = TestDb::new(kind);
+    let p = Project::new();
+    p.migration("1_schema", schema(kind), None);
+    fill_from_backup(&p, &source, &target);
     let verify = |extra: &[&str]| {
         let mut args = vec!["cutover", "verify", "--source", &source.url, "--target", &target.url];
         args.extend_from_slice(extra);
@@ -136,19 +141,7 @@ fn verify_compares_sequences_and_refuses_two_kinds() {
     let target = TestDb::new(Kind::Postgres);
     let p = Project::new();
     p.migration("1_schema", schema(Kind::Postgres), None);
-    p.run(&source, &["up"]).ok();
-    p.run(&source, &["backup", "create"]).ok();
-    let set = std::fs::read_dir(p.dir.path().join("backups"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    p.run(
-        &source,
-        &["backup", "restore", set.to_str().unwrap(), "--to", &target.url],
-    )
-    .ok();
+    fill_from_backup(&p, &source, &target);
     // The source moves on; the target's sequence stays behind.
     source.execute("SELECT nextval('events_id_seq')");
     let run = p
