@@ -43,6 +43,23 @@ impl PgBench {
         }
         Ok(bench)
     }
+
+    /// The URL of database `db` on the server.
+    pub(crate) fn url(&self, db: &str) -> String {
+        format!("{}/{db}", &self.admin[..self.admin.rfind('/').unwrap()])
+    }
+
+    /// Runs `sql` with psql on the admin database.
+    pub(crate) fn psql(&self, sql: &str) -> anyhow::Result<()> {
+        sh(Command::new("psql").args(["-q", "-d", &self.admin, "-c", sql]))
+    }
+
+    /// Makes database `db` afresh and fills it with pgbench data.
+    pub(crate) fn init(&self, db: &str) -> anyhow::Result<()> {
+        self.psql(&format!("DROP DATABASE IF EXISTS {db}"))?;
+        self.psql(&format!("CREATE DATABASE {db}"))?;
+        sh(Command::new("pgbench").args(["-i", "-q", "-s", &self.scale.to_string(), &self.url(db)]))
+    }
 }
 
 /// Builds the release binary and returns its path.
@@ -69,21 +86,14 @@ pub(crate) fn write_section(begin: &str, end: &str, out: &str) -> anyhow::Result
 }
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let PgBench {
-        scale,
-        runs,
-        admin,
-        write,
-    } = PgBench::parse("bench-backup", args, 2)?;
+    let bench = PgBench::parse("bench-backup", args, 2)?;
+    let (scale, runs, write) = (bench.scale, bench.runs, bench.write);
     let waymark = release_waymark()?;
-    let base = &admin[..admin.rfind('/').unwrap()];
-    let url = |db: &str| format!("{base}/{db}");
-    let psql = |sql: &str| sh(Command::new("psql").args(["-q", "-d", &admin, "-c", sql]));
+    let url = |db: &str| bench.url(db);
+    let psql = |sql: &str| bench.psql(sql);
 
     eprintln!("pgbench -i -s {scale}");
-    psql("DROP DATABASE IF EXISTS wm_bench_src")?;
-    psql("CREATE DATABASE wm_bench_src")?;
-    sh(Command::new("pgbench").args(["-i", "-q", "-s", &scale.to_string(), &url("wm_bench_src")]))?;
+    bench.init("wm_bench_src")?;
     let size = String::from_utf8(
         Command::new("psql")
             .args([

@@ -21,22 +21,15 @@ const TABLES: [&str; 4] = [
 ];
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let PgBench {
-        scale,
-        runs,
-        admin,
-        write,
-    } = PgBench::parse("bench-verify", args, 3)?;
+    let bench = PgBench::parse("bench-verify", args, 3)?;
+    let (scale, runs, write) = (bench.scale, bench.runs, bench.write);
     let waymark = release_waymark()?;
-    let base = &admin[..admin.rfind('/').unwrap()];
-    let url = |db: &str| format!("{base}/{db}");
-    let psql = |sql: &str| sh(Command::new("psql").args(["-q", "-d", &admin, "-c", sql]));
+    let url = |db: &str| bench.url(db);
+    let psql = |sql: &str| bench.psql(sql);
 
     eprintln!("pgbench -i -s {scale}, and a copy of it");
-    psql("DROP DATABASE IF EXISTS wm_verify_src")?;
     psql("DROP DATABASE IF EXISTS wm_verify_dst")?;
-    psql("CREATE DATABASE wm_verify_src")?;
-    sh(Command::new("pgbench").args(["-i", "-q", "-s", &scale.to_string(), &url("wm_verify_src")]))?;
+    bench.init("wm_verify_src")?;
     psql("CREATE DATABASE wm_verify_dst TEMPLATE wm_verify_src")?;
     let copy_all = |db: &str| {
         TABLES

@@ -98,10 +98,7 @@ fn project(kind: Kind) -> Project {
 
 /// The one backup set under `backups/`.
 fn only_set(p: &Project) -> PathBuf {
-    let sets: Vec<PathBuf> = std::fs::read_dir(p.dir.path().join("backups"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let sets = only_sets(p);
     assert_eq!(sets.len(), 1, "{sets:?}");
     sets.into_iter().next().unwrap()
 }
