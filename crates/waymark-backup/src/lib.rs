@@ -21,5 +21,5 @@ pub use create::{CreateOptions, Progress, create};
 pub use error::BackupError;
 pub use list::{Listed, list};
 pub use manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Table, table_digest};
-pub use restore::{RestoreReport, restore};
+pub use restore::{RestoreReport, restore, restore_schema};
 pub use verify::{Report, verify};

@@ -44,45 +44,9 @@ pub async fn restore(
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<RestoreReport, BackupError> {
     let started = Instant::now();
-    let (manifest, report) = verify(dir, false)?;
-    if !report.problems.is_empty() {
-        return Err(BackupError::DoesNotVerify {
-            dir: dir.to_owned(),
-            problems: report.problems,
-        });
-    }
+    let (manifest, schema) = open(dir, db).await?;
     let dialect = db.dialect();
-    if manifest.database.server.dialect != dialect.name() {
-        return Err(BackupError::Refused {
-            message: format!(
-                "the backup is of a {} database; {} is {}",
-                manifest.database.server.dialect,
-                db.url(),
-                dialect.name()
-            ),
-        });
-    }
     let mut conn = db.restore_connection().await?;
-    let existing = conn.tables().await?;
-    if !existing.is_empty() {
-        let names: Vec<&str> = existing.iter().take(5).map(|t| t.name.as_str()).collect();
-        return Err(BackupError::Refused {
-            message: format!(
-                "restore needs an empty database, and {} has {} table(s): {}; nothing was restored",
-                db.url(),
-                existing.len(),
-                names.join(", ")
-            ),
-        });
-    }
-    let schema_path = dir.join("schema.json");
-    let schema: Vec<SchemaItem> = serde_json::from_slice(
-        &std::fs::read(&schema_path).map_err(|e| BackupError::io(&schema_path, e))?,
-    )
-    .map_err(|e| BackupError::Manifest {
-        path: schema_path.clone(),
-        message: format!("it does not parse: {e}"),
-    })?;
     // Tables are created in name order, before the tables their foreign
     // keys name, and loaded in parallel.
     if dialect == Dialect::Mysql {
@@ -203,6 +167,81 @@ pub async fn restore(
         rows: manifest.tables.iter().map(|t| t.rows).sum(),
         duration: started.elapsed(),
     })
+}
+
+/// Verifies the set in `dir` and checks that it can go into `db` (same
+/// kind, no tables yet); returns its manifest and schema.
+async fn open(dir: &Path, db: &Database) -> Result<(Manifest, Vec<SchemaItem>), BackupError> {
+    let (manifest, report) = verify(dir, false)?;
+    if !report.problems.is_empty() {
+        return Err(BackupError::DoesNotVerify {
+            dir: dir.to_owned(),
+            problems: report.problems,
+        });
+    }
+    let dialect = db.dialect();
+    if manifest.database.server.dialect != dialect.name() {
+        return Err(BackupError::Refused {
+            message: format!(
+                "the backup is of a {} database; {} is {}",
+                manifest.database.server.dialect,
+                db.url(),
+                dialect.name()
+            ),
+        });
+    }
+    let mut conn = db.restore_connection().await?;
+    let existing = conn.tables().await?;
+    if !existing.is_empty() {
+        let names: Vec<&str> = existing.iter().take(5).map(|t| t.name.as_str()).collect();
+        return Err(BackupError::Refused {
+            message: format!(
+                "restore needs an empty database, and {} has {} table(s): {}; nothing was restored",
+                db.url(),
+                existing.len(),
+                names.join(", ")
+            ),
+        });
+    }
+    drop(conn);
+    let schema_path = dir.join("schema.json");
+    let schema: Vec<SchemaItem> = serde_json::from_slice(
+        &std::fs::read(&schema_path).map_err(|e| BackupError::io(&schema_path, e))?,
+    )
+    .map_err(|e| BackupError::Manifest {
+        path: schema_path.clone(),
+        message: format!("it does not parse: {e}"),
+    })?;
+    Ok((manifest, schema))
+}
+
+/// Makes the schema of the set in `dir` (tables, indexes, constraints,
+/// views, triggers, sequences at their recorded values) in the empty
+/// database `db`, without rows: for a server that replication will fill.
+/// The set is verified first.
+pub async fn restore_schema(dir: &Path, db: &Database) -> Result<Manifest, BackupError> {
+    let (manifest, schema) = open(dir, db).await?;
+    // All or nothing where DDL is transactional, so that a statement that
+    // fails leaves the database empty, ready for another try.
+    let mut conn = match db.dialect() {
+        Dialect::Mysql => {
+            let mut conn = db.restore_connection().await?;
+            conn.execute("SET FOREIGN_KEY_CHECKS = 0").await?;
+            conn
+        }
+        _ => db.begin().await?,
+    };
+    for item in schema.iter().filter(|i| !i.after_rows) {
+        conn.execute(&item.sql).await?;
+    }
+    conn.set_sequences(&manifest.sequences).await?;
+    for item in schema.iter().filter(|i| i.after_rows) {
+        conn.execute(&item.sql).await?;
+    }
+    if conn.in_transaction() {
+        conn.commit().await?;
+    }
+    Ok(manifest)
 }
 
 /// Loads one chunk, checked against its digest first; returns the key of

@@ -16,17 +16,26 @@ impl Engine {
         options: &CreateOptions,
         progress: &mut (dyn FnMut(Progress<'_>) + Send),
     ) -> Result<(PathBuf, Manifest), Error> {
-        let (dir, manifest) = waymark_backup::create(self.database(), options, progress).await?;
-        let (_, report) = waymark_backup::verify(&dir, false)?;
-        if !report.problems.is_empty() {
-            return Err(BackupError::DoesNotVerify {
-                dir,
-                problems: report.problems,
-            }
-            .into());
-        }
-        Ok((dir, manifest))
+        create_verified(self.database(), options, progress).await
     }
+}
+
+/// Takes a backup of `db`, then verifies it.
+pub(crate) async fn create_verified(
+    db: &Database,
+    options: &CreateOptions,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<(PathBuf, Manifest), Error> {
+    let (dir, manifest) = waymark_backup::create(db, options, progress).await?;
+    let (_, report) = waymark_backup::verify(&dir, false)?;
+    if !report.problems.is_empty() {
+        return Err(BackupError::DoesNotVerify {
+            dir,
+            problems: report.problems,
+        }
+        .into());
+    }
+    Ok((dir, manifest))
 }
 
 /// Restores the set in `dir` into the (empty) database `target`.

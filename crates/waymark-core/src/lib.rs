@@ -21,7 +21,10 @@ mod status;
 mod version;
 
 pub use backup::restore;
-pub use cutover::compare;
+pub use cutover::{
+    PrepareOptions, Prepared, compare, compare_online, complete_cutover, cutover_status, guard_cutover, prepare,
+    state_path, switch,
+};
 pub use engine::{
     Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, PreimageNote, Progress, RepairAction,
     RepairOptions, UpOptions, VerifyReport,
@@ -37,6 +40,9 @@ pub use waymark_backup::{
     BackupError, CreateOptions as BackupOptions, Listed, Manifest, Progress as BackupProgress,
     Report as VerifyBackupReport, RestoreReport, list as list_backups, verify as verify_backup,
 };
-pub use waymark_cutover::{CompareOptions, CompareReport, TableComparison};
+pub use waymark_cutover::{
+    CompareOptions, CompareReport, CutoverError, Guardrail, Limits as CutoverLimits, PgBouncer, Phase, Side,
+    State as CutoverState, Status as CutoverStatus, SwitchOptions, SwitchReport, SyncProgress, TableComparison,
+};
 pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, Preimage, redact};
 pub use waymark_host::{Action, Description, Inspection, Limits, StepFailure};

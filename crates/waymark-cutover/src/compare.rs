@@ -1,17 +1,20 @@
 //! Comparing two databases' contents: which tables each has, their columns
-//! and keys, their rows, and their sequences. Rows are compared range by
+//! and keys, their other schema objects (indexes, constraints, views,
+//! triggers, functions), their rows, and their sequences. Rows are compared range by
 //! range of the primary key (every `range_rows` keys), each range as a row
 //! count and a SHA-256 of its rows in the canonical form backups use, read
 //! on both sides at once. A range that differs is read again on both sides
 //! to name sample keys: missing on the target, only on the target, or
 //! different. Each side is read in one snapshot of its own; the result is
-//! exact when neither changes meanwhile.
+//! exact when neither changes meanwhile. The cutover's own schema
+//! (`waymark_cutover`) is left out.
 
 use std::collections::{BTreeMap, HashMap};
 
 use waymark_db::{Conn, Database, DbError, Dialect, KeyRange, TableInfo, last_key};
 
 use crate::error::CutoverError;
+use crate::pg::OWN_SCHEMA;
 
 /// How to compare.
 #[derive(Debug, Clone)]
@@ -73,31 +76,15 @@ pub async fn compare(
 ) -> Result<CompareReport, CutoverError> {
     let mut s = source.begin_snapshot().await?;
     let mut t = target.begin_snapshot().await?;
-    let source_tables = s.tables().await?;
-    let target_tables = t.tables().await?;
-    let on_target: HashMap<&str, &TableInfo> = target_tables.iter().map(|i| (i.name.as_str(), i)).collect();
-    let mut problems = Vec::new();
-    for info in &target_tables {
-        if !source_tables.iter().any(|s| s.name == info.name) {
-            problems.push(format!("table {}: only on the target", info.name));
-        }
-    }
+    let source_tables = user_tables(&mut s).await?;
+    let target_tables = user_tables(&mut t).await?;
+    let (both, mut problems) = match_tables(&source_tables, &target_tables);
+    problems.extend(compare_objects(&mut s, &mut t).await?);
     let mut tables = Vec::new();
-    for info in &source_tables {
-        match on_target.get(info.name.as_str()) {
-            None => problems.push(format!("table {}: missing on the target", info.name)),
-            Some(other) if *other != info => problems.push(format!(
-                "table {}: its columns differ: the source has {}, the target {}",
-                info.name,
-                shape(info),
-                shape(other)
-            )),
-            Some(_) => {
-                let compared = compare_rows(&mut s, &mut t, info, options).await?;
-                problems.extend(compared.problems.iter().cloned());
-                tables.push(compared);
-            }
-        }
+    for info in both {
+        let compared = compare_rows(&mut s, &mut t, info, options).await?;
+        problems.extend(compared.problems.iter().cloned());
+        tables.push(compared);
     }
     let source_sequences = s.sequences().await?;
     let target_sequences: BTreeMap<String, i64> = t.sequences().await?.into_iter().map(|q| (q.name, q.value)).collect();
@@ -121,6 +108,83 @@ pub async fn compare(
     Ok(CompareReport { tables, problems })
 }
 
+/// The database's tables, the cutover's own left out.
+pub(crate) async fn user_tables(conn: &mut Conn) -> Result<Vec<TableInfo>, DbError> {
+    let ours = format!("{OWN_SCHEMA}.");
+    Ok(conn
+        .tables()
+        .await?
+        .into_iter()
+        .filter(|i| !i.name.starts_with(&ours))
+        .collect())
+}
+
+/// The tables both sides have with the same columns and key; and a
+/// problem for every other.
+pub(crate) fn match_tables<'a>(
+    source_tables: &'a [TableInfo],
+    target_tables: &[TableInfo],
+) -> (Vec<&'a TableInfo>, Vec<String>) {
+    let on_target: HashMap<&str, &TableInfo> = target_tables.iter().map(|i| (i.name.as_str(), i)).collect();
+    let mut problems = Vec::new();
+    for info in target_tables {
+        if !source_tables.iter().any(|s| s.name == info.name) {
+            problems.push(format!("table {}: only on the target", info.name));
+        }
+    }
+    let mut both = Vec::new();
+    for info in source_tables {
+        match on_target.get(info.name.as_str()) {
+            None => problems.push(format!("table {}: missing on the target", info.name)),
+            Some(other) if *other != info => problems.push(format!(
+                "table {}: its columns differ: the source has {}, the target {}",
+                info.name,
+                shape(info),
+                shape(other)
+            )),
+            Some(_) => both.push(info),
+        }
+    }
+    (both, problems)
+}
+
+/// Indexes, constraints, views, triggers and functions on one side only,
+/// or defined differently.
+pub(crate) async fn compare_objects(s: &mut Conn, t: &mut Conn) -> Result<Vec<String>, DbError> {
+    let on = |objects: Vec<(String, String, String)>| -> BTreeMap<(String, String), String> {
+        objects
+            .into_iter()
+            .map(|(kind, name, def)| ((kind, name), def))
+            .collect()
+    };
+    let ours = on(s.schema_objects(OWN_SCHEMA).await?);
+    let theirs = on(t.schema_objects(OWN_SCHEMA).await?);
+    let cut = |def: &str| -> String {
+        match def.char_indices().nth(160) {
+            Some((i, _)) => format!("{}...", &def[..i]),
+            None => def.to_owned(),
+        }
+    };
+    let mut problems = Vec::new();
+    for ((kind, name), def) in &ours {
+        match theirs.get(&(kind.clone(), name.clone())) {
+            None => problems.push(format!("{kind} {name}: missing on the target")),
+            Some(other) if other != def => problems.push(format!(
+                "{kind} {name}: defined differently: the source has `{}`, the target `{}`",
+                cut(def),
+                cut(other)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (kind, name) in theirs.keys() {
+        if !ours.contains_key(&(kind.clone(), name.clone())) {
+            problems.push(format!("{kind} {name}: only on the target"));
+        }
+    }
+    Ok(problems)
+}
+
 /// `(a integer, b text) key (a)`.
 fn shape(info: &TableInfo) -> String {
     let columns: Vec<String> = info
@@ -132,7 +196,7 @@ fn shape(info: &TableInfo) -> String {
     format!("({}) key ({})", columns.join(", "), info.primary_key.join(", "))
 }
 
-async fn compare_rows(
+pub(crate) async fn compare_rows(
     s: &mut Conn,
     t: &mut Conn,
     info: &TableInfo,

@@ -1,14 +1,35 @@
-//! Moving a database to another server with a way back: comparing the two
-//! servers' contents (`compare`), table by table and range by range.
+//! Moving a PostgreSQL database to another server with a way back:
+//! preparing the target and replicating into it (`prepare`), watching
+//! replication and the guardrails (`status`), comparing the two servers'
+//! contents range by range (`compare`), moving traffic through PgBouncer
+//! within a deadline and back again (`switch`), and removing replication
+//! at the end (`complete`). Each step is recorded in a state file
+//! (`state`), so a runner killed at any point can be re-run.
 //!
-//! Internal to waymark and exempt from semver. It reads and writes rows
-//! only through `waymark-db`.
+//! Internal to waymark and exempt from semver. Rows are read only through
+//! `waymark-db`; this crate talks to PostgreSQL's replication catalog and
+//! to PgBouncer's console through sqlx directly, since that is
+//! PostgreSQL's alone.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod compare;
 mod error;
+mod online;
+mod pg;
+mod pgbouncer;
+mod prepare;
+mod state;
+mod status;
+mod switch;
 
 pub use compare::{CompareOptions, CompareReport, TableComparison, compare};
 pub use error::CutoverError;
+pub use online::compare_online;
+pub use pg::OWN_SCHEMA;
+pub use pgbouncer::PgBouncer;
+pub use prepare::{SyncProgress, preconditions, start_replication, wait_for_sync};
+pub use state::{Move, Phase, RunnerLock, Side, State, Step};
+pub use status::{Guardrail, Limits, Status, TableSync, status};
+pub use switch::{Guard, SwitchOptions, SwitchReport, complete, crash_point, guard, recover, switch};

@@ -502,6 +502,69 @@ impl Conn {
         }
     }
 
+    /// The schema's other objects, as `(kind, name, definition)` in name
+    /// order: indexes, constraints (but `NOT NULL`, which PostgreSQL 18
+    /// lists as constraints and older versions do not), views, triggers and
+    /// functions on PostgreSQL; indexes, views and triggers elsewhere.
+    /// Definitions are as the server prints them, whitespace collapsed,
+    /// but a PostgreSQL view's is its columns and their types: servers of
+    /// different major versions print the same view's query differently.
+    /// Schemas named in `skip` are left out.
+    pub async fn schema_objects(&mut self, skip: &str) -> Result<Vec<(String, String, String)>, DbError> {
+        let (sql, params): (&str, Vec<Value>) = match self.dialect() {
+            Dialect::Postgres => (
+                "WITH ns AS (SELECT oid, nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', \
+                 'information_schema', $1) AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%') \
+                 SELECT 'index', schemaname || '.' || indexname, indexdef FROM pg_indexes \
+                   WHERE schemaname IN (SELECT nspname FROM ns) \
+                 UNION ALL SELECT 'constraint', ns.nspname || '.' || c.relname || '.' || con.conname, \
+                   pg_get_constraintdef(con.oid) FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+                   JOIN ns ON ns.oid = c.relnamespace WHERE con.contype <> 'n' \
+                 UNION ALL SELECT CASE c.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, \
+                   ns.nspname || '.' || c.relname, string_agg(a.attname || ' ' || \
+                   format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) FROM pg_class c \
+                   JOIN ns ON ns.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 \
+                   WHERE c.relkind IN ('v', 'm') GROUP BY c.relkind, ns.nspname, c.relname \
+                 UNION ALL SELECT 'trigger', ns.nspname || '.' || c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid) \
+                   FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON ns.oid = c.relnamespace \
+                   WHERE NOT t.tgisinternal \
+                 UNION ALL SELECT 'function', ns.nspname || '.' || p.proname || '(' || \
+                   pg_get_function_identity_arguments(p.oid) || ')', pg_get_functiondef(p.oid) \
+                   FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace WHERE p.prokind IN ('f', 'p') \
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass \
+                   AND d.objid = p.oid AND d.deptype = 'e') \
+                 ORDER BY 1, 2",
+                vec![Value::Text(skip.to_owned())],
+            ),
+            Dialect::Mysql => (
+                "SELECT 'index', CONCAT(table_name, '.', index_name), \
+                   CONCAT(IF(MAX(non_unique) = 0, 'UNIQUE ', ''), '(', \
+                   GROUP_CONCAT(column_name ORDER BY seq_in_index SEPARATOR ', '), ')') \
+                   FROM information_schema.statistics WHERE table_schema = DATABASE() GROUP BY table_name, index_name \
+                 UNION ALL SELECT 'view', table_name, view_definition FROM information_schema.views \
+                   WHERE table_schema = DATABASE() \
+                 UNION ALL SELECT 'trigger', trigger_name, CONCAT(action_timing, ' ', event_manipulation, ' ON ', \
+                   event_object_table, ' ', action_statement) FROM information_schema.triggers \
+                   WHERE trigger_schema = DATABASE() \
+                 ORDER BY 1, 2",
+                Vec::new(),
+            ),
+            Dialect::Sqlite => (
+                "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'view', 'trigger') \
+                 AND sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY 1, 2",
+                Vec::new(),
+            ),
+        };
+        let rows = text_rows(self.query_rows(sql, &params, MANY).await?);
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| match <[String; 3]>::try_from(r) {
+                Ok([kind, name, def]) => Some((kind, name, def.split_whitespace().collect::<Vec<_>>().join(" "))),
+                Err(_) => None,
+            })
+            .collect())
+    }
+
     /// The schema of a MySQL or SQLite database, as statements, each with
     /// the table it belongs to and whether it is better made after the rows
     /// are loaded (indexes, views, triggers) than before (tables).

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use crate::conn::{Conn, ConnInner, Database, Dialect, with_conn};
+use crate::conn::{Conn, Database, Dialect, with_conn};
 use crate::error::DbError;
 
 /// Where the history is kept.
@@ -202,14 +202,6 @@ fn applied_at_text(dialect: Dialect) -> &'static str {
     }
 }
 
-fn dialect_of(inner: &ConnInner) -> Dialect {
-    match inner {
-        ConnInner::PgTx(_) | ConnInner::Pg(_) => Dialect::Postgres,
-        ConnInner::MyTx(_) | ConnInner::My(_) => Dialect::Mysql,
-        ConnInner::LiteTx(_) | ConnInner::Lite(_) => Dialect::Sqlite,
-    }
-}
-
 impl Database {
     /// Creates the history, audit and checkpoint tables (and, on PostgreSQL, the schema)
     /// unless they exist.
@@ -382,7 +374,7 @@ impl Conn {
     /// Whether waymark's table `<history><suffix>` exists.
     async fn own_table_exists(&mut self, suffix: &str) -> Result<bool, DbError> {
         let h = self.history.clone();
-        let dialect = dialect_of(&self.inner);
+        let dialect = self.dialect();
         let (sql, args): (String, Vec<String>) = match dialect {
             Dialect::Postgres => (
                 "SELECT CAST(to_regclass($1) IS NOT NULL AS INTEGER)".to_owned(),
@@ -409,7 +401,7 @@ impl Conn {
 
     /// History rows: all of them, or the one for `version`.
     pub async fn history_rows(&mut self, version: Option<&str>) -> Result<Vec<HistoryRow>, DbError> {
-        let dialect = dialect_of(&self.inner);
+        let dialect = self.dialect();
         let mut sql = format!(
             "SELECT version, name, checksum, state, {} AS applied_at, duration_ms, applied_by, hostname, error, \
              backup_id FROM {}",
@@ -465,7 +457,7 @@ impl Conn {
     /// Records a migration, replacing any row of the same version, in one
     /// statement (it runs once per migration, on the hot path).
     pub async fn record(&mut self, row: &NewHistoryRow<'_>) -> Result<(), DbError> {
-        let dialect = dialect_of(&self.inner);
+        let dialect = self.dialect();
         let (user, host) = who();
         let p: Vec<String> = (1..=9).map(|n| ph(dialect, n)).collect();
         let columns = [
@@ -514,7 +506,7 @@ impl Conn {
 
     /// Removes a migration's row.
     pub async fn forget(&mut self, version: &str) -> Result<u64, DbError> {
-        let dialect = dialect_of(&self.inner);
+        let dialect = self.dialect();
         let sql = format!(
             "DELETE FROM {} WHERE version = {}",
             self.history.table(dialect),
@@ -527,7 +519,7 @@ impl Conn {
 
     /// Replaces the recorded checksum of a migration.
     pub async fn set_checksum(&mut self, version: &str, checksum: &str) -> Result<(), DbError> {
-        let dialect = dialect_of(&self.inner);
+        let dialect = self.dialect();
         let sql = format!(
             "UPDATE {} SET checksum = {} WHERE version = {}",
             self.history.table(dialect),
@@ -541,7 +533,7 @@ impl Conn {
 
     /// Appends to the audit table.
     pub async fn audit(&mut self, entry: &AuditEntry<'_>) -> Result<(), DbError> {
-        let dialect = dialect_of(&self.inner);
+        let dialect = self.dialect();
         let (user, host) = who();
         let sql = format!(
             "INSERT INTO {} (at, action, version, detail, actor, hostname) VALUES ({}, {}, {}, {}, {}, {})",
@@ -563,7 +555,7 @@ impl Conn {
     /// Records the checkpoint of a step that commits in batches, in the
     /// transaction that commits the batch.
     pub async fn save_checkpoint(&mut self, version: &str, checkpoint: &str) -> Result<(), DbError> {
-        let dialect = dialect_of(&self.inner);
+        let dialect = self.dialect();
         let upsert = match dialect {
             Dialect::Mysql => "ON DUPLICATE KEY UPDATE checkpoint = VALUES(checkpoint), at = VALUES(at)",
             _ => "ON CONFLICT (version) DO UPDATE SET checkpoint = excluded.checkpoint, at = excluded.at",
@@ -582,7 +574,7 @@ impl Conn {
 
     /// The last checkpoint of a step that commits in batches, if any.
     pub async fn checkpoint(&mut self, version: &str) -> Result<Option<String>, DbError> {
-        let dialect = dialect_of(&self.inner);
+        let dialect = self.dialect();
         let sql = format!(
             "SELECT checkpoint FROM {} WHERE version = {}",
             self.history.checkpoints(dialect),
@@ -594,7 +586,7 @@ impl Conn {
 
     /// Forgets a step's checkpoint, once its migration is finished.
     pub async fn clear_checkpoint(&mut self, version: &str) -> Result<(), DbError> {
-        let dialect = dialect_of(&self.inner);
+        let dialect = self.dialect();
         let sql = format!(
             "DELETE FROM {} WHERE version = {}",
             self.history.checkpoints(dialect),

@@ -105,21 +105,120 @@ pub(crate) enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CutoverCommand {
+    /// Check both servers (wal_level, keys, privileges, versions; every
+    /// problem at once), make the target's schema from a verified backup
+    /// of the source, replicate the source into it, and wait until it has
+    /// caught up. Run again after an interruption, it resumes.
+    Prepare {
+        /// The database moved from (PostgreSQL).
+        #[arg(long)]
+        source: String,
+        /// The empty database moved to (PostgreSQL, same major version or
+        /// newer).
+        #[arg(long)]
+        target: String,
+        /// Take the schema from this backup set (it must verify) instead of
+        /// taking a new backup.
+        #[arg(long)]
+        from_backup: Option<PathBuf>,
+        /// PgBouncer's admin console, through which `switch` holds writes
+        /// and moves traffic: postgres://user@host:6432/pgbouncer.
+        #[arg(long, requires_all = ["pgbouncer_ini", "pgbouncer_database"])]
+        pgbouncer: Option<String>,
+        /// PgBouncer's configuration file, whose [databases] line for the
+        /// database `switch` rewrites.
+        #[arg(long)]
+        pgbouncer_ini: Option<PathBuf>,
+        /// The database's name in PgBouncer.
+        #[arg(long)]
+        pgbouncer_database: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Where the cutover stands: the live server, replication's lag in
+    /// bytes and seconds, each table's state, long transactions, and the
+    /// guardrails a switch checks. Exit 5 if a guardrail fails.
+    Status {
+        #[command(flatten)]
+        state: StateArg,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
     /// Compare the target's contents with the source's: tables, columns,
     /// rows range by range of the primary key (row counts and digests,
     /// with sample keys where a range differs), sequences. Exit 3 on any
-    /// difference. Exact when neither changes while it runs.
+    /// difference. With --source and --target: exact when neither changes
+    /// while it runs. Without them, the prepared cutover's two servers,
+    /// online: each table between two snapshots holding the same commits,
+    /// writes to it held for one replication round trip.
     Verify {
         /// The database moved from.
-        #[arg(long)]
-        source: String,
+        #[arg(long, requires = "target")]
+        source: Option<String>,
         /// The database moved to.
-        #[arg(long)]
-        target: String,
+        #[arg(long, requires = "source")]
+        target: Option<String>,
         /// Rows per range of a table's key.
         #[arg(long, default_value_t = 100_000)]
         range_rows: u64,
+        #[command(flatten)]
+        state: StateArg,
     },
+    /// Move traffic to the target within one deadline: guardrails, hold
+    /// writes in PgBouncer, wait for the target to apply the last of them,
+    /// compare, carry sequences over, replicate the target back into the
+    /// source, repoint PgBouncer, resume. Undone if anything fails first.
+    Switch(SwitchArgs),
+    /// Move traffic back to the source, the same way, over the reverse
+    /// replication: no acknowledged write is lost.
+    Rollback(SwitchArgs),
+    /// Remove replication both ways (subscriptions, slots, publications)
+    /// once the live server is to stay.
+    Complete {
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Watch a switch for its runner (started by `switch` itself).
+    #[command(hide = true)]
+    Guard {
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StateArg {
+    /// The cutover's state file.
+    #[arg(long = "state", default_value = ".waymark/cutover.json")]
+    pub(crate) path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LimitArgs {
+    /// The most WAL, in bytes, the server moved to may have left to apply.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub(crate) max_lag_bytes: u64,
+    /// The longest a writing transaction may have been open on the live
+    /// server, e.g. 5s.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub(crate) max_transaction: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SwitchArgs {
+    #[command(flatten)]
+    pub(crate) state: StateArg,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+    /// From holding writes to resuming them, everything must fit in this;
+    /// past it the switch is undone.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub(crate) deadline: Duration,
+    /// Skip comparing every table while writes are held (run `cutover
+    /// verify` beforehand instead): the pause is then the time to drain
+    /// replication and move it.
+    #[arg(long)]
+    pub(crate) no_final_check: bool,
 }
 
 #[derive(Debug, Subcommand)]

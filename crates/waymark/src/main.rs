@@ -27,6 +27,7 @@ mod exit {
     pub(crate) const USAGE: u8 = 2;
     pub(crate) const DIFFERENCES: u8 = 3;
     pub(crate) const LOCK: u8 = 4;
+    pub(crate) const REFUSED: u8 = 5;
 }
 
 fn main() -> ExitCode {
@@ -87,6 +88,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             | waymark_core::BackupError::Incomplete { .. },
         )) => exit::DIFFERENCES,
         Some(Error::Drift { .. }) => exit::DIFFERENCES,
+        Some(Error::Cutover(waymark_core::CutoverError::Refused { .. })) => exit::REFUSED,
+        Some(Error::Cutover(waymark_core::CutoverError::Busy { .. })) => exit::LOCK,
         Some(Error::Db(db)) => match db {
             waymark_core::DbError::LockTimeout { .. } => exit::LOCK,
             waymark_core::DbError::InvalidUrl { .. } | waymark_core::DbError::Config(_) => exit::USAGE,
@@ -230,16 +233,127 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
             source,
             target,
             range_rows,
+            state,
         } => {
             let options = waymark_core::CompareOptions {
                 range_rows: *range_rows,
                 ..Default::default()
             };
-            let report = waymark_core::compare(&connect(source), &connect(target), &options).await?;
-            out.compared(&report, &redact(source), &redact(target));
+            let offline = source.is_some();
+            let (report, source, target) = match (source, target) {
+                (Some(source), Some(target)) => (
+                    waymark_core::compare(&connect(source), &connect(target), &options).await?,
+                    redact(source),
+                    redact(target),
+                ),
+                _ => {
+                    let recorded = waymark_core::CutoverState::load(&state.path).map_err(Error::from)?;
+                    (
+                        waymark_core::compare_online(&state.path, &options).await?,
+                        redact(&recorded.source),
+                        redact(&recorded.target),
+                    )
+                }
+            };
+            out.compared(&report, &source, &target, offline);
             Ok(if report.matches() { 0 } else { exit::DIFFERENCES })
         }
+        CutoverCommand::Prepare {
+            source,
+            target,
+            from_backup,
+            pgbouncer,
+            pgbouncer_ini,
+            pgbouncer_database,
+            state,
+        } => {
+            let pgbouncer = match (pgbouncer, pgbouncer_ini, pgbouncer_database) {
+                (Some(admin), Some(ini), Some(database)) => Some(waymark_core::PgBouncer {
+                    admin: admin.clone(),
+                    ini: std::path::absolute(ini).unwrap_or_else(|_| ini.clone()),
+                    database: database.clone(),
+                }),
+                _ => None,
+            };
+            let options = waymark_core::PrepareOptions {
+                source: connect(source),
+                target: connect(target),
+                from_backup: from_backup.clone(),
+                backup: backup_options(settings, None, None),
+                pgbouncer,
+                state: waymark_core::state_path(&state.path),
+            };
+            let prepared =
+                waymark_core::prepare(&options, &mut *out.backup_progress(), &mut *out.sync_progress()).await?;
+            out.cutover_prepared(&prepared);
+            Ok(0)
+        }
+        CutoverCommand::Status { state, limits } => {
+            let status = waymark_core::cutover_status(&state.path, &cutover_limits(limits)).await?;
+            out.cutover_status(&status);
+            let blocked = status.phase == waymark_core::Phase::Replicating && !status.ready();
+            Ok(if blocked { exit::REFUSED } else { 0 })
+        }
+        CutoverCommand::Switch(args) | CutoverCommand::Rollback(args) => {
+            let to = match command {
+                CutoverCommand::Switch(_) => waymark_core::Side::Target,
+                _ => waymark_core::Side::Source,
+            };
+            let path = waymark_core::state_path(&args.state.path);
+            let options = waymark_core::SwitchOptions {
+                limits: cutover_limits(&args.limits),
+                deadline: args.deadline,
+                final_check: !args.no_final_check,
+                // The tests turn the guard off to drive the recovery that a
+                // re-run does.
+                guard: match std::env::var_os("WAYMARK_CUTOVER_NO_GUARD") {
+                    Some(_) => None,
+                    None => Some(Box::new(start_guard)),
+                },
+            };
+            let report = waymark_core::switch(&path, to, &options).await?;
+            out.switched(&report);
+            Ok(0)
+        }
+        CutoverCommand::Complete { state } => {
+            let live = waymark_core::complete_cutover(&state.path).await?;
+            out.cutover_completed(live);
+            Ok(0)
+        }
+        CutoverCommand::Guard { state } => {
+            if let Some(done) = waymark_core::guard_cutover(&state.path).await? {
+                tracing::warn!("the runner of the switch stopped; its switch was {done}");
+            }
+            Ok(0)
+        }
     }
+}
+
+fn cutover_limits(args: &cli::LimitArgs) -> waymark_core::CutoverLimits {
+    waymark_core::CutoverLimits {
+        max_lag_bytes: args.max_lag_bytes,
+        max_transaction: args.max_transaction,
+    }
+}
+
+/// Starts `waymark cutover guard` for the state file at `path`, in a
+/// process group of its own so that whatever stops this runner does not
+/// stop it too. It logs beside the state file.
+fn start_guard(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path.with_extension("guard.log"))?;
+    std::process::Command::new(std::env::current_exe()?)
+        .args(["cutover", "guard", "--state"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map(drop)
 }
 
 /// The step limits the operator set: the ceiling every step runs under.

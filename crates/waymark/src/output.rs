@@ -8,8 +8,9 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 use serde_json::json;
 use waymark_core::{
-    Applied, BackupProgress, CompareReport, Entry, Error, Event, Inspection, Listed, Manifest, Migration, Plan,
-    PluginTest, Preimage, Progress, RepairAction, RestoreReport, VerifyBackupReport, VerifyReport,
+    Applied, BackupProgress, CompareReport, CutoverStatus, Entry, Error, Event, Inspection, Listed, Manifest,
+    Migration, Plan, PluginTest, Preimage, Prepared, Progress, RepairAction, RestoreReport, Side, SwitchReport,
+    SyncProgress, VerifyBackupReport, VerifyReport, redact,
 };
 
 fn human_bytes(n: u64) -> String {
@@ -512,18 +513,9 @@ impl Output {
     /// A progress display for backups and restores: a bar of bytes with
     /// rate and ETA on a terminal, nothing otherwise.
     pub(crate) fn backup_progress(&self) -> Box<dyn FnMut(BackupProgress<'_>) + Send> {
-        if self.json || self.quiet || !std::io::stderr().is_terminal() {
+        let Some(bar) = self.bytes_bar("{msg}") else {
             return Box::new(|_| {});
-        }
-        let bar = indicatif::ProgressBar::hidden();
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
-            )
-            .expect("the template is valid")
-            .progress_chars("=> "),
-        );
+        };
         Box::new(move |p: BackupProgress<'_>| {
             if let Some(total) = p.total_bytes {
                 bar.set_length(total);
@@ -635,7 +627,7 @@ impl Output {
         outln!("{table}");
     }
 
-    pub(crate) fn compared(&self, report: &CompareReport, source: &str, target: &str) {
+    pub(crate) fn compared(&self, report: &CompareReport, source: &str, target: &str, sequences: bool) {
         let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
         let ranges: usize = report.tables.iter().map(|t| t.ranges).sum();
         if self.json {
@@ -653,8 +645,13 @@ impl Output {
         }
         if report.matches() {
             self.note(&format!(
-                "{target} holds the same as {source}: {} tables, {rows} rows in {ranges} key ranges, and the sequences",
-                report.tables.len()
+                "{target} holds the same as {source}: {} tables, {rows} rows in {ranges} key ranges{}",
+                report.tables.len(),
+                if sequences {
+                    ", and the sequences"
+                } else {
+                    " (online: sequences follow traffic, at switch time)"
+                }
             ));
         } else {
             eprintln!(
@@ -662,6 +659,136 @@ impl Output {
                 report.problems.len()
             );
         }
+    }
+
+    /// A bar of bytes with rate and ETA, after `label`, on a terminal;
+    /// `None` where nothing should be drawn.
+    fn bytes_bar(&self, label: &str) -> Option<indicatif::ProgressBar> {
+        if self.json || self.quiet || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{label} [{{bar:30}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, eta {{eta}})"
+            ))
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        Some(bar)
+    }
+
+    /// A progress display for a cutover's initial copy: tables ready and
+    /// bytes copied, on a terminal.
+    pub(crate) fn sync_progress(&self) -> Box<dyn FnMut(SyncProgress) + Send> {
+        let Some(bar) = self.bytes_bar("copying {msg}") else {
+            return Box::new(|_| {});
+        };
+        Box::new(move |p: SyncProgress| {
+            bar.set_length(p.total_bytes);
+            bar.set_position(p.bytes);
+            bar.set_message(format!("{}/{} tables ready", p.ready, p.tables));
+        })
+    }
+
+    pub(crate) fn cutover_prepared(&self, p: &Prepared) {
+        let s = &p.state;
+        let backup = s.backup.as_ref().map(|b| b.display().to_string()).unwrap_or_default();
+        if self.json {
+            self.print_json(&json!({
+                "ok": true, "id": s.id, "resumed": p.resumed, "backup": backup,
+                "source": redact(&s.source), "target": redact(&s.target),
+            }));
+        }
+        self.note(&format!(
+            "{} replicates into {}, caught up; schema from {backup}{}. Next: `waymark cutover verify`, then `switch`",
+            redact(&s.source),
+            redact(&s.target),
+            if p.resumed { " (resumed)" } else { "" }
+        ));
+    }
+
+    pub(crate) fn cutover_status(&self, st: &CutoverStatus) {
+        if self.json {
+            self.print_json(&json!({ "ok": true, "ready": st.ready(), "status": st }));
+            return;
+        }
+        let phase = serde_json::to_value(st.phase).unwrap_or_default();
+        outln!("cutover   {} ({})", st.id, phase.as_str().unwrap_or_default());
+        outln!(
+            "live      {} ({})",
+            st.live.name(),
+            if st.live == Side::Source {
+                &st.source
+            } else {
+                &st.target
+            }
+        );
+        if let Some(m) = &st.moving {
+            outln!(
+                "moving    to the {}, stopped after step {} (run switch or rollback again to finish or undo it)",
+                m.to.name(),
+                m.step.name()
+            );
+        }
+        if let Some(into) = st.replicating_into {
+            outln!(
+                "lag       {} bytes, {:.1} s, into the {}",
+                st.lag_bytes.map_or("?".into(), |b| b.to_string()),
+                st.lag_seconds.unwrap_or(0.0),
+                into.name()
+            );
+        }
+        if !st.tables.is_empty() {
+            let mut table = self.table(&["TABLE", "STATE"]);
+            for t in &st.tables {
+                table.add_row(vec![t.table.clone(), t.state.clone()]);
+            }
+            outln!("{table}");
+        }
+        for g in &st.guardrails {
+            outln!("{} {:<12} {}", if g.passed { "ok  " } else { "FAIL" }, g.name, g.detail);
+        }
+    }
+
+    pub(crate) fn switched(&self, r: &SwitchReport) {
+        if self.json {
+            self.print_json(&json!({ "ok": true, "switch": r }));
+        }
+        if let Some(what) = &r.recovered {
+            self.note(&format!("a switch a runner left was {what} first"));
+        }
+        if r.pause_ms > 0 {
+            self.note(&format!(
+                "traffic goes to the {}; writes were held for {} ms (drain {} ms{})",
+                r.live.name(),
+                r.pause_ms,
+                r.drain_ms,
+                r.check_ms
+                    .map(|c| format!(", final comparison {c} ms"))
+                    .unwrap_or_default()
+            ));
+        } else {
+            self.note(&format!("traffic goes to the {}", r.live.name()));
+        }
+        if !r.replicating_back {
+            eprintln!(
+                "warning: replication back to the {} has not started yet; its writes wait in the replication slot, \
+                 and `waymark cutover status` shows when it runs",
+                r.live.other().name()
+            );
+        }
+    }
+
+    pub(crate) fn cutover_completed(&self, live: Side) {
+        if self.json {
+            self.print_json(&json!({ "ok": true, "live": live }));
+        }
+        self.note(&format!(
+            "replication removed both ways; the {} stays live",
+            live.name()
+        ));
     }
 
     pub(crate) fn backup_restored(&self, r: &RestoreReport, url: &str) {

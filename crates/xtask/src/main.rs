@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 mod backup_bench;
+mod cutover_bench;
 mod verify_bench;
 use waymark_host::{Call, CallError, Dialect, Direction, Limits, StepEnv, StepFuture, StepHost, Value};
 
-const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]";
+const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-cutover [--scale N] [--runs N] [--write]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +20,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("bench-backup") => backup_bench::run(&args[1..]),
         Some("bench-verify") => verify_bench::run(&args[1..]),
+        Some("bench-cutover") => cutover_bench::run(&args[1..]),
         _ => bail!("{USAGE}"),
     }
 }

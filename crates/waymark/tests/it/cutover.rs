@@ -8,6 +8,7 @@ fn schema(kind: Kind) -> &'static str {
         Kind::Postgres => {
             "CREATE TABLE accounts (id INT PRIMARY KEY, owner TEXT, balance INT);\n\
              INSERT INTO accounts SELECT g, 'owner ' || g, g * 10 FROM generate_series(1, 1000) g;\n\
+             CREATE INDEX accounts_owner ON accounts (owner);\n\
              CREATE TABLE notes (a INT, b TEXT);\n\
              INSERT INTO notes SELECT g % 3, 'n' || g FROM generate_series(1, 10) g;\n\
              CREATE TABLE tags (id INT PRIMARY KEY, name TEXT);\n\
@@ -18,6 +19,7 @@ fn schema(kind: Kind) -> &'static str {
             "CREATE TABLE accounts (id INT PRIMARY KEY, owner VARCHAR(40), balance INT);\n\
              INSERT INTO accounts WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 1000) \
              SELECT g, CONCAT('owner ', g), g * 10 FROM s;\n\
+             CREATE INDEX accounts_owner ON accounts (owner);\n\
              CREATE TABLE notes (a INT, b VARCHAR(20));\n\
              INSERT INTO notes WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 10) \
              SELECT g % 3, CONCAT('n', g) FROM s;\n\
@@ -27,6 +29,7 @@ fn schema(kind: Kind) -> &'static str {
             "CREATE TABLE accounts (id INT PRIMARY KEY, owner TEXT, balance INT);\n\
              INSERT INTO accounts WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 1000) \
              SELECT g, 'owner ' || g, g * 10 FROM s;\n\
+             CREATE INDEX accounts_owner ON accounts (owner);\n\
              CREATE TABLE notes (a INT, b TEXT);\n\
              INSERT INTO notes WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 10) \
              SELECT g % 3, 'n' || g FROM s;\n\
@@ -94,6 +97,11 @@ fn verify_names_every_difference_by_range_and_key(kind: Kind) {
     target.execute("INSERT INTO notes VALUES (9, 'extra')");
     target.execute("ALTER TABLE tags ADD COLUMN color INT");
     target.execute("CREATE TABLE extra (id INT)");
+    target.execute(match kind {
+        Kind::Mysql => "DROP INDEX accounts_owner ON accounts",
+        _ => "DROP INDEX accounts_owner",
+    });
+    target.execute("CREATE INDEX notes_a ON notes (a)");
     let run = verify(&["--range-rows", "100"]).code(3);
     let out = &run.stdout;
     let t = |name: &str| match kind {
@@ -127,6 +135,16 @@ fn verify_names_every_difference_by_range_and_key(kind: Kind) {
         ),
         format!("{}: its columns differ: the source has (id ", t("tags")),
         format!("{}: only on the target", t("extra")),
+        match kind {
+            Kind::Postgres => "index public.accounts_owner: missing on the target".to_owned(),
+            Kind::Mysql => "index accounts.accounts_owner: missing on the target".to_owned(),
+            Kind::Sqlite => "index accounts_owner: missing on the target".to_owned(),
+        },
+        match kind {
+            Kind::Postgres => "index public.notes_a: only on the target".to_owned(),
+            Kind::Mysql => "index notes.notes_a: only on the target".to_owned(),
+            Kind::Sqlite => "index notes_a: only on the target".to_owned(),
+        },
     ];
     for line in &expected {
         assert!(out.contains(line.as_str()), "lacks {line:?}:\n{out}");

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `waymark` binary against real databases.
 
+mod clusters;
 mod common;
 
 mod backups;
@@ -15,3 +16,4 @@ mod plugins;
 mod preimages;
 mod real_histories;
 mod settings;
+mod switchover;

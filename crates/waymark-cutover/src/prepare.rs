@@ -1,0 +1,276 @@
+//! Preparing a cutover: the preconditions, checked on both servers and all
+//! reported at once; then replication from the source into the target
+//! (whose schema the caller has made from a verified backup) and the wait
+//! until every table is copied and the target has caught up.
+//!
+//! Every object is made only if missing, so a prepare that was killed
+//! resumes when run again.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::error::CutoverError;
+use crate::pg::{OWN_SCHEMA, Server, literal};
+use crate::state::{Phase, Side, State};
+use crate::switch::store;
+
+/// Everything that stops a cutover from `source` to `target`, on either
+/// server; empty when it can go ahead.
+pub async fn preconditions(source: &str, target: &str) -> Result<Vec<String>, CutoverError> {
+    let mut s = Server::connect(source).await?;
+    let mut t = Server::connect(target).await?;
+    let mut problems = Vec::new();
+    let (s_major, t_major) = (s.major().await?, t.major().await?);
+    if t_major < s_major {
+        problems.push(format!(
+            "the target runs PostgreSQL {t_major}, older than the source's {s_major}: logical replication \
+             and the schema only move to the same major version or a newer one"
+        ));
+    }
+    for (side, server, major) in [(Side::Source, &mut s, s_major), (Side::Target, &mut t, t_major)] {
+        let side = side.name();
+        let wal_level = server.setting("wal_level").await?;
+        if wal_level != "logical" {
+            problems.push(format!(
+                "{side}: wal_level is {wal_level}; set wal_level = logical and restart the server \
+                 (replication {} needs it)",
+                if side == "source" {
+                    "to the target"
+                } else {
+                    "back to the source, the way back,"
+                }
+            ));
+        }
+        let slots: i64 = server.setting("max_replication_slots").await?.parse().unwrap_or(0);
+        let used = server
+            .int(
+                "counting replication slots",
+                "SELECT count(*) FROM pg_replication_slots",
+            )
+            .await?;
+        if slots <= used {
+            problems.push(format!(
+                "{side}: all {slots} replication slots (max_replication_slots) are taken; one more is needed"
+            ));
+        }
+        let senders: i64 = server.setting("max_wal_senders").await?.parse().unwrap_or(0);
+        if senders < 1 {
+            problems.push(format!("{side}: max_wal_senders is 0; it must be at least 1"));
+        }
+        let (superuser, replication): (bool, bool) = role(server).await?;
+        let can_subscribe = superuser
+            || (major >= 16
+                && server
+                    .flag(
+                        "reading the role",
+                        "SELECT pg_has_role(current_user, $1, 'USAGE')",
+                        "pg_create_subscription",
+                    )
+                    .await?);
+        if !(superuser || replication) || !can_subscribe {
+            problems.push(format!(
+                "{side}: the user needs the REPLICATION attribute and the right to create subscriptions \
+                 (a superuser{}), for replication each way",
+                if major >= 16 {
+                    ", or a member of pg_create_subscription"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    for table in s.tables().await? {
+        if table.unlogged {
+            problems.push(format!(
+                "table {} is unlogged: logical replication does not carry its rows",
+                table.name
+            ));
+        } else if !table.identified {
+            problems.push(format!(
+                "table {} has no primary key or replica identity: replication cannot apply its updates and \
+                 deletes; add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL",
+                table.name
+            ));
+        }
+    }
+    let existing = t.tables().await?;
+    if !existing.is_empty() {
+        let names: Vec<&str> = existing.iter().take(5).map(|t| t.name.as_str()).collect();
+        problems.push(format!(
+            "the target must be an empty database, and it has {} table(s): {}",
+            existing.len(),
+            names.join(", ")
+        ));
+    }
+    s.close().await;
+    t.close().await;
+    Ok(problems)
+}
+
+async fn role(server: &mut Server) -> Result<(bool, bool), CutoverError> {
+    let rows: Vec<(bool, bool)> = server
+        .rows(
+            "reading the role",
+            "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    Ok(rows.into_iter().next().unwrap_or((false, false)))
+}
+
+/// Replication from the source into the target: our schema and marker on
+/// both, a publication of every table on both (the target's for the way
+/// back), and the target's subscription, which copies the rows.
+pub async fn start_replication(state: &State) -> Result<(), CutoverError> {
+    let mut s = Server::connect(&state.source).await?;
+    let mut t = Server::connect(&state.target).await?;
+    let publication = state.publication();
+    for server in [&mut s, &mut t] {
+        server.own_objects().await?;
+        if !server.has_publication(&publication).await? {
+            let mut tables: Vec<String> = server.tables().await?.into_iter().map(|t| t.quoted).collect();
+            tables.push(format!("{OWN_SCHEMA}.mark"));
+            server
+                .exec(
+                    "creating the publication",
+                    &format!("CREATE PUBLICATION {publication} FOR TABLE {}", tables.join(", ")),
+                )
+                .await?;
+        }
+    }
+    s.set_mark().await?;
+    let subscription = state.subscription_into(Side::Target);
+    if !t.has_subscription(&subscription).await? {
+        t.exec(
+            "creating the subscription (the target connects to the source with the source's URL)",
+            &format!(
+                "CREATE SUBSCRIPTION {subscription} CONNECTION {} PUBLICATION {publication} \
+                 WITH (copy_data = true)",
+                literal(&state.source)
+            ),
+        )
+        .await?;
+    }
+    s.close().await;
+    t.close().await;
+    Ok(())
+}
+
+/// How far the initial copy has got.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncProgress {
+    /// Tables copied and streaming.
+    pub ready: usize,
+    /// Tables in all.
+    pub tables: usize,
+    /// Bytes of the tables copied (their size on the source).
+    pub bytes: u64,
+    /// Bytes of all the tables.
+    pub total_bytes: u64,
+}
+
+/// Waits until every table is copied and the target has applied every
+/// write the source had when the copy ended; then records the cutover as
+/// replicating. Fails if the subscription's workers report errors.
+pub async fn wait_for_sync(
+    state: &mut State,
+    path: &Path,
+    progress: &mut (dyn FnMut(SyncProgress) + Send),
+) -> Result<(), CutoverError> {
+    let mut s = Server::connect(&state.source).await?;
+    let mut t = Server::connect(&state.target).await?;
+    let subscription = state.subscription_into(Side::Target);
+    let sizes: Vec<(String, i64)> = s
+        .rows(
+            "reading table sizes",
+            "SELECT schemaname || '.' || tablename, pg_table_size(format('%I.%I', schemaname, tablename))::bigint \
+             FROM pg_publication_tables WHERE pubname = $1",
+            &[&state.publication()],
+        )
+        .await?;
+    let total_bytes: u64 = sizes.iter().map(|(_, b)| *b as u64).sum();
+    let errors_before = t.subscription_errors(&subscription).await?;
+    let started = Instant::now();
+    loop {
+        let states = t.sync_states(&subscription).await?;
+        let ready: Vec<&String> = states.iter().filter(|(_, s)| s == "r").map(|(n, _)| n).collect();
+        let copying: i64 = t
+            .optional_int(
+                "reading pg_stat_progress_copy",
+                "SELECT sum(bytes_processed)::bigint FROM pg_stat_progress_copy WHERE command = 'COPY FROM'",
+                &[],
+            )
+            .await?
+            .unwrap_or(0);
+        let bytes = sizes
+            .iter()
+            .filter(|(n, _)| ready.contains(&n))
+            .map(|(_, b)| *b as u64)
+            .sum::<u64>()
+            + copying.max(0) as u64;
+        progress(SyncProgress {
+            ready: ready.len(),
+            tables: states.len(),
+            bytes: bytes.min(total_bytes),
+            total_bytes,
+        });
+        if !states.is_empty() && ready.len() == states.len() {
+            break;
+        }
+        let errors = t.subscription_errors(&subscription).await?;
+        if errors > errors_before {
+            let mut copying: Vec<&str> = states
+                .iter()
+                .filter(|(_, s)| s != "r")
+                .map(|(n, _)| n.as_str())
+                .collect();
+            // waymark's own marker table waits behind the failing tables'
+            // sync workers; naming it would only point away from the cause.
+            let ours = format!("{OWN_SCHEMA}.");
+            if copying.iter().any(|n| !n.starts_with(&ours)) {
+                copying.retain(|n| !n.starts_with(&ours));
+            }
+            return Err(CutoverError::Step(format!(
+                "copying the tables into {} failed: the subscription {subscription} reported {} error(s) \
+                 (pg_stat_subscription_stats) with {} still to copy, and the target server's log says why; \
+                 replication keeps retrying, and prepare, run again once it is fixed, waits for it",
+                waymark_db::redact(&state.target),
+                errors - errors_before,
+                copying.join(", ")
+            )));
+        }
+        if started.elapsed() > Duration::from_secs(30) && states.is_empty() {
+            return Err(CutoverError::Step(format!(
+                "the subscription {subscription} has no tables after 30 s; the target server's log says why"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drain(&mut s, &mut t, Duration::from_secs(3600)).await?;
+    s.close().await;
+    t.close().await;
+    state.phase = Phase::Replicating;
+    store(state, path).await
+}
+
+/// Writes a new token into the marker on `from` and waits until `to` has
+/// applied it: replication applies commits in order, so `to` then has
+/// every write `from` had committed.
+pub(crate) async fn drain(from: &mut Server, to: &mut Server, within: Duration) -> Result<Duration, CutoverError> {
+    let started = Instant::now();
+    let token = from.set_mark().await?;
+    loop {
+        if to.has_mark(&token).await? {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > within {
+            return Err(CutoverError::Step(format!(
+                "{} had not applied the latest writes of {} after {} ms",
+                waymark_db::redact(&to.url),
+                waymark_db::redact(&from.url),
+                within.as_millis()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

