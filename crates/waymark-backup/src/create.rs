@@ -107,7 +107,6 @@ async fn copy_rows(
     (rows_so_far, bytes_so_far): (&AtomicU64, &AtomicU64),
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<u64, BackupError> {
-    let dialect = conn.dialect();
     let mut failed: Option<(PathBuf, std::io::Error)> = None;
     // Rows arrive one by one; they are hashed and compressed in batches,
     // which costs far less per byte.
@@ -115,11 +114,7 @@ async fn copy_rows(
     let mut batch: Vec<u8> = Vec::with_capacity(limit);
     let mut batch_rows = 0u64;
     let streamed = conn
-        .stream_rows_in(info, range, &mut |piece| {
-            let rows = match dialect {
-                Dialect::Postgres => piece.iter().filter(|b| **b == b'\n').count() as u64,
-                _ => 1,
-            };
+        .stream_rows_in(info, range, &mut |piece, rows| {
             let total = rows_so_far.fetch_add(rows, Ordering::Relaxed) + rows;
             let bytes = bytes_so_far.fetch_add(piece.len() as u64, Ordering::Relaxed) + piece.len() as u64;
             if total % 10_000 < rows {

@@ -378,7 +378,7 @@ async fn check_whole_table(conn: &mut Conn, table: &Table) -> Result<Vec<String>
             in_run = 0;
         }
     };
-    conn.stream_rows(&table.info, &mut |piece| {
+    conn.stream_rows(&table.info, &mut |piece, _| {
         match dialect {
             // COPY text: a row per line.
             Dialect::Postgres => piece.split_inclusive(|b| *b == b'\n').for_each(&mut take),

@@ -303,7 +303,7 @@ async fn rows_by_key(
     let dialect = conn.dialect();
     let mut rows = Vec::new();
     let mut too_many = false;
-    conn.stream_rows_in(info, range, &mut |piece| {
+    conn.stream_rows_in(info, range, &mut |piece, _| {
         if rows.len() >= SAMPLE_ROWS {
             too_many = true;
             return Ok(());

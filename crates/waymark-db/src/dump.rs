@@ -686,11 +686,12 @@ impl Conn {
     }
 
     /// Streams `table`'s rows in canonical form, in primary-key order, to
-    /// `sink`, one or more whole rows at a time. Returns the number of rows.
+    /// `sink`, one or more whole rows at a time with their number. Returns
+    /// the number of rows.
     pub async fn stream_rows(
         &mut self,
         table: &TableInfo,
-        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+        sink: &mut (dyn FnMut(&[u8], u64) -> std::io::Result<()> + Send),
     ) -> Result<u64, DbError> {
         self.stream_range(table, &KeyRange::default(), sink).await
     }
@@ -766,7 +767,7 @@ impl Conn {
         &mut self,
         table: &TableInfo,
         range: &KeyRange,
-        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+        sink: &mut (dyn FnMut(&[u8], u64) -> std::io::Result<()> + Send),
     ) -> Result<u64, DbError> {
         self.stream_range(table, range, sink).await
     }
@@ -777,7 +778,7 @@ impl Conn {
     pub async fn range_digest(&mut self, table: &TableInfo, range: &KeyRange) -> Result<(u64, String), DbError> {
         let mut hash = Sha256::new();
         let rows = self
-            .stream_range(table, range, &mut |bytes| {
+            .stream_range(table, range, &mut |bytes, _| {
                 hash.update(bytes);
                 Ok(())
             })
@@ -789,7 +790,7 @@ impl Conn {
         &mut self,
         table: &TableInfo,
         range: &KeyRange,
-        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+        sink: &mut (dyn FnMut(&[u8], u64) -> std::io::Result<()> + Send),
     ) -> Result<u64, DbError> {
         let dialect = self.dialect();
         let filter = range.filter(dialect, &table.primary_key);
@@ -812,8 +813,9 @@ impl Conn {
                 );
                 let mut stream = c.copy_out_raw(&sql).await.map_err(failed)?;
                 while let Some(bytes) = stream.try_next().await.map_err(failed)? {
-                    rows += bytes.iter().filter(|b| **b == b'\n').count() as u64;
-                    sink(&bytes).map_err(io)?;
+                    let piece = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+                    rows += piece;
+                    sink(&bytes, piece).map_err(io)?;
                 }
             }
             driver => {
@@ -847,7 +849,7 @@ impl Conn {
                     buffer.clear();
                     buffer.extend_from_slice(&len.to_le_bytes());
                     buffer.extend_from_slice(record);
-                    sink(&buffer).map_err(io)
+                    sink(&buffer, 1).map_err(io)
                 };
                 match driver {
                     Driver::My(c) => {
