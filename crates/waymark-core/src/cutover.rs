@@ -52,6 +52,8 @@ pub struct PrepareOptions {
     pub backup: CreateOptions,
     /// The PgBouncer traffic goes through.
     pub pgbouncer: Option<PgBouncer>,
+    /// A shell command that points traffic at a server, for `switch`.
+    pub route: Option<String>,
     /// The state file.
     pub state: PathBuf,
 }
@@ -116,6 +118,7 @@ pub async fn prepare(
                 target: options.target.url.clone(),
                 backup: None,
                 pgbouncer: options.pgbouncer.clone(),
+                route: options.route.clone(),
                 phase: Phase::Preparing,
                 live: Side::Source,
                 moving: None,

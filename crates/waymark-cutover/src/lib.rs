@@ -2,7 +2,8 @@
 //! preparing the target and replicating into it (`prepare`), watching
 //! replication and the guardrails (`status`), comparing the two servers'
 //! contents range by range (`compare`), moving traffic through PgBouncer
-//! within a deadline and back again (`switch`), and removing replication
+//! or a route command (`route`) within a deadline and back again
+//! (`switch`), and removing replication
 //! at the end (`complete`). Each step is recorded in a state file
 //! (`state`), so a runner killed at any point can be re-run.
 //!
@@ -20,6 +21,7 @@ mod online;
 mod pg;
 mod pgbouncer;
 mod prepare;
+mod route;
 mod state;
 mod status;
 mod switch;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::error::CutoverError;
@@ -35,7 +36,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Server {
     pub(crate) async fn connect(url: &str) -> Result<Server, CutoverError> {
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url))
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| CutoverError::server("reading the URL", url, e))?;
+        // Our sessions write (the marker, the state, subscriptions) on a
+        // server held read-only by a switch without PgBouncer.
+        let options = options.options([("default_transaction_read_only", "off")]);
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))
             .map_err(|e| CutoverError::server("connecting", url, e))?;
@@ -360,6 +367,125 @@ impl Server {
         .await
         .map(drop)
         .map_err(|e| self.fail("recording the cutover's state", e))
+    }
+
+    /// What stops this user from holding writes here by making the
+    /// database read-only: `None` if it may (own the database, and end
+    /// other sessions).
+    pub(crate) async fn cannot_fence(&mut self) -> Result<Option<String>, CutoverError> {
+        let (owner, signal): (bool, bool) = self
+            .rows(
+                "reading the role",
+                "SELECT r.rolsuper OR pg_has_role(current_user, d.datdba, 'USAGE'), \
+                 r.rolsuper OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE') \
+                 FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = current_database()",
+                &[],
+            )
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or((false, false));
+        Ok(match (owner, signal) {
+            (true, true) => None,
+            (false, _) => Some("the user must own the database (or be a superuser) to make it read-only".into()),
+            (true, false) => Some(
+                "the user must be a member of pg_signal_backend (or a superuser) to end the sessions \
+                 that could still write"
+                    .into(),
+            ),
+        })
+    }
+
+    /// Holds writes by making the database read-only: new sessions start
+    /// read-only at once; sessions from before get up to `grace` to finish
+    /// their transactions and are then ended, waiting until they are gone
+    /// so that no write of theirs can commit after this returns. Returns
+    /// how many sessions were ended.
+    pub(crate) async fn fence(&mut self, grace: Duration) -> Result<i64, CutoverError> {
+        let database = self.database().await?;
+        self.exec(
+            "making the database read-only",
+            &format!("ALTER DATABASE {database} SET default_transaction_read_only = on"),
+        )
+        .await?;
+        let since: String = sqlx::query_scalar("SELECT clock_timestamp()::text")
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(|e| self.fail("reading the clock", e))?;
+        let others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                      AND backend_type = 'client backend' AND backend_start < $1::timestamptz";
+        let started = std::time::Instant::now();
+        while started.elapsed() < grace {
+            let open = self
+                .optional_int(
+                    "reading pg_stat_activity",
+                    &format!("SELECT count(*) {others} AND xact_start IS NOT NULL"),
+                    &[&since],
+                )
+                .await?;
+            if open == Some(0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (ended, stuck): (i64, i64) = self
+            .rows(
+                "ending the sessions that could still write",
+                &format!(
+                    "SELECT count(*), count(*) FILTER (WHERE NOT ended) FROM \
+                     (SELECT pg_terminate_backend(pid, 5000) AS ended {others}) t"
+                ),
+                &[&since],
+            )
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or((0, 0));
+        if stuck > 0 {
+            return Err(CutoverError::Step(format!(
+                "{stuck} session(s) of {} did not end within 5 s of being told to",
+                waymark_db::redact(&self.url)
+            )));
+        }
+        Ok(ended)
+    }
+
+    /// Lets the database take writes again. If it was held read-only, the
+    /// sessions opened meanwhile (read-only for good) are ended, so that
+    /// clients reconnect to a writable one. Returns whether it was held.
+    pub(crate) async fn unfence(&mut self) -> Result<bool, CutoverError> {
+        let database = self.database().await?;
+        let fenced: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+             WHERE d.datname = current_database() AND s.setrole = 0 \
+             AND 'default_transaction_read_only=on' = ANY (s.setconfig))",
+        )
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(|e| self.fail("reading the database's settings", e))?;
+        if !fenced {
+            return Ok(false);
+        }
+        self.exec(
+            "letting the database take writes",
+            &format!("ALTER DATABASE {database} RESET default_transaction_read_only"),
+        )
+        .await?;
+        self.exec(
+            "ending the sessions opened read-only",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// The database's name, quoted for SQL.
+    async fn database(&mut self) -> Result<String, CutoverError> {
+        sqlx::query_scalar("SELECT quote_ident(current_database())")
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(|e| self.fail("reading the database's name", e))
     }
 
     pub(crate) async fn close(self) {

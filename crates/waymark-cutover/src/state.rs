@@ -112,6 +112,11 @@ pub struct State {
     pub backup: Option<PathBuf>,
     /// The PgBouncer in front of the servers, if traffic goes through one.
     pub pgbouncer: Option<PgBouncer>,
+    /// A shell command that points traffic at a server (given as
+    /// `WAYMARK_CUTOVER_LIVE_URL`), run when traffic moves. Without
+    /// PgBouncer, writes are held by making the server read-only.
+    #[serde(default)]
+    pub route: Option<String>,
     /// Where it stands.
     pub phase: Phase,
     /// The server traffic goes to.

@@ -264,6 +264,26 @@ pub(crate) async fn check(
         });
     }
 
+    if state.pgbouncer.is_none() && state.route.is_some() {
+        let mut problems = Vec::new();
+        for (side, server) in [(state.live, &mut *live), (into, &mut *other)] {
+            if let Some(problem) = server.cannot_fence().await? {
+                problems.push(format!("{}: {problem}", side.name()));
+            }
+        }
+        guardrails.push(Guardrail {
+            name: "read-only",
+            passed: problems.is_empty(),
+            detail: if problems.is_empty() {
+                "without PgBouncer, writes are held by making the live server read-only and ending its \
+                 sessions; the route command moves traffic"
+                    .into()
+            } else {
+                problems.join("; ")
+            },
+        });
+    }
+
     Ok(Checked {
         lag_bytes,
         lag_seconds,

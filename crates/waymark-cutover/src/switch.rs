@@ -3,11 +3,17 @@
 //! dead runner left, and removing replication at the end (`complete`).
 //!
 //! A move runs within one deadline. Its steps are recorded before and
-//! after each is taken; until PgBouncer points at the new server, any
+//! after each is taken; until traffic points at the new server, any
 //! failure (or the deadline) undoes the steps taken, in reverse, and
 //! resumes traffic on the old server. Replication back into the old
 //! server starts before traffic moves, from a slot made while writes are
 //! held, so no acknowledged write is missed either way.
+//!
+//! Writes are held by PgBouncer's `PAUSE` when there is one; otherwise by
+//! making the old server's database read-only and ending its sessions
+//! (clients see errors, not a pause), and a route command moves traffic.
+//! Then the server left stays read-only, so only the live one takes
+//! writes.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -125,14 +131,14 @@ pub async fn switch(path: &Path, to: Side, options: &SwitchOptions) -> Result<Sw
             message: format!("traffic already goes to the {}", to.name()),
         });
     }
-    let Some(bouncer) = state.pgbouncer.clone() else {
+    if state.pgbouncer.is_none() && state.route.is_none() {
         return Err(CutoverError::State {
             path: path.to_owned(),
-            message: "no PgBouncer was given at prepare, so there is no way to hold writes and move \
-                      traffic; prepare again with --pgbouncer"
+            message: "neither PgBouncer nor a route command was given at prepare, so there is no way to \
+                      move traffic; prepare again with --pgbouncer or --route-command"
                 .into(),
         });
-    };
+    }
     let from = to.other();
     let mut old = Server::connect(state.url(from)).await?;
     let mut new = Server::connect(state.url(to)).await?;
@@ -163,7 +169,10 @@ pub async fn switch(path: &Path, to: Side, options: &SwitchOptions) -> Result<Sw
             problems: failed,
         });
     }
-    let mut console = bouncer.console().await?;
+    let mut console = match &state.pgbouncer {
+        Some(bouncer) => Some(bouncer.console().await?),
+        None => None,
+    };
     state.moving = Some(Move {
         to,
         step: Step::Started,
@@ -196,11 +205,13 @@ pub async fn switch(path: &Path, to: Side, options: &SwitchOptions) -> Result<Sw
     };
     match outcome {
         Ok(()) => {
-            console.resume().await?;
+            release(console.as_mut(), &mut new).await?;
             let pause_ms = paused_at.elapsed().as_millis() as u64;
             state.moving = None;
             store_with(&state, path, target_of(to, &mut old, &mut new)).await?;
-            console.close().await;
+            if let Some(console) = console {
+                console.close().await;
+            }
             // Writes to the new server wait in the new slot whatever
             // happens; but the next move's guardrails want replication back
             // running, and PostgreSQL 15's launcher starts at most one
@@ -239,7 +250,7 @@ pub async fn switch(path: &Path, to: Side, options: &SwitchOptions) -> Result<Sw
 async fn take_steps(
     state: &mut State,
     path: &Path,
-    console: &mut crate::pgbouncer::Console,
+    console: &mut Option<crate::pgbouncer::Console>,
     old: &mut Server,
     new: &mut Server,
     options: &SwitchOptions,
@@ -247,9 +258,14 @@ async fn take_steps(
 ) -> Result<(), CutoverError> {
     let to = state.moving.as_ref().expect("a move is under way").to;
     let from = to.other();
-    let bouncer = state.pgbouncer.clone().expect("checked by switch");
 
-    console.pause().await?;
+    match console {
+        Some(console) => console.pause().await?,
+        None => {
+            let ended = old.fence(options.deadline / 5).await?;
+            tracing::info!("the {} is read-only; {ended} session(s) ended", from.name());
+        }
+    }
     step(state, path, target_of(to, old, new), Step::Paused).await?;
 
     timings.0 = drain(old, new, options.deadline).await?.as_millis() as u64;
@@ -286,11 +302,37 @@ async fn take_steps(
     subscribe(state, old, from).await?;
     step(state, path, target_of(to, old, new), Step::NewSubscriptionCreated).await?;
 
-    bouncer.repoint(state.url(to))?;
-    console.reload().await?;
+    point_traffic(state, console.as_mut(), to).await?;
     state.live = to;
     step(state, path, target_of(to, old, new), Step::Repointed).await?;
     Ok(())
+}
+
+/// Points PgBouncer, and the route command if there is one, at `side`.
+/// Writes stay held.
+async fn point_traffic(
+    state: &State,
+    console: Option<&mut crate::pgbouncer::Console>,
+    side: Side,
+) -> Result<(), CutoverError> {
+    if let (Some(bouncer), Some(console)) = (&state.pgbouncer, console) {
+        bouncer.repoint(state.url(side))?;
+        console.reload().await?;
+    }
+    if let Some(command) = &state.route {
+        crate::route::route(command, side, state.url(side)).await?;
+    }
+    Ok(())
+}
+
+/// Lets writes go on at the live server: PgBouncer resumes, or, without
+/// one, the live server (`live`, connected) stops being read-only if a
+/// move left it so.
+async fn release(console: Option<&mut crate::pgbouncer::Console>, live: &mut Server) -> Result<(), CutoverError> {
+    match console {
+        Some(console) => console.resume().await,
+        None => live.unfence().await.map(drop),
+    }
 }
 
 /// Creates the subscription into `side` (on `server`, which is that side),
@@ -381,10 +423,16 @@ pub async fn recover(state: &mut State, path: &Path) -> Result<Option<String>, C
     };
     if moving.step >= Step::Repointed {
         tracing::warn!("finishing the switch to the {} that a runner left", moving.to.name());
-        let bouncer = state.pgbouncer.clone().expect("a move has a PgBouncer");
-        let mut console = bouncer.console().await?;
-        console.resume().await?;
-        console.close().await;
+        let mut console = match &state.pgbouncer {
+            Some(bouncer) => Some(bouncer.console().await?),
+            None => None,
+        };
+        let mut live = Server::connect(state.url(moving.to)).await?;
+        release(console.as_mut(), &mut live).await?;
+        live.close().await;
+        if let Some(console) = console {
+            console.close().await;
+        }
         state.moving = None;
         store(state, path).await?;
         Ok(Some("finished".into()))
@@ -404,7 +452,6 @@ pub async fn recover(state: &mut State, path: &Path) -> Result<Option<String>, C
 async fn undo(state: &mut State, path: &Path) -> Result<(), CutoverError> {
     let moving = state.moving.clone().expect("a move to undo");
     let (to, from) = (moving.to, moving.to.other());
-    let bouncer = state.pgbouncer.clone().expect("a move has a PgBouncer");
     let mut old = Server::connect(state.url(from)).await?;
     let mut new = Server::connect(state.url(to)).await?;
     if moving.step >= Step::NewSubscriptionCreated || old.has_subscription(&state.subscription_into(from)).await? {
@@ -418,11 +465,15 @@ async fn undo(state: &mut State, path: &Path) -> Result<(), CutoverError> {
     // the while, so nothing happened on the old one since it stopped.
     subscribe(state, &mut new, to).await?;
     state.live = from;
-    bouncer.repoint(state.url(from))?;
-    let mut console = bouncer.console().await?;
-    console.reload().await?;
-    console.resume().await?;
-    console.close().await;
+    let mut console = match &state.pgbouncer {
+        Some(bouncer) => Some(bouncer.console().await?),
+        None => None,
+    };
+    point_traffic(state, console.as_mut(), from).await?;
+    release(console.as_mut(), &mut old).await?;
+    if let Some(console) = console {
+        console.close().await;
+    }
     state.moving = None;
     store_with(state, path, target_of(to, &mut old, &mut new)).await?;
     old.close().await;
@@ -509,7 +560,8 @@ pub async fn complete(path: &Path) -> Result<Side, CutoverError> {
 pub(crate) fn connect_options(url: &str) -> ConnectOptions {
     ConnectOptions {
         url: url.to_owned(),
-        init_sql: Vec::new(),
+        // Sequences are set on a server held read-only.
+        init_sql: vec!["SET default_transaction_read_only = off".into()],
         history: Default::default(),
         lock_timeout: Duration::from_secs(10),
     }

@@ -132,6 +132,14 @@ pub(crate) enum CutoverCommand {
         /// The database's name in PgBouncer.
         #[arg(long)]
         pgbouncer_database: Option<String>,
+        /// A shell command that points the application at a server, run by
+        /// `switch` and `rollback` with the server's URL in
+        /// WAYMARK_CUTOVER_LIVE_URL (and `source` or `target` in
+        /// WAYMARK_CUTOVER_LIVE); it must be safe to run again. Without
+        /// --pgbouncer, writes are then held by making the server moved
+        /// from read-only and ending its sessions, and it stays read-only.
+        #[arg(long)]
+        route_command: Option<String>,
         #[command(flatten)]
         state: StateArg,
     },
@@ -165,9 +173,10 @@ pub(crate) enum CutoverCommand {
         state: StateArg,
     },
     /// Move traffic to the target within one deadline: guardrails, hold
-    /// writes in PgBouncer, wait for the target to apply the last of them,
-    /// compare, carry sequences over, replicate the target back into the
-    /// source, repoint PgBouncer, resume. Undone if anything fails first.
+    /// writes (PgBouncer's PAUSE, or the source made read-only), wait for
+    /// the target to apply the last of them, compare, carry sequences
+    /// over, replicate the target back into the source, repoint PgBouncer
+    /// or run the route command, resume. Undone if anything fails first.
     Switch(SwitchArgs),
     /// Move traffic back to the source, the same way, over the reverse
     /// replication: no acknowledged write is lost.

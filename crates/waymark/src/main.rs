@@ -265,6 +265,7 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
             pgbouncer,
             pgbouncer_ini,
             pgbouncer_database,
+            route_command,
             state,
         } => {
             let pgbouncer = match (pgbouncer, pgbouncer_ini, pgbouncer_database) {
@@ -281,6 +282,7 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
                 from_backup: from_backup.clone(),
                 backup: backup_options(settings, None, None),
                 pgbouncer,
+                route: route_command.clone(),
                 state: waymark_core::state_path(&state.path),
             };
             let prepared =

@@ -158,14 +158,20 @@ impl Cluster {
     }
 
     pub(crate) fn execute(&self, db: &str, sql: &str) {
+        self.try_execute(db, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs `sql` in a new session; the error as text if it fails.
+    pub(crate) fn try_execute(&self, db: &str, sql: &str) -> Result<(), String> {
         let url = self.url(db);
         block_on(async {
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
             sqlx::raw_sql(sql)
                 .execute(&mut conn)
                 .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        });
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// The first column of every row, as text.
@@ -302,6 +308,11 @@ impl Drop for Bouncer {
     }
 }
 
+enum Aim {
+    Url(String),
+    File(PathBuf),
+}
+
 /// What the writer saw.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
@@ -313,8 +324,9 @@ pub(crate) struct Seen {
     pub(crate) longest: Duration,
 }
 
-/// Inserts into `writes` through PgBouncer, one transaction per row, until
-/// stopped.
+/// Inserts into `writes`, one transaction per row, until stopped: through
+/// PgBouncer, or straight to the server whose URL a file names (which a
+/// route command rewrites).
 pub(crate) struct Writer {
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Seen>>,
@@ -323,27 +335,46 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn start(url: String) -> Writer {
+        Writer::spawn(Aim::Url(url))
+    }
+
+    /// A writer to the URL in `file`, read before every write.
+    pub(crate) fn following(file: PathBuf) -> Writer {
+        Writer::spawn(Aim::File(file))
+    }
+
+    fn spawn(aim: Aim) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (s, w) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             block_on(async move {
-                // PgBouncer's default configuration refuses the
-                // extra_float_digits sqlx sends unless told not to.
-                let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(2)
-                    .connect_with(options.extra_float_digits(None))
-                    .await
-                    .unwrap();
+                let mut current: Option<(String, sqlx::PgPool)> = None;
                 let mut n = 0i64;
                 while !s.load(Ordering::Relaxed) {
+                    let url = match &aim {
+                        Aim::Url(url) => url.clone(),
+                        Aim::File(file) => std::fs::read_to_string(file).unwrap().trim().to_owned(),
+                    };
+                    if current.as_ref().is_none_or(|(at, _)| *at != url) {
+                        if let Some((_, pool)) = current.take() {
+                            pool.close().await;
+                        }
+                        // PgBouncer's default configuration refuses the
+                        // extra_float_digits sqlx sends unless told not to.
+                        let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+                        let pool = sqlx::postgres::PgPoolOptions::new()
+                            .max_connections(2)
+                            .connect_lazy_with(options.extra_float_digits(None));
+                        current = Some((url, pool));
+                    }
+                    let pool = &current.as_ref().unwrap().1;
                     n += 1;
                     let started = Instant::now();
                     // The simple protocol: PgBouncer 1.18 in transaction
                     // mode cannot keep prepared statements.
                     let result = sqlx::raw_sql(&format!("INSERT INTO writes (n) VALUES ({n}) RETURNING id"))
-                        .fetch_one(&pool)
+                        .fetch_one(pool)
                         .await;
                     let took = started.elapsed();
                     {
@@ -356,7 +387,9 @@ impl Writer {
                     }
                     tokio::time::sleep(Duration::from_millis(3)).await;
                 }
-                pool.close().await;
+                if let Some((_, pool)) = current {
+                    pool.close().await;
+                }
             });
         });
         Writer {

@@ -129,6 +129,16 @@ fn verify_until_equal(dir: &Path, old: &Cluster, new: &Cluster) -> serde_json::V
     }
 }
 
+/// The names of the guardrails in `cutover status --json`'s output.
+fn guardrail_names(status: &serde_json::Value) -> Vec<&str> {
+    status["status"]["guardrails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect()
+}
+
 fn no_replication_left(server: &Cluster) {
     let left = server.column(
         "SELECT 'subscription ' || subname FROM pg_subscription UNION ALL \
@@ -173,14 +183,8 @@ fn switch_rollback_and_switch_again_under_a_writer() {
             .iter()
             .all(|t| t["state"] == "ready")
     );
-    let guardrails: Vec<&str> = status["status"]["guardrails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        guardrails,
+        guardrail_names(&status),
         ["replication", "lag", "transactions", "schema", "backup", "pgbouncer"]
     );
 
@@ -580,4 +584,138 @@ fn a_prepare_that_fails_half_way_leaves_the_target_empty_and_runs_again() {
     assert_eq!(std::fs::read_dir(dir.path().join("backups")).unwrap().count(), 1);
     assert_eq!(new.column("SELECT count(*)::text FROM accounts"), ["100"]);
     assert_eq!(new.column("SELECT n::text FROM report"), ["100"]);
+
+    // Prepared without PgBouncer or a route command, traffic cannot move.
+    waymark(dir.path(), &["cutover", "switch"], &[])
+        .code(1)
+        .stderr_has("neither PgBouncer nor a route command was given at prepare, so there is no way to move traffic");
+    assert!(new.try_execute("app", "INSERT INTO accounts VALUES (0, 'x')").is_ok());
+    assert!(old.try_execute("app", "INSERT INTO accounts VALUES (-1, 'x')").is_ok());
+}
+
+#[test]
+fn without_pgbouncer_the_server_left_is_read_only_and_a_route_command_moves_traffic() {
+    let old = Cluster::start(&installed_bin());
+    let new = Cluster::start(&newer_bin());
+    old.execute("app", SCHEMA);
+    let dir = tempfile::tempdir().unwrap();
+    // The application finds its server in a file, which the route command
+    // rewrites (atomically: the writer reads it before every write). It
+    // refuses to route to the target while `refuse` exists.
+    let live = dir.path().join("live-url");
+    std::fs::write(&live, old.url("app")).unwrap();
+    let command = format!(
+        "if [ -e {refuse} ] && [ \"$WAYMARK_CUTOVER_LIVE\" = target ]; then echo 'no route to the new host' >&2; \
+         exit 3; fi; printf %s \"$WAYMARK_CUTOVER_LIVE_URL\" > {live}.tmp && mv {live}.tmp {live}",
+        refuse = dir.path().join("refuse").display(),
+        live = live.display()
+    );
+    let writer = Writer::following(live.clone());
+    writer.wait_for(20);
+    let (source, target) = (old.url("app"), new.url("app"));
+    let args = [
+        "cutover",
+        "prepare",
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--route-command",
+        &command,
+    ];
+    waymark(dir.path(), &args, &[]).ok();
+    let status = waymark(dir.path(), &["--json", "cutover", "status"], &[]).ok().json();
+    assert_eq!(
+        guardrail_names(&status),
+        ["replication", "lag", "transactions", "schema", "backup", "read-only"]
+    );
+    // A user who may neither own the target's database nor end sessions
+    // there could not hold writes on it: the guardrail says so.
+    new.execute(
+        "app",
+        "CREATE ROLE mover LOGIN REPLICATION; GRANT USAGE ON SCHEMA waymark_cutover TO mover",
+    );
+    let mut other = state(dir.path());
+    other["target"] = serde_json::Value::from(new.url("app").replace("postgres@", "mover@"));
+    std::fs::write(dir.path().join("mover.json"), other.to_string()).unwrap();
+    let status = waymark(dir.path(), &["cutover", "status", "--state", "mover.json"], &[]).code(5);
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL read-only"))
+        .unwrap_or_default();
+    assert!(
+        line.ends_with("target: the user must own the database (or be a superuser) to make it read-only"),
+        "{}",
+        status.stdout
+    );
+    let takes_writes = |server: &Cluster| server.try_execute("app", "INSERT INTO writes (n) VALUES (-random() * 1e9)");
+
+    // The route command fails: the switch is undone, the source takes
+    // writes again and the application still points at it.
+    std::fs::write(dir.path().join("refuse"), "").unwrap();
+    writer.wait_for(20);
+    waymark(dir.path(), &["cutover", "switch"], &[])
+        .code(1)
+        .stderr_has("the route command `")
+        .stderr_has("pointing traffic at the target, failed (exit status: 3): no route to the new host")
+        .stderr_has("the switch was undone: traffic resumed on the source");
+    assert_eq!(std::fs::read_to_string(&live).unwrap(), old.url("app"));
+    takes_writes(&old).unwrap();
+    let s = state(dir.path());
+    assert_eq!((s["live"].as_str(), s["moving"].is_null()), (Some("source"), true));
+    std::fs::remove_file(dir.path().join("refuse")).unwrap();
+
+    // A runner killed while the source is read-only: the guard undoes the
+    // move and the source takes writes again.
+    writer.wait_for(20);
+    let run = waymark(
+        dir.path(),
+        &["cutover", "switch"],
+        &[("WAYMARK_CUTOVER_CRASH_AFTER", "drained")],
+    );
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert_eq!(wait_until_settled(dir.path())["live"], "source");
+    takes_writes(&old).unwrap();
+
+    for (command, to, left) in [("switch", &new, &old), ("rollback", &old, &new)] {
+        writer.wait_for(30);
+        let report = waymark(dir.path(), &["--json", "cutover", command], &[]).ok().json();
+        eprintln!("{command}: writes held {} ms", report["switch"]["pause_ms"]);
+        assert_eq!(std::fs::read_to_string(&live).unwrap(), to.url("app"));
+        // Only the live server takes writes.
+        takes_writes(to).unwrap();
+        let refused = takes_writes(left).unwrap_err();
+        assert!(refused.contains("read-only transaction"), "{command}: {refused}");
+        writer.wait_for(30);
+    }
+
+    // The writer saw its sessions ended and writes refused while the move
+    // ran, and nothing else; every write it saw acknowledged is on the
+    // live server.
+    let seen = writer.stop();
+    let unexpected: Vec<&String> = seen
+        .errors
+        .iter()
+        .filter(|e| !(e.contains("read-only transaction") || e.contains("terminating connection")))
+        .collect();
+    assert!(unexpected.is_empty(), "the writer saw {unexpected:?}");
+    eprintln!(
+        "the writer saw {} writes acknowledged and {} refused or cut off",
+        seen.acked.len(),
+        seen.errors.len()
+    );
+    let on_old: HashSet<String> = old.column("SELECT n || ':' || id FROM writes").into_iter().collect();
+    let missing = seen
+        .acked
+        .iter()
+        .filter(|(n, id)| !on_old.contains(&format!("{n}:{id}")))
+        .count();
+    assert_eq!(missing, 0, "acknowledged writes missing on the live server");
+    verify_until_equal(dir.path(), &old, &new);
+
+    // Complete leaves the server not live read-only.
+    waymark(dir.path(), &["cutover", "complete"], &[]).ok();
+    assert!(takes_writes(&new).unwrap_err().contains("read-only transaction"));
+    takes_writes(&old).unwrap();
 }
