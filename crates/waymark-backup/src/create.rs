@@ -28,6 +28,11 @@ pub struct CreateOptions {
     pub chunk_bytes: u64,
     /// zstd level.
     pub level: i32,
+    /// Take the backup in this snapshot, which another transaction
+    /// exported and keeps open (PostgreSQL), rather than in one of its
+    /// own: a cutover seeds its target from a snapshot matching a WAL
+    /// position.
+    pub snapshot: Option<String>,
 }
 
 /// Progress of a backup or restore: rows and bytes so far, for one table
@@ -269,7 +274,15 @@ async fn write_set(
 ) -> Result<Manifest, BackupError> {
     let dialect = db.dialect();
     let history = db.history().await?;
-    let mut conn = db.begin_snapshot().await?;
+    let mut conn = match (&options.snapshot, dialect) {
+        (Some(snapshot), Dialect::Postgres) => db.join_snapshot(snapshot).await?,
+        (Some(_), _) => {
+            return Err(BackupError::Refused {
+                message: "only PostgreSQL backups can be taken in a given snapshot".into(),
+            });
+        }
+        (None, _) => db.begin_snapshot().await?,
+    };
     let server = conn.server_info().await?;
     let mut tables = conn.tables().await?;
     if let Some(wanted) = &options.tables {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use waymark_backup::{CreateOptions, Progress};
-use waymark_cutover::{CompareOptions, CompareReport, PgBouncer, Phase, Side, State, SyncProgress};
+use waymark_cutover::{CompareOptions, CompareReport, PgBouncer, Phase, Seed, Side, State, SyncProgress};
 use waymark_db::{ConnectOptions, Database};
 
 use crate::backup::create_verified;
@@ -54,6 +54,10 @@ pub struct PrepareOptions {
     pub pgbouncer: Option<PgBouncer>,
     /// A shell command that points traffic at a server, for `switch`.
     pub route: Option<String>,
+    /// Fill the target from the backup's rows, with replication starting
+    /// at the backup's WAL position, rather than by replication's initial
+    /// copy.
+    pub seed: bool,
     /// The state file.
     pub state: PathBuf,
 }
@@ -77,6 +81,13 @@ pub async fn prepare(
     sync_progress: &mut (dyn FnMut(SyncProgress) + Send),
 ) -> Result<Prepared, Error> {
     let path = &options.state;
+    if options.seed && options.from_backup.is_some() {
+        return Err(Error::Usage(
+            "--seed takes a backup of its own, at a WAL position replication starts from; it cannot use \
+             --from-backup"
+                .into(),
+        ));
+    }
     let _lock = waymark_cutover::RunnerLock::take(path)?;
     let (mut state, resumed) = match State::load(path) {
         Ok(state) => {
@@ -119,6 +130,7 @@ pub async fn prepare(
                 backup: None,
                 pgbouncer: options.pgbouncer.clone(),
                 route: options.route.clone(),
+                seed: options.seed.then(Default::default),
                 phase: Phase::Preparing,
                 live: Side::Source,
                 moving: None,
@@ -133,7 +145,25 @@ pub async fn prepare(
         None => {
             let dir = match &options.from_backup {
                 Some(dir) => dir.clone(),
-                None => take_backup(&options.source, &options.backup, backup_progress).await?,
+                None if state.seed.is_some() => {
+                    let point = waymark_cutover::seed_point(&state).await?;
+                    let taken = take_backup(
+                        &options.source,
+                        &options.backup,
+                        Some(point.snapshot.clone()),
+                        backup_progress,
+                    )
+                    .await;
+                    let lsn = point.lsn.clone();
+                    point.release().await;
+                    let dir = taken?;
+                    state.seed = Some(Seed {
+                        lsn: Some(lsn),
+                        filled: false,
+                    });
+                    dir
+                }
+                None => take_backup(&options.source, &options.backup, None, backup_progress).await?,
             };
             let dir = std::path::absolute(&dir).unwrap_or(dir);
             state.backup = Some(dir.clone());
@@ -141,16 +171,9 @@ pub async fn prepare(
             dir
         }
     };
-    // The schema is made in one transaction, so a target with no tables
-    // has none of it yet.
+    waymark_cutover::crash_point("prepare-backup");
     let target = Database::connect(&options.target).await?;
-    let made = async {
-        if target.connection().await?.tables().await?.is_empty() {
-            waymark_backup::restore_schema(&dir, &target).await?;
-        }
-        Ok::<_, Error>(())
-    }
-    .await;
+    let made = fill(&mut state, path, &dir, &target, backup_progress).await;
     target.close().await;
     made?;
     waymark_cutover::crash_point("prepare-schema");
@@ -160,13 +183,49 @@ pub async fn prepare(
     Ok(Prepared { state, resumed })
 }
 
+/// Makes the target's schema from the backup in `dir`, and, when seeding,
+/// loads its rows too.
+async fn fill(
+    state: &mut State,
+    path: &Path,
+    dir: &Path,
+    target: &Database,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<(), Error> {
+    let empty = target.connection().await?.tables().await?.is_empty();
+    match &mut state.seed {
+        // The schema is made in one transaction, so a target with no
+        // tables has none of it yet.
+        None if empty => {
+            waymark_backup::restore_schema(dir, target).await?;
+        }
+        None => {}
+        Some(seed) if !seed.filled => {
+            if !empty {
+                return Err(Error::Usage(format!(
+                    "the target was being filled from the backup {} when prepare stopped, and holds part of \
+                     it: empty the target database (drop it and create it again) and run prepare again",
+                    dir.display()
+                )));
+            }
+            waymark_backup::restore(dir, target, progress).await?;
+            seed.filled = true;
+            state.store(path)?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 async fn take_backup(
     source: &ConnectOptions,
     options: &CreateOptions,
+    snapshot: Option<String>,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<PathBuf, Error> {
     let options = CreateOptions {
         url: source.url.clone(),
+        snapshot,
         ..options.clone()
     };
     let db = Database::connect(source).await?;

@@ -202,6 +202,21 @@ impl Server {
         .await
     }
 
+    /// Moves the slot's start up to `lsn`, unless it is there already:
+    /// transactions that committed before it are not sent.
+    pub(crate) async fn advance_slot(&mut self, slot: &str, lsn: &str) -> Result<(), CutoverError> {
+        sqlx::query(
+            "SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots \
+             WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn",
+        )
+        .bind(slot)
+        .bind(lsn)
+        .fetch_all(&mut self.conn)
+        .await
+        .map(drop)
+        .map_err(|e| self.fail("moving the replication slot to the backup's position", e))
+    }
+
     /// The publication's tables.
     pub(crate) async fn published(&mut self, publication: &str) -> Result<Vec<String>, CutoverError> {
         let rows: Vec<(String,)> = self

@@ -118,36 +118,162 @@ async fn role(server: &mut Server) -> Result<(bool, bool), CutoverError> {
     Ok(rows.into_iter().next().unwrap_or((false, false)))
 }
 
+/// Our schema and marker on `server`, and the publication of every table
+/// (on the target, for the way back), if missing.
+async fn publish(server: &mut Server, publication: &str) -> Result<(), CutoverError> {
+    server.own_objects().await?;
+    if !server.has_publication(publication).await? {
+        let mut tables: Vec<String> = server.tables().await?.into_iter().map(|t| t.quoted).collect();
+        tables.push(format!("{OWN_SCHEMA}.mark"));
+        server
+            .exec(
+                "creating the publication",
+                &format!("CREATE PUBLICATION {publication} FOR TABLE {}", tables.join(", ")),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// A snapshot of the source that holds exactly the commits before a WAL
+/// position, exported for a backup to be taken in, and kept open until
+/// [`SeedPoint::release`].
+pub struct SeedPoint {
+    /// The exported snapshot's name.
+    pub snapshot: String,
+    /// The WAL position it matches: replication into the target, seeded
+    /// from a backup taken in the snapshot, starts there.
+    pub lsn: String,
+    holder: Server,
+}
+
+impl SeedPoint {
+    /// Ends the snapshot's transaction, once the backup is taken.
+    pub async fn release(self) {
+        self.holder.close().await;
+    }
+}
+
+impl std::fmt::Debug for SeedPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedPoint")
+            .field("snapshot", &self.snapshot)
+            .field("lsn", &self.lsn)
+            .finish()
+    }
+}
+
+/// How long taking the seed point waits for writes in flight to finish.
+const SEED_LOCK_TIMEOUT: &str = "10s";
+
+/// Makes the source ready to be seeded from a backup: publishes it, makes
+/// the target's replication slot (so the source keeps its WAL from now),
+/// then takes a snapshot that matches a WAL position exactly. For that,
+/// writes to every published table are held for a moment (`LOCK TABLE
+/// ... IN SHARE MODE` in another session, which also waits for writes in
+/// flight to commit): the snapshot then holds every commit to them before
+/// the position read with it, and none after.
+pub async fn seed_point(state: &State) -> Result<SeedPoint, CutoverError> {
+    let mut s = Server::connect(&state.source).await?;
+    let publication = state.publication();
+    publish(&mut s, &publication).await?;
+    s.set_mark().await?;
+    let slot = state.subscription_into(Side::Target);
+    if !s.has_slot(&slot).await? {
+        s.exec(
+            "creating the replication slot",
+            &format!(
+                "SELECT pg_create_logical_replication_slot({}, 'pgoutput')",
+                literal(&slot)
+            ),
+        )
+        .await?;
+    }
+    let tables: Vec<String> = s.tables().await?.into_iter().map(|t| t.quoted).collect();
+    let mut lock = Server::connect(&state.source).await?;
+    let held = if tables.is_empty() {
+        Ok(())
+    } else {
+        lock.exec(
+            "holding writes to take the seed's snapshot (a transaction that writes kept them too long?)",
+            &format!(
+                "BEGIN; SET LOCAL lock_timeout = '{SEED_LOCK_TIMEOUT}'; LOCK TABLE {}, {OWN_SCHEMA}.mark IN SHARE MODE",
+                tables.join(", ")
+            ),
+        )
+        .await
+    };
+    let point = match held {
+        Ok(()) => snapshot_here(&mut s).await,
+        Err(e) => Err(e),
+    };
+    lock.close().await;
+    let (snapshot, lsn) = point?;
+    Ok(SeedPoint {
+        snapshot,
+        lsn,
+        holder: s,
+    })
+}
+
+async fn snapshot_here(s: &mut Server) -> Result<(String, String), CutoverError> {
+    s.exec(
+        "beginning the seed's snapshot",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    )
+    .await?;
+    let rows: Vec<(String, String)> = s
+        .rows(
+            "exporting the seed's snapshot",
+            // The insert position, not the write position: a commit the
+            // snapshot holds may not be written out yet, and must fall
+            // before it.
+            "SELECT pg_export_snapshot(), pg_current_wal_insert_lsn()::text",
+            &[],
+        )
+        .await?;
+    Ok(rows.into_iter().next().unwrap_or_default())
+}
+
 /// Replication from the source into the target: our schema and marker on
 /// both, a publication of every table on both (the target's for the way
-/// back), and the target's subscription, which copies the rows.
+/// back), and the target's subscription, which copies the rows, or, when
+/// the target was seeded from a backup, starts from the backup's WAL
+/// position with the slot made before it.
 pub async fn start_replication(state: &State) -> Result<(), CutoverError> {
     let mut s = Server::connect(&state.source).await?;
     let mut t = Server::connect(&state.target).await?;
     let publication = state.publication();
     for server in [&mut s, &mut t] {
-        server.own_objects().await?;
-        if !server.has_publication(&publication).await? {
-            let mut tables: Vec<String> = server.tables().await?.into_iter().map(|t| t.quoted).collect();
-            tables.push(format!("{OWN_SCHEMA}.mark"));
-            server
-                .exec(
-                    "creating the publication",
-                    &format!("CREATE PUBLICATION {publication} FOR TABLE {}", tables.join(", ")),
-                )
-                .await?;
-        }
+        publish(server, &publication).await?;
     }
     s.set_mark().await?;
     let subscription = state.subscription_into(Side::Target);
+    let seeded_at = state.seed.as_ref().and_then(|seed| seed.lsn.as_deref());
     if !t.has_subscription(&subscription).await? {
         t.exec(
             "creating the subscription (the target connects to the source with the source's URL)",
             &format!(
-                "CREATE SUBSCRIPTION {subscription} CONNECTION {} PUBLICATION {publication} \
-                 WITH (copy_data = true)",
-                literal(&state.source)
+                "CREATE SUBSCRIPTION {subscription} CONNECTION {} PUBLICATION {publication} WITH ({})",
+                literal(&state.source),
+                match seeded_at {
+                    Some(_) => format!(
+                        "create_slot = false, slot_name = {}, copy_data = false, enabled = false",
+                        literal(&subscription)
+                    ),
+                    None => "copy_data = true".into(),
+                }
             ),
+        )
+        .await?;
+    }
+    if let Some(lsn) = seeded_at {
+        // The slot was made before the backup; what came before the
+        // backup's position is in the target already.
+        s.advance_slot(&subscription, lsn).await?;
+        t.exec(
+            "enabling the subscription",
+            &format!("ALTER SUBSCRIPTION {subscription} ENABLE"),
         )
         .await?;
     }
@@ -246,7 +372,31 @@ pub async fn wait_for_sync(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    drain(&mut s, &mut t, Duration::from_secs(3600)).await?;
+    // The target has caught up once it applies the source's latest commit.
+    // An apply worker that keeps failing (a row applied twice, a
+    // constraint only the target has) would keep it from ever doing so.
+    let catching_up = Instant::now();
+    loop {
+        match drain(&mut s, &mut t, Duration::from_secs(2)).await {
+            Ok(_) => break,
+            Err(CutoverError::Step(late)) => {
+                let errors = t.subscription_errors(&subscription).await?;
+                if errors > errors_before {
+                    return Err(CutoverError::Step(format!(
+                        "replication into {} failed: the subscription {subscription} reported {} error(s) \
+                         (pg_stat_subscription_stats) while catching up, and the target server's log says why; \
+                         replication keeps retrying, and prepare, run again once it is fixed, waits for it",
+                        waymark_db::redact(&state.target),
+                        errors - errors_before,
+                    )));
+                }
+                if catching_up.elapsed() > Duration::from_secs(3600) {
+                    return Err(CutoverError::Step(late));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
     s.close().await;
     t.close().await;
     state.phase = Phase::Replicating;

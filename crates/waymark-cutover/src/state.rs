@@ -86,6 +86,16 @@ impl Step {
     }
 }
 
+/// Filling the target from the backup: where replication takes over.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seed {
+    /// The source's WAL position the backup's snapshot matches exactly;
+    /// set once the backup is taken.
+    pub lsn: Option<String>,
+    /// Whether the backup's rows are all in the target.
+    pub filled: bool,
+}
+
 /// A move of traffic under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Move {
@@ -117,6 +127,10 @@ pub struct State {
     /// PgBouncer, writes are held by making the server read-only.
     #[serde(default)]
     pub route: Option<String>,
+    /// Set when the target is filled from the backup's rows rather than
+    /// by replication's initial copy.
+    #[serde(default)]
+    pub seed: Option<Seed>,
     /// Where it stands.
     pub phase: Phase,
     /// The server traffic goes to.

@@ -549,6 +549,20 @@ pub async fn complete(path: &Path) -> Result<Side, CutoverError> {
             server.exec(what, sql).await?;
         }
     }
+    // A slot no subscription took over: made for seeding by a prepare
+    // that stopped before subscribing. Left, it would keep WAL forever.
+    for (side, server) in &mut servers {
+        server
+            .exec(
+                "dropping a replication slot left unused",
+                &format!(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                     WHERE slot_name = {} AND NOT active",
+                    literal(&state.subscription_into(side.other()))
+                ),
+            )
+            .await?;
+    }
     for (_, server) in servers {
         server.close().await;
     }

@@ -140,6 +140,12 @@ pub(crate) enum CutoverCommand {
         /// from read-only and ending its sessions, and it stays read-only.
         #[arg(long)]
         route_command: Option<String>,
+        /// Fill the target from the backup's rows, loaded by waymark, with
+        /// replication starting at the WAL position the backup's snapshot
+        /// matches (writes to the tables wait a moment while it is taken),
+        /// rather than by PostgreSQL's initial copy.
+        #[arg(long, conflicts_with = "from_backup")]
+        seed: bool,
         #[command(flatten)]
         state: StateArg,
     },

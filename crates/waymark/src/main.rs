@@ -178,6 +178,7 @@ fn backup_options(
         url: settings.database_url.clone(),
         chunk_bytes: settings.chunk_bytes,
         level: 3,
+        snapshot: None,
     }
 }
 
@@ -266,6 +267,7 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
             pgbouncer_ini,
             pgbouncer_database,
             route_command,
+            seed,
             state,
         } => {
             let pgbouncer = match (pgbouncer, pgbouncer_ini, pgbouncer_database) {
@@ -283,6 +285,7 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
                 backup: backup_options(settings, None, None),
                 pgbouncer,
                 route: route_command.clone(),
+                seed: *seed,
                 state: waymark_core::state_path(&state.path),
             };
             let prepared =

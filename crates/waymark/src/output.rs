@@ -699,10 +699,15 @@ impl Output {
             self.print_json(&json!({
                 "ok": true, "id": s.id, "resumed": p.resumed, "backup": backup,
                 "source": redact(&s.source), "target": redact(&s.target),
+                "seeded_at": s.seed.as_ref().and_then(|seed| seed.lsn.clone()),
             }));
         }
+        let filled = match s.seed.as_ref().and_then(|seed| seed.lsn.as_deref()) {
+            Some(lsn) => format!("schema and rows from {backup}, replicating from its position {lsn}"),
+            None => format!("schema from {backup}"),
+        };
         self.note(&format!(
-            "{} replicates into {}, caught up; schema from {backup}{}. Next: `waymark cutover verify`, then `switch`",
+            "{} replicates into {}, caught up; {filled}{}. Next: `waymark cutover verify`, then `switch`",
             redact(&s.source),
             redact(&s.target),
             if p.resumed { " (resumed)" } else { "" }

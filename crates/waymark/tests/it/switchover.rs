@@ -719,3 +719,108 @@ fn without_pgbouncer_the_server_left_is_read_only_and_a_route_command_moves_traf
     assert!(takes_writes(&new).unwrap_err().contains("read-only transaction"));
     takes_writes(&old).unwrap();
 }
+
+#[test]
+fn a_seeded_prepare_fills_the_target_from_the_backup_and_replicates_from_its_position() {
+    let (old, new, bouncer) = servers();
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::start(bouncer.url());
+    writer.wait_for(20);
+    let (source, target) = (old.url("app"), new.url("app"));
+    let mut args = vec!["cutover", "prepare", "--source", &source, "--target", &target, "--seed"];
+    let extra = bouncer.args();
+    args.extend(extra.iter().map(String::as_str));
+
+    waymark(dir.path(), &[args.as_slice(), &["--from-backup", "x"]].concat(), &[])
+        .code(2)
+        .stderr_has("--seed");
+
+    // A seeded prepare abandoned after its backup leaves a slot holding
+    // the source's WAL; complete removes it with the rest.
+    let abandoned = [args.as_slice(), &["--state", "abandoned.json"]].concat();
+    let run = waymark(
+        dir.path(),
+        &abandoned,
+        &[("WAYMARK_CUTOVER_CRASH_AFTER", "prepare-backup")],
+    );
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert_eq!(old.column("SELECT count(*)::text FROM pg_replication_slots"), ["1"]);
+    waymark(dir.path(), &["cutover", "complete", "--state", "abandoned.json"], &[]).ok();
+    no_replication_left(&old);
+
+    // Killed after the backup, and the target then holding part of it:
+    // prepare refuses until the target is emptied, then goes on with the
+    // same backup and position.
+    let run = waymark(dir.path(), &args, &[("WAYMARK_CUTOVER_CRASH_AFTER", "prepare-backup")]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let seed = state(dir.path())["seed"].clone();
+    let lsn = seed["lsn"].as_str().unwrap().to_owned();
+    assert_eq!(seed["filled"], false, "{seed}");
+    new.execute("app", "CREATE TABLE accounts (id INT PRIMARY KEY)");
+    waymark(dir.path(), &args, &[])
+        .code(2)
+        .stderr_has("the target was being filled from the backup ")
+        .stderr_has("empty the target database (drop it and create it again) and run prepare again");
+    new.execute("app", "DROP TABLE accounts");
+    writer.wait_for(50);
+    // Filled, and then the writes since the backup cannot be applied:
+    // prepare says so rather than wait.
+    let run = waymark(dir.path(), &args, &[("WAYMARK_CUTOVER_CRASH_AFTER", "prepare-schema")]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert_eq!(state(dir.path())["seed"]["filled"], true);
+    new.execute(
+        "app",
+        "ALTER TABLE writes ADD CONSTRAINT nobody CHECK (n < 0) NOT VALID",
+    );
+    waymark(dir.path(), &args, &[])
+        .code(1)
+        .stderr_has("replication into postgres://postgres@127.0.0.1:")
+        .stderr_has("error(s) (pg_stat_subscription_stats) while catching up, and the target server's log says why");
+    assert!(
+        new.log().contains("violates check constraint \"nobody\""),
+        "{}",
+        new.log()
+    );
+    new.execute("app", "ALTER TABLE writes DROP CONSTRAINT nobody");
+    let run = waymark(dir.path(), &args, &[]).ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "schema and rows from {}",
+            state(dir.path())["backup"].as_str().unwrap()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("replicating from its position {lsn} (resumed)")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(state(dir.path())["seed"]["filled"], true);
+    // Replication copied nothing: every table was ready from the start.
+    assert_eq!(
+        new.column("SELECT count(*)::text FROM pg_subscription_rel WHERE srsublsn IS NOT NULL"),
+        ["0"]
+    );
+
+    // The rows written while the backup was taken, and since, arrived
+    // once each.
+    writer.wait_for(50);
+    let report = waymark(dir.path(), &["--json", "cutover", "verify"], &[]).ok().json();
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    let seen = writer.stop();
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    verify_until_equal(dir.path(), &old, &new);
+    let on_new: HashSet<String> = new.column("SELECT n || ':' || id FROM writes").into_iter().collect();
+    assert!(
+        seen.acked.iter().all(|(n, id)| on_new.contains(&format!("{n}:{id}"))),
+        "acknowledged writes missing on the target"
+    );
+    assert_eq!(on_new.len(), seen.acked.len());
+    assert!(
+        !new.log().contains("duplicate key"),
+        "a row was applied twice:\n{}",
+        new.log()
+    );
+}
