@@ -72,9 +72,10 @@ pub struct Prepared {
 }
 
 /// Prepares a cutover: checks the preconditions, makes the target's
-/// schema from a verified backup of the source, starts replication into
-/// it and waits until it has caught up. Run again after an interruption,
-/// it resumes where the state file says it stopped.
+/// schema (and with `seed` its rows) from a verified backup of the
+/// source, starts replication into it and waits until it has caught up.
+/// Run again after an interruption, it resumes where the state file says
+/// it stopped.
 pub async fn prepare(
     options: &PrepareOptions,
     backup_progress: &mut (dyn FnMut(Progress<'_>) + Send),
@@ -203,8 +204,8 @@ async fn fill(
         Some(seed) if !seed.filled => {
             if !empty {
                 return Err(Error::Usage(format!(
-                    "the target was being filled from the backup {} when prepare stopped, and holds part of \
-                     it: empty the target database (drop it and create it again) and run prepare again",
+                    "the target was being filled from the backup {} when prepare stopped, and may hold part \
+                     of it: empty the target database (drop it and create it again) and run prepare again",
                     dir.display()
                 )));
             }

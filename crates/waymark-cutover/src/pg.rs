@@ -388,6 +388,11 @@ impl Server {
     /// database read-only: `None` if it may (own the database, and end
     /// other sessions).
     pub(crate) async fn cannot_fence(&mut self) -> Result<Option<String>, CutoverError> {
+        if self.major().await? < 14 {
+            return Ok(Some(
+                "PostgreSQL 14 or later is needed to end sessions and wait until they are gone".into(),
+            ));
+        }
         let (owner, signal): (bool, bool) = self
             .rows(
                 "reading the role",

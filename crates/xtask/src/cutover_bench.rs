@@ -170,6 +170,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
          | what | waymark | for comparison |\n|---|---|---|\n\
          | `prepare` to in sync (backup of the source, schema, initial copy, catch-up) | {:.1} s | \
          `pg_dump \\| psql` of the same database: {:.1} s |\n\
+         | `prepare --seed` to in sync (backup at a WAL position, restored in full by waymark, catch-up) | {:.1} s \
+         | |\n\
          | `verify` online, every table, writer running | {:.1} s | `COPY ... TO` of every table, both servers at \
          once: {:.1} s |\n\
          | write pause of `switch`/`rollback`, `--no-final-check` (waymark's measure) | {} ms (max {} ms) | cloud \
@@ -182,6 +184,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         crate::machine(),
         m.prepare.as_secs_f64(),
         m.dump_restore.as_secs_f64(),
+        m.seeded_prepare.as_secs_f64(),
         m.verify.as_secs_f64(),
         m.copy_floor.as_secs_f64(),
         list(&m.pauses),
@@ -204,6 +207,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
 struct Measured {
     prepare: Duration,
+    seeded_prepare: Duration,
     dump_restore: Duration,
     verify: Duration,
     copy_floor: Duration,
@@ -361,6 +365,27 @@ fn measure(
             eprintln!("pause with the final comparison: {:?} ms", checked_pauses.last());
         }
         wm(&["-q", "cutover", "complete", "--state", &state_arg])?;
+        // Once more, filled from the backup instead of by the initial
+        // copy, into a database of its own, pgbench still writing.
+        eprintln!("prepare --seed");
+        sh(Command::new("psql").args(["-q", "-d", &new.url("postgres"), "-c", "CREATE DATABASE seeded"]))?;
+        let seeded_state = work.join("seeded.json").display().to_string();
+        let seeded_prepare = timed(|| {
+            wm(&[
+                "-q",
+                "cutover",
+                "prepare",
+                "--seed",
+                "--source",
+                &old.url("app"),
+                "--target",
+                &new.url("seeded"),
+                "--state",
+                &seeded_state,
+            ])
+            .map(drop)
+        })?;
+        wm(&["-q", "cutover", "complete", "--state", &seeded_state])?;
         eprintln!("pg_dump | psql, for comparison");
         sh(Command::new("psql").args(["-q", "-d", &new.url("postgres"), "-c", "CREATE DATABASE copy"]))?;
         let dump_restore = timed(|| {
@@ -372,6 +397,7 @@ fn measure(
         })?;
         Ok(Measured {
             prepare,
+            seeded_prepare,
             dump_restore,
             verify,
             copy_floor,
