@@ -76,8 +76,9 @@ pub struct SwitchReport {
 
 /// Bytes of table a final comparison gets through per second, both
 /// servers at once, as measured under load on 2 cores (pgbench scale 50:
-/// 750 MB in 10 to 17 s; docs/BENCHMARKS.md): to tell before pausing whether it
-/// can fit in the deadline.
+/// 750 MB in 6.5 to 17 s; docs/BENCHMARKS.md; the slowest machine's rate,
+/// so the estimate errs long): to tell before pausing whether it can fit
+/// in the deadline.
 const CHECK_RATE: f64 = 40e6;
 
 /// How long a switch waits, after writes resume, for replication back to
