@@ -1,7 +1,7 @@
 //! Throwaway PostgreSQL clusters (initdb + pg_ctl on spare ports, with
 //! wal_level = logical), a real PgBouncer in front of them, and a writer
-//! that writes through it the whole time and remembers every write it saw
-//! acknowledged.
+//! that writes through it (or to the server a file names) the whole time
+//! and remembers every write it saw acknowledged.
 //!
 //! PostgreSQL and PgBouncer refuse to run as root, which is what the tests
 //! run as in CI: then every server runs as the `postgres` user through

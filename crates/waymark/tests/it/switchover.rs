@@ -1,7 +1,9 @@
 //! `cutover prepare`, `status`, `switch`, `rollback` and `complete` on
 //! throwaway clusters behind a real PgBouncer, with a writer writing
 //! through it the whole time: every acknowledged write must end up on the
-//! live server, and the writer must see a pause, never an error.
+//! live server, and the writer must see a pause, never an error. Without
+//! PgBouncer, the writer follows a route command's file and may see writes
+//! refused while traffic moves, but never a write lost.
 
 use std::collections::HashSet;
 use std::io::Write;
