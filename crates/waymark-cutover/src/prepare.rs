@@ -397,6 +397,12 @@ pub async fn wait_for_sync(
             Err(e) => return Err(e),
         }
     }
+    if state.pgbouncer.is_none() && state.route.is_some() {
+        // Only the live server takes writes, from now on: with no
+        // PgBouncer to keep clients off the target, it is held read-only
+        // until traffic moves to it. Replication applies all the same.
+        t.fence(Duration::from_secs(2)).await?;
+    }
     s.close().await;
     t.close().await;
     state.phase = Phase::Replicating;

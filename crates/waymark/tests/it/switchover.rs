@@ -635,7 +635,8 @@ fn without_pgbouncer_the_server_left_is_read_only_and_a_route_command_moves_traf
     // there could not hold writes on it: the guardrail says so.
     new.execute(
         "app",
-        "CREATE ROLE mover LOGIN REPLICATION; GRANT USAGE ON SCHEMA waymark_cutover TO mover",
+        "BEGIN READ WRITE; CREATE ROLE mover LOGIN REPLICATION; \
+         GRANT USAGE ON SCHEMA waymark_cutover TO mover; COMMIT",
     );
     let mut other = state(dir.path());
     other["target"] = serde_json::Value::from(new.url("app").replace("postgres@", "mover@"));
@@ -652,6 +653,10 @@ fn without_pgbouncer_the_server_left_is_read_only_and_a_route_command_moves_traf
         status.stdout
     );
     let takes_writes = |server: &Cluster| server.try_execute("app", "INSERT INTO writes (n) VALUES (-random() * 1e9)");
+    // Before any switch, the target is read-only too: only the live server
+    // takes writes.
+    let refused = takes_writes(&new).unwrap_err();
+    assert!(refused.contains("read-only transaction"), "{refused}");
 
     // The route command fails: the switch is undone, the source takes
     // writes again and the application still points at it.
