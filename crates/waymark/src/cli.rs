@@ -137,7 +137,8 @@ pub(crate) enum CutoverCommand {
         /// WAYMARK_CUTOVER_LIVE_URL (and `source` or `target` in
         /// WAYMARK_CUTOVER_LIVE); it must be safe to run again. Without
         /// --pgbouncer, writes are then held by making the server moved
-        /// from read-only and ending its sessions, and it stays read-only.
+        /// from read-only and ending its sessions; the server not live stays
+        /// read-only (the target from the end of prepare).
         #[arg(long)]
         route_command: Option<String>,
         /// Fill the target from the backup's rows, loaded by waymark, with
