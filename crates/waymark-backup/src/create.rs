@@ -242,6 +242,15 @@ pub async fn create(
     options: &CreateOptions,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<(PathBuf, Manifest), BackupError> {
+    if options.snapshot.is_some() && db.dialect() != Dialect::Postgres {
+        return Err(BackupError::Refused {
+            message: format!(
+                "only PostgreSQL backups can be taken in a snapshot another transaction exported, and {} is {}",
+                db.url(),
+                db.dialect().name()
+            ),
+        });
+    }
     std::fs::create_dir_all(&options.out).map_err(|e| BackupError::io(&options.out, e))?;
     let id = new_id(&options.out);
     let dir = options.out.join(&id);
@@ -274,14 +283,9 @@ async fn write_set(
 ) -> Result<Manifest, BackupError> {
     let dialect = db.dialect();
     let history = db.history().await?;
-    let mut conn = match (&options.snapshot, dialect) {
-        (Some(snapshot), Dialect::Postgres) => db.join_snapshot(snapshot).await?,
-        (Some(_), _) => {
-            return Err(BackupError::Refused {
-                message: "only PostgreSQL backups can be taken in a given snapshot".into(),
-            });
-        }
-        (None, _) => db.begin_snapshot().await?,
+    let mut conn = match &options.snapshot {
+        Some(snapshot) => db.join_snapshot(snapshot).await?,
+        None => db.begin_snapshot().await?,
     };
     let server = conn.server_info().await?;
     let mut tables = conn.tables().await?;
@@ -522,5 +526,47 @@ fn split_password(url: &str) -> (String, Option<String>) {
             Some(password.to_owned()),
         ),
         None => (url.to_owned(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use waymark_db::{ConnectOptions, Database};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_snapshot_from_elsewhere_is_refused_outside_postgresql_and_nothing_is_written() {
+        let dir = std::env::temp_dir().join(format!("waymark-backup-snapshot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("app.db").display());
+        let db = Database::connect(&ConnectOptions {
+            url: url.clone(),
+            init_sql: Vec::new(),
+            history: Default::default(),
+            lock_timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+        let options = CreateOptions {
+            out: dir.join("backups"),
+            tables: None,
+            url,
+            chunk_bytes: 1 << 20,
+            level: 3,
+            snapshot: Some("00000003-00000002-1".into()),
+        };
+        let err = create(&db, &options, &mut |_| {}).await.unwrap_err();
+        db.close().await;
+        let message = err.to_string();
+        assert!(
+            message.starts_with("only PostgreSQL backups can be taken in a snapshot another transaction exported")
+                && message.ends_with("app.db?mode=rwc is sqlite"),
+            "{message}"
+        );
+        assert!(!options.out.exists(), "no backup folder was made");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
