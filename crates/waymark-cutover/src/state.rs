@@ -208,13 +208,17 @@ impl State {
         Ok(())
     }
 
-    /// The state as the target's mirror keeps it: without passwords.
+    /// The state as the target's mirror keeps it: without passwords, and
+    /// without the route command, which may carry credentials of its own.
     pub fn redacted(&self) -> State {
         let mut copy = self.clone();
         copy.source = waymark_db::redact(&self.source);
         copy.target = waymark_db::redact(&self.target);
         if let Some(b) = &mut copy.pgbouncer {
             b.admin = waymark_db::redact(&b.admin);
+        }
+        if let Some(route) = &mut copy.route {
+            *route = "(kept in the state file only)".into();
         }
         copy
     }

@@ -653,6 +653,13 @@ fn without_pgbouncer_the_server_left_is_read_only_and_a_route_command_moves_traf
         status.stdout
     );
     let takes_writes = |server: &Cluster| server.try_execute("app", "INSERT INTO writes (n) VALUES (-random() * 1e9)");
+    // The target's mirror of the state leaves the command out: it may
+    // carry credentials.
+    assert_eq!(
+        new.column("SELECT state->>'route' FROM waymark_cutover.state"),
+        ["(kept in the state file only)"]
+    );
+    assert_eq!(state(dir.path())["route"], command.as_str());
     // Before any switch, the target is read-only too: only the live server
     // takes writes.
     let refused = takes_writes(&new).unwrap_err();
