@@ -356,14 +356,12 @@ pub async fn wait_for_sync(
             if copying.iter().any(|n| !n.starts_with(&ours)) {
                 copying.retain(|n| !n.starts_with(&ours));
             }
-            return Err(CutoverError::Step(format!(
-                "copying the tables into {} failed: the subscription {subscription} reported {} error(s) \
-                 (pg_stat_subscription_stats) with {} still to copy, and the target server's log says why; \
-                 replication keeps retrying, and prepare, run again once it is fixed, waits for it",
-                waymark_db::redact(&state.target),
+            return Err(replication_failed(
+                state,
+                "copying the tables into",
                 errors - errors_before,
-                copying.join(", ")
-            )));
+                &format!("with {} still to copy", copying.join(", ")),
+            ));
         }
         if started.elapsed() > Duration::from_secs(30) && states.is_empty() {
             return Err(CutoverError::Step(format!(
@@ -382,13 +380,12 @@ pub async fn wait_for_sync(
             Err(CutoverError::Step(late)) => {
                 let errors = t.subscription_errors(&subscription).await?;
                 if errors > errors_before {
-                    return Err(CutoverError::Step(format!(
-                        "replication into {} failed: the subscription {subscription} reported {} error(s) \
-                         (pg_stat_subscription_stats) while catching up, and the target server's log says why; \
-                         replication keeps retrying, and prepare, run again once it is fixed, waits for it",
-                        waymark_db::redact(&state.target),
+                    return Err(replication_failed(
+                        state,
+                        "replication into",
                         errors - errors_before,
-                    )));
+                        "while catching up",
+                    ));
                 }
                 if catching_up.elapsed() > Duration::from_secs(3600) {
                     return Err(CutoverError::Step(late));
@@ -407,6 +404,18 @@ pub async fn wait_for_sync(
     t.close().await;
     state.phase = Phase::Replicating;
     store(state, path).await
+}
+
+/// The subscription into the target reported `errors` (`what` the target,
+/// `when`): where to look, and what happens next.
+fn replication_failed(state: &State, what: &str, errors: i64, when: &str) -> CutoverError {
+    CutoverError::Step(format!(
+        "{what} {} failed: the subscription {} reported {errors} error(s) (pg_stat_subscription_stats) {when}, \
+         and the target server's log says why; replication keeps retrying, and prepare, run again once it is \
+         fixed, waits for it",
+        waymark_db::redact(&state.target),
+        state.subscription_into(Side::Target),
+    ))
 }
 
 /// Writes a new token into the marker on `from` and waits until `to` has

@@ -170,10 +170,7 @@ pub async fn switch(path: &Path, to: Side, options: &SwitchOptions) -> Result<Sw
             problems: failed,
         });
     }
-    let mut console = match &state.pgbouncer {
-        Some(bouncer) => Some(bouncer.console().await?),
-        None => None,
-    };
+    let mut console = open_console(&state).await?;
     state.moving = Some(Move {
         to,
         step: Step::Started,
@@ -210,9 +207,7 @@ pub async fn switch(path: &Path, to: Side, options: &SwitchOptions) -> Result<Sw
             let pause_ms = paused_at.elapsed().as_millis() as u64;
             state.moving = None;
             store_with(&state, path, target_of(to, &mut old, &mut new)).await?;
-            if let Some(console) = console {
-                console.close().await;
-            }
+            close_console(console).await;
             // Writes to the new server wait in the new slot whatever
             // happens; but the next move's guardrails want replication back
             // running, and PostgreSQL 15's launcher starts at most one
@@ -326,6 +321,20 @@ async fn point_traffic(
     Ok(())
 }
 
+/// PgBouncer's console, when traffic goes through PgBouncer.
+async fn open_console(state: &State) -> Result<Option<crate::pgbouncer::Console>, CutoverError> {
+    match &state.pgbouncer {
+        Some(bouncer) => Ok(Some(bouncer.console().await?)),
+        None => Ok(None),
+    }
+}
+
+async fn close_console(console: Option<crate::pgbouncer::Console>) {
+    if let Some(console) = console {
+        console.close().await;
+    }
+}
+
 /// Lets writes go on at the live server: PgBouncer resumes, or, without
 /// one, the live server (`live`, connected) stops being read-only if a
 /// move left it so.
@@ -424,15 +433,19 @@ pub async fn recover(state: &mut State, path: &Path) -> Result<Option<String>, C
     };
     if moving.step >= Step::Repointed {
         tracing::warn!("finishing the switch to the {} that a runner left", moving.to.name());
-        let mut console = match &state.pgbouncer {
-            Some(bouncer) => Some(bouncer.console().await?),
-            None => None,
-        };
-        let mut live = Server::connect(state.url(moving.to)).await?;
-        release(console.as_mut(), &mut live).await?;
-        live.close().await;
-        if let Some(console) = console {
-            console.close().await;
+        match open_console(state).await? {
+            Some(mut console) => {
+                console.resume().await?;
+                console.close().await;
+            }
+            // Without PgBouncer, the live server stops being read-only if
+            // a move left it so.
+            None => {
+                let mut live = Server::connect(state.url(moving.to)).await?;
+                let released = live.unfence().await;
+                live.close().await;
+                released?;
+            }
         }
         state.moving = None;
         store(state, path).await?;
@@ -466,15 +479,10 @@ async fn undo(state: &mut State, path: &Path) -> Result<(), CutoverError> {
     // the while, so nothing happened on the old one since it stopped.
     subscribe(state, &mut new, to).await?;
     state.live = from;
-    let mut console = match &state.pgbouncer {
-        Some(bouncer) => Some(bouncer.console().await?),
-        None => None,
-    };
+    let mut console = open_console(state).await?;
     point_traffic(state, console.as_mut(), from).await?;
     release(console.as_mut(), &mut old).await?;
-    if let Some(console) = console {
-        console.close().await;
-    }
+    close_console(console).await;
     state.moving = None;
     store_with(state, path, target_of(to, &mut old, &mut new)).await?;
     old.close().await;

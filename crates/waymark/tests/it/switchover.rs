@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::clusters::{Bouncer, Cluster, Writer, installed_bin, newer_bin};
+use crate::clusters::{Bouncer, Cluster, Seen, Writer, installed_bin, newer_bin};
 use crate::common::{BIN, Run};
 
 const SCHEMA: &str = "CREATE TABLE accounts (id INT PRIMARY KEY, owner TEXT, balance INT CHECK (balance >= -1));\n\
@@ -22,7 +22,7 @@ const SCHEMA: &str = "CREATE TABLE accounts (id INT PRIMARY KEY, owner TEXT, bal
     CREATE TRIGGER accounts_touch BEFORE UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION touch();\n\
     CREATE TABLE writes (id BIGSERIAL PRIMARY KEY, n BIGINT NOT NULL UNIQUE, at TIMESTAMPTZ NOT NULL DEFAULT now());\n";
 
-fn waymark(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+fn waymark<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .env_remove("DATABASE_URL")
@@ -55,12 +55,26 @@ fn servers_with(settings: &str) -> (Cluster, Cluster, Bouncer) {
     (old, new, bouncer)
 }
 
+/// `cutover prepare` from `old`'s `app` to `new`'s, through `bouncer`,
+/// with `more` arguments.
+fn prepare_args(old: &Cluster, new: &Cluster, bouncer: &Bouncer, more: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "cutover",
+        "prepare",
+        "--source",
+        &old.url("app"),
+        "--target",
+        &new.url("app"),
+    ]
+    .map(String::from)
+    .into();
+    args.extend(bouncer.args());
+    args.extend(more.iter().map(|a| a.to_string()));
+    args
+}
+
 fn prepare(dir: &Path, old: &Cluster, new: &Cluster, bouncer: &Bouncer) -> Run {
-    let (source, target) = (old.url("app"), new.url("app"));
-    let mut args = vec!["cutover", "prepare", "--source", &source, "--target", &target];
-    let extra = bouncer.args();
-    args.extend(extra.iter().map(String::as_str));
-    let run = waymark(dir, &args, &[]);
+    let run = waymark(dir, &prepare_args(old, new, bouncer, &[]), &[]);
     assert_eq!(
         run.code,
         0,
@@ -129,6 +143,25 @@ fn verify_until_equal(dir: &Path, old: &Cluster, new: &Cluster) -> serde_json::V
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Asserts that every write the writer saw acknowledged is on `server`;
+/// returns how many writes the server holds.
+fn assert_acked_on(server: &Cluster, seen: &Seen) -> usize {
+    let held: HashSet<String> = server.column("SELECT n || ':' || id FROM writes").into_iter().collect();
+    let missing: Vec<&(i64, i64)> = seen
+        .acked
+        .iter()
+        .filter(|(n, id)| !held.contains(&format!("{n}:{id}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes missing on port {}: {:?}",
+        missing.len(),
+        server.port,
+        &missing[..missing.len().min(5)]
+    );
+    held.len()
 }
 
 /// The names of the guardrails in `cutover status --json`'s output.
@@ -226,20 +259,8 @@ fn switch_rollback_and_switch_again_under_a_writer() {
 
     // Every acknowledged write is on the live server, and, once the reverse
     // stream has applied it, on the other one.
-    let on_new: HashSet<String> = new.column("SELECT n || ':' || id FROM writes").into_iter().collect();
-    let missing: Vec<&(i64, i64)> = seen
-        .acked
-        .iter()
-        .filter(|(n, id)| !on_new.contains(&format!("{n}:{id}")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged writes missing: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
     assert_eq!(
-        on_new.len(),
+        assert_acked_on(&new, &seen),
         seen.acked.len(),
         "no write the writer did not see acknowledged"
     );
@@ -271,10 +292,7 @@ fn a_runner_killed_at_any_step_is_finished_or_undone() {
     // Prepare, killed after making the schema and again after starting
     // replication, resumes when run again.
     for point in ["prepare-schema", "prepare-replication"] {
-        let (source, target) = (old.url("app"), new.url("app"));
-        let mut args = vec!["cutover", "prepare", "--source", &source, "--target", &target];
-        let extra = bouncer.args();
-        args.extend(extra.iter().map(String::as_str));
+        let args = prepare_args(&old, &new, &bouncer, &[]);
         let run = waymark(dir.path(), &args, &[("WAYMARK_CUTOVER_CRASH_AFTER", point)]);
         assert_ne!(run.code, 0, "{point}: {}", run.stderr);
         assert_eq!(state(dir.path())["phase"], "preparing");
@@ -346,13 +364,7 @@ fn a_runner_killed_at_any_step_is_finished_or_undone() {
 
     let seen = writer.stop();
     assert!(seen.errors.is_empty(), "the writer saw errors: {:?}", seen.errors);
-    let on_new: HashSet<String> = new.column("SELECT n || ':' || id FROM writes").into_iter().collect();
-    let missing = seen
-        .acked
-        .iter()
-        .filter(|(n, id)| !on_new.contains(&format!("{n}:{id}")))
-        .count();
-    assert_eq!(missing, 0, "acknowledged writes missing on the live server");
+    assert_acked_on(&new, &seen);
     verify_until_equal(dir.path(), &old, &new);
 }
 
@@ -723,13 +735,7 @@ fn without_pgbouncer_the_server_left_is_read_only_and_a_route_command_moves_traf
         seen.acked.len(),
         seen.errors.len()
     );
-    let on_old: HashSet<String> = old.column("SELECT n || ':' || id FROM writes").into_iter().collect();
-    let missing = seen
-        .acked
-        .iter()
-        .filter(|(n, id)| !on_old.contains(&format!("{n}:{id}")))
-        .count();
-    assert_eq!(missing, 0, "acknowledged writes missing on the live server");
+    assert_acked_on(&old, &seen);
     verify_until_equal(dir.path(), &old, &new);
 
     // Complete leaves the server not live read-only.
@@ -744,18 +750,19 @@ fn a_seeded_prepare_fills_the_target_from_the_backup_and_replicates_from_its_pos
     let dir = tempfile::tempdir().unwrap();
     let writer = Writer::start(bouncer.url());
     writer.wait_for(20);
-    let (source, target) = (old.url("app"), new.url("app"));
-    let mut args = vec!["cutover", "prepare", "--source", &source, "--target", &target, "--seed"];
-    let extra = bouncer.args();
-    args.extend(extra.iter().map(String::as_str));
+    let args = prepare_args(&old, &new, &bouncer, &["--seed"]);
 
-    waymark(dir.path(), &[args.as_slice(), &["--from-backup", "x"]].concat(), &[])
-        .code(2)
-        .stderr_has("--seed");
+    waymark(
+        dir.path(),
+        &prepare_args(&old, &new, &bouncer, &["--seed", "--from-backup", "x"]),
+        &[],
+    )
+    .code(2)
+    .stderr_has("--seed");
 
     // A seeded prepare abandoned after its backup leaves a slot holding
     // the source's WAL; complete removes it with the rest.
-    let abandoned = [args.as_slice(), &["--state", "abandoned.json"]].concat();
+    let abandoned = prepare_args(&old, &new, &bouncer, &["--seed", "--state", "abandoned.json"]);
     let run = waymark(
         dir.path(),
         &abandoned,
@@ -830,12 +837,7 @@ fn a_seeded_prepare_fills_the_target_from_the_backup_and_replicates_from_its_pos
     let seen = writer.stop();
     assert!(seen.errors.is_empty(), "{:?}", seen.errors);
     verify_until_equal(dir.path(), &old, &new);
-    let on_new: HashSet<String> = new.column("SELECT n || ':' || id FROM writes").into_iter().collect();
-    assert!(
-        seen.acked.iter().all(|(n, id)| on_new.contains(&format!("{n}:{id}"))),
-        "acknowledged writes missing on the target"
-    );
-    assert_eq!(on_new.len(), seen.acked.len());
+    assert_eq!(assert_acked_on(&new, &seen), seen.acked.len());
     assert!(
         !new.log().contains("duplicate key"),
         "a row was applied twice:\n{}",
