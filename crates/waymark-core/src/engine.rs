@@ -43,7 +43,23 @@ pub struct EngineOptions {
     pub cache_dir: Option<PathBuf>,
     /// Whether `up` keeps a copy of each table and column it drops, for
     /// `down` to put back (`[backup] preimages`).
-    pub preimages: bool,
+    pub preimages: PreimageMode,
+}
+
+/// What `up` does about the data a migration drops (`[backup] preimages`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PreimageMode {
+    /// Drops without a copy.
+    Off,
+    /// Keeps a copy of what can be matched back to its rows; where nothing
+    /// can (a dropped key column, a column of a table without a key), warns
+    /// with what `down` will not give back and goes on. Every other runner
+    /// applies such a migration, so refusing it would only make people turn
+    /// the copies off.
+    #[default]
+    Keep,
+    /// Keeps a copy as `Keep` does, and refuses a drop it cannot copy.
+    Strict,
 }
 
 /// A migration applied or reverted.
@@ -59,6 +75,8 @@ pub struct Applied {
     pub transactional: bool,
     /// Dropped data it kept (`up`) or put back (`down`).
     pub preimages: Vec<PreimageNote>,
+    /// What it could not keep or put back, said once for the user.
+    pub warnings: Vec<String>,
 }
 
 /// Dropped data a migration kept for its `down`, or that `down` put back.
@@ -95,6 +113,8 @@ pub enum Event<'a> {
         duration: Duration,
         /// Dropped data it kept or put back.
         preimages: &'a [PreimageNote],
+        /// What it could not keep or put back.
+        warnings: &'a [String],
     },
     /// A migration was skipped because another runner applied (or
     /// reverted) it first.
@@ -141,8 +161,12 @@ pub struct UpOptions {
 pub enum DownTarget {
     /// The newest N applied migrations.
     Steps(usize),
-    /// Every applied migration newer than this version (`0`: all).
+    /// Every applied migration newer than this version (`0`: all but a
+    /// migration whose version is zero).
     To(Version),
+    /// Every applied migration, a version-zero one too (diesel's
+    /// `00000000000000_diesel_initial_setup`).
+    All,
 }
 
 /// One migration of a plan.
@@ -212,8 +236,8 @@ pub struct Engine {
     progress: Option<Progress>,
     /// The backup `up --backup` took, recorded with each migration applied.
     backup_id: std::sync::Mutex<Option<String>>,
-    /// Whether `up` keeps copies of dropped data.
-    keep_preimages: bool,
+    /// What `up` does about dropped data.
+    preimages: PreimageMode,
 }
 
 impl std::fmt::Debug for Engine {
@@ -243,7 +267,7 @@ impl Engine {
             components: Default::default(),
             progress: None,
             backup_id: Default::default(),
-            keep_preimages: options.preimages,
+            preimages: options.preimages,
         })
     }
 
@@ -841,6 +865,7 @@ impl Engine {
         let applied: Vec<&Entry> = status.iter().rev().filter(|e| e.state.is_applied()).collect();
         let chosen: Vec<&Entry> = match target {
             DownTarget::Steps(n) => applied.into_iter().take(*n).collect(),
+            DownTarget::All => applied,
             DownTarget::To(v) => {
                 if !v.is_zero() && !status.iter().any(|e| e.version == *v) {
                     return Err(Error::Usage(format!("--to {v}: no migration has that version")));
@@ -904,8 +929,8 @@ impl Engine {
             } else {
                 self.run_recorded(&m, direction, &done).await
             };
-            let preimages = match ran {
-                Ok(Some(preimages)) => preimages,
+            let report = match ran {
+                Ok(Some(report)) => report,
                 Ok(None) => {
                     on_event(Event::Skipped { label: &label, down });
                     continue;
@@ -917,14 +942,16 @@ impl Engine {
                 label: &label,
                 down,
                 duration,
-                preimages: &preimages,
+                preimages: &report.notes,
+                warnings: &report.warnings,
             });
             done.push(Applied {
                 version: m.version.clone(),
                 name: m.name.clone(),
                 duration,
                 transactional: atomic,
-                preimages,
+                preimages: report.notes,
+                warnings: report.warnings,
             });
         }
         Ok(done)
@@ -960,18 +987,19 @@ impl Engine {
         m: &Migration,
         direction: Direction,
         done: &[Applied],
-    ) -> Result<Option<Vec<PreimageNote>>, Error> {
+    ) -> Result<Option<StepReport>, Error> {
         let started = Instant::now();
         let mut conn = self.db.begin().await?;
         if self.already_done(&mut conn, m, direction).await? {
             conn.rollback().await?;
             return Ok(None);
         }
+        let retired = retire_waiting(&mut conn, m, direction).await?;
         let script = script_for(m, direction);
         let (conn, outcome) = self.run_step(conn, m, script, direction, false, None).await?;
         let mut conn = conn;
         let preimages = match outcome {
-            Ok(preimages) => preimages,
+            Ok(report) => report.after(retired),
             Err(failure) => {
                 // The step's failure is what the user needs; if the rollback
                 // fails too (a lost connection), the server rolls back anyway.
@@ -1027,7 +1055,7 @@ impl Engine {
         m: &Migration,
         direction: Direction,
         done: &[Applied],
-    ) -> Result<Option<Vec<PreimageNote>>, Error> {
+    ) -> Result<Option<StepReport>, Error> {
         let backup = self.current_backup();
         let started = Instant::now();
         let mut claim = self.db.begin().await?;
@@ -1040,6 +1068,7 @@ impl Engine {
         } else {
             None
         };
+        let retired = retire_waiting(&mut claim, m, direction).await?;
         claim
             .record(&NewHistoryRow {
                 version: m.version.as_str(),
@@ -1069,18 +1098,18 @@ impl Engine {
             .run_step(conn, m, script, direction, false, resume_from.as_deref())
             .await?;
         let failure = match outcome {
-            Ok(preimages) if conn.in_transaction() => {
+            Ok(report) if conn.in_transaction() => {
                 self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
                 conn.commit().await?;
-                return Ok(Some(preimages));
+                return Ok(Some(report.after(retired)));
             }
-            Ok(preimages) => {
+            Ok(report) => {
                 drop(conn);
                 let mut finish = self.db.begin().await?;
                 self.finish(&mut finish, m, direction, millis(started.elapsed()))
                     .await?;
                 finish.commit().await?;
-                return Ok(Some(preimages));
+                return Ok(Some(report.after(retired)));
             }
             Err(failure) => failure,
         };
@@ -1155,10 +1184,11 @@ impl Engine {
                 down: false,
             });
             let started = Instant::now();
+            let retired = retire_waiting(&mut conn, m, Direction::Up).await?;
             let (back, outcome) = self.run_step(conn, m, &m.up, Direction::Up, dry_run, None).await?;
             conn = back;
-            let preimages = match outcome {
-                Ok(preimages) => preimages,
+            let report = match outcome {
+                Ok(report) => report.after(retired),
                 Err(failure) => {
                     if let Err(e) = conn.rollback().await {
                         tracing::warn!("rolling back the batch: {e}");
@@ -1182,14 +1212,16 @@ impl Engine {
                 label: &label,
                 down: false,
                 duration,
-                preimages: &preimages,
+                preimages: &report.notes,
+                warnings: &report.warnings,
             });
             done.push(Applied {
                 version: m.version.clone(),
                 name: m.name.clone(),
                 duration,
                 transactional: true,
-                preimages,
+                preimages: report.notes,
+                warnings: report.warnings,
             });
         }
         if dry_run {
@@ -1212,18 +1244,22 @@ impl Engine {
         direction: Direction,
         dry_run: bool,
         resume_from: Option<&str>,
-    ) -> Result<(Conn, Result<Vec<PreimageNote>, StepFailure>), Error> {
+    ) -> Result<(Conn, Result<StepReport, StepFailure>), Error> {
         let (step, limits) = self.component(m)?;
         tracing::debug!(migration = %m.label(), step = step.name(), file = %script.path.display(), "running step");
         let mut conn = conn;
-        let preimages = match direction {
-            Direction::Up if self.keep_preimages => Some(Preimages::Keep {
+        let preimages = match (direction, self.preimages) {
+            (Direction::Up, PreimageMode::Off) => None,
+            (Direction::Up, mode) => Some(Preimages::Keep {
                 version: m.version.to_string(),
+                strict: mode == PreimageMode::Strict,
             }),
-            Direction::Up => None,
-            Direction::Down => {
-                let pending = conn.preimages(Some(m.version.as_str())).await?;
-                (!pending.is_empty()).then_some(Preimages::PutBack { pending })
+            (Direction::Down, _) => {
+                let pending = to_put_back(&mut conn, m).await?;
+                (!pending.is_empty()).then(|| Preimages::PutBack {
+                    version: m.version.to_string(),
+                    pending,
+                })
             }
         };
         let access = match &m.step {
@@ -1245,6 +1281,7 @@ impl Engine {
             restore: None,
             preimages,
             notes: Vec::new(),
+            warnings: Vec::new(),
         };
         if let Step::Component(_) = &m.step {
             session.statement_timeout = limits.statement_timeout;
@@ -1281,12 +1318,15 @@ impl Engine {
             Ok(()) => session.put_back_the_rest(&m.label()).await,
             Err(failure) => Err(failure),
         };
-        let notes = std::mem::take(&mut session.notes);
+        let report = StepReport {
+            notes: std::mem::take(&mut session.notes),
+            warnings: std::mem::take(&mut session.warnings),
+        };
         let conn = session.conn.take().ok_or_else(|| Error::Refused {
             message: format!("migration {}: its connection was lost at a commit point", m.label()),
             hint: None,
         });
-        Ok((conn?, outcome.map(|()| notes)))
+        Ok((conn?, outcome.map(|()| report)))
     }
 
     fn failure(
@@ -1429,16 +1469,81 @@ struct StepSession {
     preimages: Option<Preimages>,
     /// The copies kept or put back so far.
     notes: Vec<PreimageNote>,
+    /// What could not be kept, or has nowhere to go yet.
+    warnings: Vec<String>,
+}
+
+/// What a step did about dropped data.
+#[derive(Debug, Default)]
+struct StepReport {
+    notes: Vec<PreimageNote>,
+    warnings: Vec<String>,
+}
+
+impl StepReport {
+    /// This report, after the warnings of what happened before the step.
+    fn after(mut self, mut earlier: Vec<String>) -> Self {
+        earlier.append(&mut self.warnings);
+        self.warnings = earlier;
+        self
+    }
+}
+
+/// The copies a `down` of `m` puts back once their place exists: its own,
+/// and those that earlier `down`s left waiting (their migration is no
+/// longer applied), since a history often makes a column again in the
+/// `down` of an earlier migration than the one that dropped it.
+async fn to_put_back(conn: &mut Conn, m: &Migration) -> Result<Vec<waymark_db::Preimage>, Error> {
+    let copies = conn.preimages(None).await?;
+    if copies.iter().all(|p| p.version == m.version.as_str()) {
+        return Ok(copies);
+    }
+    let recorded: std::collections::HashSet<String> =
+        conn.history_rows(None).await?.into_iter().map(|r| r.version).collect();
+    Ok(copies
+        .into_iter()
+        .filter(|p| p.version == m.version.as_str() || !recorded.contains(&p.version))
+        .collect())
+}
+
+/// Before `m` is applied afresh (it has no history row, so this is not a
+/// resumed run): a copy that an earlier `down` of `m` left waiting, and
+/// whose table or column exists again, holds data older than what is there
+/// now. `up` is about to drop that place again and keeps a copy of what is
+/// there now; the old copy would stand in for it and put stale values
+/// back, so it goes, with a warning.
+async fn retire_waiting(conn: &mut Conn, m: &Migration, direction: Direction) -> Result<Vec<String>, Error> {
+    if direction == Direction::Down || !conn.history_rows(Some(m.version.as_str())).await?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut warnings = Vec::new();
+    for copy in conn.preimages(Some(m.version.as_str())).await? {
+        if conn.preimage_object_exists(&copy).await? {
+            conn.discard_preimage(&copy.kept_in).await?;
+            warnings.push(format!(
+                "discarded the copy of {} ({} rows) that waited since an earlier down of {}: {} exists again, \
+                 and a copy of what it holds now replaces the old one",
+                copy.object,
+                copy.rows,
+                m.label(),
+                copy.object
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 /// What a step's session does about dropped data.
 enum Preimages {
     /// `up`: keep a copy of each table and column before a statement
-    /// drops it.
-    Keep { version: String },
-    /// `down`: put each copy back once a statement has made its table or
-    /// column again.
-    PutBack { pending: Vec<waymark_db::Preimage> },
+    /// drops it; `strict` refuses a drop that cannot be copied.
+    Keep { version: String, strict: bool },
+    /// `down` of `version`: put each copy back once a statement has made
+    /// its table or column again.
+    PutBack {
+        version: String,
+        pending: Vec<waymark_db::Preimage>,
+    },
 }
 
 impl StepSession {
@@ -1469,7 +1574,7 @@ impl StepSession {
                 self.keep_all(&changes.drops).await?;
                 Ok(false)
             }
-            Preimages::PutBack { pending } if pending.is_empty() || !changes.creates => Ok(false),
+            Preimages::PutBack { pending, .. } if pending.is_empty() || !changes.creates => Ok(false),
             Preimages::PutBack { .. } if script && changes.statements > 1 => Err(split(
                 "waymark puts this migration's kept data back as soon as its table or column exists again",
             )),
@@ -1502,10 +1607,10 @@ impl StepSession {
 
     /// Keeps a copy of each of `targets` (`up` only).
     async fn keep_all(&mut self, targets: &[waymark_db::ObjectRef]) -> Result<(), CallError> {
-        let Some(Preimages::Keep { version }) = &self.preimages else {
+        let Some(Preimages::Keep { version, strict }) = &self.preimages else {
             return Ok(());
         };
-        let version = version.clone();
+        let (version, strict) = (version.clone(), *strict);
         for target in targets {
             let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
             match conn.keep_preimage(&version, target).await {
@@ -1516,11 +1621,18 @@ impl StepSession {
                     put_back: None,
                 }),
                 Ok(None) => {}
-                Err(DbError::Preimage(message)) => {
+                Err(DbError::Preimage(message)) if strict => {
                     return Err(CallError::Denied(format!(
-                        "{message}; give the table a primary key first, or set `preimages = false` under \
-                         [backup] in waymark.toml to drop without a copy"
+                        "{message}; give the table a primary key first, or set `preimages = true` (keep what \
+                         can be kept) or `false` under [backup] in waymark.toml"
                     )));
+                }
+                Err(DbError::Preimage(message)) => {
+                    tracing::debug!("not kept: {message}");
+                    self.warnings.push(format!(
+                        "{message}; nothing of it is kept, and `down` will not give its values back \
+                         (`preimages = \"strict\"` under [backup] refuses such a drop instead)"
+                    ));
                 }
                 Err(e) => return Err(step_error(e).into()),
             }
@@ -1530,7 +1642,7 @@ impl StepSession {
 
     /// Puts back every copy whose table or column exists now (`down`).
     async fn put_back_ready(&mut self) -> Result<(), DbError> {
-        let Some(Preimages::PutBack { pending }) = &mut self.preimages else {
+        let Some(Preimages::PutBack { pending, .. }) = &mut self.preimages else {
             return Ok(());
         };
         let Some(conn) = self.conn.as_mut() else { return Ok(()) };
@@ -1551,24 +1663,25 @@ impl StepSession {
     }
 
     /// After a `down` step: puts back what no statement of it was seen to
-    /// make room for; fails if a copy has nowhere to go.
+    /// make room for. A copy of this migration's that still has nowhere to
+    /// go waits, kept, for a later `down` (of an earlier migration, in this
+    /// run or another) to make its place again; `status` lists it.
     async fn put_back_the_rest(&mut self, label: &str) -> Result<(), StepFailure> {
         self.put_back_ready()
             .await
             .map_err(|e| StepFailure::Host(e.to_string()))?;
-        let Some(Preimages::PutBack { pending }) = &self.preimages else {
+        let Some(Preimages::PutBack { version, pending }) = &self.preimages else {
             return Ok(());
         };
-        let Some(first) = pending.first() else { return Ok(()) };
-        let what = match &first.column {
-            Some(_) => "column",
-            None => "table",
-        };
-        Err(StepFailure::Host(format!(
-            "the down step of {label} did not make {what} {} again (with the columns its copy needs), so the {} \
-             rows waymark kept of it have nowhere to go; they stay in {}. Make the down step re-create it",
-            first.object, first.rows, first.kept_in
-        )))
+        for copy in pending.iter().filter(|p| &p.version == version) {
+            let what = if copy.column.is_some() { "column" } else { "table" };
+            self.warnings.push(format!(
+                "the down step of {label} did not make {what} {} again (with the columns its copy needs): its {} \
+                 rows wait in {} and go back when a later down makes it again; `waymark status` lists them",
+                copy.object, copy.rows, copy.kept_in
+            ));
+        }
+        Ok(())
     }
 
     /// Bounds each statement by `statement_timeout`: `SET LOCAL` inside a

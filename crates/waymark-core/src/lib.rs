@@ -26,12 +26,12 @@ pub use cutover::{
     state_path, switch,
 };
 pub use engine::{
-    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, PreimageNote, Progress, RepairAction,
+    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, PreimageMode, PreimageNote, Progress, RepairAction,
     RepairOptions, UpOptions, VerifyReport,
 };
 pub use error::{Error, MigrationFailure, SourceError};
 pub use plugin::{PluginTest, PluginTestOptions, Sdk, Stage, inspect, scaffold_plugin, test_plugin};
-pub use source::{
+pub use source::{Ignored, Layout,
     Access, ComponentStep, Migration, MigrationSet, Script, Step, Transaction, checksum, discover, scaffold,
 };
 pub use status::{Entry, State};

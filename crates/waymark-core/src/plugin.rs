@@ -180,7 +180,7 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
     std::fs::create_dir_all(&folder).map_err(|e| Error::Usage(format!("{}: {e}", folder.display())))?;
     std::fs::write(folder.join("step.toml"), step_file(&options.path)?)
         .map_err(|e| Error::Usage(format!("{}: {e}", folder.display())))?;
-    let set = discover(&migrations)?;
+    let set = discover(&migrations, crate::source::Layout::Waymark)?;
 
     let url = options
         .url
@@ -207,7 +207,7 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
         connect,
         limits: options.limits.clone(),
         cache_dir: None,
-        preimages: true,
+        preimages: crate::engine::PreimageMode::Keep,
     })
     .await?;
     let result = run_stages(&engine, &set, &history.name).await;

@@ -298,6 +298,23 @@ impl Conn {
         Ok(Some(written))
     }
 
+    /// Whether the table (or column) a copy was taken of exists now.
+    pub async fn preimage_object_exists(&mut self, preimage: &Preimage) -> Result<bool, DbError> {
+        let Some(table) = self.existing_table(&preimage.table).await? else {
+            return Ok(false);
+        };
+        let Some(column) = &preimage.column else {
+            return Ok(true);
+        };
+        let info = self.describe_table(table).await?;
+        let wanted = Ident {
+            value: column.clone(),
+            quoted: true,
+        };
+        Ok(find_column(self.dialect(), &info.columns, &wanted).is_some())
+    }
+
+
     /// Removes a copy that is no longer wanted, and its listing.
     pub async fn discard_preimage(&mut self, kept_in: &str) -> Result<(), DbError> {
         let dialect = self.dialect();

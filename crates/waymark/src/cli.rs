@@ -27,6 +27,10 @@ pub(crate) struct Global {
     /// Folder of migrations. Default: migrations/
     #[arg(long, env = "WAYMARK_MIGRATIONS", global = true)]
     pub(crate) migrations: Option<PathBuf>,
+    /// Whose layout the migrations folder is in: auto (default), waymark,
+    /// diesel, sqlx, golang-migrate, dbmate, goose or flyway.
+    #[arg(long, env = "WAYMARK_LAYOUT", global = true)]
+    pub(crate) layout: Option<String>,
     /// Config file. Default: waymark.toml, if present.
     #[arg(long, env = "WAYMARK_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
@@ -352,18 +356,25 @@ pub(crate) struct PlanArgs {
     /// With --down: revert this many migrations.
     #[arg(long, requires = "down", conflicts_with = "to")]
     pub(crate) steps: Option<usize>,
+    /// With --down: revert every applied migration, a version-0 one too.
+    #[arg(long, requires = "down", conflicts_with_all = ["to", "steps"])]
+    pub(crate) all: bool,
     #[command(flatten)]
     pub(crate) up: UpArgs,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct DownArgs {
-    /// Revert every migration applied after this version (0: all).
-    #[arg(long, conflicts_with = "steps")]
+    /// Revert every migration applied after this version (0: all but a
+    /// version-0 migration, such as diesel's initial setup).
+    #[arg(long, conflicts_with_all = ["steps", "all"])]
     pub(crate) to: Option<String>,
     /// Revert this many migrations.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "all")]
     pub(crate) steps: Option<usize>,
+    /// Revert every applied migration, a version-0 one too.
+    #[arg(long)]
+    pub(crate) all: bool,
 }
 
 #[derive(Debug, Args)]

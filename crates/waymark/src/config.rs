@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use waymark_core::{Layout, PreimageMode};
+
 use crate::cli::Global;
 
 /// The config file, as written.
@@ -15,6 +17,7 @@ use crate::cli::Global;
 struct File {
     database_url: Option<String>,
     migrations: Option<PathBuf>,
+    layout: Option<String>,
     #[serde(default)]
     init_sql: Vec<String>,
     lock_timeout: Option<String>,
@@ -32,8 +35,16 @@ struct BackupFile {
     dir: Option<PathBuf>,
     #[serde(default)]
     before_up: bool,
-    preimages: Option<bool>,
+    preimages: Option<PreimagesFile>,
     chunk_kib: Option<u64>,
+}
+
+/// `[backup] preimages`: `true`, `false` or `"strict"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PreimagesFile {
+    On(bool),
+    Word(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +69,8 @@ struct StepFile {
 pub(crate) struct Settings {
     pub(crate) database_url: String,
     pub(crate) migrations: PathBuf,
+    /// Whose layout the migrations folder is in.
+    pub(crate) layout: Layout,
     pub(crate) init_sql: Vec<String>,
     pub(crate) lock_timeout: Duration,
     pub(crate) history_table: String,
@@ -69,8 +82,9 @@ pub(crate) struct Settings {
     pub(crate) step_max_rows: usize,
     pub(crate) backup_dir: PathBuf,
     pub(crate) backup_before_up: bool,
-    /// Whether `up` keeps a copy of dropped tables and columns for `down`.
-    pub(crate) preimages: bool,
+    /// Whether `up` keeps a copy of dropped tables and columns for `down`,
+    /// and whether it refuses a drop it cannot keep a copy of.
+    pub(crate) preimages: PreimageMode,
     /// Bytes of rows per backup chunk, before compression.
     pub(crate) chunk_bytes: u64,
 }
@@ -109,7 +123,24 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
     if step_memory_mib == 0 {
         return Err(ConfigError("step memory must be at least 1 MiB".to_owned()).into());
     }
+    let layout = match global.layout.as_deref().or(file.layout.as_deref()) {
+        None => Layout::Auto,
+        Some(name) => Layout::parse(name).map_err(|e| ConfigError(format!("layout: {e}")))?,
+    };
+    let preimages = match file.backup.preimages {
+        None | Some(PreimagesFile::On(true)) => PreimageMode::Keep,
+        Some(PreimagesFile::On(false)) => PreimageMode::Off,
+        Some(PreimagesFile::Word(w)) if w == "strict" => PreimageMode::Strict,
+        Some(PreimagesFile::Word(w)) => {
+            return Err(ConfigError(format!(
+                "{}: [backup] preimages = {w:?}: expected true, false or \"strict\"",
+                path.display()
+            ))
+            .into());
+        }
+    };
     Ok(Settings {
+        layout,
         database_url: global
             .database_url
             .clone()
@@ -137,7 +168,7 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
         step_max_rows: file.step.max_rows.unwrap_or(defaults.max_rows),
         backup_dir: file.backup.dir.unwrap_or_else(|| PathBuf::from("backups")),
         backup_before_up: file.backup.before_up,
-        preimages: file.backup.preimages.unwrap_or(true),
+        preimages,
         chunk_bytes: match file.backup.chunk_kib {
             Some(0) => {
                 return Err(ConfigError(format!("{}: [backup] chunk_kib must be at least 1", path.display())).into());

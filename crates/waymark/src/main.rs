@@ -106,7 +106,7 @@ fn version(raw: &str, flag: &str) -> anyhow::Result<Version> {
 async fn run(cli: &Cli, out: &Output) -> anyhow::Result<u8> {
     let settings = config::load(&cli.global)?;
     if let Command::New { name } = &cli.command {
-        let paths = scaffold(&settings.migrations, name).map_err(Error::from)?;
+        let paths = scaffold(&settings.migrations, name, settings.layout).map_err(Error::from)?;
         out.created(&paths);
         return Ok(0);
     }
@@ -121,7 +121,8 @@ async fn run(cli: &Cli, out: &Output) -> anyhow::Result<u8> {
     if let Command::Cutover(command) = &cli.command {
         return cutover(command, &settings, out).await;
     }
-    let set = discover(&settings.migrations).map_err(Error::from)?;
+    let set = discover(&settings.migrations, settings.layout).map_err(Error::from)?;
+    out.ignored(&set);
     let mut engine = connect(&settings).await?;
     if let Some(progress) = out.step_progress() {
         engine.on_progress(progress);
@@ -404,12 +405,12 @@ async fn dispatch(
         Command::Status => {
             let entries = engine.status(set).await?;
             let kept = engine.preimages().await?;
-            out.status(&entries, &kept);
+            out.status(set, &entries, &kept, cli.global.verbose > 0);
             Ok(0)
         }
         Command::Plan(args) if args.down => {
             let plan = engine
-                .plan_down(set, &down_target(args.up.to.as_deref(), args.steps)?)
+                .plan_down(set, &down_target(args.up.to.as_deref(), args.steps, args.all)?)
                 .await?;
             out.plan(&plan, true);
             Ok(0)
@@ -428,7 +429,7 @@ async fn dispatch(
             finish(out, if args.dry_run { "up --dry-run" } else { "up" }, result)
         }
         Command::Down(args) => {
-            let target = down_target(args.to.as_deref(), args.steps)?;
+            let target = down_target(args.to.as_deref(), args.steps, args.all)?;
             let result = engine.down(set, &target, &mut progress).await;
             finish(out, "down", result)
         }
@@ -474,7 +475,10 @@ async fn dispatch(
     }
 }
 
-fn down_target(to: Option<&str>, steps: Option<usize>) -> anyhow::Result<DownTarget> {
+fn down_target(to: Option<&str>, steps: Option<usize>, all: bool) -> anyhow::Result<DownTarget> {
+    if all {
+        return Ok(DownTarget::All);
+    }
     Ok(match (to, steps) {
         (Some(to), _) if to.trim_start_matches('0').is_empty() => DownTarget::To(Version::from_history("0")),
         (Some(to), _) => DownTarget::To(version(to, "--to")?),

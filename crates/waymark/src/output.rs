@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 use waymark_core::{
     Applied, BackupProgress, CompareReport, CutoverStatus, Entry, Error, Event, Inspection, Listed, Manifest,
-    Migration, Plan, PluginTest, Preimage, Prepared, Progress, RepairAction, RestoreReport, Side, SwitchReport,
+    Migration, MigrationSet, Plan, PluginTest, Preimage, Prepared, Progress, RepairAction, RestoreReport, Side, SwitchReport,
     SyncProgress, VerifyBackupReport, VerifyReport, redact,
 };
 
@@ -89,6 +89,7 @@ struct AppliedJson<'a> {
     duration_ms: u128,
     transactional: bool,
     preimages: Vec<serde_json::Value>,
+    warnings: &'a [String],
 }
 
 fn applied_json(done: &[Applied]) -> Vec<AppliedJson<'_>> {
@@ -110,6 +111,7 @@ fn applied_json(done: &[Applied]) -> Vec<AppliedJson<'_>> {
                     })
                 })
                 .collect(),
+            warnings: &a.warnings,
         })
         .collect()
 }
@@ -163,6 +165,7 @@ impl Output {
                 down,
                 duration,
                 preimages,
+                warnings,
             } => {
                 self.note(&format!(
                     "{} {label} ({} ms)",
@@ -174,6 +177,9 @@ impl Output {
                         None => format!("  kept {} ({} rows) in {} for down", p.object, p.rows, p.kept_in),
                         Some(written) => format!("  put back {} ({written} of {} rows kept)", p.object, p.rows),
                     });
+                }
+                for w in warnings.iter() {
+                    self.note(&format!("warning: {label}: {w}"));
                 }
             }
             Event::Skipped { label, down } => self.note(&format!(
@@ -188,22 +194,62 @@ impl Output {
         }
     }
 
-    pub(crate) fn status(&self, entries: &[Entry], kept: &[Preimage]) {
+    /// Warns about what discovery skipped that looks like a mistake; the
+    /// rest is logged, and listed by `status -v`.
+    pub(crate) fn ignored(&self, set: &MigrationSet) {
+        for i in &set.ignored {
+            if i.suspicious {
+                self.note(&format!("warning: {}: {}", i.path.display(), i.reason));
+            } else {
+                tracing::debug!("{}: {}", i.path.display(), i.reason);
+            }
+        }
+    }
+
+    pub(crate) fn status(&self, set: &MigrationSet, entries: &[Entry], kept: &[Preimage], verbose: bool) {
         let kept_by =
             |e: &Entry| -> Vec<&Preimage> { kept.iter().filter(|p| p.version == e.version.as_str()).collect() };
+        // A copy whose migration is no longer applied was left by a `down`
+        // that did not make its place again.
+        let waiting: Vec<&Preimage> = kept
+            .iter()
+            .filter(|p| {
+                !entries
+                    .iter()
+                    .any(|e| e.version.as_str() == p.version && e.row.is_some())
+            })
+            .collect();
         if self.json {
             let list: Vec<EntryJson<'_>> = entries
                 .iter()
                 .map(|e| EntryJson {
-                    preimages: kept_by(e),
+                    preimages: kept_by(e).into_iter().filter(|p| !waiting.contains(p)).collect(),
                     ..EntryJson::from(e)
                 })
                 .collect();
-            self.print_json(&json!({ "ok": true, "migrations": list }));
+            let ignored: Vec<serde_json::Value> = set
+                .ignored
+                .iter()
+                .map(|i| json!({ "path": i.path.display().to_string(), "reason": i.reason, "suspicious": i.suspicious }))
+                .collect();
+            self.print_json(&json!({
+                "ok": true,
+                "layout": set.layout.as_str(),
+                "migrations": list,
+                "waiting": waiting,
+                "ignored": ignored,
+            }));
             return;
+        }
+        if verbose {
+            outln!("layout: {} ({})", set.layout, set.dir.display());
+            for i in &set.ignored {
+                outln!("ignored: {}: {}", i.path.display(), i.reason);
+            }
         }
         if entries.is_empty() {
             self.note("no migrations");
+            self.waiting(&waiting);
             return;
         }
         let mut table = self.table(&["VERSION", "NAME", "STATE", "APPLIED AT", "DURATION"]);
@@ -221,7 +267,7 @@ impl Output {
         }
         outln!("{table}");
         for e in entries {
-            let copies = kept_by(e);
+            let copies: Vec<&Preimage> = kept_by(e).into_iter().filter(|p| !waiting.contains(p)).collect();
             if copies.is_empty() {
                 continue;
             }
@@ -230,6 +276,20 @@ impl Output {
                 .map(|p| format!("{} ({} rows, in {})", p.object, p.rows, p.kept_in))
                 .collect();
             outln!("{} keeps what it dropped, for its down: {}", e.label(), list.join(", "));
+        }
+        self.waiting(&waiting);
+    }
+
+    fn waiting(&self, waiting: &[&Preimage]) {
+        for p in waiting {
+            outln!(
+                "waiting: {} ({} rows, in {}), dropped by {} and not made again by its down; it goes back when a \
+                 down makes it again",
+                p.object,
+                p.rows,
+                p.kept_in,
+                p.version
+            );
         }
     }
 

@@ -35,10 +35,6 @@ fn names_that_do_not_parse() {
     valid(&p);
     p.file("migrations/2.up.sql", "SELECT 1;");
     refuses(&p, "2.up.sql: expected <version>_<name>");
-
-    let p = Project::new();
-    p.migration("0_zero", "SELECT 1;", None);
-    refuses(&p, "version 0 is reserved");
 }
 
 #[test]
@@ -59,11 +55,21 @@ fn folder_without_up_and_stray_files() {
     p.file("migrations/2_empty/down.sql", "SELECT 1;");
     refuses(&p, "2_empty: no up.sql");
 
+    // A stray script beside up.sql is likely a typo: it runs nothing, and
+    // every command says so.
     let p = Project::new();
     valid(&p);
-    p.file("migrations/2_typo/up.sql", "SELECT 1;");
-    p.file("migrations/2_typo/donw.sql", "SELECT 1;");
-    refuses(&p, "donw.sql: a migration folder holds up.sql and down.sql");
+    p.file("migrations/2_typo/up.sql", "CREATE TABLE typo (id INTEGER);");
+    p.file("migrations/2_typo/donw.sql", "DROP TABLE typo;");
+    let db = TestDb::new(Kind::Sqlite);
+    p.run(&db, &["up"])
+        .ok()
+        .stderr_has("2_typo/donw.sql: a migration folder's scripts are up.sql and down.sql; this file is not run");
+    assert_eq!(db.history(), [("1".to_owned(), "applied".to_owned()), ("2".to_owned(), "applied".to_owned())]);
+    p.run(&db, &["down", "--steps", "1"])
+        .code(1)
+        .stderr_has("cannot revert 2_typo: it has no down script");
+    assert_eq!(db.history().len(), 2);
 
     let p = Project::new();
     valid(&p);
@@ -72,11 +78,13 @@ fn folder_without_up_and_stray_files() {
 }
 
 #[test]
-fn mixed_version_styles() {
+fn one_version_written_two_ways() {
+    // diesel reads a version's digits: these two are one version.
     let p = Project::new();
-    valid(&p);
-    p.migration("2019-02-26-002946_diesel", "SELECT 1;", None);
-    refuses(&p, "mixes integer versions and dashed");
+    p.migration("2019-02-26-002946_dashed", "SELECT 1;", None);
+    p.migration("20190226002946_digits", "SELECT 1;", None);
+    refuses(&p, "duplicate version 20190226002946");
+    refuses(&p, "2019-02-26-002946_dashed");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Pre-images: `up` keeps the rows of every column and table it drops, and
-//! `down` puts them back, on every dialect; what cannot be kept is refused
-//! before anything is dropped, and a `down` that leaves a copy nowhere to
-//! go fails without losing it.
+//! `down` puts them back, on every dialect. What cannot be matched back is
+//! dropped with a warning (refused under `preimages = "strict"`), and a
+//! copy whose place a `down` does not make again waits, listed by
+//! `status`, until a later `down` makes it.
 
 use crate::common::{Kind, Project, TestDb, each_dialect};
 
@@ -156,8 +157,9 @@ fn copies(db: &TestDb) -> (Vec<String>, i64) {
 
 each_dialect!(
     up_then_down_gives_back_the_dropped_rows,
-    a_column_without_a_key_to_match_is_refused,
-    a_down_that_does_not_make_room_keeps_the_copy
+    a_column_without_a_key_to_match_is_dropped_with_a_warning,
+    a_down_that_does_not_make_room_leaves_the_copy_waiting,
+    a_waiting_copy_goes_back_in_the_down_that_makes_its_place
 );
 
 fn up_then_down_gives_back_the_dropped_rows(kind: Kind) {
@@ -233,12 +235,13 @@ fn up_then_down_gives_back_the_dropped_rows(kind: Kind) {
     assert_eq!(copies(&db), (vec![], 0));
 }
 
-fn a_column_without_a_key_to_match_is_refused(kind: Kind) {
+fn a_column_without_a_key_to_match_is_dropped_with_a_warning(kind: Kind) {
     let db = TestDb::new(kind);
     let p = Project::new();
     p.migration(
         "1_loose",
-        "CREATE TABLE loose (a INT, b TEXT);\nINSERT INTO loose VALUES (1, 'one'), (1, 'one'), (2, NULL);\n",
+        "CREATE TABLE loose (a INT, b TEXT);\nINSERT INTO loose VALUES (1, 'one'), (1, 'one'), (2, NULL);\n\
+         CREATE TABLE keyed (id INT PRIMARY KEY, v TEXT);\nINSERT INTO keyed VALUES (1, 'x'), (2, 'y');\n",
         None,
     );
     p.run(&db, &["up"]).ok();
@@ -247,14 +250,16 @@ fn a_column_without_a_key_to_match_is_refused(kind: Kind) {
         "CREATE TABLE made_first (id INT);\nALTER TABLE loose DROP COLUMN b;\n",
         Some("ALTER TABLE loose ADD COLUMN b TEXT;\nDROP TABLE made_first;\n"),
     );
+
+    // `strict` refuses what cannot be kept, before anything is dropped.
+    p.file("waymark.toml", "[backup]\npreimages = \"strict\"\n");
     let run = p
         .run(&db, &["up"])
         .code(1)
         .stderr_has("migration 2_drop_b failed")
         .stderr_has("loose.b would lose its values for good: table ")
         .stderr_has("loose has no primary key")
-        .stderr_has("preimages = false");
-    // Nothing was dropped: the refusal comes before the statement.
+        .stderr_has("preimages = true");
     let b = db.rows("SELECT b FROM loose ORDER BY a, b");
     assert_eq!(
         b,
@@ -266,17 +271,53 @@ fn a_column_without_a_key_to_match_is_refused(kind: Kind) {
     if kind == Kind::Mysql {
         // DDL commits as it runs: the table made first stays, and the
         // failure is recorded for the operator to repair.
-        assert_eq!(db.tables(), ["loose", "made_first"]);
+        assert_eq!(db.tables(), ["keyed", "loose", "made_first"]);
         db.execute("DROP TABLE made_first");
         p.run(&db, &["repair", "--rolled-back"]).ok();
     } else {
-        assert_eq!(db.tables(), ["loose"]);
+        assert_eq!(db.tables(), ["keyed", "loose"]);
     }
 
-    // The operator may choose to drop without a copy.
+    // By default the drop goes ahead, and the warning says what `down`
+    // will not give back.
+    std::fs::remove_file(p.dir.path().join("waymark.toml")).unwrap();
+    let run = p
+        .run(&db, &["up", "--json"])
+        .ok()
+        .stderr_has("warning: 2_drop_b: dropping column ")
+        .stderr_has("loose.b would lose its values for good")
+        .stderr_has("nothing of it is kept, and `down` will not give its values back");
+    let warnings = &run.json()["done"][0]["warnings"];
+    assert_eq!(warnings.as_array().map(Vec::len), Some(1), "{}", run.stdout);
+    assert_eq!(columns_of(&db, "loose"), ["a"]);
+    assert_eq!(copies(&db), (vec![], 0));
+
+    // A dropped key column cannot be matched back either (SQLite cannot
+    // drop a key column at all).
+    if kind != Kind::Sqlite {
+        p.migration(
+            "3_drop_key",
+            "ALTER TABLE keyed DROP COLUMN id;\n",
+            Some("ALTER TABLE keyed ADD COLUMN id INT;\n"),
+        );
+        p.run(&db, &["up"])
+            .ok()
+            .stderr_has("keyed.id would lose its values for good: it is part of the primary key")
+            .stderr_has("`down` will not give its values back");
+        assert_eq!(columns_of(&db, "keyed"), ["v"]);
+        assert_eq!(copies(&db), (vec![], 0));
+    }
+
+    // `down` goes back through both, as the warnings said: the columns
+    // return empty.
+    p.run(&db, &["down", "--to", "1"]).ok();
+    assert_eq!(db.rows("SELECT b FROM loose"), [[None], [None], [None]]);
+    assert_eq!(db.history(), [("1".to_owned(), "applied".to_owned())]);
+
+    // `false` drops without a copy, and without a warning.
     p.file("waymark.toml", "[backup]\npreimages = false\n");
     let run = p.run(&db, &["up"]).ok();
-    assert!(!run.stderr.contains("kept"), "{}", run.stderr);
+    assert!(!run.stderr.contains("kept") && !run.stderr.contains("warning"), "{}", run.stderr);
     assert_eq!(columns_of(&db, "loose"), ["a"]);
 }
 
@@ -298,7 +339,7 @@ fn columns_of(db: &TestDb, table: &str) -> Vec<String> {
         .collect()
 }
 
-fn a_down_that_does_not_make_room_keeps_the_copy(kind: Kind) {
+fn a_down_that_does_not_make_room_leaves_the_copy_waiting(kind: Kind) {
     let db = TestDb::new(kind);
     let p = Project::new();
     p.migration(
@@ -316,21 +357,84 @@ fn a_down_that_does_not_make_room_keeps_the_copy(kind: Kind) {
     assert_eq!(kept.len(), 1);
     let run = p
         .run(&db, &["down"])
-        .code(1)
-        .stderr_has("migration 2_drop_t failed")
-        .stderr_has("did not make table")
-        .stderr_has("the 2 rows waymark kept of it have nowhere to go; they stay in")
-        .stderr_has(&kept[0]);
+        .ok()
+        .stderr_has("warning: 2_drop_t: the down step of 2_drop_t did not make table ")
+        .stderr_has(&format!("its 2 rows wait in {} and go back when a later down makes it again", kept[0]));
     let rows = db.rows(&format!("SELECT v FROM {} ORDER BY id", kept[0]));
     assert_eq!(rows, [[Some("a".to_owned())], [Some("b".to_owned())]], "{}", run.stderr);
     assert_eq!(copies(&db).1, 1, "still listed");
+    assert_eq!(db.history(), [("1".to_owned(), "applied".to_owned())]);
+    assert_eq!(db.tables(), ["elsewhere"]);
+    let status = p.run(&db, &["status"]).ok();
+    assert!(
+        status.stdout.contains(&format!("waiting: {}", if kind == Kind::Postgres { "public.t" } else { "t" }))
+            && status.stdout.contains("(2 rows, in "),
+        "{}",
+        status.stdout
+    );
+    let json = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(json["waiting"][0]["kept_in"], kept[0].as_str());
+    assert_eq!(json["waiting"][0]["version"], "2");
+}
+
+/// A history that makes a dropped column again in the down of an earlier
+/// migration, as real projects split a change: 2 copies `extra` into
+/// `extra2`, 3 drops `extra` with an empty down, and 2's down makes
+/// `extra` again. The copy waits after 3's down and goes back in 2's, in a
+/// later run.
+fn a_waiting_copy_goes_back_in_the_down_that_makes_its_place(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.migration(
+        "1_t",
+        "CREATE TABLE t (id INT PRIMARY KEY, extra TEXT);\nINSERT INTO t VALUES (1, 'a'), (2, NULL), (3, 'c');\n",
+        Some("DROP TABLE t;\n"),
+    );
+    p.migration(
+        "2_copy_extra",
+        "ALTER TABLE t ADD COLUMN extra2 TEXT;\nUPDATE t SET extra2 = 'new ' || id;\n",
+        Some("ALTER TABLE t ADD COLUMN extra TEXT;\nALTER TABLE t DROP COLUMN extra2;\n"),
+    );
+    p.migration("3_drop_extra", "ALTER TABLE t DROP COLUMN extra;\n", Some("-- made again by 2's down\n"));
     if kind == Kind::Mysql {
-        // The down step's DDL committed; the migration is left failed.
-        assert_eq!(db.history()[1], ("2".to_owned(), "failed".to_owned()));
-    } else {
-        assert_eq!(db.history()[1], ("2".to_owned(), "applied".to_owned()));
-        assert_eq!(db.tables(), Vec::<String>::new(), "the down step was rolled back");
+        p.migration(
+            "2_copy_extra",
+            "ALTER TABLE t ADD COLUMN extra2 TEXT;\nUPDATE t SET extra2 = CONCAT('new ', id);\n",
+            Some("ALTER TABLE t ADD COLUMN extra TEXT;\nALTER TABLE t DROP COLUMN extra2;\n"),
+        );
     }
+    p.run(&db, &["up"]).ok().stderr_has("kept ");
+    let before = db.rows("SELECT id FROM t ORDER BY id");
+    p.run(&db, &["down", "--steps", "1"])
+        .ok()
+        .stderr_has("the down step of 3_drop_extra did not make column ")
+        .stderr_has("its 3 rows wait in");
+    assert_eq!(copies(&db).1, 1);
+    p.run(&db, &["status"]).ok();
+    let run = p
+        .run(&db, &["down", "--steps", "1"])
+        .ok()
+        .stderr_has("put back ")
+        .stderr_has("(3 of 3 rows kept)");
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    assert_eq!(
+        db.rows("SELECT extra FROM t ORDER BY id"),
+        [[Some("a".to_owned())], [None], [Some("c".to_owned())]]
+    );
+    assert_eq!(db.rows("SELECT id FROM t ORDER BY id"), before);
+    assert_eq!(copies(&db), (vec![], 0));
+    assert_eq!(columns_of(&db, "t"), ["id", "extra"]);
+
+    // Down and up through all of it leaves no copy behind, and a second
+    // round keeps and waits as the first did.
+    p.run(&db, &["down", "--to", "0"]).ok();
+    p.run(&db, &["up"]).ok();
+    p.run(&db, &["down", "--to", "1"]).ok();
+    assert_eq!(
+        db.rows("SELECT extra FROM t ORDER BY id"),
+        [[Some("a".to_owned())], [None], [Some("c".to_owned())]]
+    );
+    assert_eq!(copies(&db), (vec![], 0));
 }
 
 /// Writes a component step running `up` (and `down`) through the test
