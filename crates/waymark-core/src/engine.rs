@@ -238,6 +238,9 @@ pub struct Engine {
     backup_id: std::sync::Mutex<Option<String>>,
     /// What `up` does about dropped data.
     preimages: PreimageMode,
+    /// The migrations (not applied) whose copies an earlier `down` left
+    /// waiting, read once per `up`: only those need `retire_waiting`.
+    waiting: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -268,6 +271,7 @@ impl Engine {
             progress: None,
             backup_id: Default::default(),
             preimages: options.preimages,
+            waiting: Default::default(),
         })
     }
 
@@ -909,6 +913,51 @@ impl Engine {
         Ok(out)
     }
 
+    /// Reads which migrations have copies waiting, before an `up`. A run
+    /// of `up` leaves none waiting itself, so once is enough.
+    async fn read_waiting(&self) -> Result<(), Error> {
+        let mut conn = self.db.connection().await?;
+        let copies = conn.preimages(None).await?;
+        let mut waiting = std::collections::HashSet::new();
+        if !copies.is_empty() {
+            let recorded: std::collections::HashSet<String> =
+                conn.history_rows(None).await?.into_iter().map(|r| r.version).collect();
+            waiting.extend(copies.into_iter().map(|c| c.version).filter(|v| !recorded.contains(v)));
+        }
+        *self.waiting.lock().unwrap() = waiting;
+        Ok(())
+    }
+
+    /// Before `m` is applied afresh (it has no history row, so this is not a
+    /// resumed run): a copy that an earlier `down` of `m` left waiting, and
+    /// whose table or column exists again, holds data older than what is there
+    /// now. `up` is about to drop that place again and keeps a copy of what is
+    /// there now; the old copy would stand in for it and put stale values
+    /// back, so it goes, with a warning.
+    async fn retire_waiting(&self, conn: &mut Conn, m: &Migration, direction: Direction) -> Result<Vec<String>, Error> {
+        if direction == Direction::Down
+            || !self.waiting.lock().unwrap().contains(m.version.as_str())
+            || !conn.history_rows(Some(m.version.as_str())).await?.is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        let mut warnings = Vec::new();
+        for copy in conn.preimages(Some(m.version.as_str())).await? {
+            if conn.preimage_object_exists(&copy).await? {
+                conn.discard_preimage(&copy.kept_in).await?;
+                warnings.push(format!(
+                    "discarded the copy of {} ({} rows) that waited since an earlier down of {}: {} exists again, \
+                     and a copy of what it holds now replaces the old one",
+                    copy.object,
+                    copy.rows,
+                    m.label(),
+                    copy.object
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+
     /// Applies (`Up`) or reverts (`Down`) each migration in turn, stopping
     /// at the first failure.
     async fn run_each(
@@ -918,6 +967,9 @@ impl Engine {
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<Vec<Applied>, Error> {
         let down = direction == Direction::Down;
+        if !down {
+            self.read_waiting().await?;
+        }
         let mut done = Vec::new();
         for m in migrations {
             let label = m.label();
@@ -994,7 +1046,7 @@ impl Engine {
             conn.rollback().await?;
             return Ok(None);
         }
-        let retired = retire_waiting(&mut conn, m, direction).await?;
+        let retired = self.retire_waiting(&mut conn, m, direction).await?;
         let script = script_for(m, direction);
         let (conn, outcome) = self.run_step(conn, m, script, direction, false, None).await?;
         let mut conn = conn;
@@ -1068,7 +1120,7 @@ impl Engine {
         } else {
             None
         };
-        let retired = retire_waiting(&mut claim, m, direction).await?;
+        let retired = self.retire_waiting(&mut claim, m, direction).await?;
         claim
             .record(&NewHistoryRow {
                 version: m.version.as_str(),
@@ -1175,6 +1227,7 @@ impl Engine {
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<Vec<Applied>, Error> {
         let backup = self.current_backup();
+        self.read_waiting().await?;
         let mut conn = self.db.begin().await?;
         let mut done = Vec::new();
         for m in &pending {
@@ -1184,7 +1237,7 @@ impl Engine {
                 down: false,
             });
             let started = Instant::now();
-            let retired = retire_waiting(&mut conn, m, Direction::Up).await?;
+            let retired = self.retire_waiting(&mut conn, m, Direction::Up).await?;
             let (back, outcome) = self.run_step(conn, m, &m.up, Direction::Up, dry_run, None).await?;
             conn = back;
             let report = match outcome {
@@ -1504,33 +1557,6 @@ async fn to_put_back(conn: &mut Conn, m: &Migration) -> Result<Vec<waymark_db::P
         .into_iter()
         .filter(|p| p.version == m.version.as_str() || !recorded.contains(&p.version))
         .collect())
-}
-
-/// Before `m` is applied afresh (it has no history row, so this is not a
-/// resumed run): a copy that an earlier `down` of `m` left waiting, and
-/// whose table or column exists again, holds data older than what is there
-/// now. `up` is about to drop that place again and keeps a copy of what is
-/// there now; the old copy would stand in for it and put stale values
-/// back, so it goes, with a warning.
-async fn retire_waiting(conn: &mut Conn, m: &Migration, direction: Direction) -> Result<Vec<String>, Error> {
-    if direction == Direction::Down || !conn.history_rows(Some(m.version.as_str())).await?.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut warnings = Vec::new();
-    for copy in conn.preimages(Some(m.version.as_str())).await? {
-        if conn.preimage_object_exists(&copy).await? {
-            conn.discard_preimage(&copy.kept_in).await?;
-            warnings.push(format!(
-                "discarded the copy of {} ({} rows) that waited since an earlier down of {}: {} exists again, \
-                 and a copy of what it holds now replaces the old one",
-                copy.object,
-                copy.rows,
-                m.label(),
-                copy.object
-            ));
-        }
-    }
-    Ok(warnings)
 }
 
 /// What a step's session does about dropped data.

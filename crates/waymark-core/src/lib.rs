@@ -26,13 +26,14 @@ pub use cutover::{
     state_path, switch,
 };
 pub use engine::{
-    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, PreimageMode, PreimageNote, Progress, RepairAction,
-    RepairOptions, UpOptions, VerifyReport,
+    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, PreimageMode, PreimageNote, Progress,
+    RepairAction, RepairOptions, UpOptions, VerifyReport,
 };
 pub use error::{Error, MigrationFailure, SourceError};
 pub use plugin::{PluginTest, PluginTestOptions, Sdk, Stage, inspect, scaffold_plugin, test_plugin};
-pub use source::{Ignored, Layout,
-    Access, ComponentStep, Migration, MigrationSet, Script, Step, Transaction, checksum, discover, scaffold,
+pub use source::{
+    Access, ComponentStep, Ignored, Layout, Migration, MigrationSet, Script, Step, Transaction, checksum, discover,
+    scaffold,
 };
 pub use status::{Entry, State};
 pub use version::Version;

@@ -43,7 +43,11 @@ impl Version {
                 "version {raw:?} must be digits (optionally separated by - or .), starting with a digit"
             ));
         }
-        if raw.ends_with(['-', '.']) || raw.contains("--") || raw.contains("..") || raw.contains("-.") || raw.contains(".-")
+        if raw.ends_with(['-', '.'])
+            || raw.contains("--")
+            || raw.contains("..")
+            || raw.contains("-.")
+            || raw.contains(".-")
         {
             return Err(format!("version {raw:?} has an empty part between separators"));
         }
@@ -173,8 +177,18 @@ mod tests {
     #[test]
     fn diesel_versions_mix_digits_and_dashes_by_their_digits() {
         assert_eq!(
-            sorted(&["2017-08-31-230457", "20140924113530", "00000000000000", "2019-02-26-002946"]),
-            ["00000000000000", "20140924113530", "2017-08-31-230457", "2019-02-26-002946"]
+            sorted(&[
+                "2017-08-31-230457",
+                "20140924113530",
+                "00000000000000",
+                "2019-02-26-002946"
+            ]),
+            [
+                "00000000000000",
+                "20140924113530",
+                "2017-08-31-230457",
+                "2019-02-26-002946"
+            ]
         );
         // One version written two ways is one version: a real duplicate.
         assert_eq!(
@@ -189,8 +203,18 @@ mod tests {
     fn timestamps_of_different_precision_compare_as_text() {
         // crates.io's history: a seconds timestamp with `-0000` appended.
         assert_eq!(
-            sorted(&["2026-01-20-162913", "2025-11-19-091444-0000", "2026-05-27-120000", "2026-05-26-120000-0000"]),
-            ["2025-11-19-091444-0000", "2026-01-20-162913", "2026-05-26-120000-0000", "2026-05-27-120000"]
+            sorted(&[
+                "2026-01-20-162913",
+                "2025-11-19-091444-0000",
+                "2026-05-27-120000",
+                "2026-05-26-120000-0000"
+            ]),
+            [
+                "2025-11-19-091444-0000",
+                "2026-01-20-162913",
+                "2026-05-26-120000-0000",
+                "2026-05-27-120000"
+            ]
         );
         // Short integers still come first, in numeric order.
         assert_eq!(sorted(&["20240101", "10", "9"]), ["9", "10", "20240101"]);
@@ -198,7 +222,10 @@ mod tests {
 
     #[test]
     fn flyway_versions_order_part_by_part() {
-        assert_eq!(sorted(&["1.10", "1.2", "2", "1", "1.2.1"]), ["1", "1.2", "1.2.1", "1.10", "2"]);
+        assert_eq!(
+            sorted(&["1.10", "1.2", "2", "1", "1.2.1"]),
+            ["1", "1.2", "1.2.1", "1.10", "2"]
+        );
         assert_eq!(Version::parse("1").unwrap(), Version::parse("1.0").unwrap());
         assert_eq!(Version::from_history("1_1"), Version::parse("1.1").unwrap());
     }

@@ -314,7 +314,6 @@ impl Conn {
         Ok(find_column(self.dialect(), &info.columns, &wanted).is_some())
     }
 
-
     /// Removes a copy that is no longer wanted, and its listing.
     pub async fn discard_preimage(&mut self, kept_in: &str) -> Result<(), DbError> {
         let dialect = self.dialect();

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::json;
 use waymark_core::{
     Applied, BackupProgress, CompareReport, CutoverStatus, Entry, Error, Event, Inspection, Listed, Manifest,
-    Migration, MigrationSet, Plan, PluginTest, Preimage, Prepared, Progress, RepairAction, RestoreReport, Side, SwitchReport,
-    SyncProgress, VerifyBackupReport, VerifyReport, redact,
+    Migration, MigrationSet, Plan, PluginTest, Preimage, Prepared, Progress, RepairAction, RestoreReport, Side,
+    SwitchReport, SyncProgress, VerifyBackupReport, VerifyReport, redact,
 };
 
 fn human_bytes(n: u64) -> String {
@@ -230,7 +230,9 @@ impl Output {
             let ignored: Vec<serde_json::Value> = set
                 .ignored
                 .iter()
-                .map(|i| json!({ "path": i.path.display().to_string(), "reason": i.reason, "suspicious": i.suspicious }))
+                .map(
+                    |i| json!({ "path": i.path.display().to_string(), "reason": i.reason, "suspicious": i.suspicious }),
+                )
                 .collect();
             self.print_json(&json!({
                 "ok": true,

@@ -92,7 +92,11 @@ fn walk(dir: &Path, found: &mut Found, pairs: &mut BTreeMap<Version, Pair>) -> R
             });
         }
         let pair = pairs.entry(version.clone()).or_default();
-        let slot = if name.starts_with('V') { &mut pair.up } else { &mut pair.undo };
+        let slot = if name.starts_with('V') {
+            &mut pair.up
+        } else {
+            &mut pair.undo
+        };
         if let Some(first) = slot.replace(path.clone()) {
             return Err(SourceError::Duplicate {
                 version: version.to_string(),
@@ -144,7 +148,13 @@ mod tests {
 
     #[test]
     fn flyway_names() {
-        for yes in ["V1__init.sql", "V1_1__more.sql", "U2__undo.sql", "R__views.sql", "V2.0.1__x.sql"] {
+        for yes in [
+            "V1__init.sql",
+            "V1_1__more.sql",
+            "U2__undo.sql",
+            "R__views.sql",
+            "V2.0.1__x.sql",
+        ] {
             assert!(is_flyway_name(yes), "{yes}");
         }
         for no in ["1_init.sql", "Vx__a.sql", "V1_init.sql", "README.md", "V1__a.txt"] {

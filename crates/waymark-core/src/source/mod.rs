@@ -314,7 +314,6 @@ pub fn checksum(text: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
-
 pub(crate) fn read_sorted(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     let io = |e: std::io::Error| SourceError::Io {
         path: dir.to_owned(),

@@ -102,7 +102,11 @@ pub(super) fn read(dir: &Path, layout: Layout, found: &mut Found) -> Result<bool
                 });
             }
             None => {
-                let (up_path, down_path) = if up { (Some(path.clone()), None) } else { (None, Some(path.clone())) };
+                let (up_path, down_path) = if up {
+                    (Some(path.clone()), None)
+                } else {
+                    (None, Some(path.clone()))
+                };
                 flat.insert(
                     version,
                     Flat {

@@ -47,14 +47,28 @@ pub fn scaffold(dir: &Path, name: &str, layout: Layout) -> Result<Vec<PathBuf>, 
     let header = |direction: &str| format!("-- {stem}: {direction}\n");
     let written = if set.layout == Layout::Flyway {
         let next = last.map_or(1, |v| {
-            v.as_str().split('.').next().and_then(|major| major.parse::<u64>().ok()).unwrap_or(0) + 1
+            v.as_str()
+                .split('.')
+                .next()
+                .and_then(|major| major.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1
         });
         vec![
-            (dir.join(format!("V{next}__{name}.sql")), format!("-- V{next}__{name}: up\n")),
-            (dir.join(format!("U{next}__{name}.sql")), format!("-- U{next}__{name}: undoes V{next}\n")),
+            (
+                dir.join(format!("V{next}__{name}.sql")),
+                format!("-- V{next}__{name}: up\n"),
+            ),
+            (
+                dir.join(format!("U{next}__{name}.sql")),
+                format!("-- U{next}__{name}: undoes V{next}\n"),
+            ),
         ]
     } else if set.layout == Layout::Dbmate {
-        vec![(dir.join(format!("{stem}.sql")), "-- migrate:up\n\n\n-- migrate:down\n\n".to_owned())]
+        vec![(
+            dir.join(format!("{stem}.sql")),
+            "-- migrate:up\n\n\n-- migrate:down\n\n".to_owned(),
+        )]
     } else if set.layout == Layout::Goose {
         vec![(
             dir.join(format!("{stem}.sql")),
@@ -90,4 +104,3 @@ pub fn scaffold(dir: &Path, name: &str, layout: Layout) -> Result<Vec<PathBuf>, 
     }
     Ok(paths)
 }
-

@@ -79,10 +79,7 @@ pub(super) fn read(dir: &Path, layout: Layout, found: &mut Found) -> Result<(), 
             found.ignore(path, &format!("{layout} reads only the folder's own files"));
             continue;
         }
-        if layout == Layout::Goose
-            && name.ends_with(".go")
-            && name.starts_with(|c: char| c.is_ascii_digit())
-        {
+        if layout == Layout::Goose && name.ends_with(".go") && name.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(SourceError::BadName {
                 path,
                 reason: "a goose migration written in Go cannot be run by waymark; write it as SQL, or as a \
@@ -120,7 +117,11 @@ fn split(path: &Path, text: &str, layout: Layout) -> Result<(Script, Option<Scri
             (Layout::Dbmate, Some(Marker::Dbmate(up, outside))) => {
                 let seen = if up { &mut saw_up } else { &mut saw_down };
                 if *seen {
-                    return Err(duplicate_marker(path, i + 1, if up { "-- migrate:up" } else { "-- migrate:down" }));
+                    return Err(duplicate_marker(
+                        path,
+                        i + 1,
+                        if up { "-- migrate:up" } else { "-- migrate:down" },
+                    ));
                 }
                 *seen = true;
                 *(if up { &mut up_outside } else { &mut down_outside }) = outside;
@@ -132,7 +133,11 @@ fn split(path: &Path, text: &str, layout: Layout) -> Result<(Script, Option<Scri
                 let up = g == Goose::Up;
                 let seen = if up { &mut saw_up } else { &mut saw_down };
                 if *seen {
-                    return Err(duplicate_marker(path, i + 1, if up { "-- +goose Up" } else { "-- +goose Down" }));
+                    return Err(duplicate_marker(
+                        path,
+                        i + 1,
+                        if up { "-- +goose Up" } else { "-- +goose Down" },
+                    ));
                 }
                 *seen = true;
                 section = Some(up);

@@ -130,12 +130,7 @@ pub(super) fn read_step(path: PathBuf) -> Result<(String, Script, Option<Script>
     // Whether the step can be reverted is the component's to say
     // (`describe`); the host asks before it runs a `down`.
     let down = script(parsed.down.unwrap_or_default());
-    Ok((
-        checksum(&text),
-        script(parsed.up.unwrap_or_default()),
-        Some(down),
-        step,
-    ))
+    Ok((checksum(&text), script(parsed.up.unwrap_or_default()), Some(down), step))
 }
 
 /// A table name as `permissions.write` gives it: quoted parts keep their
@@ -179,4 +174,3 @@ fn toml_to_json(value: toml::Value) -> serde_json::Value {
         toml::Value::Table(table) => table.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect(),
     }
 }
-

@@ -65,7 +65,13 @@ fn folder_without_up_and_stray_files() {
     p.run(&db, &["up"])
         .ok()
         .stderr_has("2_typo/donw.sql: a migration folder's scripts are up.sql and down.sql; this file is not run");
-    assert_eq!(db.history(), [("1".to_owned(), "applied".to_owned()), ("2".to_owned(), "applied".to_owned())]);
+    assert_eq!(
+        db.history(),
+        [
+            ("1".to_owned(), "applied".to_owned()),
+            ("2".to_owned(), "applied".to_owned())
+        ]
+    );
     p.run(&db, &["down", "--steps", "1"])
         .code(1)
         .stderr_has("cannot revert 2_typo: it has no down script");

@@ -7,6 +7,7 @@ mod backups;
 mod bad_input;
 mod component_steps;
 mod concurrency;
+mod corpus;
 mod cutover;
 mod failures;
 mod guide;

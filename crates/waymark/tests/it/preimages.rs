@@ -317,7 +317,11 @@ fn a_column_without_a_key_to_match_is_dropped_with_a_warning(kind: Kind) {
     // `false` drops without a copy, and without a warning.
     p.file("waymark.toml", "[backup]\npreimages = false\n");
     let run = p.run(&db, &["up"]).ok();
-    assert!(!run.stderr.contains("kept") && !run.stderr.contains("warning"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("kept") && !run.stderr.contains("warning"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(columns_of(&db, "loose"), ["a"]);
 }
 
@@ -359,7 +363,10 @@ fn a_down_that_does_not_make_room_leaves_the_copy_waiting(kind: Kind) {
         .run(&db, &["down"])
         .ok()
         .stderr_has("warning: 2_drop_t: the down step of 2_drop_t did not make table ")
-        .stderr_has(&format!("its 2 rows wait in {} and go back when a later down makes it again", kept[0]));
+        .stderr_has(&format!(
+            "its 2 rows wait in {} and go back when a later down makes it again",
+            kept[0]
+        ));
     let rows = db.rows(&format!("SELECT v FROM {} ORDER BY id", kept[0]));
     assert_eq!(rows, [[Some("a".to_owned())], [Some("b".to_owned())]], "{}", run.stderr);
     assert_eq!(copies(&db).1, 1, "still listed");
@@ -367,8 +374,10 @@ fn a_down_that_does_not_make_room_leaves_the_copy_waiting(kind: Kind) {
     assert_eq!(db.tables(), ["elsewhere"]);
     let status = p.run(&db, &["status"]).ok();
     assert!(
-        status.stdout.contains(&format!("waiting: {}", if kind == Kind::Postgres { "public.t" } else { "t" }))
-            && status.stdout.contains("(2 rows, in "),
+        status.stdout.contains(&format!(
+            "waiting: {}",
+            if kind == Kind::Postgres { "public.t" } else { "t" }
+        )) && status.stdout.contains("(2 rows, in "),
         "{}",
         status.stdout
     );
@@ -395,7 +404,11 @@ fn a_waiting_copy_goes_back_in_the_down_that_makes_its_place(kind: Kind) {
         "ALTER TABLE t ADD COLUMN extra2 TEXT;\nUPDATE t SET extra2 = 'new ' || id;\n",
         Some("ALTER TABLE t ADD COLUMN extra TEXT;\nALTER TABLE t DROP COLUMN extra2;\n"),
     );
-    p.migration("3_drop_extra", "ALTER TABLE t DROP COLUMN extra;\n", Some("-- made again by 2's down\n"));
+    p.migration(
+        "3_drop_extra",
+        "ALTER TABLE t DROP COLUMN extra;\n",
+        Some("-- made again by 2's down\n"),
+    );
     if kind == Kind::Mysql {
         p.migration(
             "2_copy_extra",
