@@ -16,6 +16,10 @@
 //!   for procedure and trigger bodies.
 //! - SQLite: backtick and `[bracket]` identifiers, and trigger bodies
 //!   (`CREATE TRIGGER ... BEGIN ...; END;`).
+//! - goose's `-- +goose StatementBegin` and `-- +goose StatementEnd` lines,
+//!   in every dialect: what lies between them is one statement, as goose
+//!   sends it. goose users write a MySQL procedure this way instead of
+//!   `DELIMITER`, and a history written for goose must split as it did.
 
 /// The dialect whose rules apply.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -144,7 +148,13 @@ impl<'a> Splitter<'a> {
                     at_line_start = true;
                 }
                 b' ' | b'\t' | b'\r' | 0x0c => self.pos += 1,
-                b'-' if self.peek(1) == Some(b'-') && self.line_comment_allowed() => self.skip_line(),
+                b'-' if self.peek(1) == Some(b'-') && self.line_comment_allowed() => {
+                    if start.is_none() && goose_marker(self.rest_of_line()) == Some(true) {
+                        self.goose_statement()?;
+                    } else {
+                        self.skip_line();
+                    }
+                }
                 b'#' if self.dialect == Dialect::Mysql => self.skip_line(),
                 b'/' if self.peek(1) == Some(b'*') => {
                     let executable = self.dialect == Dialect::Mysql && matches!(self.peek(2), Some(b'!' | b'+'));
@@ -223,6 +233,48 @@ impl<'a> Splitter<'a> {
     /// MySQL only treats `--` as a comment when white space follows it.
     fn line_comment_allowed(&self) -> bool {
         self.dialect != Dialect::Mysql || self.peek(2).is_none_or(|c| c.is_ascii_whitespace())
+    }
+
+    fn rest_of_line(&self) -> &'a str {
+        let end = self.src[self.pos..].find('\n').map_or(self.src.len(), |i| self.pos + i);
+        &self.src[self.pos..end]
+    }
+
+    /// At a `-- +goose StatementBegin` line: the lines up to the next
+    /// `-- +goose StatementEnd` are one statement, less a final delimiter
+    /// (goose users end the block with one, and MySQL runs a statement
+    /// without it).
+    fn goose_statement(&mut self) -> Result<(), SplitError> {
+        let begin = self.line;
+        self.skip_line();
+        let mut from = None;
+        while self.pos < self.bytes.len() {
+            // At a line break: step over it to the next line.
+            self.pos += 1;
+            self.line += 1;
+            let line = self.rest_of_line();
+            if goose_marker(line.trim_start()) == Some(false) {
+                let to = self.pos;
+                self.skip_line();
+                if let Some((from, first)) = from {
+                    let text = self.src[from..to].trim_end();
+                    let text = text.strip_suffix(self.delimiter.as_str()).unwrap_or(text).trim_end();
+                    if !text.is_empty() {
+                        self.out.push(Statement { line: first, text });
+                    }
+                }
+                return Ok(());
+            }
+            if from.is_none() && !line.trim().is_empty() {
+                let indent = line.len() - line.trim_start().len();
+                from = Some((self.pos + indent, self.line));
+            }
+            self.skip_line();
+        }
+        Err(SplitError {
+            line: begin,
+            message: "`-- +goose StatementBegin` without a `-- +goose StatementEnd` after it".to_owned(),
+        })
     }
 
     fn skip_line(&mut self) {
@@ -381,6 +433,17 @@ fn is_word_start(b: u8) -> bool {
 
 fn is_word_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// `Some(true)` for a `-- +goose StatementBegin` line, `Some(false)` for
+/// `-- +goose StatementEnd` (goose reads its annotations in any case).
+fn goose_marker(line: &str) -> Option<bool> {
+    let rest = line.trim_end().strip_prefix("--")?.trim_start().strip_prefix("+goose")?;
+    match rest.trim().to_ascii_lowercase().as_str() {
+        "statementbegin" => Some(true),
+        "statementend" => Some(false),
+        _ => None,
+    }
 }
 
 fn utf8_len(first: u8) -> usize {

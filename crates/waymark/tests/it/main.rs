@@ -12,6 +12,7 @@ mod cutover;
 mod failures;
 mod guide;
 mod hostile;
+mod layouts;
 mod lifecycle;
 mod plugins;
 mod preimages;
