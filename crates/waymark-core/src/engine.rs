@@ -479,62 +479,6 @@ impl Engine {
         release(lock, result).await
     }
 
-    /// Records every migration up to `version` as already applied, for a
-    /// database whose schema exists already. Only on an empty history.
-    pub async fn baseline(&self, set: &MigrationSet, version: &Version) -> Result<Vec<Migration>, Error> {
-        let lock = self.lock_for_change().await?;
-        let result = async {
-            let history = self.db.history().await?;
-            if !history.is_empty() {
-                return Err(Error::Refused {
-                    message: format!(
-                        "cannot baseline: the history table already records {} migration(s)",
-                        history.len()
-                    ),
-                    hint: Some("baseline adopts a database that waymark has never migrated".to_owned()),
-                });
-            }
-            let adopted: Vec<Migration> = set
-                .migrations
-                .iter()
-                .filter(|m| m.version <= *version)
-                .cloned()
-                .collect();
-            if adopted.is_empty() {
-                return Err(Error::Refused {
-                    message: format!(
-                        "cannot baseline at {version}: no migration in {} has a version up to it",
-                        set.dir.display()
-                    ),
-                    hint: None,
-                });
-            }
-            let mut conn = self.db.begin().await?;
-            for m in &adopted {
-                conn.record(&NewHistoryRow {
-                    version: m.version.as_str(),
-                    name: &m.name,
-                    checksum: &m.checksum,
-                    state: Recorded::Baseline,
-                    duration_ms: 0,
-                    error: None,
-                    backup_id: None,
-                })
-                .await?;
-                conn.audit(&AuditEntry {
-                    action: "baseline",
-                    version: m.version.as_str(),
-                    detail: &format!("recorded {} as present without running it", m.label()),
-                })
-                .await?;
-            }
-            conn.commit().await?;
-            Ok(adopted)
-        }
-        .await;
-        release(lock, result).await
-    }
-
     /// The explicit, audited way out of a failed or drifted state.
     pub async fn repair(&self, set: &MigrationSet, options: &RepairOptions) -> Result<Vec<RepairAction>, Error> {
         if !(options.rolled_back || options.accept_checksums || options.forget_missing) {
@@ -598,7 +542,7 @@ impl Engine {
         release(lock, result).await
     }
 
-    async fn lock_for_change(&self) -> Result<Lock, Error> {
+    pub(crate) async fn lock_for_change(&self) -> Result<Lock, Error> {
         let lock = self.db.lock().await?;
         // Created under the lock: two runners creating it at once can
         // collide in PostgreSQL's catalog.
@@ -1467,7 +1411,7 @@ fn drift_check(status: &[Entry], ignore_missing: bool) -> Result<(), Error> {
     Ok(())
 }
 
-async fn release<T>(lock: Lock, result: Result<T, Error>) -> Result<T, Error> {
+pub(crate) async fn release<T>(lock: Lock, result: Result<T, Error>) -> Result<T, Error> {
     let released = lock.release().await;
     let value = result?;
     released?;

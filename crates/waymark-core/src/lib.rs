@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod baseline;
 mod cutover;
 mod drops;
 mod engine;
@@ -45,5 +46,5 @@ pub use waymark_cutover::{
     CompareOptions, CompareReport, CutoverError, Guardrail, Limits as CutoverLimits, PgBouncer, Phase, Side,
     State as CutoverState, Status as CutoverStatus, SwitchOptions, SwitchReport, SyncProgress, TableComparison,
 };
-pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, Preimage, redact};
+pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, OtherTool, Preimage, redact};
 pub use waymark_host::{Action, Description, Inspection, Limits, StepFailure};

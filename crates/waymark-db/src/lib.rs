@@ -11,6 +11,7 @@
 mod conn;
 mod dump;
 mod error;
+mod foreign;
 mod history;
 mod lock;
 mod preimage;
@@ -21,6 +22,7 @@ mod value;
 pub use conn::{Conn, ConnectOptions, Database, Dialect};
 pub use dump::{KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo, last_key, quote_table};
 pub use error::DbError;
+pub use foreign::{OtherHistory, OtherTool};
 pub use history::{AuditEntry, HistoryRow, HistoryTable, NewHistoryRow, State};
 pub use lock::Lock;
 pub use preimage::{Ident, ObjectRef, Preimage};

@@ -88,10 +88,16 @@ pub(crate) enum Command {
         name: String,
     },
     /// Record every migration up to VERSION as applied without running it,
-    /// to adopt a database whose schema already exists.
+    /// to adopt a database whose schema already exists; or, with --from,
+    /// exactly those that another tool's history table records.
     Baseline {
         /// The newest version already present in the database.
-        version: String,
+        #[arg(required_unless_present = "from", conflicts_with = "from")]
+        version: Option<String>,
+        /// Adopt the history of diesel, sqlx, golang-migrate, dbmate, goose
+        /// or flyway from its own table in this database (only read).
+        #[arg(long, value_name = "TOOL", value_parser = parse_tool)]
+        from: Option<waymark_core::OtherTool>,
     },
     /// Fix the history by hand, with an audit record: each action needs its
     /// own flag.
@@ -396,4 +402,8 @@ pub(crate) struct RepairArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write it like 30s, 500ms or 2m)"))
+}
+
+fn parse_tool(name: &str) -> Result<waymark_core::OtherTool, String> {
+    waymark_core::OtherTool::parse(name)
 }

@@ -446,8 +446,12 @@ async fn dispatch(
                 exit::DIFFERENCES
             })
         }
-        Command::Baseline { version: v } => {
-            let adopted = engine.baseline(set, &version(v, "baseline")?).await?;
+        Command::Baseline { version: v, from } => {
+            let adopted = match (from, v) {
+                (Some(tool), _) => engine.baseline_from(set, *tool).await?,
+                (None, Some(v)) => engine.baseline(set, &version(v, "baseline")?).await?,
+                (None, None) => unreachable!("clap requires VERSION or --from"),
+            };
             out.baseline(&adopted);
             Ok(0)
         }

@@ -3,6 +3,7 @@
 mod clusters;
 mod common;
 
+mod adopt;
 mod backups;
 mod bad_input;
 mod component_steps;
