@@ -985,7 +985,7 @@ impl Engine {
         done: &[Applied],
     ) -> Result<Option<StepReport>, Error> {
         let started = Instant::now();
-        let mut conn = self.db.begin().await?;
+        let mut conn = self.db.begin_migration().await?;
         if self.already_done(&mut conn, m, direction).await? {
             conn.rollback().await?;
             return Ok(None);
@@ -1005,8 +1005,21 @@ impl Engine {
                 return Err(self.failure(m, script, failure, true, done.to_vec()));
             }
         };
-        self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
-        conn.commit().await?;
+        let duration_ms = millis(started.elapsed());
+        if batched(m) {
+            self.finish(&mut conn, m, direction, duration_ms).await?;
+            conn.commit().await?;
+        } else {
+            // The history change travels with the COMMIT.
+            match direction {
+                Direction::Up => {
+                    let backup = self.current_backup();
+                    conn.record_and_commit(&applied_row(m, duration_ms, backup.as_deref()))
+                        .await?
+                }
+                Direction::Down => conn.forget_and_commit(m.version.as_str()).await?,
+            }
+        }
         Ok(Some(preimages))
     }
 
@@ -1018,19 +1031,10 @@ impl Engine {
         direction: Direction,
         duration_ms: i64,
     ) -> Result<(), Error> {
-        let backup = self.current_backup();
         match direction {
             Direction::Up => {
-                conn.record(&NewHistoryRow {
-                    version: m.version.as_str(),
-                    name: &m.name,
-                    checksum: &m.checksum,
-                    state: Recorded::Applied,
-                    duration_ms,
-                    error: None,
-                    backup_id: backup.as_deref(),
-                })
-                .await?;
+                let backup = self.current_backup();
+                conn.record(&applied_row(m, duration_ms, backup.as_deref())).await?
             }
             Direction::Down => {
                 conn.forget(m.version.as_str()).await?;
@@ -1348,6 +1352,19 @@ impl Engine {
 }
 
 /// The step's name in messages: `sql`, or the component's file name.
+/// The history row of a migration just applied.
+fn applied_row<'a>(m: &'a Migration, duration_ms: i64, backup: Option<&'a str>) -> NewHistoryRow<'a> {
+    NewHistoryRow {
+        version: m.version.as_str(),
+        name: &m.name,
+        checksum: &m.checksum,
+        state: Recorded::Applied,
+        duration_ms,
+        error: None,
+        backup_id: backup,
+    }
+}
+
 fn step_name(m: &Migration) -> String {
     match &m.step {
         Step::Sql => "sql".to_owned(),

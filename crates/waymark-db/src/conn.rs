@@ -9,6 +9,7 @@ use sqlx::{Pool, Transaction};
 
 use crate::error::{DbError, describe};
 use crate::history::HistoryTable;
+use crate::pg_tx::PgTx;
 use crate::url::redact;
 
 /// The database's dialect.
@@ -88,6 +89,8 @@ pub struct Conn {
 #[derive(Debug)]
 pub(crate) enum ConnInner {
     PgTx(Transaction<'static, Postgres>),
+    /// One migration's transaction, driven by waymark (`pg_tx.rs`).
+    PgOwn(PgTx),
     Pg(PoolConnection<Postgres>),
     MyTx(Transaction<'static, MySql>),
     My(PoolConnection<MySql>),
@@ -107,11 +110,21 @@ impl ConnInner {
     pub(crate) fn driver(&mut self) -> Driver<'_> {
         match self {
             ConnInner::PgTx(t) => Driver::Pg(t),
+            ConnInner::PgOwn(t) => Driver::Pg(&mut t.conn),
             ConnInner::Pg(p) => Driver::Pg(p),
             ConnInner::MyTx(t) => Driver::My(t),
             ConnInner::My(p) => Driver::My(p),
             ConnInner::LiteTx(t) => Driver::Lite(t),
             ConnInner::Lite(p) => Driver::Lite(p),
+        }
+    }
+
+    /// Sends a transaction's `BEGIN` if it is still waiting to go out with
+    /// a statement: before anything that cannot carry it.
+    pub(crate) async fn ready(&mut self) -> Result<(), DbError> {
+        match self {
+            ConnInner::PgOwn(t) => t.ready().await,
+            _ => Ok(()),
         }
     }
 }
@@ -120,10 +133,16 @@ impl ConnInner {
 /// whichever driver `$conn` holds. The body is written once and compiled for
 /// each driver.
 macro_rules! with_conn {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
+    ($conn:expr, $c:ident => $body:expr) => {{
+        let inner: &mut $crate::conn::ConnInner = $conn;
+        inner.ready().await?;
+        match inner {
             $crate::conn::ConnInner::PgTx(t) => {
                 let $c = &mut **t;
+                $body
+            }
+            $crate::conn::ConnInner::PgOwn(t) => {
+                let $c = &mut *t.conn;
                 $body
             }
             $crate::conn::ConnInner::Pg(p) => {
@@ -147,7 +166,7 @@ macro_rules! with_conn {
                 $body
             }
         }
-    };
+    }};
 }
 pub(crate) use with_conn;
 
@@ -295,6 +314,24 @@ impl Database {
         })
     }
 
+    /// Begins one migration's transaction. On PostgreSQL nothing is sent
+    /// yet: the `BEGIN` goes out with the first statement, and
+    /// [`Conn::record_and_commit`] sends the history row with the `COMMIT`
+    /// (`pg_tx.rs`). Elsewhere, [`Database::begin`].
+    pub async fn begin_migration(&self) -> Result<Conn, DbError> {
+        let Pools::Postgres(p) = &self.pools else {
+            return self.begin().await;
+        };
+        let conn = p
+            .acquire()
+            .await
+            .map_err(|e| DbError::query("acquiring a connection", e))?;
+        Ok(Conn {
+            inner: ConnInner::PgOwn(PgTx::new(conn)),
+            history: self.history.clone(),
+        })
+    }
+
     /// A plain connection, outside any transaction.
     pub async fn connection(&self) -> Result<Conn, DbError> {
         let acquire = |e| DbError::query("acquiring a connection", e);
@@ -356,7 +393,7 @@ impl Conn {
     pub fn in_transaction(&self) -> bool {
         matches!(
             self.inner,
-            ConnInner::PgTx(_) | ConnInner::MyTx(_) | ConnInner::LiteTx(_)
+            ConnInner::PgTx(_) | ConnInner::PgOwn(_) | ConnInner::MyTx(_) | ConnInner::LiteTx(_)
         )
     }
 
@@ -365,6 +402,9 @@ impl Conn {
     /// statement the database accepts can run, including those that cannot
     /// be prepared. Returns the rows affected.
     pub async fn execute(&mut self, sql: &str) -> Result<u64, DbError> {
+        if let ConnInner::PgOwn(t) = &mut self.inner {
+            return t.execute(sql, "statement failed").await;
+        }
         let result = with_conn!(&mut self.inner, c => sqlx::Executor::execute(c, sql).await.map(|r| r.rows_affected()));
         result.map_err(|e| DbError::query("statement failed", e))
     }
@@ -386,8 +426,18 @@ impl Conn {
         match self.execute(&batch).await {
             Ok(rows) => Ok(rows),
             Err(e) => {
-                self.execute("ROLLBACK TO SAVEPOINT waymark_script; RELEASE SAVEPOINT waymark_script")
-                    .await?;
+                // On PostgreSQL a syntax error anywhere in the batch runs
+                // none of it, the savepoint included, and rolling back to a
+                // savepoint that does not exist would abort the transaction.
+                let ran = match &mut self.inner {
+                    ConnInner::PgOwn(t) => t.batch_ran(),
+                    ConnInner::PgTx(t) => crate::pg_tx::aborted(t).await?,
+                    _ => true,
+                };
+                if ran {
+                    self.execute("ROLLBACK TO SAVEPOINT waymark_script; RELEASE SAVEPOINT waymark_script")
+                        .await?;
+                }
                 // The position, if any, is within the batch, not a statement.
                 Err(match e {
                     DbError::Query {
@@ -409,6 +459,7 @@ impl Conn {
         let commit = |e| DbError::query("COMMIT", e);
         match self.inner {
             ConnInner::PgTx(t) => t.commit().await.map_err(commit),
+            ConnInner::PgOwn(mut t) => t.end("COMMIT").await,
             ConnInner::MyTx(t) => t.commit().await.map_err(commit),
             ConnInner::LiteTx(t) => t.commit().await.map_err(commit),
             ConnInner::Pg(_) | ConnInner::My(_) | ConnInner::Lite(_) => Ok(()),
@@ -420,6 +471,7 @@ impl Conn {
         let rollback = |e| DbError::query("ROLLBACK", e);
         match self.inner {
             ConnInner::PgTx(t) => t.rollback().await.map_err(rollback),
+            ConnInner::PgOwn(mut t) => t.end("ROLLBACK").await,
             ConnInner::MyTx(t) => t.rollback().await.map_err(rollback),
             ConnInner::LiteTx(t) => t.rollback().await.map_err(rollback),
             ConnInner::Pg(_) | ConnInner::My(_) | ConnInner::Lite(_) => Ok(()),

@@ -350,7 +350,7 @@ impl Conn {
     /// The connection's dialect.
     pub fn dialect(&self) -> Dialect {
         match self.inner {
-            ConnInner::PgTx(_) | ConnInner::Pg(_) => Dialect::Postgres,
+            ConnInner::PgTx(_) | ConnInner::PgOwn(_) | ConnInner::Pg(_) => Dialect::Postgres,
             ConnInner::MyTx(_) | ConnInner::My(_) => Dialect::Mysql,
             ConnInner::LiteTx(_) | ConnInner::Lite(_) => Dialect::Sqlite,
         }
@@ -804,6 +804,7 @@ impl Conn {
         let io = |e: std::io::Error| DbError::Config(format!("writing the rows of {}: {e}", table.name));
         let failed = |e: sqlx::Error| DbError::query(format!("reading the rows of {}", table.name), e);
         let mut rows = 0u64;
+        self.inner.ready().await?;
         match self.inner.driver() {
             Driver::Pg(c) => {
                 let sql = format!(
@@ -881,6 +882,7 @@ impl Conn {
         let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(dialect, c)).collect();
         let into = quote_table(dialect, &table.name);
         let failed = |e: sqlx::Error| DbError::query(format!("loading the rows of {}", table.name), e);
+        self.inner.ready().await?;
         if let Driver::Pg(c) = self.inner.driver() {
             let sql = format!("COPY {into} ({}) FROM STDIN", columns.join(", "));
             let mut copy = c.copy_in_raw(&sql).await.map_err(failed)?;

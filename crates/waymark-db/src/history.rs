@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use crate::conn::{Conn, Database, Dialect, with_conn};
+use crate::conn::{Conn, ConnInner, Database, Dialect, with_conn};
 use crate::error::DbError;
 
 /// Where the history is kept.
@@ -167,6 +167,10 @@ pub struct AuditEntry<'a> {
 /// The operating-system user and host recorded with every history row,
 /// looked up once: they cannot change while waymark runs, and rows are
 /// written on the hot path.
+fn recording(version: &str, e: sqlx::Error) -> DbError {
+    DbError::query(format!("recording version {version} in the history table"), e)
+}
+
 fn who() -> (&'static str, &'static str) {
     static WHO: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     let (user, host) = WHO.get_or_init(|| {
@@ -460,6 +464,49 @@ impl Conn {
         let dialect = self.dialect();
         let (user, host) = who();
         let p: Vec<String> = (1..=9).map(|n| ph(dialect, n)).collect();
+        let sql = self.record_sql(&p);
+        with_conn!(&mut self.inner, c => sqlx::query(&sql)
+            .bind(row.version).bind(row.name).bind(row.checksum).bind(row.state.as_str())
+            .bind(row.duration_ms).bind(user).bind(host).bind(row.error).bind(row.backup_id)
+            .execute(c).await.map(|r| r.rows_affected()))
+        .map_err(|e| recording(row.version, e))?;
+        Ok(())
+    }
+
+    /// Records a migration and commits its transaction: on PostgreSQL in
+    /// one round trip, the row's values written as literals beside the
+    /// `COMMIT` (`pg_tx.rs`).
+    pub async fn record_and_commit(mut self, row: &NewHistoryRow<'_>) -> Result<(), DbError> {
+        let (user, host) = who();
+        let text = |v: Option<&str>| match v {
+            Some(v) => crate::pg_tx::literal(v),
+            None => Some("NULL".to_owned()),
+        };
+        let values = [
+            text(Some(row.version)),
+            text(Some(row.name)),
+            text(Some(row.checksum)),
+            text(Some(row.state.as_str())),
+            Some(row.duration_ms.to_string()),
+            text(Some(user)),
+            text(Some(host)),
+            text(row.error),
+            text(row.backup_id),
+        ];
+        let literals = values.into_iter().collect::<Option<Vec<String>>>();
+        let sql = literals.map(|v| self.record_sql(&v));
+        if let (ConnInner::PgOwn(t), Some(sql)) = (&mut self.inner, sql) {
+            let context = format!("recording version {} in the history table", row.version);
+            return t.execute_and_commit(&sql, &context).await;
+        }
+        self.record(row).await?;
+        self.commit().await
+    }
+
+    /// The statement recording a row, given each value's SQL (placeholders
+    /// or literals) in the order of `record`'s columns.
+    fn record_sql(&self, values: &[String]) -> String {
+        let dialect = self.dialect();
         let columns = [
             "name",
             "checksum",
@@ -481,27 +528,34 @@ impl Conn {
                 columns.map(|c| format!("{c} = excluded.{c}")).join(", ")
             ),
         };
-        let sql = format!(
+        format!(
             "INSERT INTO {} (version, name, checksum, state, applied_at, duration_ms, applied_by, hostname, error, \
              backup_id) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}) {upsert}",
             self.history.table(dialect),
-            p[0],
-            p[1],
-            p[2],
-            p[3],
+            values[0],
+            values[1],
+            values[2],
+            values[3],
             now(dialect),
-            p[4],
-            p[5],
-            p[6],
-            p[7],
-            p[8]
-        );
-        with_conn!(&mut self.inner, c => sqlx::query(&sql)
-            .bind(row.version).bind(row.name).bind(row.checksum).bind(row.state.as_str())
-            .bind(row.duration_ms).bind(user).bind(host).bind(row.error).bind(row.backup_id)
-            .execute(c).await.map(|r| r.rows_affected()))
-        .map_err(|e| DbError::query(format!("recording version {} in the history table", row.version), e))?;
-        Ok(())
+            values[4],
+            values[5],
+            values[6],
+            values[7],
+            values[8]
+        )
+    }
+
+    /// Removes a migration's row and commits its transaction, in one round
+    /// trip on PostgreSQL.
+    pub async fn forget_and_commit(mut self, version: &str) -> Result<(), DbError> {
+        let table = self.history.table(Dialect::Postgres);
+        let sql = crate::pg_tx::literal(version).map(|v| format!("DELETE FROM {table} WHERE version = {v}"));
+        if let (ConnInner::PgOwn(t), Some(sql)) = (&mut self.inner, sql) {
+            let context = format!("removing version {version} from the history table");
+            return t.execute_and_commit(&sql, &context).await;
+        }
+        self.forget(version).await?;
+        self.commit().await
     }
 
     /// Removes a migration's row.

@@ -14,6 +14,7 @@ mod error;
 mod foreign;
 mod history;
 mod lock;
+mod pg_tx;
 mod preimage;
 mod snapshot;
 mod url;

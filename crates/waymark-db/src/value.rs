@@ -147,6 +147,7 @@ impl Conn {
         if params.is_empty() {
             return self.execute(sql).await;
         }
+        self.inner.ready().await?;
         let done = match self.inner.driver() {
             Driver::Pg(c) => bind_all!(sqlx::query::<Postgres>(sql), params, Untyped, pg_json)
                 .execute(c)
@@ -167,6 +168,7 @@ impl Conn {
     /// Runs one statement with `params` and returns its rows, failing when
     /// it would return more than `max_rows`.
     pub async fn query_rows(&mut self, sql: &str, params: &[Value], max_rows: usize) -> Result<Rows, DbError> {
+        self.inner.ready().await?;
         match self.inner.driver() {
             Driver::Pg(c) => {
                 let q = bind_all!(sqlx::query::<Postgres>(sql), params, Untyped, pg_json);

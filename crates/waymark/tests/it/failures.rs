@@ -80,6 +80,35 @@ fn postgres_syntax_error_points_at_the_offending_line() {
     assert!(db.tables().is_empty());
 }
 
+/// A parser error anywhere in a file sent as one script runs none of it,
+/// the savepoint around it included: the error is the parser's, at its
+/// line, not a "transaction is aborted" at line 1, and the next run, fixed,
+/// goes on on a clean connection.
+#[test]
+fn postgres_parser_error_in_a_script_is_reported_as_itself() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    p.migration("1_ok", "CREATE TABLE ok (id INTEGER);", Some("DROP TABLE ok;"));
+    p.migration(
+        "2_typo",
+        "CREATE TABLE fine (id INTEGER);\nCREATE TABL typo (id INTEGER);\nCREATE TABLE later (id INTEGER);\n",
+        None,
+    );
+    p.run(&db, &["up"])
+        .code(1)
+        .stderr_has("migrations/2_typo/up.sql:2: [42601] syntax error at or near \"TABL\"");
+    assert_eq!(db.tables(), ["ok"]);
+    assert_eq!(db.history(), [("1".to_owned(), "applied".to_owned())]);
+
+    p.migration(
+        "2_typo",
+        "CREATE TABLE fine (id INTEGER);\nCREATE TABLE typo (id INTEGER);\n",
+        None,
+    );
+    p.run(&db, &["up"]).ok();
+    assert_eq!(db.tables(), ["fine", "ok", "typo"]);
+}
+
 #[test]
 fn single_transaction_applies_all_or_nothing() {
     let db = TestDb::new(Kind::Postgres);
