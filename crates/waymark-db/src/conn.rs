@@ -439,17 +439,7 @@ impl Conn {
                         .await?;
                 }
                 // The position, if any, is within the batch, not a statement.
-                Err(match e {
-                    DbError::Query {
-                        context, code, message, ..
-                    } => DbError::Query {
-                        context,
-                        code,
-                        message,
-                        position: None,
-                    },
-                    other => other,
-                })
+                Err(e.map_position(|_| None))
             }
         }
     }

@@ -52,6 +52,24 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The same error with its position in the statement changed by `f`.
+    pub(crate) fn map_position(self, f: impl FnOnce(Option<u32>) -> Option<u32>) -> Self {
+        match self {
+            DbError::Query {
+                context,
+                code,
+                message,
+                position,
+            } => DbError::Query {
+                context,
+                code,
+                message,
+                position: f(position),
+            },
+            other => other,
+        }
+    }
+
     /// The same error, saying it happened while doing `context`.
     pub(crate) fn context(self, context: String) -> Self {
         match self {

@@ -79,20 +79,8 @@ impl PgTx {
         match sqlx::Executor::execute(&mut *self.conn, batch.as_str()).await {
             Ok(r) => Ok(r.rows_affected()),
             Err(e) => {
-                let error = match DbError::query(context, e) {
-                    DbError::Query {
-                        context,
-                        code,
-                        message,
-                        position,
-                    } => DbError::Query {
-                        context,
-                        code,
-                        message,
-                        position: position.map(|p| p.saturating_sub(BEGIN.len() as u32)),
-                    },
-                    other => other,
-                };
+                let error =
+                    DbError::query(context, e).map_position(|p| p.map(|p| p.saturating_sub(BEGIN.len() as u32)));
                 self.ran = self.settle().await?;
                 Err(error)
             }
