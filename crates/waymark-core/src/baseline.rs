@@ -7,6 +7,7 @@
 //! tool's history agrees with the folder. The other tool's table is only
 //! read, so the team can go back to that tool until it drops the table.
 
+use sha2::{Digest, Sha384};
 use waymark_db::{AuditEntry, NewHistoryRow, OtherTool, State as Recorded};
 
 use crate::engine::{Engine, release};
@@ -82,6 +83,20 @@ impl Engine {
                 match find(v) {
                     Some(m) => adopted.push(m.clone()),
                     None => problems.push(format!("{tool} applied version {v}, which {folder} does not hold")),
+                }
+            }
+            // sqlx refuses to go on when a file it applied has changed
+            // since; adopting the changed file would record it as run.
+            for (v, sum) in &other.checksums {
+                let Some(m) = find(v) else { continue };
+                let path = &m.up.path;
+                let now = std::fs::read(path).map(|bytes| Sha384::digest(bytes).to_vec());
+                if now.as_deref().ok() != Some(sum.as_slice()) {
+                    problems.push(format!(
+                        "{tool} applied {v} from a different {}: the checksum it recorded does not match the file \
+                         (changed since)",
+                        path.display()
+                    ));
                 }
             }
             if let Some(up_to) = &other.up_to {

@@ -100,6 +100,9 @@ pub struct OtherHistory {
     /// Versions the tool marks as failed part-way (dirty, `success =
     /// false`), with its words for it.
     pub failed: Vec<(String, String)>,
+    /// sqlx's checksum of each version's file as it applied it (SHA-384 of
+    /// the file's bytes), to tell a file changed since.
+    pub checksums: Vec<(String, Vec<u8>)>,
 }
 
 impl Conn {
@@ -136,21 +139,24 @@ impl Conn {
         let flag = |c: &str| format!("CASE WHEN {c} THEN 1 ELSE 0 END");
         let sql = match tool {
             OtherTool::Diesel | OtherTool::Dbmate => {
-                format!("SELECT CAST(version AS {text}), 1, '' FROM {table} ORDER BY version")
+                format!("SELECT CAST(version AS {text}), 1, '', NULL FROM {table} ORDER BY version")
             }
             OtherTool::Sqlx => format!(
-                "SELECT CAST(version AS {text}), {}, '' FROM {table} ORDER BY version",
+                "SELECT CAST(version AS {text}), {}, '', checksum FROM {table} ORDER BY version",
                 flag("success")
             ),
             OtherTool::GolangMigrate => {
-                format!("SELECT CAST(version AS {text}), {}, '' FROM {table}", flag("NOT dirty"))
+                format!(
+                    "SELECT CAST(version AS {text}), {}, '', NULL FROM {table}",
+                    flag("NOT dirty")
+                )
             }
             OtherTool::Goose => format!(
-                "SELECT CAST(version_id AS {text}), {}, '' FROM {table} ORDER BY id",
+                "SELECT CAST(version_id AS {text}), {}, '', NULL FROM {table} ORDER BY id",
                 flag("is_applied")
             ),
             OtherTool::Flyway => format!(
-                "SELECT CAST(version AS {text}), {}, type FROM {table} ORDER BY installed_rank",
+                "SELECT CAST(version AS {text}), {}, type, NULL FROM {table} ORDER BY installed_rank",
                 flag("success")
             ),
         };
@@ -160,6 +166,7 @@ impl Conn {
             }
             other => other,
         })?;
+        let mut checksums = Vec::new();
         let rows: Vec<(Option<String>, bool, String)> = rows
             .rows
             .into_iter()
@@ -175,10 +182,16 @@ impl Conn {
                     Some(Value::Text(t)) => t,
                     _ => String::new(),
                 };
+                if let (Some(v), Some(Value::Bytes(sum))) = (&version, r.next()) {
+                    checksums.push((v.clone(), sum));
+                }
                 (version, ok, kind)
             })
             .collect();
-        Ok(fold(tool, rows))
+        Ok(OtherHistory {
+            checksums,
+            ..fold(tool, rows)
+        })
     }
 
     /// The column names of `table`, none when it does not exist.
@@ -215,6 +228,7 @@ fn fold(tool: OtherTool, rows: Vec<(Option<String>, bool, String)>) -> OtherHist
         applied: Vec::new(),
         up_to: None,
         failed: Vec::new(),
+        checksums: Vec::new(),
     };
     let failed = |v: &str| match tool {
         OtherTool::GolangMigrate => (v.to_owned(), "dirty".to_owned()),

@@ -3,6 +3,8 @@
 //! more, with nothing run; every disagreement refuses with the full list,
 //! and nothing is recorded.
 
+use sha2::{Digest, Sha384};
+
 use crate::common::{Kind, Project, TestDb, each_dialect};
 
 /// The other tool's history table, as that tool makes it (the columns
@@ -19,7 +21,9 @@ fn tool_table(kind: Kind, tool: &str) -> String {
         ),
         "sqlx" => format!(
             "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
-             installed_on {ts} NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, execution_time BIGINT NOT NULL)"
+             installed_on {ts} NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, checksum {} NOT NULL, \
+             execution_time BIGINT NOT NULL)",
+            if kind == Kind::Postgres { "BYTEA" } else { "BLOB" }
         ),
         "golang-migrate" => {
             "CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY, dirty BOOLEAN NOT NULL)".to_owned()
@@ -202,16 +206,33 @@ fn sqlx(kind: Kind) {
         ("20240103000000_c.sql", create("20240103000000")),
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let row = |v: &str, ok: bool| {
+    // sqlx's checksum: SHA-384 of the (up) file as it applied it.
+    let sum = |file: &str| {
+        let text = files.iter().find(|(p, _)| *p == file).unwrap().1;
+        let hex: String = Sha384::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        match kind {
+            Kind::Postgres => format!("decode('{hex}', 'hex')"),
+            _ => format!("X'{hex}'"),
+        }
+    };
+    let row = |v: &str, ok: bool, checksum: String| {
         format!(
-            "INSERT INTO _sqlx_migrations (version, description, success, execution_time) VALUES ({v}, 'm', {ok}, 1)"
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES ({v}, 'm', {ok}, {checksum}, 1)"
         )
     };
+    let (a, b) = (sum("20240101000000_a.sql"), sum("20240102000000_b.up.sql"));
     adopt(
         kind,
         "sqlx",
         &files,
-        &[&row("20240101000000", true), &row("20240102000000", true)],
+        &[
+            &row("20240101000000", true, a.clone()),
+            &row("20240102000000", true, b.clone()),
+        ],
         &["20240101000000", "20240102000000"],
         &["20240103000000"],
         false,
@@ -220,8 +241,22 @@ fn sqlx(kind: Kind) {
         kind,
         "sqlx",
         &files,
-        &[&row("20240101000000", true), &row("20240102000000", false)],
+        &[
+            &row("20240101000000", true, a.clone()),
+            &row("20240102000000", false, b),
+        ],
         &["sqlx records 20240102000000 as failed"],
+    );
+    // The file of 20240102000000 changed after sqlx applied it.
+    refused(
+        kind,
+        "sqlx",
+        &files,
+        &[&row("20240101000000", true, a.clone()), &row("20240102000000", true, a)],
+        &[
+            "sqlx applied 20240102000000 from a different",
+            "20240102000000_b.up.sql",
+        ],
     );
 }
 
