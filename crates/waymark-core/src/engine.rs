@@ -1544,6 +1544,11 @@ impl StepSession {
         let Some(preimages) = &self.preimages else {
             return Ok(false);
         };
+        match preimages {
+            Preimages::Keep { .. } if !drops::may_drop(sql) => return Ok(false),
+            Preimages::PutBack { pending, .. } if pending.is_empty() => return Ok(false),
+            _ => {}
+        }
         let changes = drops::inspect(self.dialect, sql);
         let split = |why: &str| {
             CallError::Database(DatabaseError {

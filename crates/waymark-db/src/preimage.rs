@@ -60,12 +60,20 @@ pub struct Preimage {
 impl Conn {
     /// Keeps a copy of what dropping `target` would lose, for `version`'s
     /// `down`. `None` when there is nothing to keep: no such table or
-    /// column here (the statement will fail or skip it by itself), a
-    /// temporary table, or a copy this migration already kept.
+    /// column here (the statement will fail or skip it by itself), an
+    /// empty table, a temporary table, or a copy this migration already
+    /// kept.
     pub async fn keep_preimage(&mut self, version: &str, target: &ObjectRef) -> Result<Option<Preimage>, DbError> {
         let Some(table) = self.resolve_table(&target.table).await? else {
             return Ok(None);
         };
+        // A drop from an empty table loses nothing: no copy to make (and
+        // so no warning that one could not be matched back). A real
+        // history drops many a table before it ever held a row.
+        let any = format!("SELECT 1 FROM {} LIMIT 1", quote_table(self.dialect(), &table));
+        if self.query_rows(&any, &[], 1).await?.rows.is_empty() {
+            return Ok(None);
+        }
         let info = self.describe_table(table.clone()).await?;
         let (object, column, columns) = match &target.column {
             None => (table.clone(), None, info.columns.clone()),

@@ -541,3 +541,34 @@ fn a_failed_drop_leaves_no_copy(kind: Kind) {
 }
 
 each_dialect!(a_failed_drop_leaves_no_copy);
+
+/// Dropping from a table that holds no rows loses nothing: no copy is
+/// kept, and even under `strict` a column without a key to match it back
+/// by is no reason to refuse. `down` makes the column again, empty.
+fn a_drop_from_an_empty_table_keeps_nothing_and_warns_of_nothing(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.file("waymark.toml", "[backup]\npreimages = \"strict\"\n");
+    p.migration(
+        "1_loose",
+        "CREATE TABLE loose (a INT, b TEXT);\nCREATE TABLE gone (id INT);\n",
+        None,
+    );
+    p.migration(
+        "2_drop",
+        "ALTER TABLE loose DROP COLUMN b;\nDROP TABLE gone;\n",
+        Some("CREATE TABLE gone (id INT);\nALTER TABLE loose ADD COLUMN b TEXT;\n"),
+    );
+    let run = p.run(&db, &["up", "--json"]).ok();
+    let up = run.json();
+    assert_eq!(up["done"][1]["preimages"], serde_json::json!([]), "{}", run.stdout);
+    assert_eq!(up["done"][1]["warnings"], serde_json::json!([]), "{}", run.stdout);
+    assert_eq!(copies(&db), (vec![], 0));
+    assert_eq!(db.tables(), ["loose"]);
+    p.run(&db, &["down"]).ok();
+    assert_eq!(db.tables(), ["gone", "loose"]);
+    assert!(db.rows("SELECT b FROM loose").is_empty());
+    assert_eq!(copies(&db), (vec![], 0));
+}
+
+each_dialect!(a_drop_from_an_empty_table_keeps_nothing_and_warns_of_nothing);
