@@ -993,7 +993,6 @@ impl Engine {
         let retired = self.retire_waiting(&mut conn, m, direction).await?;
         let script = script_for(m, direction);
         let (conn, outcome) = self.run_step(conn, m, script, direction, false, None).await?;
-        let mut conn = conn;
         let preimages = match outcome {
             Ok(report) => report.after(retired),
             Err(failure) => {
@@ -1005,20 +1004,16 @@ impl Engine {
                 return Err(self.failure(m, script, failure, true, done.to_vec()));
             }
         };
+        // The history change travels with the COMMIT. (A batched step is
+        // never atomic: it commits at its own points.)
         let duration_ms = millis(started.elapsed());
-        if batched(m) {
-            self.finish(&mut conn, m, direction, duration_ms).await?;
-            conn.commit().await?;
-        } else {
-            // The history change travels with the COMMIT.
-            match direction {
-                Direction::Up => {
-                    let backup = self.current_backup();
-                    conn.record_and_commit(&applied_row(m, duration_ms, backup.as_deref()))
-                        .await?
-                }
-                Direction::Down => conn.forget_and_commit(m.version.as_str()).await?,
+        match direction {
+            Direction::Up => {
+                let backup = self.current_backup();
+                conn.record_and_commit(&applied_row(m, duration_ms, backup.as_deref()))
+                    .await?
             }
+            Direction::Down => conn.forget_and_commit(m.version.as_str()).await?,
         }
         Ok(Some(preimages))
     }

@@ -430,7 +430,7 @@ impl Conn {
                 // none of it, the savepoint included, and rolling back to a
                 // savepoint that does not exist would abort the transaction.
                 let ran = match &mut self.inner {
-                    ConnInner::PgOwn(t) => t.batch_ran(),
+                    ConnInner::PgOwn(t) => t.batch_ran().await?,
                     ConnInner::PgTx(t) => crate::pg_tx::aborted(t).await?,
                     _ => true,
                 };

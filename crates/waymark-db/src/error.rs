@@ -53,39 +53,19 @@ pub enum DbError {
 
 impl DbError {
     /// The same error with its position in the statement changed by `f`.
-    pub(crate) fn map_position(self, f: impl FnOnce(Option<u32>) -> Option<u32>) -> Self {
-        match self {
-            DbError::Query {
-                context,
-                code,
-                message,
-                position,
-            } => DbError::Query {
-                context,
-                code,
-                message,
-                position: f(position),
-            },
-            other => other,
+    pub(crate) fn map_position(mut self, f: impl FnOnce(Option<u32>) -> Option<u32>) -> Self {
+        if let DbError::Query { position, .. } = &mut self {
+            *position = f(*position);
         }
+        self
     }
 
     /// The same error, saying it happened while doing `context`.
-    pub(crate) fn context(self, context: String) -> Self {
-        match self {
-            DbError::Query {
-                code,
-                message,
-                position,
-                ..
-            } => DbError::Query {
-                context,
-                code,
-                message,
-                position,
-            },
-            other => other,
+    pub(crate) fn context(mut self, context: String) -> Self {
+        if let DbError::Query { context: doing, .. } = &mut self {
+            *doing = context;
         }
+        self
     }
 
     pub(crate) fn query(context: impl Into<String>, error: sqlx::Error) -> Self {

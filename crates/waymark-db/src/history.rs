@@ -167,8 +167,14 @@ pub struct AuditEntry<'a> {
 /// The operating-system user and host recorded with every history row,
 /// looked up once: they cannot change while waymark runs, and rows are
 /// written on the hot path.
-fn recording(version: &str, e: sqlx::Error) -> DbError {
-    DbError::query(format!("recording version {version} in the history table"), e)
+/// What waymark was doing when writing `version`'s history row failed.
+fn recording(version: &str) -> String {
+    format!("recording version {version} in the history table")
+}
+
+/// What waymark was doing when removing `version`'s history row failed.
+fn removing(version: &str) -> String {
+    format!("removing version {version} from the history table")
 }
 
 fn who() -> (&'static str, &'static str) {
@@ -469,7 +475,7 @@ impl Conn {
             .bind(row.version).bind(row.name).bind(row.checksum).bind(row.state.as_str())
             .bind(row.duration_ms).bind(user).bind(host).bind(row.error).bind(row.backup_id)
             .execute(c).await.map(|r| r.rows_affected()))
-        .map_err(|e| recording(row.version, e))?;
+        .map_err(|e| DbError::query(recording(row.version), e))?;
         Ok(())
     }
 
@@ -477,30 +483,36 @@ impl Conn {
     /// one round trip, the row's values written as literals beside the
     /// `COMMIT` (`pg_tx.rs`).
     pub async fn record_and_commit(mut self, row: &NewHistoryRow<'_>) -> Result<(), DbError> {
+        if matches!(self.inner, ConnInner::PgOwn(_))
+            && let Some(sql) = self.record_literally(row)
+            && let ConnInner::PgOwn(t) = &mut self.inner
+        {
+            return t.execute_and_commit(&sql, &recording(row.version)).await;
+        }
+        self.record(row).await?;
+        self.commit().await
+    }
+
+    /// `record`'s statement with the row's values written as PostgreSQL
+    /// literals; `None` when one cannot be (a NUL).
+    fn record_literally(&self, row: &NewHistoryRow<'_>) -> Option<String> {
         let (user, host) = who();
         let text = |v: Option<&str>| match v {
             Some(v) => crate::pg_tx::literal(v),
             None => Some("NULL".to_owned()),
         };
         let values = [
-            text(Some(row.version)),
-            text(Some(row.name)),
-            text(Some(row.checksum)),
-            text(Some(row.state.as_str())),
-            Some(row.duration_ms.to_string()),
-            text(Some(user)),
-            text(Some(host)),
-            text(row.error),
-            text(row.backup_id),
+            text(Some(row.version))?,
+            text(Some(row.name))?,
+            text(Some(row.checksum))?,
+            text(Some(row.state.as_str()))?,
+            row.duration_ms.to_string(),
+            text(Some(user))?,
+            text(Some(host))?,
+            text(row.error)?,
+            text(row.backup_id)?,
         ];
-        let literals = values.into_iter().collect::<Option<Vec<String>>>();
-        let sql = literals.map(|v| self.record_sql(&v));
-        if let (ConnInner::PgOwn(t), Some(sql)) = (&mut self.inner, sql) {
-            let context = format!("recording version {} in the history table", row.version);
-            return t.execute_and_commit(&sql, &context).await;
-        }
-        self.record(row).await?;
-        self.commit().await
+        Some(self.record_sql(&values))
     }
 
     /// The statement recording a row, given each value's SQL (placeholders
@@ -551,8 +563,7 @@ impl Conn {
         let table = self.history.table(Dialect::Postgres);
         let sql = crate::pg_tx::literal(version).map(|v| format!("DELETE FROM {table} WHERE version = {v}"));
         if let (ConnInner::PgOwn(t), Some(sql)) = (&mut self.inner, sql) {
-            let context = format!("removing version {version} from the history table");
-            return t.execute_and_commit(&sql, &context).await;
+            return t.execute_and_commit(&sql, &removing(version)).await;
         }
         self.forget(version).await?;
         self.commit().await
@@ -567,7 +578,7 @@ impl Conn {
             ph(dialect, 1)
         );
         let done = with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).execute(c).await.map(|r| r.rows_affected()))
-            .map_err(|e| DbError::query(format!("removing version {version} from the history table"), e))?;
+            .map_err(|e| DbError::query(removing(version), e))?;
         Ok(done)
     }
 

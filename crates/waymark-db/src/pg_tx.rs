@@ -32,9 +32,10 @@ enum Stage {
 pub(crate) struct PgTx {
     pub(crate) conn: PoolConnection<Postgres>,
     stage: Stage,
-    /// Whether the last failed batch ran in part (and so aborted the
-    /// transaction) rather than not at all.
-    ran: bool,
+    /// After a failed batch that carried the `BEGIN`: whether it ran in
+    /// part (and so aborted the transaction) rather than not at all, as
+    /// `settle` found out on the way.
+    ran: Option<bool>,
 }
 
 /// What a batch that carries the `BEGIN` is prefixed with.
@@ -45,7 +46,7 @@ impl PgTx {
         PgTx {
             conn,
             stage: Stage::Pending,
-            ran: true,
+            ran: None,
         }
     }
 
@@ -65,12 +66,10 @@ impl PgTx {
     /// gone out yet. A failure's position is within `sql`, as if it had
     /// gone alone; either way a transaction is open afterwards.
     pub(crate) async fn execute(&mut self, sql: &str, context: &str) -> Result<u64, DbError> {
+        self.ran = None;
         if self.stage != Stage::Pending {
-            let result = sqlx::Executor::execute(&mut *self.conn, sql).await;
-            if result.is_err() {
-                self.ran = aborted(&mut self.conn).await?;
-            }
-            return result
+            return sqlx::Executor::execute(&mut *self.conn, sql)
+                .await
                 .map(|r| r.rows_affected())
                 .map_err(|e| DbError::query(context, e));
         }
@@ -81,7 +80,7 @@ impl PgTx {
             Err(e) => {
                 let error =
                     DbError::query(context, e).map_position(|p| p.map(|p| p.saturating_sub(BEGIN.len() as u32)));
-                self.ran = self.settle().await?;
+                self.ran = Some(self.settle().await?);
                 Err(error)
             }
         }
@@ -102,9 +101,13 @@ impl PgTx {
     }
 
     /// Whether the last failed batch ran in part, so that the savepoint it
-    /// began with exists.
-    pub(crate) fn batch_ran(&self) -> bool {
-        self.ran
+    /// began with exists: known already if it carried the `BEGIN`, asked
+    /// of the server otherwise.
+    pub(crate) async fn batch_ran(&mut self) -> Result<bool, DbError> {
+        match self.ran.take() {
+            Some(ran) => Ok(ran),
+            None => aborted(&mut self.conn).await,
+        }
     }
 
     /// `sql` and then `COMMIT`, in one round trip. If `sql` fails, nothing
