@@ -132,6 +132,15 @@ pub enum Error {
         /// What to do about it.
         hint: Option<String>,
     },
+    /// A saved plan no longer matches the database's history or the
+    /// migration files it was made from; nothing ran.
+    #[error("{message}")]
+    StalePlan {
+        /// What changed.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
     /// The arguments make no sense together.
     #[error("{0}")]
     Usage(String),
@@ -141,12 +150,16 @@ impl Error {
     /// What to do about it, when waymark knows.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::Refused { hint, .. } | Error::Drift { hint, .. } => hint.clone(),
+            Error::Refused { hint, .. } | Error::Drift { hint, .. } | Error::StalePlan { hint, .. } => hint.clone(),
             Error::Migration { failure, .. } if !failure.rolled_back => Some(format!(
                 "the migration ran outside a transaction, so its statements before the failing one stay applied; \
                  undo them by hand, then run `waymark repair --rolled-back --version {}` and `waymark up` again",
                 failure.label.split('_').next().unwrap_or_default()
             )),
+            Error::Db(DbError::NewerSchema { .. }) => Some(
+                "run the waymark release that wrote this history (or a newer one); nothing was read or changed"
+                    .to_owned(),
+            ),
             Error::Db(DbError::LockTimeout { .. }) => {
                 Some("another runner is migrating this database; wait for it, or raise --lock-timeout".to_owned())
             }

@@ -12,13 +12,16 @@
 mod backup;
 mod baseline;
 mod cutover;
-mod drops;
 mod engine;
 mod error;
-mod permission;
+mod execute;
+mod plan;
 mod plugin;
+mod repair;
 mod source;
+mod sql;
 mod status;
+mod steps;
 mod version;
 
 pub use backup::restore;
@@ -27,16 +30,22 @@ pub use cutover::{
     state_path, switch,
 };
 pub use engine::{
-    Applied, DownTarget, Engine, EngineOptions, Event, Plan, PlannedMigration, PreimageMode, PreimageNote, Progress,
-    RepairAction, RepairOptions, UpOptions, VerifyReport,
+    Applied, DownTarget, Engine, EngineOptions, Event, PreimageMode, PreimageNote, Progress, RepairAction,
+    RepairOptions, UpOptions, VerifyReport,
 };
 pub use error::{Error, MigrationFailure, SourceError};
+pub use execute::Executor;
+pub use plan::{
+    Basis, PLAN_FORMAT, Plan, PlannedMigration, SavedAction, SavedFile, SavedMigration, SavedOptions, SavedPlan,
+    SavedRow, Strategy, Way, read_saved,
+};
 pub use plugin::{PluginTest, PluginTestOptions, Sdk, Stage, inspect, scaffold_plugin, test_plugin};
 pub use source::{
     Access, ComponentStep, Ignored, Layout, Migration, MigrationSet, Script, Step, Transaction, checksum, discover,
     scaffold,
 };
 pub use status::{Entry, State};
+pub use steps::Steps;
 pub use version::Version;
 pub use waymark_backup::{
     BackupError, CreateOptions as BackupOptions, Listed, Manifest, Progress as BackupProgress,

@@ -36,6 +36,13 @@ impl Dialect {
         !matches!(self, Dialect::Mysql)
     }
 
+    /// The dialect of a [`Dialect::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [Dialect::Postgres, Dialect::Mysql, Dialect::Sqlite]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+
     /// The dialect's name as users write it.
     pub fn name(self) -> &'static str {
         match self {

@@ -34,6 +34,20 @@ pub enum DbError {
         /// Who holds the lock, as far as the server can tell.
         holder: String,
     },
+    /// waymark's tables were written by a newer waymark, whose schema this
+    /// one does not know.
+    #[error(
+        "{table} says waymark's tables have schema version {found}, written by a newer waymark; this one knows \
+         versions up to {known} and will not read or change them"
+    )]
+    NewerSchema {
+        /// The version table.
+        table: String,
+        /// The version found.
+        found: i64,
+        /// The newest version this waymark knows.
+        known: i64,
+    },
     /// The data a statement would drop cannot be kept for `down`.
     #[error("{0}")]
     Preimage(String),

@@ -213,128 +213,6 @@ fn applied_at_text(dialect: Dialect) -> &'static str {
 }
 
 impl Database {
-    /// Creates the history, audit and checkpoint tables (and, on PostgreSQL, the schema)
-    /// unless they exist.
-    pub async fn ensure_history(&self) -> Result<(), DbError> {
-        let dialect = self.dialect();
-        let h = &self.history;
-        let mut statements = Vec::new();
-        if let (Dialect::Postgres, Some(schema)) = (dialect, &h.schema) {
-            statements.push(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""));
-        }
-        let (text, key, ts, big, serial, engine) = match dialect {
-            Dialect::Postgres => ("TEXT", "TEXT", "TIMESTAMPTZ", "BIGINT", "BIGSERIAL PRIMARY KEY", ""),
-            Dialect::Mysql => (
-                "TEXT",
-                "VARCHAR(191)",
-                "DATETIME(6)",
-                "BIGINT",
-                "BIGINT AUTO_INCREMENT PRIMARY KEY",
-                " ENGINE=InnoDB",
-            ),
-            Dialect::Sqlite => (
-                "TEXT",
-                "TEXT",
-                "TEXT",
-                "INTEGER",
-                "INTEGER PRIMARY KEY AUTOINCREMENT",
-                "",
-            ),
-        };
-        statements.push(format!(
-            "CREATE TABLE IF NOT EXISTS {table} (\
-             version {key} NOT NULL PRIMARY KEY, \
-             name {text} NOT NULL, \
-             checksum {text} NOT NULL, \
-             state {text} NOT NULL, \
-             applied_at {ts} NOT NULL, \
-             duration_ms {big} NOT NULL, \
-             applied_by {text} NOT NULL, \
-             hostname {text} NOT NULL, \
-             error {text}, \
-             backup_id {text})\
-             {engine}",
-            table = h.table(dialect)
-        ));
-        statements.push(format!(
-            "CREATE TABLE IF NOT EXISTS {audit} (\
-             id {serial}, \
-             at {ts} NOT NULL, \
-             action {text} NOT NULL, \
-             version {text} NOT NULL, \
-             detail {text} NOT NULL, \
-             actor {text} NOT NULL, \
-             hostname {text} NOT NULL)\
-             {engine}",
-            audit = h.audit(dialect)
-        ));
-        statements.push(format!(
-            "CREATE TABLE IF NOT EXISTS {checkpoints} (\
-             version {key} NOT NULL PRIMARY KEY, \
-             checkpoint {text} NOT NULL, \
-             at {ts} NOT NULL)\
-             {engine}",
-            checkpoints = h.checkpoints(dialect)
-        ));
-        statements.push(format!(
-            "CREATE TABLE IF NOT EXISTS {preimages} (\
-             kept_in {key} NOT NULL PRIMARY KEY, \
-             version {key} NOT NULL, \
-             seq {big} NOT NULL, \
-             object {text} NOT NULL, \
-             table_name {text} NOT NULL, \
-             column_name {text}, \
-             columns {text} NOT NULL, \
-             row_count {big} NOT NULL, \
-             taken_at {ts} NOT NULL)\
-             {engine}",
-            preimages = h.preimages(dialect)
-        ));
-        let mut conn = self.connection().await?;
-        for statement in statements.iter() {
-            conn.execute(statement).await.map_err(|e| match e {
-                DbError::Query {
-                    code,
-                    message,
-                    position,
-                    ..
-                } => DbError::Query {
-                    context: format!("creating the history table {}", h.table(dialect)),
-                    code,
-                    message,
-                    position,
-                },
-                other => other,
-            })?;
-        }
-        // Tables made before backups existed lack the column.
-        let probe = match dialect {
-            Dialect::Postgres => format!(
-                "SELECT count(*) FROM information_schema.columns WHERE table_schema = {} \
-                 AND table_name = '{}' AND column_name = 'backup_id'",
-                h.schema
-                    .as_ref()
-                    .map_or("current_schema()".to_owned(), |s| format!("'{s}'")),
-                h.name
-            ),
-            Dialect::Mysql => format!(
-                "SELECT count(*) FROM information_schema.columns WHERE table_schema = DATABASE() \
-                 AND table_name = '{}' AND column_name = 'backup_id'",
-                h.name
-            ),
-            Dialect::Sqlite => format!(
-                "SELECT count(*) FROM pragma_table_info('{}') WHERE name = 'backup_id'",
-                h.name
-            ),
-        };
-        let found = conn.query_rows(&probe, &[], 1).await?;
-        if matches!(found.rows.first().and_then(|r| r.first()), Some(crate::Value::Int(0))) {
-            conn.execute(&format!("ALTER TABLE {} ADD COLUMN backup_id {text}", h.table(dialect)))
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Drops the history, audit, checkpoint and pre-image tables (for
     /// scratch databases: `waymark plugin test`).
     pub async fn drop_history(&self) -> Result<(), DbError> {
@@ -349,6 +227,7 @@ impl Database {
             h.audit(dialect),
             h.checkpoints(dialect),
             h.preimages(dialect),
+            h.quoted(dialect, "_schema"),
         ];
         for table in copies.chain(own) {
             conn.execute(&format!("DROP TABLE IF EXISTS {table}")).await?;
@@ -362,6 +241,9 @@ impl Database {
         if !conn.history_exists().await? {
             return Ok(Vec::new());
         }
+        // A history a newer waymark wrote may mean what this one cannot
+        // read: refused, not misread.
+        conn.schema_version().await?;
         conn.history_rows(None).await
     }
 
@@ -382,7 +264,7 @@ impl Conn {
     }
 
     /// Whether waymark's table `<history><suffix>` exists.
-    async fn own_table_exists(&mut self, suffix: &str) -> Result<bool, DbError> {
+    pub(crate) async fn own_table_exists(&mut self, suffix: &str) -> Result<bool, DbError> {
         let h = self.history.clone();
         let dialect = self.dialect();
         let (sql, args): (String, Vec<String>) = match dialect {
@@ -619,33 +501,41 @@ impl Conn {
 
     /// Records the checkpoint of a step that commits in batches, in the
     /// transaction that commits the batch.
-    pub async fn save_checkpoint(&mut self, version: &str, checkpoint: &str) -> Result<(), DbError> {
+    /// `direction` is `up` or `down`: a run is resumed only the way it went.
+    pub async fn save_checkpoint(&mut self, version: &str, direction: &str, checkpoint: &str) -> Result<(), DbError> {
         let dialect = self.dialect();
         let upsert = match dialect {
-            Dialect::Mysql => "ON DUPLICATE KEY UPDATE checkpoint = VALUES(checkpoint), at = VALUES(at)",
-            _ => "ON CONFLICT (version) DO UPDATE SET checkpoint = excluded.checkpoint, at = excluded.at",
+            Dialect::Mysql => {
+                "ON DUPLICATE KEY UPDATE direction = VALUES(direction), checkpoint = VALUES(checkpoint), at = VALUES(at)"
+            }
+            _ => {
+                "ON CONFLICT (version) DO UPDATE SET direction = excluded.direction, checkpoint = excluded.checkpoint, \
+                 at = excluded.at"
+            }
         };
         let sql = format!(
-            "INSERT INTO {} (version, checkpoint, at) VALUES ({}, {}, {}) {upsert}",
+            "INSERT INTO {} (version, direction, checkpoint, at) VALUES ({}, {}, {}, {}) {upsert}",
             self.history.checkpoints(dialect),
             ph(dialect, 1),
             ph(dialect, 2),
+            ph(dialect, 3),
             now(dialect)
         );
-        with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).bind(checkpoint).execute(c).await.map(|r| r.rows_affected()))
+        with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).bind(direction).bind(checkpoint).execute(c).await.map(|r| r.rows_affected()))
             .map_err(|e| DbError::query(format!("recording the checkpoint of version {version}"), e))?;
         Ok(())
     }
 
-    /// The last checkpoint of a step that commits in batches, if any.
-    pub async fn checkpoint(&mut self, version: &str) -> Result<Option<String>, DbError> {
+    /// The last checkpoint of a step that commits in batches, if any: its
+    /// direction and the checkpoint.
+    pub async fn checkpoint(&mut self, version: &str) -> Result<Option<(String, String)>, DbError> {
         let dialect = self.dialect();
         let sql = format!(
-            "SELECT checkpoint FROM {} WHERE version = {}",
+            "SELECT direction, checkpoint FROM {} WHERE version = {}",
             self.history.checkpoints(dialect),
             ph(dialect, 1)
         );
-        with_conn!(&mut self.inner, c => sqlx::query_scalar::<_, String>(&sql).bind(version).fetch_optional(c).await)
+        with_conn!(&mut self.inner, c => sqlx::query_as::<_, (String, String)>(&sql).bind(version).fetch_optional(c).await)
             .map_err(|e| DbError::query(format!("reading the checkpoint of version {version}"), e))
     }
 

@@ -74,7 +74,7 @@ pub(crate) enum Command {
     /// without touching the schema.
     Plan(PlanArgs),
     /// Apply pending migrations.
-    Up(UpArgs),
+    Up(UpRunArgs),
     /// Revert applied migrations, newest first (default: the newest one).
     Down(DownArgs),
     /// Revert the newest migration and apply it again.
@@ -354,6 +354,17 @@ pub(crate) struct UpArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct UpRunArgs {
+    #[command(flatten)]
+    pub(crate) up: UpArgs,
+    /// Apply exactly this saved plan (written by `waymark plan --out`),
+    /// after checking that the history and every migration file are as
+    /// they were when it was made; exit 3, naming what changed, if not.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "single_transaction", "allow_out_of_order", "ignore_missing", "dry_run"])]
+    pub(crate) plan: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
     /// Plan `down` instead: what it would revert (default: the newest
     /// migration; --to V reverts everything after V, --steps N the newest N).
@@ -365,6 +376,10 @@ pub(crate) struct PlanArgs {
     /// With --down: revert every applied migration, a version-0 one too.
     #[arg(long, requires = "down", conflicts_with_all = ["to", "steps"])]
     pub(crate) all: bool,
+    /// Also write the plan to FILE (JSON), for `waymark up --plan FILE`
+    /// (or `down --plan FILE`) to apply exactly what was reviewed.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) up: UpArgs,
 }
@@ -381,6 +396,10 @@ pub(crate) struct DownArgs {
     /// Revert every applied migration, a version-0 one too.
     #[arg(long)]
     pub(crate) all: bool,
+    /// Revert exactly this saved plan (written by `waymark plan --down
+    /// --out`), after checking that nothing changed since it was made.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "steps", "all"])]
+    pub(crate) plan: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

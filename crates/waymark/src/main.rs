@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 fn runtime_for(command: &Command, settings: &Settings) -> std::io::Result<tokio::runtime::Runtime> {
     let parallel = match command {
         Command::Backup(_) | Command::Cutover(_) => true,
-        Command::Up(args) => args.backup || settings.backup_before_up,
+        Command::Up(args) => args.up.backup || settings.backup_before_up,
         _ => false,
     };
     if parallel {
@@ -102,7 +102,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             | waymark_core::BackupError::Manifest { .. }
             | waymark_core::BackupError::Incomplete { .. },
         )) => exit::DIFFERENCES,
-        Some(Error::Drift { .. }) => exit::DIFFERENCES,
+        Some(Error::Drift { .. } | Error::StalePlan { .. }) => exit::DIFFERENCES,
         Some(Error::Cutover(waymark_core::CutoverError::Refused { .. })) => exit::REFUSED,
         Some(Error::Cutover(waymark_core::CutoverError::Busy { .. })) => exit::LOCK,
         Some(Error::Db(db)) => match db {
@@ -422,25 +422,56 @@ async fn dispatch(
             out.status(set, &entries, &kept, cli.global.verbose > 0);
             Ok(0)
         }
-        Command::Plan(args) if args.down => {
-            let plan = engine
-                .plan_down(set, &down_target(args.up.to.as_deref(), args.steps, args.all)?)
-                .await?;
-            out.plan(&plan, true);
-            Ok(0)
-        }
         Command::Plan(args) => {
-            let plan = engine.plan(set, &up_options(&args.up)?).await?;
-            out.plan(&plan, false);
+            let (plan, options) = if args.down {
+                let target = down_target(args.up.to.as_deref(), args.steps, args.all)?;
+                let options = waymark_core::SavedOptions {
+                    to: args
+                        .up
+                        .to
+                        .as_deref()
+                        .map(|v| version(v, "--to").map(|v| v.to_string()))
+                        .transpose()?,
+                    steps: args.steps,
+                    all: args.all,
+                    ..Default::default()
+                };
+                (engine.plan_down(set, &target).await?, options)
+            } else {
+                let up = up_options(&args.up)?;
+                let options = waymark_core::SavedOptions {
+                    to: up.to.as_ref().map(ToString::to_string),
+                    allow_out_of_order: up.allow_out_of_order,
+                    ignore_missing: up.ignore_missing,
+                    ..Default::default()
+                };
+                (engine.plan(set, &up).await?, options)
+            };
+            let saved = engine.save(&plan, options);
+            if let Some(path) = &args.out {
+                saved.write(path)?;
+            }
+            out.plan(&plan, &saved, args.out.as_deref());
             Ok(0)
         }
-        Command::Up(args) => {
+        Command::Up(cli::UpRunArgs { up, plan: Some(path) }) => {
+            let saved = saved_plan(path, "up")?;
+            let backup = (up.backup || settings.backup_before_up).then(|| backup_options(settings, None, None));
+            let result = engine.apply_saved(set, &saved, backup.as_ref(), &mut progress).await;
+            finish(out, "up", result)
+        }
+        Command::Up(cli::UpRunArgs { up: args, plan: None }) => {
             let mut options = up_options(args)?;
             if args.backup || settings.backup_before_up {
                 options.backup = Some(backup_options(settings, None, None));
             }
             let result = engine.up(set, &options, &mut progress).await;
             finish(out, if args.dry_run { "up --dry-run" } else { "up" }, result)
+        }
+        Command::Down(cli::DownArgs { plan: Some(path), .. }) => {
+            let saved = saved_plan(path, "down")?;
+            let result = engine.apply_saved(set, &saved, None, &mut progress).await;
+            finish(out, "down", result)
         }
         Command::Down(args) => {
             let target = down_target(args.to.as_deref(), args.steps, args.all)?;
@@ -504,6 +535,25 @@ fn down_target(to: Option<&str>, steps: Option<usize>, all: bool) -> anyhow::Res
         (None, Some(n)) => DownTarget::Steps(n),
         (None, None) => DownTarget::Steps(1),
     })
+}
+
+/// Reads a saved plan for `command` (`up` or `down`): a plan of the other
+/// direction is a mistake to name, not to carry out.
+fn saved_plan(path: &std::path::Path, command: &str) -> anyhow::Result<waymark_core::SavedPlan> {
+    let saved = waymark_core::read_saved(path)?;
+    if saved.direction != command {
+        let flag = if saved.direction == "down" { " --down" } else { "" };
+        return Err(Error::Usage(format!(
+            "{}: a plan of `{}`, not of `{command}`; apply it with `waymark {} --plan {}` (it was made by `waymark \
+             plan{flag}`)",
+            path.display(),
+            saved.direction,
+            saved.direction,
+            path.display()
+        ))
+        .into());
+    }
+    Ok(saved)
 }
 
 fn up_options(args: &cli::UpArgs) -> anyhow::Result<UpOptions> {

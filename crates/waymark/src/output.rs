@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::json;
 use waymark_core::{
     Applied, BackupProgress, CompareReport, CutoverStatus, Entry, Error, Event, Inspection, Listed, Manifest,
-    Migration, MigrationSet, Plan, PluginTest, Preimage, Prepared, Progress, RepairAction, RestoreReport, Side,
-    SwitchReport, SyncProgress, VerifyBackupReport, VerifyReport, redact,
+    Migration, MigrationSet, Plan, PluginTest, Preimage, Prepared, Progress, RepairAction, RestoreReport, SavedPlan,
+    Side, Strategy, SwitchReport, SyncProgress, VerifyBackupReport, VerifyReport, Way, redact,
 };
 
 fn human_bytes(n: u64) -> String {
@@ -157,7 +157,7 @@ impl Output {
 
     pub(crate) fn progress(&self, event: &Event<'_>) {
         match event {
-            Event::Started { label, down } => {
+            Event::Started { label, down, .. } => {
                 tracing::info!("{} {label}", if *down { "reverting" } else { "applying" });
             }
             Event::Finished {
@@ -166,6 +166,7 @@ impl Output {
                 duration,
                 preimages,
                 warnings,
+                ..
             } => {
                 self.note(&format!(
                     "{} {label} ({} ms)",
@@ -182,11 +183,13 @@ impl Output {
                     self.note(&format!("warning: {label}: {w}"));
                 }
             }
-            Event::Skipped { label, down } => self.note(&format!(
+            Event::Skipped { label, down, .. } => self.note(&format!(
                 "skipped {label}: another runner {} it first",
                 if *down { "reverted" } else { "applied" }
             )),
-            Event::BackedUp { id, dir, tables, bytes } => self.note(&format!(
+            Event::BackedUp {
+                id, dir, tables, bytes, ..
+            } => self.note(&format!(
                 "backed up to {} ({tables} tables, {}) and verified; recorded as backup {id}",
                 dir.display(),
                 human_bytes(*bytes)
@@ -295,52 +298,73 @@ impl Output {
         }
     }
 
-    pub(crate) fn plan(&self, plan: &Plan, down: bool) {
+    /// A plan: in JSON, the document `plan --out` writes (with `"ok"`).
+    pub(crate) fn plan(&self, plan: &Plan, saved: &SavedPlan, written: Option<&std::path::Path>) {
         if self.json {
-            let list: Vec<serde_json::Value> = plan
-                .migrations
-                .iter()
-                .map(|p| {
-                    json!({
-                        "version": p.migration.version.as_str(),
-                        "name": p.migration.name,
-                        "file": p.file.display().to_string(),
-                        "transactional": p.transactional,
-                        "step": p.step,
-                        "actions": p.actions.iter().map(|a| json!({ "line": a.line, "text": a.text })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            self.print_json(&json!({
-                "ok": true,
-                "direction": if down { "down" } else { "up" },
-                "single_transaction": plan.single_transaction,
-                "migrations": list,
-            }));
-            return;
+            let mut value = serde_json::to_value(saved).expect("a plan serializes");
+            if let serde_json::Value::Object(map) = &mut value {
+                map.insert("ok".to_owned(), json!(true));
+            }
+            self.print_json(&value);
+        } else {
+            self.plan_text(plan);
         }
+        if let Some(path) = written {
+            self.note(&format!(
+                "wrote the plan to {}; `waymark {} --plan {}` applies exactly it",
+                path.display(),
+                if plan.way == Way::Down { "down" } else { "up" },
+                path.display()
+            ));
+        }
+    }
+
+    fn plan_text(&self, plan: &Plan) {
         if plan.migrations.is_empty() {
-            outln!("{}", if down { "nothing to revert" } else { "nothing to apply" });
+            outln!(
+                "{}",
+                if plan.way == Way::Down {
+                    "nothing to revert"
+                } else {
+                    "nothing to apply"
+                }
+            );
             return;
         }
         for p in &plan.migrations {
-            let how = if plan.single_transaction {
-                "in the batch's single transaction"
-            } else if p.transactional {
-                "in a transaction"
-            } else {
-                "outside a transaction"
+            let how = match p.strategy {
+                _ if plan.single_transaction => "in the batch's single transaction",
+                Strategy::OneTransaction if plan.dry_run => "in the dry run's transaction, rolled back",
+                Strategy::Batched => "in batches, each committed with its checkpoint",
+                _ if p.transactional() => "in a transaction",
+                _ => "outside a transaction",
             };
             outln!(
-                "{} {} ({}, {how}, step {})",
-                if down { "revert" } else { "apply" },
+                "{} {} ({}, {how}, step {}){}",
+                if p.down { "revert" } else { "apply" },
                 p.migration.label(),
                 p.file.display(),
-                p.step
+                p.step,
+                if p.resumes {
+                    ", resuming from its checkpoint"
+                } else {
+                    ""
+                }
             );
             for a in &p.actions {
                 let text = a.text.replace('\n', "\n      ");
                 outln!("  {:>4}  {text}", a.line);
+            }
+            if !p.keeps.is_empty() {
+                outln!(
+                    "        {}: {}",
+                    if p.down {
+                        "puts back the kept copies of"
+                    } else {
+                        "keeps a copy of"
+                    },
+                    p.keeps.join(", ")
+                );
             }
         }
     }

@@ -110,9 +110,10 @@ fn backup_round_trip(kind: Kind) {
     p.file("waymark.toml", "[backup]\nchunk_kib = 16\n");
     p.run(&source, &["up"]).ok();
     let created = p.run(&source, &["backup", "create", "--json"]).ok().json();
-    // parent, child, nokey, and waymark's history, audit, checkpoint and
-    // pre-image tables: a restored database can still be migrated down.
-    assert_eq!(created["tables"], 7, "{created}");
+    // parent, child, nokey, and waymark's history, audit, checkpoint,
+    // pre-image and schema-version tables: a restored database can still be
+    // migrated down.
+    assert_eq!(created["tables"], 8, "{created}");
     let set = only_set(&p);
     assert!(
         created["dir"]
@@ -124,7 +125,7 @@ fn backup_round_trip(kind: Kind) {
 
     let listed = p.run(&source, &["backup", "list", "--json"]).ok().json();
     assert_eq!(listed["backups"][0]["complete"], true);
-    assert_eq!(listed["backups"][0]["tables"], 7);
+    assert_eq!(listed["backups"][0]["tables"], 8);
     p.run(&source, &["backup", "verify", "--deep", set.to_str().unwrap()])
         .ok();
     let manifest: serde_json::Value =

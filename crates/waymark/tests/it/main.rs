@@ -18,5 +18,7 @@ mod lifecycle;
 mod plugins;
 mod preimages;
 mod real_histories;
+mod saved_plans;
+mod schema_upgrade;
 mod settings;
 mod switchover;

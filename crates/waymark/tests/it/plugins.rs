@@ -116,9 +116,9 @@ fn count(db: &TestDb, sql: &str) -> i64 {
 
 /// The checkpoint a batched step recorded, if any.
 fn checkpoint(db: &TestDb) -> Option<i64> {
-    db.rows("SELECT checkpoint FROM waymark_history_checkpoint")
+    db.rows("SELECT checkpoint FROM waymark_history_checkpoint WHERE direction = 'up'")
         .first()
-        .and_then(|row| row[0].as_deref()?.strip_prefix("up:")?.parse().ok())
+        .and_then(|row| row[0].as_deref()?.parse().ok())
 }
 
 fn backfill_resumes_after_a_kill(kind: Kind) {

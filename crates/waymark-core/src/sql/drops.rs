@@ -10,7 +10,6 @@
 //! (a `DO` block, a procedure) is not seen: a component step declares
 //! such drops in `step.toml` (`[drops]`).
 
-use sqlparser::dialect::{Dialect as SqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::tokenizer::{Token, Tokenizer};
 use waymark_db::{Dialect, Ident, ObjectRef};
 
@@ -65,12 +64,7 @@ pub(crate) fn inspect(dialect: Dialect, sql: &str) -> Changes {
 /// The statements in `sql`, each as its tokens without whitespace and
 /// comments; `None` when `sql` cannot be tokenized.
 pub(crate) fn statements(dialect: Dialect, sql: &str) -> Option<Vec<Vec<Token>>> {
-    let tokenizer_dialect: &dyn SqlDialect = match dialect {
-        Dialect::Postgres => &PostgreSqlDialect {},
-        Dialect::Mysql => &MySqlDialect {},
-        Dialect::Sqlite => &SQLiteDialect {},
-    };
-    let tokens = Tokenizer::new(tokenizer_dialect, sql).tokenize().ok()?;
+    let tokens = Tokenizer::new(super::dialect(dialect), sql).tokenize().ok()?;
     let mut out = Vec::new();
     let mut statement = Vec::new();
     let significant = tokens.into_iter().filter(|t| !matches!(t, Token::Whitespace(_)));

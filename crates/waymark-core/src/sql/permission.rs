@@ -21,12 +21,11 @@ use sqlparser::ast::{
     FromTable, ObjectName, ObjectNamePart, SetExpr, Statement, TableFactor, TableObject, TableWithJoins,
     visit_statements,
 };
-use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 use waymark_db::Dialect;
 
-use crate::drops;
+use super::drops;
 use crate::source::Access;
 
 /// What one statement does, as far as permissions go.
@@ -48,11 +47,7 @@ pub(crate) fn check(access: &Access, dialect: Dialect, sql: &str) -> Result<(), 
         Access::ReadOnly => "permissions.access = \"read-only\" (the default)".to_owned(),
         Access::Tables(tables) => format!("permissions.write = [{}]", quoted_list(tables)),
     };
-    let parsed = match dialect {
-        Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, sql),
-        Dialect::Mysql => Parser::parse_sql(&MySqlDialect {}, sql),
-        Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, sql),
-    };
+    let parsed = Parser::parse_sql(super::dialect(dialect), sql);
     let parsed = match (parsed, access) {
         (Ok(parsed), _) => parsed,
         (Err(_), Access::ReadWrite) => return scan_for_transaction_control(dialect, sql),

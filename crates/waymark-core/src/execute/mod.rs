@@ -1,0 +1,609 @@
+//! The executor: carries out a [`Plan`] against one database, with the
+//! step host every executor of a run shares, and names that database in
+//! every event it emits.
+//!
+//! A migration runs as its plan's strategy says:
+//! - atomic: the step and its history row commit together in one
+//!   transaction, or neither does;
+//! - recorded: a `running` row is committed first and replaced by
+//!   `applied` or `failed` afterwards, so a failure or a killed runner is
+//!   visible and blocks further runs until `repair`;
+//! - batched: as recorded, but the step runs in transactions that end at
+//!   the commit points it asks for, each recording its checkpoint; a run
+//!   that stops part-way is resumed from the last checkpoint by the next
+//!   `up`;
+//! - one transaction: the whole plan in one transaction, all of it or none
+//!   (rolled back at the end for a dry run).
+//!
+//! The executor assumes the caller holds the migration lock and made (or
+//! checked) the plan under it.
+
+mod session;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use waymark_db::{Conn, Database, NewHistoryRow, State as Recorded};
+use waymark_host::{Call, CallError, Direction, StepFailure};
+
+use self::session::{Batches, Preimages, StepReport, StepSession, to_put_back};
+use crate::engine::{
+    Applied, Event, PreimageMode, Progress, batched, config_of, direction_name, host_dialect, script_for,
+};
+use crate::error::Error;
+use crate::plan::{Plan, Strategy};
+use crate::source::{Migration, Step, Transaction};
+use crate::steps::Steps;
+
+/// Carries out plans against one database.
+pub struct Executor<'a> {
+    db: &'a Database,
+    steps: &'a Steps,
+    /// The database's name in events: its URL without a password, or the
+    /// name a fleet gives it.
+    target: &'a str,
+    progress: Option<Progress>,
+    /// The backup taken before the plan ran, recorded with each migration
+    /// applied.
+    backup_id: Option<String>,
+}
+
+impl std::fmt::Debug for Executor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").field("target", &self.target).finish()
+    }
+}
+
+impl<'a> Executor<'a> {
+    /// An executor against `db`, named `target` in events.
+    pub fn new(db: &'a Database, steps: &'a Steps, target: &'a str) -> Self {
+        Executor {
+            db,
+            steps,
+            target,
+            progress: None,
+            backup_id: None,
+        }
+    }
+
+    /// Sends steps' progress reports to `progress`.
+    pub fn with_progress(mut self, progress: Option<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Records `id` as the backup taken before each migration it applies.
+    pub fn with_backup(mut self, id: Option<String>) -> Self {
+        self.backup_id = id;
+        self
+    }
+
+    /// Carries out `plan`; on a failure, the error lists what was done
+    /// before it.
+    pub async fn run(&self, plan: &Plan, on_event: &mut (dyn FnMut(Event<'_>) + Send)) -> Result<Vec<Applied>, Error> {
+        if plan.single_transaction || plan.dry_run {
+            self.apply_batch(plan, on_event).await
+        } else {
+            self.run_each(plan, on_event).await
+        }
+    }
+
+    /// Which migrations have copies waiting, read before the first `up` of
+    /// a run (and again after a `down`, which may leave some): only those
+    /// need `retire_waiting`.
+    async fn read_waiting(&self) -> Result<HashSet<String>, Error> {
+        let mut conn = self.db.connection().await?;
+        let copies = conn.preimages(None).await?;
+        let mut waiting = HashSet::new();
+        if !copies.is_empty() {
+            let recorded: HashSet<String> = conn.history_rows(None).await?.into_iter().map(|r| r.version).collect();
+            waiting.extend(copies.into_iter().map(|c| c.version).filter(|v| !recorded.contains(v)));
+        }
+        Ok(waiting)
+    }
+
+    /// Before `m` is applied afresh (it has no history row, so this is not a
+    /// resumed run): a copy that an earlier `down` of `m` left waiting, and
+    /// whose table or column exists again, holds data older than what is there
+    /// now. `up` is about to drop that place again and keeps a copy of what is
+    /// there now; the old copy would stand in for it and put stale values
+    /// back, so it goes, with a warning.
+    async fn retire_waiting(
+        &self,
+        conn: &mut Conn,
+        m: &Migration,
+        direction: Direction,
+        waiting: &HashSet<String>,
+    ) -> Result<Vec<String>, Error> {
+        if direction == Direction::Down
+            || !waiting.contains(m.version.as_str())
+            || !conn.history_rows(Some(m.version.as_str())).await?.is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        let mut warnings = Vec::new();
+        for copy in conn.preimages(Some(m.version.as_str())).await? {
+            if conn.preimage_object_exists(&copy).await? {
+                conn.discard_preimage(&copy.kept_in).await?;
+                warnings.push(format!(
+                    "discarded the copy of {} ({} rows) that waited since an earlier down of {}: {} exists again, \
+                     and a copy of what it holds now replaces the old one",
+                    copy.object,
+                    copy.rows,
+                    m.label(),
+                    copy.object
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// Carries out each migration of the plan in turn, stopping at the
+    /// first failure.
+    async fn run_each(&self, plan: &Plan, on_event: &mut (dyn FnMut(Event<'_>) + Send)) -> Result<Vec<Applied>, Error> {
+        let target = self.target;
+        // Read before the first `up`, and again after a `down` (a redo's),
+        // which may have left copies waiting.
+        let mut waiting: Option<HashSet<String>> = None;
+        let mut done = Vec::new();
+        for p in &plan.migrations {
+            let (m, down) = (&p.migration, p.down);
+            let direction = if down { Direction::Down } else { Direction::Up };
+            let waiting = if down {
+                waiting = None;
+                &HashSet::new()
+            } else {
+                match &mut waiting {
+                    Some(w) => &*w,
+                    slot => &*slot.insert(self.read_waiting().await?),
+                }
+            };
+            let label = m.label();
+            on_event(Event::Started {
+                target,
+                label: &label,
+                down,
+            });
+            let started = Instant::now();
+            let ran = match p.strategy {
+                Strategy::Atomic => self.run_atomic(m, direction, &done, waiting, plan.preimages).await,
+                _ => self.run_recorded(m, direction, &done, waiting, plan.preimages).await,
+            };
+            let report = match ran {
+                Ok(Some(report)) => report,
+                Ok(None) => {
+                    on_event(Event::Skipped {
+                        target,
+                        label: &label,
+                        down,
+                    });
+                    continue;
+                }
+                Err(e) => return Err(with_applied(e, done)),
+            };
+            done.push(finished(target, m, down, started, p.transactional(), report, on_event));
+        }
+        Ok(done)
+    }
+
+    /// Whether another runner applied (or reverted) `m` since the status was
+    /// read. On SQLite there is no session lock, and re-reading the row under
+    /// the transaction's write lock is what keeps a second runner from
+    /// applying the same migration. Elsewhere the session lock, taken before
+    /// the status was read, already does, and the round trip would be spent
+    /// on every migration.
+    async fn already_done(&self, conn: &mut Conn, m: &Migration, direction: Direction) -> Result<bool, Error> {
+        if self.db.dialect().session_lock() {
+            return Ok(false);
+        }
+        let rows = conn.history_rows(Some(m.version.as_str())).await?;
+        let present = match direction {
+            Direction::Up => rows
+                .iter()
+                .any(|r| matches!(r.state, Recorded::Applied | Recorded::Baseline)),
+            // A `running` or `failed` row is the interrupted run this one
+            // resumes; only no row at all means it was reverted.
+            Direction::Down => !rows.is_empty(),
+        };
+        Ok(present == (direction == Direction::Up))
+    }
+
+    /// Runs one migration and its history change in one transaction.
+    /// Returns `None` when another runner got there first, or the dropped
+    /// data it kept or put back.
+    async fn run_atomic(
+        &self,
+        m: &Migration,
+        direction: Direction,
+        done: &[Applied],
+        waiting: &HashSet<String>,
+        mode: PreimageMode,
+    ) -> Result<Option<StepReport>, Error> {
+        let started = Instant::now();
+        let mut conn = self.db.begin_migration().await?;
+        if self.already_done(&mut conn, m, direction).await? {
+            conn.rollback().await?;
+            return Ok(None);
+        }
+        let retired = self.retire_waiting(&mut conn, m, direction, waiting).await?;
+        let script = script_for(m, direction);
+        let (conn, outcome) = self.run_step(conn, m, direction, false, None, mode).await?;
+        let preimages = match outcome {
+            Ok(report) => report.after(retired),
+            Err(failure) => {
+                // The step's failure is what the user needs; if the rollback
+                // fails too (a lost connection), the server rolls back anyway.
+                if let Err(e) = conn.rollback().await {
+                    tracing::warn!("rolling back {}: {e}", m.label());
+                }
+                return Err(crate::engine::failure(m, script, failure, true, done.to_vec()));
+            }
+        };
+        // The history change travels with the COMMIT. (A batched step is
+        // never atomic: it commits at its own points.)
+        let duration_ms = millis(started.elapsed());
+        match direction {
+            Direction::Up => {
+                let backup = self.backup_id.clone();
+                conn.record_and_commit(&applied_row(m, duration_ms, backup.as_deref()))
+                    .await?
+            }
+            Direction::Down => conn.forget_and_commit(m.version.as_str()).await?,
+        }
+        Ok(Some(preimages))
+    }
+
+    /// Records a migration as applied, or forgets it once reverted.
+    async fn finish(
+        &self,
+        conn: &mut Conn,
+        m: &Migration,
+        direction: Direction,
+        duration_ms: i64,
+    ) -> Result<(), Error> {
+        match direction {
+            Direction::Up => {
+                let backup = self.backup_id.clone();
+                conn.record(&applied_row(m, duration_ms, backup.as_deref())).await?
+            }
+            Direction::Down => {
+                conn.forget(m.version.as_str()).await?;
+            }
+        }
+        if batched(m) {
+            conn.clear_checkpoint(m.version.as_str()).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one migration outside a single transaction, with a `running`
+    /// record committed first so that a failure or a killed runner is
+    /// visible. A step that commits in batches runs in a transaction that
+    /// its commit points end, the last of which also records the result.
+    async fn run_recorded(
+        &self,
+        m: &Migration,
+        direction: Direction,
+        done: &[Applied],
+        waiting: &HashSet<String>,
+        mode: PreimageMode,
+    ) -> Result<Option<StepReport>, Error> {
+        let backup = self.backup_id.clone();
+        let started = Instant::now();
+        let mut claim = self.db.begin().await?;
+        if self.already_done(&mut claim, m, direction).await? {
+            claim.rollback().await?;
+            return Ok(None);
+        }
+        let resume_from = if batched(m) {
+            self.checkpoint_to_resume(&mut claim, m, direction).await?
+        } else {
+            None
+        };
+        let retired = self.retire_waiting(&mut claim, m, direction, waiting).await?;
+        claim
+            .record(&NewHistoryRow {
+                version: m.version.as_str(),
+                name: &m.name,
+                checksum: &m.checksum,
+                state: Recorded::Running,
+                duration_ms: 0,
+                error: None,
+                backup_id: backup.as_deref(),
+            })
+            .await?;
+        claim.commit().await?;
+
+        let script = script_for(m, direction);
+        // A batched step's work commits at its commit points. A component
+        // step that may run DDL on MySQL/MariaDB still runs in a transaction,
+        // so that its row changes roll back on failure even though its DDL
+        // cannot; SQL scripts run as the user's client would run them.
+        let in_transaction =
+            batched(m) || matches!(&m.step, Step::Component(c) if c.transaction == Transaction::Migration);
+        let conn = if in_transaction {
+            self.db.begin().await?
+        } else {
+            self.db.connection().await?
+        };
+        let (mut conn, outcome) = self
+            .run_step(conn, m, direction, false, resume_from.as_deref(), mode)
+            .await?;
+        let failure = match outcome {
+            Ok(report) if conn.in_transaction() => {
+                self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
+                conn.commit().await?;
+                return Ok(Some(report.after(retired)));
+            }
+            Ok(report) => {
+                drop(conn);
+                let mut finish = self.db.begin().await?;
+                self.finish(&mut finish, m, direction, millis(started.elapsed()))
+                    .await?;
+                finish.commit().await?;
+                return Ok(Some(report.after(retired)));
+            }
+            Err(failure) => failure,
+        };
+        if let Err(e) = conn.rollback().await {
+            tracing::warn!("rolling back {}: {e}", m.label());
+        }
+        let error = crate::engine::failure(m, script, failure, false, done.to_vec());
+        let message = match &error {
+            Error::Migration { failure, .. } => failure.to_string(),
+            other => other.to_string(),
+        };
+        let mut finish = self.db.begin().await?;
+        finish
+            .record(&NewHistoryRow {
+                version: m.version.as_str(),
+                name: &m.name,
+                checksum: &m.checksum,
+                state: Recorded::Failed,
+                duration_ms: millis(started.elapsed()),
+                error: Some(&message),
+                backup_id: backup.as_deref(),
+            })
+            .await?;
+        finish.commit().await?;
+        Err(error)
+    }
+
+    /// The checkpoint an interrupted run of a batched step left, for a run
+    /// in the same direction; a checkpoint of the other direction refuses.
+    async fn checkpoint_to_resume(
+        &self,
+        conn: &mut Conn,
+        m: &Migration,
+        direction: Direction,
+    ) -> Result<Option<String>, Error> {
+        let Some((saved_direction, checkpoint)) = conn.checkpoint(m.version.as_str()).await? else {
+            return Ok(None);
+        };
+        if saved_direction != direction_name(direction) {
+            return Err(Error::Refused {
+                message: format!(
+                    "migration {} stopped part-way through its {saved_direction} step; it cannot {} from there",
+                    m.label(),
+                    direction_name(direction)
+                ),
+                hint: Some(format!(
+                    "run `waymark {saved_direction}` to finish it, or undo its effects and run `waymark repair --rolled-back --version {}`",
+                    m.version
+                )),
+            });
+        }
+        tracing::info!(migration = %m.label(), checkpoint, "resuming from the last checkpoint");
+        Ok(Some(checkpoint.to_owned()))
+    }
+
+    /// Applies a batch in one transaction: all of it or none of it. A dry
+    /// run rolls it back at the end.
+    async fn apply_batch(
+        &self,
+        plan: &Plan,
+        on_event: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<Vec<Applied>, Error> {
+        let (target, dry_run) = (self.target, plan.dry_run);
+        let backup = self.backup_id.clone();
+        let waiting = self.read_waiting().await?;
+        let mut conn = self.db.begin().await?;
+        let mut done = Vec::new();
+        for m in plan.migrations.iter().map(|p| &p.migration) {
+            let label = m.label();
+            on_event(Event::Started {
+                target,
+                label: &label,
+                down: false,
+            });
+            let started = Instant::now();
+            let retired = self.retire_waiting(&mut conn, m, Direction::Up, &waiting).await?;
+            let (back, outcome) = self
+                .run_step(conn, m, Direction::Up, dry_run, None, plan.preimages)
+                .await?;
+            conn = back;
+            let report = match outcome {
+                Ok(report) => report.after(retired),
+                Err(failure) => {
+                    if let Err(e) = conn.rollback().await {
+                        tracing::warn!("rolling back the batch: {e}");
+                    }
+                    // Nothing of the batch stays: report none of it as applied.
+                    return Err(crate::engine::failure(m, &m.up, failure, true, Vec::new()));
+                }
+            };
+            conn.record(&NewHistoryRow {
+                version: m.version.as_str(),
+                name: &m.name,
+                checksum: &m.checksum,
+                state: Recorded::Applied,
+                duration_ms: millis(started.elapsed()),
+                error: None,
+                backup_id: backup.as_deref(),
+            })
+            .await?;
+            done.push(finished(target, m, false, started, true, report, on_event));
+        }
+        if dry_run {
+            conn.rollback().await?;
+        } else {
+            conn.commit().await?;
+        }
+        Ok(done)
+    }
+
+    /// Runs a migration's step on `conn`. For `up`, a copy of each table
+    /// and column the step drops is kept first; for `down`, each copy the
+    /// migration kept is put back as soon as its place exists again, and
+    /// by the end of the step at the latest.
+    async fn run_step(
+        &self,
+        conn: Conn,
+        m: &Migration,
+        direction: Direction,
+        dry_run: bool,
+        resume_from: Option<&str>,
+        mode: PreimageMode,
+    ) -> Result<(Conn, Result<StepReport, StepFailure>), Error> {
+        let script = script_for(m, direction);
+        let (step, limits) = self.steps.component(m)?;
+        tracing::debug!(migration = %m.label(), step = step.name(), file = %script.path.display(), "running step");
+        let mut conn = conn;
+        let preimages = match (direction, mode) {
+            (Direction::Up, PreimageMode::Off) => None,
+            (Direction::Up, mode) => Some(Preimages::Keep {
+                version: m.version.to_string(),
+                strict: mode == PreimageMode::Strict,
+            }),
+            (Direction::Down, _) => {
+                let pending = to_put_back(&mut conn, m).await?;
+                (!pending.is_empty()).then(|| Preimages::PutBack {
+                    version: m.version.to_string(),
+                    pending,
+                })
+            }
+        };
+        let access = match &m.step {
+            Step::Sql => None,
+            Step::Component(c) => Some(c.access.clone()),
+        };
+        let mut session = StepSession {
+            conn: Some(conn),
+            access,
+            dialect: self.db.dialect(),
+            batches: batched(m).then(|| Batches {
+                db: self.db.clone(),
+                version: m.version.to_string(),
+                direction,
+            }),
+            progress: self.progress.clone(),
+            label: m.label(),
+            statement_timeout: None,
+            restore: None,
+            preimages,
+            notes: Vec::new(),
+            warnings: Vec::new(),
+        };
+        if let Step::Component(_) = &m.step {
+            session.statement_timeout = limits.statement_timeout;
+        }
+        // What the step says it drops, beyond what its statements show.
+        if let (Step::Component(c), Direction::Up) = (&m.step, direction)
+            && let Err(e) = session.keep_all(&c.drops).await
+        {
+            let failure = match e {
+                CallError::Denied(message) => StepFailure::Denied(message),
+                CallError::Database(e) => StepFailure::Host(e.message),
+            };
+            let conn = session.conn.take().expect("no commit point has run yet");
+            return Ok((conn, Err(failure)));
+        }
+        let guarded = session.guard_read_only().await?;
+        session.bound_statements().await?;
+        let call = Call {
+            config: config_of(m),
+            dry_run,
+            resume_from,
+            ..Call::new(direction, host_dialect(self.db.dialect()), &script.text)
+        };
+        let (env, outcome) = self
+            .steps
+            .host()
+            .run_limited(&step, &call, Box::new(session), &limits)
+            .await;
+        let env: Box<dyn std::any::Any + Send> = env;
+        let mut session = env
+            .downcast::<StepSession>()
+            .expect("the host returns the environment it was given");
+        if guarded {
+            session.unguard_read_only().await?;
+        }
+        session.unbound_statements().await?;
+        let outcome = match outcome {
+            Ok(()) => session.put_back_the_rest(&m.label()).await,
+            Err(failure) => Err(failure),
+        };
+        let report = StepReport {
+            notes: std::mem::take(&mut session.notes),
+            warnings: std::mem::take(&mut session.warnings),
+        };
+        let conn = session.conn.take().ok_or_else(|| Error::Refused {
+            message: format!("migration {}: its connection was lost at a commit point", m.label()),
+            hint: None,
+        });
+        Ok((conn?, outcome.map(|()| report)))
+    }
+}
+
+/// Reports a migration done, and what is said of it afterwards.
+fn finished(
+    target: &str,
+    m: &Migration,
+    down: bool,
+    started: Instant,
+    transactional: bool,
+    report: StepReport,
+    on_event: &mut (dyn FnMut(Event<'_>) + Send),
+) -> Applied {
+    let duration = started.elapsed();
+    on_event(Event::Finished {
+        target,
+        label: &m.label(),
+        down,
+        duration,
+        preimages: &report.notes,
+        warnings: &report.warnings,
+    });
+    Applied {
+        version: m.version.clone(),
+        name: m.name.clone(),
+        duration,
+        transactional,
+        preimages: report.notes,
+        warnings: report.warnings,
+    }
+}
+
+/// The history row of a migration just applied.
+fn applied_row<'a>(m: &'a Migration, duration_ms: i64, backup: Option<&'a str>) -> NewHistoryRow<'a> {
+    NewHistoryRow {
+        version: m.version.as_str(),
+        name: &m.name,
+        checksum: &m.checksum,
+        state: Recorded::Applied,
+        duration_ms,
+        error: None,
+        backup_id: backup,
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn with_applied(error: Error, done: Vec<Applied>) -> Error {
+    match error {
+        Error::Migration { failure, .. } => Error::Migration { failure, applied: done },
+        other => other,
+    }
+}

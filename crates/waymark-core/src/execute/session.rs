@@ -1,0 +1,509 @@
+//! A migration's connection as its step sees it: every statement checked
+//! against the step's permissions, copies of dropped data kept before the
+//! statement that drops them and put back after the one that makes their
+//! place again, commit points for batched steps, statement time bounded.
+
+use std::time::Duration;
+
+use waymark_db::{Conn, Database, DbError, Dialect};
+use waymark_host::{CallError, DatabaseError, Direction, Rows, StepEnv, StepFailure, StepFuture, Value};
+
+use crate::engine::{PreimageNote, Progress, direction_name};
+use crate::error::Error;
+use crate::source::{Access, Migration};
+use crate::sql::{drops, permission};
+
+/// Where a batched step's commit points go.
+pub(super) struct Batches {
+    pub(super) db: Database,
+    pub(super) version: String,
+    pub(super) direction: Direction,
+}
+
+/// A migration's connection as a step sees it: each statement checked
+/// against the step's permissions (`access`; none for the built-in SQL
+/// step, whose scripts are the user's own), commit points for batched
+/// steps, progress passed on.
+pub(super) struct StepSession {
+    /// `None` only if a commit point failed to open the next transaction.
+    pub(super) conn: Option<Conn>,
+    pub(super) access: Option<Access>,
+    pub(super) dialect: Dialect,
+    pub(super) batches: Option<Batches>,
+    pub(super) progress: Option<Progress>,
+    pub(super) label: String,
+    /// How long one statement of a component step may run: epochs cannot
+    /// interrupt a host call, so the database must.
+    pub(super) statement_timeout: Option<Duration>,
+    /// The session setting to put back after the step, where the bound is
+    /// a session setting rather than a transaction's.
+    pub(super) restore: Option<String>,
+    /// What happens to dropped data; `None` when nothing does.
+    pub(super) preimages: Option<Preimages>,
+    /// The copies kept or put back so far.
+    pub(super) notes: Vec<PreimageNote>,
+    /// What could not be kept, or has nowhere to go yet.
+    pub(super) warnings: Vec<String>,
+}
+
+/// What a step did about dropped data.
+#[derive(Debug, Default)]
+pub(super) struct StepReport {
+    pub(super) notes: Vec<PreimageNote>,
+    pub(super) warnings: Vec<String>,
+}
+
+impl StepReport {
+    /// This report, after the warnings of what happened before the step.
+    pub(super) fn after(mut self, mut earlier: Vec<String>) -> Self {
+        earlier.append(&mut self.warnings);
+        self.warnings = earlier;
+        self
+    }
+}
+
+/// The copies a `down` of `m` puts back once their place exists: its own,
+/// and those that earlier `down`s left waiting (their migration is no
+/// longer applied), since a history often makes a column again in the
+/// `down` of an earlier migration than the one that dropped it.
+pub(super) async fn to_put_back(conn: &mut Conn, m: &Migration) -> Result<Vec<waymark_db::Preimage>, Error> {
+    let copies = conn.preimages(None).await?;
+    if copies.iter().all(|p| p.version == m.version.as_str()) {
+        return Ok(copies);
+    }
+    let recorded: std::collections::HashSet<String> =
+        conn.history_rows(None).await?.into_iter().map(|r| r.version).collect();
+    Ok(copies
+        .into_iter()
+        .filter(|p| p.version == m.version.as_str() || !recorded.contains(&p.version))
+        .collect())
+}
+
+/// What a step's session does about dropped data.
+pub(super) enum Preimages {
+    /// `up`: keep a copy of each table and column before a statement
+    /// drops it; `strict` refuses a drop that cannot be copied.
+    Keep { version: String, strict: bool },
+    /// `down` of `version`: put each copy back once a statement has made
+    /// its table or column again.
+    PutBack {
+        version: String,
+        pending: Vec<waymark_db::Preimage>,
+    },
+}
+
+impl StepSession {
+    /// Before a statement runs: keeps a copy of whatever it drops (`up`),
+    /// or says whether it may have made a place for a copy to go back to
+    /// (`down`). A script of several statements with such a statement
+    /// among them is refused, so that it is sent again one statement at a
+    /// time (as the SQL step does) and each copy is taken or put back at
+    /// exactly its statement.
+    async fn before(&mut self, sql: &str, script: bool) -> Result<bool, CallError> {
+        let Some(preimages) = &self.preimages else {
+            return Ok(false);
+        };
+        match preimages {
+            Preimages::Keep { .. } if !drops::may_drop(sql) => return Ok(false),
+            Preimages::PutBack { pending, .. } if pending.is_empty() => return Ok(false),
+            _ => {}
+        }
+        let changes = drops::inspect(self.dialect, sql);
+        let split = |why: &str| {
+            CallError::Database(DatabaseError {
+                code: None,
+                message: format!("{why}, so such statements must come one at a time, through `execute`"),
+                position: None,
+            })
+        };
+        match preimages {
+            Preimages::Keep { .. } if changes.drops.is_empty() => Ok(false),
+            Preimages::Keep { .. } if script && changes.statements > 1 => {
+                Err(split("waymark keeps a copy of each table and column a migration drops"))
+            }
+            Preimages::Keep { .. } => {
+                self.keep_all(&changes.drops).await?;
+                Ok(false)
+            }
+            Preimages::PutBack { pending, .. } if pending.is_empty() || !changes.creates => Ok(false),
+            Preimages::PutBack { .. } if script && changes.statements > 1 => Err(split(
+                "waymark puts this migration's kept data back as soon as its table or column exists again",
+            )),
+            Preimages::PutBack { .. } => Ok(true),
+        }
+    }
+
+    /// After a statement: puts back what it made room for (`down`), or,
+    /// when it failed, discards the copies kept for it since `mark`: it
+    /// dropped nothing, and a copy left behind would later stand in for
+    /// data that may change. (Inside a transaction the rollback that
+    /// follows removes them anyway.)
+    async fn after(&mut self, mark: usize, put_back: bool, succeeded: bool) -> Result<(), CallError> {
+        if succeeded {
+            if put_back {
+                self.put_back_ready().await.map_err(step_error)?;
+            }
+            return Ok(());
+        }
+        let kept: Vec<String> = self.notes.drain(mark..).map(|n| n.kept_in).collect();
+        if let Some(conn) = self.conn.as_mut() {
+            for kept_in in kept {
+                if let Err(e) = conn.discard_preimage(&kept_in).await {
+                    tracing::debug!(kept_in, "discarding a copy after its statement failed: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a copy of each of `targets` (`up` only).
+    pub(super) async fn keep_all(&mut self, targets: &[waymark_db::ObjectRef]) -> Result<(), CallError> {
+        let Some(Preimages::Keep { version, strict }) = &self.preimages else {
+            return Ok(());
+        };
+        let (version, strict) = (version.clone(), *strict);
+        for target in targets {
+            let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
+            match conn.keep_preimage(&version, target).await {
+                Ok(Some(kept)) => self.notes.push(PreimageNote {
+                    object: kept.object,
+                    kept_in: kept.kept_in,
+                    rows: kept.rows,
+                    put_back: None,
+                }),
+                Ok(None) => {}
+                Err(DbError::Preimage(message)) if strict => {
+                    return Err(CallError::Denied(format!(
+                        "{message}; give the table a primary key first, or set `preimages = true` (keep what \
+                         can be kept) or `false` under [backup] in waymark.toml"
+                    )));
+                }
+                Err(DbError::Preimage(message)) => {
+                    tracing::debug!("not kept: {message}");
+                    self.warnings.push(format!(
+                        "{message}; nothing of it is kept, and `down` will not give its values back \
+                         (`preimages = \"strict\"` under [backup] refuses such a drop instead)"
+                    ));
+                }
+                Err(e) => return Err(step_error(e).into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back every copy whose table or column exists now (`down`).
+    async fn put_back_ready(&mut self) -> Result<(), DbError> {
+        let Some(Preimages::PutBack { pending, .. }) = &mut self.preimages else {
+            return Ok(());
+        };
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        let mut still = Vec::new();
+        for preimage in std::mem::take(pending) {
+            match conn.restore_preimage(&preimage).await? {
+                Some(written) => self.notes.push(PreimageNote {
+                    object: preimage.object.clone(),
+                    kept_in: preimage.kept_in.clone(),
+                    rows: preimage.rows,
+                    put_back: Some(written),
+                }),
+                None => still.push(preimage),
+            }
+        }
+        *pending = still;
+        Ok(())
+    }
+
+    /// After a `down` step: puts back what no statement of it was seen to
+    /// make room for. A copy of this migration's that still has nowhere to
+    /// go waits, kept, for a later `down` (of an earlier migration, in this
+    /// run or another) to make its place again; `status` lists it.
+    pub(super) async fn put_back_the_rest(&mut self, label: &str) -> Result<(), StepFailure> {
+        self.put_back_ready()
+            .await
+            .map_err(|e| StepFailure::Host(e.to_string()))?;
+        let Some(Preimages::PutBack { version, pending }) = &self.preimages else {
+            return Ok(());
+        };
+        for copy in pending.iter().filter(|p| &p.version == version) {
+            let what = if copy.column.is_some() { "column" } else { "table" };
+            self.warnings.push(format!(
+                "the down step of {label} did not make {what} {} again (with the columns its copy needs): its {} \
+                 rows wait in {} and go back when a later down makes it again; `waymark status` lists them",
+                copy.object, copy.rows, copy.kept_in
+            ));
+        }
+        Ok(())
+    }
+
+    /// Bounds each statement by `statement_timeout`: `SET LOCAL` inside a
+    /// PostgreSQL transaction (again after each commit point), a session
+    /// setting elsewhere, put back afterwards. SQLite runs statements in
+    /// this process and has no such setting.
+    pub(super) async fn bound_statements(&mut self) -> Result<(), Error> {
+        let Some(timeout) = self.statement_timeout else {
+            return Ok(());
+        };
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        let ms = timeout.as_millis();
+        match self.dialect {
+            Dialect::Postgres if conn.in_transaction() => {
+                conn.execute(&format!("SET LOCAL statement_timeout = {ms}")).await?;
+            }
+            Dialect::Postgres => {
+                let previous = conn
+                    .query_rows("SELECT current_setting('statement_timeout')", &[], 1)
+                    .await?;
+                if let Some(Some(waymark_db::Value::Text(v))) = previous.rows.first().map(|r| r.first()) {
+                    self.restore = Some(format!("SET statement_timeout = '{}'", v.replace('\'', "''")));
+                }
+                conn.execute(&format!("SET statement_timeout = {ms}")).await?;
+            }
+            Dialect::Mysql => {
+                // MariaDB counts in seconds; MySQL has only a SELECT bound.
+                let seconds = timeout.as_secs_f64();
+                match conn
+                    .execute(&format!(
+                        "SET @waymark_mst = @@max_statement_time, max_statement_time = {seconds}"
+                    ))
+                    .await
+                {
+                    Ok(_) => self.restore = Some("SET max_statement_time = @waymark_mst".to_owned()),
+                    Err(_) => {
+                        conn.execute(&format!(
+                            "SET @waymark_met = @@max_execution_time, max_execution_time = {ms}"
+                        ))
+                        .await?;
+                        self.restore = Some("SET max_execution_time = @waymark_met".to_owned());
+                    }
+                }
+            }
+            Dialect::Sqlite => {}
+        }
+        Ok(())
+    }
+
+    pub(super) async fn unbound_statements(&mut self) -> Result<(), Error> {
+        if let (Some(restore), Some(conn)) = (self.restore.take(), self.conn.as_mut()) {
+            // On an aborted PostgreSQL transaction this fails, and the
+            // rollback that follows undoes the setting anyway.
+            if let Err(e) = conn.execute(&restore).await {
+                tracing::debug!("restoring the statement timeout: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, sql: &str) -> Result<(), CallError> {
+        match &self.access {
+            Some(access) => permission::check(access, self.dialect, sql).map_err(CallError::Denied),
+            None => Ok(()),
+        }
+    }
+
+    fn conn(&mut self) -> Result<&mut Conn, CallError> {
+        self.conn.as_mut().ok_or_else(lost_connection)
+    }
+
+    /// What the parser cannot see, the database stops: a read-only step
+    /// runs in a read-only savepoint on PostgreSQL and with `query_only` on
+    /// SQLite. Returns whether the guard is up.
+    pub(super) async fn guard_read_only(&mut self) -> Result<bool, Error> {
+        if self.access != Some(Access::ReadOnly) || self.batches.is_some() {
+            return Ok(false);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(false);
+        };
+        match self.dialect {
+            Dialect::Postgres if conn.in_transaction() => {
+                conn.execute("SAVEPOINT waymark_read_only; SET LOCAL transaction_read_only = on")
+                    .await?;
+            }
+            Dialect::Sqlite => {
+                conn.execute("PRAGMA query_only = ON").await?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub(super) async fn unguard_read_only(&mut self) -> Result<(), Error> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        match self.dialect {
+            Dialect::Postgres => {
+                // After an error the transaction is aborted and rolls back
+                // anyway; the savepoint's rollback must not hide that error.
+                let _ = conn
+                    .execute("ROLLBACK TO SAVEPOINT waymark_read_only; RELEASE SAVEPOINT waymark_read_only")
+                    .await;
+            }
+            _ => {
+                conn.execute("PRAGMA query_only = OFF").await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StepEnv for StepSession {
+    fn execute<'a>(&'a mut self, sql: &'a str, params: Vec<Value>) -> StepFuture<'a, Result<u64, CallError>> {
+        Box::pin(async move {
+            self.check(sql)?;
+            let mark = self.notes.len();
+            let put_back = self.before(sql, false).await?;
+            let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
+            let result = self.conn()?.execute_with(sql, &params).await;
+            self.after(mark, put_back, result.is_ok()).await?;
+            Ok(result.map_err(step_error)?)
+        })
+    }
+
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Vec<Value>,
+        max_rows: usize,
+    ) -> StepFuture<'a, Result<Rows, CallError>> {
+        Box::pin(async move {
+            self.check(sql)?;
+            let mark = self.notes.len();
+            let put_back = self.before(sql, false).await?;
+            let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
+            let result = self.conn()?.query_rows(sql, &params, max_rows).await;
+            self.after(mark, put_back, result.is_ok()).await?;
+            let rows = result.map_err(step_error)?;
+            Ok(Rows {
+                columns: rows
+                    .columns
+                    .into_iter()
+                    .map(|c| waymark_host::Column {
+                        name: c.name,
+                        type_name: c.type_name,
+                    })
+                    .collect(),
+                rows: rows
+                    .rows
+                    .into_iter()
+                    .map(|row| row.into_iter().map(from_db).collect())
+                    .collect(),
+            })
+        })
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.conn.as_ref().is_some_and(Conn::in_transaction)
+    }
+
+    fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
+        Box::pin(async move {
+            self.check(sql)?;
+            let mark = self.notes.len();
+            let put_back = self.before(sql, true).await?;
+            let result = self.conn()?.execute_script(sql).await;
+            self.after(mark, put_back, result.is_ok()).await?;
+            Ok(result.map_err(step_error)?)
+        })
+    }
+
+    fn commit<'a>(&'a mut self, checkpoint: &'a str) -> StepFuture<'a, Result<(), CallError>> {
+        Box::pin(async move {
+            let Some(batches) = &self.batches else {
+                return Err(CallError::Database(DatabaseError {
+                    code: None,
+                    message: "commit points are only for steps declared transaction = \"batches\" in step.toml"
+                        .to_owned(),
+                    position: None,
+                }));
+            };
+            let direction = direction_name(batches.direction);
+            let version = batches.version.clone();
+            let db = batches.db.clone();
+            // After a commit point that failed to open the next transaction
+            // there is none to commit: the step hears so; the host goes on.
+            let mut conn = self.conn.take().ok_or_else(lost_connection)?;
+            if let Err(e) = conn.save_checkpoint(&version, direction, checkpoint).await {
+                self.conn = Some(conn);
+                return Err(step_error(e).into());
+            }
+            conn.commit().await.map_err(step_error)?;
+            tracing::debug!(migration = %self.label, checkpoint, "committed a batch");
+            self.conn = Some(db.begin().await.map_err(step_error)?);
+            if self.dialect == Dialect::Postgres {
+                self.bound_statements().await.map_err(|e| {
+                    CallError::Database(DatabaseError {
+                        code: None,
+                        message: e.to_string(),
+                        position: None,
+                    })
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>) {
+        if let Some(progress) = &self.progress {
+            progress(&self.label, done, total);
+        }
+    }
+}
+
+pub(super) fn lost_connection() -> CallError {
+    CallError::Database(DatabaseError {
+        code: None,
+        message: "the connection was lost at the last commit point".to_owned(),
+        position: None,
+    })
+}
+
+fn to_db(v: Value) -> waymark_db::Value {
+    match v {
+        Value::Null => waymark_db::Value::Null,
+        Value::Boolean(b) => waymark_db::Value::Bool(b),
+        Value::Integer(n) => waymark_db::Value::Int(n),
+        Value::Float(f) => waymark_db::Value::Float(f),
+        Value::Text(s) => waymark_db::Value::Text(s),
+        Value::Bytes(b) => waymark_db::Value::Bytes(b),
+        Value::Json(s) => waymark_db::Value::Json(s),
+        Value::Timestamp(t) => waymark_db::Value::Timestamp {
+            seconds: t.seconds,
+            nanos: t.nanoseconds,
+        },
+    }
+}
+
+fn from_db(v: waymark_db::Value) -> Value {
+    match v {
+        waymark_db::Value::Null => Value::Null,
+        waymark_db::Value::Bool(b) => Value::Boolean(b),
+        waymark_db::Value::Int(n) => Value::Integer(n),
+        waymark_db::Value::Float(f) => Value::Float(f),
+        waymark_db::Value::Text(s) => Value::Text(s),
+        waymark_db::Value::Bytes(b) => Value::Bytes(b),
+        waymark_db::Value::Json(s) => Value::Json(s),
+        waymark_db::Value::Timestamp { seconds, nanos } => Value::Timestamp(waymark_host::Timestamp {
+            seconds,
+            nanoseconds: nanos,
+        }),
+    }
+}
+
+pub(super) fn step_error(e: DbError) -> DatabaseError {
+    match e {
+        DbError::Query {
+            code,
+            message,
+            position,
+            ..
+        } => DatabaseError {
+            code,
+            message,
+            position,
+        },
+        other => DatabaseError {
+            code: None,
+            message: other.to_string(),
+            position: None,
+        },
+    }
+}
