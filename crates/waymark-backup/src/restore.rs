@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use waymark_db::{Conn, Database, Dialect, KeyRange, SchemaItem};
+use waymark_db::{Checks, Conn, Database, Dialect, KeyRange, SchemaItem};
 
 use crate::create::Progress;
 use crate::error::BackupError;
@@ -49,9 +49,7 @@ pub async fn restore(
     let mut conn = db.restore_connection().await?;
     // Tables are created in name order, before the tables their foreign
     // keys name, and loaded in parallel.
-    if dialect == Dialect::Mysql {
-        conn.execute("SET FOREIGN_KEY_CHECKS = 0").await?;
-    }
+    conn.set_checks(Checks::ForeignKeys, false).await?;
     for item in schema.iter().filter(|i| !i.after_rows) {
         conn.execute(&item.sql).await?;
     }
@@ -88,11 +86,7 @@ pub async fn restore(
         );
         workers.spawn(async move {
             let mut conn = db.restore_connection().await?;
-            match dialect {
-                Dialect::Mysql => conn.execute("SET FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0").await?,
-                Dialect::Sqlite => conn.execute("PRAGMA foreign_keys = OFF").await?,
-                Dialect::Postgres => 0,
-            };
+            conn.set_checks(Checks::WhileLoading, false).await?;
             loop {
                 let Some((t, c)) = queue.lock().unwrap().pop_front() else {
                     break;
@@ -102,11 +96,7 @@ pub async fn restore(
                 let chunk = &manifest.tables[t].chunks[c];
                 let _ = tx.send((t, chunk.rows, chunk.raw_bytes));
             }
-            match dialect {
-                Dialect::Mysql => conn.execute("SET FOREIGN_KEY_CHECKS = 1, UNIQUE_CHECKS = 1").await?,
-                Dialect::Sqlite => conn.execute("PRAGMA foreign_keys = ON").await?,
-                Dialect::Postgres => 0,
-            };
+            conn.set_checks(Checks::WhileLoading, true).await?;
             Ok::<(), BackupError>(())
         });
     }
@@ -151,9 +141,7 @@ pub async fn restore(
     for item in schema.iter().filter(|i| i.after_rows) {
         conn.execute(&item.sql).await?;
     }
-    if dialect == Dialect::Mysql {
-        conn.execute("SET FOREIGN_KEY_CHECKS = 1").await?;
-    }
+    conn.set_checks(Checks::ForeignKeys, true).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
     drop(conn);
     let mismatches = check_restored(db, &manifest, last_keys, parallel).await?;
@@ -223,13 +211,12 @@ pub async fn restore_schema(dir: &Path, db: &Database) -> Result<Manifest, Backu
     let (manifest, schema) = open(dir, db).await?;
     // All or nothing where DDL is transactional, so that a statement that
     // fails leaves the database empty, ready for another try.
-    let mut conn = match db.dialect() {
-        Dialect::Mysql => {
-            let mut conn = db.restore_connection().await?;
-            conn.execute("SET FOREIGN_KEY_CHECKS = 0").await?;
-            conn
-        }
-        _ => db.begin().await?,
+    let mut conn = if db.dialect().transactional_ddl() {
+        db.begin().await?
+    } else {
+        let mut conn = db.restore_connection().await?;
+        conn.set_checks(Checks::ForeignKeys, false).await?;
+        conn
     };
     for item in schema.iter().filter(|i| !i.after_rows) {
         conn.execute(&item.sql).await?;

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 mod backup_bench;
 mod corpus_bench;
 mod cutover_bench;
+mod tidy;
 mod verify_bench;
 use waymark_host::{Call, CallError, Dialect, Direction, Limits, StepEnv, StepFuture, StepHost, Value};
 

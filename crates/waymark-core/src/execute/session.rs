@@ -37,7 +37,7 @@ pub(super) struct StepSession {
     pub(super) statement_timeout: Option<Duration>,
     /// The session setting to put back after the step, where the bound is
     /// a session setting rather than a transaction's.
-    pub(super) restore: Option<String>,
+    pub(super) restore: Option<waymark_db::Restore>,
     /// What happens to dropped data; `None` when nothing does.
     pub(super) preimages: Option<Preimages>,
     /// The copies kept or put back so far.
@@ -235,49 +235,15 @@ impl StepSession {
         Ok(())
     }
 
-    /// Bounds each statement by `statement_timeout`: `SET LOCAL` inside a
-    /// PostgreSQL transaction (again after each commit point), a session
-    /// setting elsewhere, put back afterwards. SQLite runs statements in
-    /// this process and has no such setting.
+    /// Bounds each statement by `statement_timeout` (again after each
+    /// commit point, where the bound is the transaction's), to be put back
+    /// after the step where it is the session's.
     pub(super) async fn bound_statements(&mut self) -> Result<(), Error> {
-        let Some(timeout) = self.statement_timeout else {
+        let (Some(timeout), Some(conn)) = (self.statement_timeout, self.conn.as_mut()) else {
             return Ok(());
         };
-        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
-        let ms = timeout.as_millis();
-        match self.dialect {
-            Dialect::Postgres if conn.in_transaction() => {
-                conn.execute(&format!("SET LOCAL statement_timeout = {ms}")).await?;
-            }
-            Dialect::Postgres => {
-                let previous = conn
-                    .query_rows("SELECT current_setting('statement_timeout')", &[], 1)
-                    .await?;
-                if let Some(Some(waymark_db::Value::Text(v))) = previous.rows.first().map(|r| r.first()) {
-                    self.restore = Some(format!("SET statement_timeout = '{}'", v.replace('\'', "''")));
-                }
-                conn.execute(&format!("SET statement_timeout = {ms}")).await?;
-            }
-            Dialect::Mysql => {
-                // MariaDB counts in seconds; MySQL has only a SELECT bound.
-                let seconds = timeout.as_secs_f64();
-                match conn
-                    .execute(&format!(
-                        "SET @waymark_mst = @@max_statement_time, max_statement_time = {seconds}"
-                    ))
-                    .await
-                {
-                    Ok(_) => self.restore = Some("SET max_statement_time = @waymark_mst".to_owned()),
-                    Err(_) => {
-                        conn.execute(&format!(
-                            "SET @waymark_met = @@max_execution_time, max_execution_time = {ms}"
-                        ))
-                        .await?;
-                        self.restore = Some("SET max_execution_time = @waymark_met".to_owned());
-                    }
-                }
-            }
-            Dialect::Sqlite => {}
+        if let Some(restore) = conn.bound_statements(timeout).await? {
+            self.restore = Some(restore);
         }
         Ok(())
     }
@@ -286,7 +252,7 @@ impl StepSession {
         if let (Some(restore), Some(conn)) = (self.restore.take(), self.conn.as_mut()) {
             // On an aborted PostgreSQL transaction this fails, and the
             // rollback that follows undoes the setting anyway.
-            if let Err(e) = conn.execute(&restore).await {
+            if let Err(e) = conn.restore(restore).await {
                 tracing::debug!("restoring the statement timeout: {e}");
             }
         }
@@ -305,41 +271,21 @@ impl StepSession {
     }
 
     /// What the parser cannot see, the database stops: a read-only step
-    /// runs in a read-only savepoint on PostgreSQL and with `query_only` on
-    /// SQLite. Returns whether the guard is up.
+    /// runs under the connection's read-only guard where it has one.
+    /// Returns whether the guard is up.
     pub(super) async fn guard_read_only(&mut self) -> Result<bool, Error> {
         if self.access != Some(Access::ReadOnly) || self.batches.is_some() {
             return Ok(false);
         }
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(false);
-        };
-        match self.dialect {
-            Dialect::Postgres if conn.in_transaction() => {
-                conn.execute("SAVEPOINT waymark_read_only; SET LOCAL transaction_read_only = on")
-                    .await?;
-            }
-            Dialect::Sqlite => {
-                conn.execute("PRAGMA query_only = ON").await?;
-            }
-            _ => return Ok(false),
+        match self.conn.as_mut() {
+            Some(conn) => Ok(conn.guard_read_only().await?),
+            None => Ok(false),
         }
-        Ok(true)
     }
 
     pub(super) async fn unguard_read_only(&mut self) -> Result<(), Error> {
-        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
-        match self.dialect {
-            Dialect::Postgres => {
-                // After an error the transaction is aborted and rolls back
-                // anyway; the savepoint's rollback must not hide that error.
-                let _ = conn
-                    .execute("ROLLBACK TO SAVEPOINT waymark_read_only; RELEASE SAVEPOINT waymark_read_only")
-                    .await;
-            }
-            _ => {
-                conn.execute("PRAGMA query_only = OFF").await?;
-            }
+        if let Some(conn) = self.conn.as_mut() {
+            conn.unguard_read_only().await?;
         }
         Ok(())
     }
@@ -428,7 +374,9 @@ impl StepEnv for StepSession {
             conn.commit().await.map_err(step_error)?;
             tracing::debug!(migration = %self.label, checkpoint, "committed a batch");
             self.conn = Some(db.begin().await.map_err(step_error)?);
-            if self.dialect == Dialect::Postgres {
+            // A bound that is the transaction's ended with it; one that is
+            // the session's (something to restore) still holds.
+            if self.restore.is_none() {
                 self.bound_statements().await.map_err(|e| {
                     CallError::Database(DatabaseError {
                         code: None,

@@ -1,0 +1,91 @@
+//! Checks of the tree itself, run by `cargo test --workspace` as
+//! rust-analyzer runs its own: they fail when the code drifts from what
+//! ARCHITECTURE.md says of it.
+
+/// Which of waymark's crates each crate may depend on, and which outside
+/// crates it must not, as ARCHITECTURE.md's code map says: sqlx only in
+/// `waymark-db` (and `waymark-cutover`'s replication catalog), wasmtime
+/// only in `waymark-host`, clap and anyhow only in the binary.
+#[cfg(test)]
+const CODE_MAP: &[(&str, &[&str], &[&str])] = &[
+    ("waymark-db", &[], &["wasmtime", "wasmtime-wasi", "anyhow", "clap"]),
+    ("waymark-host", &[], &["sqlx", "anyhow", "clap"]),
+    (
+        "waymark-backup",
+        &["waymark-db"],
+        &["sqlx", "wasmtime", "anyhow", "clap"],
+    ),
+    (
+        "waymark-cutover",
+        &["waymark-db", "waymark-backup"],
+        &["wasmtime", "anyhow", "clap"],
+    ),
+    (
+        "waymark-core",
+        &["waymark-db", "waymark-host", "waymark-backup", "waymark-cutover"],
+        &["sqlx", "wasmtime", "wasmtime-wasi", "anyhow", "clap"],
+    ),
+    ("waymark", &["waymark-core"], &["sqlx", "wasmtime", "wasmtime-wasi"]),
+    ("xtask", &["waymark-host"], &[]),
+];
+
+/// Each crate's name and the names of its (non-dev) dependencies.
+#[cfg(test)]
+fn dependencies() -> Vec<(String, Vec<String>)> {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(crates).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let doc: toml::Table = text.parse().unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+        let name = doc["package"]["name"].as_str().unwrap().to_owned();
+        let deps = doc
+            .get("dependencies")
+            .and_then(|d| d.as_table())
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        out.push((name, deps));
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_crate_depends_only_on_what_the_code_map_allows() {
+        let mut problems = Vec::new();
+        for (name, deps) in dependencies() {
+            let Some((_, ours, forbidden)) = CODE_MAP.iter().find(|(n, ..)| *n == name) else {
+                problems.push(format!(
+                    "{name} is not in the code map: add it to ARCHITECTURE.md and to CODE_MAP"
+                ));
+                continue;
+            };
+            for dep in &deps {
+                if dep.starts_with("waymark") && !ours.contains(&dep.as_str()) {
+                    problems.push(format!("{name} depends on {dep}, which the code map does not allow it"));
+                }
+                if forbidden.contains(&dep.as_str()) {
+                    problems.push(format!("{name} depends on {dep}, which the code map keeps out of it"));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn the_check_sees_a_forbidden_dependency() {
+        // The check reads real manifests: the binary does depend on clap,
+        // which every library is kept from.
+        let deps = dependencies();
+        let (_, bin) = deps.iter().find(|(n, _)| n == "waymark").unwrap();
+        assert!(bin.iter().any(|d| d == "clap"));
+        let (_, _, core_forbids) = CODE_MAP.iter().find(|(n, ..)| *n == "waymark-core").unwrap();
+        assert!(core_forbids.contains(&"clap"));
+    }
+}
