@@ -234,6 +234,24 @@ fn new_id(out: &Path) -> String {
     id
 }
 
+/// Takes a backup of `db`, then verifies it: a set that does not verify
+/// is an error, never a backup.
+pub async fn create_verified(
+    db: &Database,
+    options: &CreateOptions,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<(PathBuf, Manifest), BackupError> {
+    let (dir, manifest) = create(db, options, progress).await?;
+    let (_, report) = crate::verify::verify(&dir, false)?;
+    if !report.problems.is_empty() {
+        return Err(BackupError::DoesNotVerify {
+            dir,
+            problems: report.problems,
+        });
+    }
+    Ok((dir, manifest))
+}
+
 /// Takes a backup of `db` into a new folder under `options.out`. On any
 /// failure the folder is removed; a runner killed part-way leaves one
 /// without a manifest, which never verifies and lists as incomplete.

@@ -17,9 +17,9 @@ mod manifest;
 mod restore;
 mod verify;
 
-pub use create::{CreateOptions, Progress, create};
+pub use create::{CreateOptions, Progress, create, create_verified};
 pub use error::BackupError;
 pub use list::{Listed, list};
 pub use manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Table, table_digest};
-pub use restore::{RestoreReport, restore, restore_schema};
+pub use restore::{RestoreReport, restore, restore_schema, restore_to};
 pub use verify::{Report, verify};

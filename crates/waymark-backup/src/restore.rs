@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use waymark_db::{Checks, Conn, Database, Dialect, KeyRange, SchemaItem};
+use waymark_db::{Checks, Conn, ConnectOptions, Database, Dialect, KeyRange, SchemaItem};
 
 use crate::create::Progress;
 use crate::error::BackupError;
@@ -36,6 +36,19 @@ type LastKeys = Vec<Vec<Option<Vec<String>>>>;
 
 /// How many chunks load at once.
 const WORKERS: usize = 2;
+
+/// Restores the set in `dir` into the (empty) database `target`,
+/// connecting to it for the restore.
+pub async fn restore_to(
+    dir: &Path,
+    target: &ConnectOptions,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<RestoreReport, BackupError> {
+    let db = Database::connect(target).await?;
+    let result = restore(dir, &db, progress).await;
+    db.close().await;
+    result
+}
 
 /// Restores the set in `dir` into `db`, which must be empty.
 pub async fn restore(

@@ -102,9 +102,6 @@ pub enum Error {
     /// A backup could not be taken, verified or restored.
     #[error(transparent)]
     Backup(#[from] waymark_backup::BackupError),
-    /// Two servers could not be compared or switched.
-    #[error(transparent)]
-    Cutover(#[from] waymark_cutover::CutoverError),
     /// A migration failed. `applied` lists what was done before it.
     #[error("{failure}")]
     Migration {

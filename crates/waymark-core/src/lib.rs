@@ -1,4 +1,6 @@
-//! Migration discovery, planning and the runner.
+//! Migrations: discovery, planning and the runner. Backups and cutovers
+//! are their own crates' workflows; the engine only takes a backup before
+//! `up` when asked.
 //!
 //! Internal to waymark and exempt from semver. The engine knows migrations
 //! and their states; it never special-cases SQL: a step is a component plus
@@ -11,7 +13,6 @@
 
 mod backup;
 mod baseline;
-mod cutover;
 mod engine;
 mod error;
 mod execute;
@@ -24,11 +25,6 @@ mod status;
 mod steps;
 mod version;
 
-pub use backup::restore;
-pub use cutover::{
-    PrepareOptions, Prepared, compare, compare_online, complete_cutover, cutover_status, guard_cutover, prepare,
-    state_path, switch,
-};
 pub use engine::{
     Applied, DownTarget, Engine, EngineOptions, Event, PreimageMode, PreimageNote, Progress, RepairAction,
     RepairOptions, UpOptions, VerifyReport,
@@ -47,13 +43,5 @@ pub use source::{
 pub use status::{Entry, State};
 pub use steps::Steps;
 pub use version::Version;
-pub use waymark_backup::{
-    BackupError, CreateOptions as BackupOptions, Listed, Manifest, Progress as BackupProgress,
-    Report as VerifyBackupReport, RestoreReport, list as list_backups, verify as verify_backup,
-};
-pub use waymark_cutover::{
-    CompareOptions, CompareReport, CutoverError, Guardrail, Limits as CutoverLimits, PgBouncer, Phase, Side,
-    State as CutoverState, Status as CutoverStatus, SwitchOptions, SwitchReport, SyncProgress, TableComparison,
-};
 pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, OtherTool, Preimage, redact};
 pub use waymark_host::{Action, Description, Inspection, Limits, StepFailure};

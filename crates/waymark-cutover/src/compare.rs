@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use waymark_db::{Conn, Database, DbError, Dialect, KeyRange, TableInfo, last_key};
+use waymark_db::{Conn, ConnectOptions, Database, DbError, Dialect, KeyRange, TableInfo, last_key};
 
 use crate::error::CutoverError;
 use crate::pg::OWN_SCHEMA;
@@ -326,4 +326,31 @@ async fn rows_by_key(
             })
             .collect(),
     ))
+}
+
+/// Connects to both databases and compares them as [`compare`] does;
+/// they must be of one dialect.
+pub async fn compare_databases(
+    source: &ConnectOptions,
+    target: &ConnectOptions,
+    options: &CompareOptions,
+) -> Result<CompareReport, CutoverError> {
+    let source = Database::connect(source).await?;
+    let target = Database::connect(target).await?;
+    if source.dialect() != target.dialect() {
+        let message = format!(
+            "{} is {} and {} is {}: only two databases of the same kind compare",
+            source.url(),
+            source.dialect().name(),
+            target.url(),
+            target.dialect().name()
+        );
+        source.close().await;
+        target.close().await;
+        return Err(CutoverError::Usage(message));
+    }
+    let report = compare(&source, &target, options).await;
+    source.close().await;
+    target.close().await;
+    report
 }

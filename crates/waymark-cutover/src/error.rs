@@ -9,6 +9,14 @@ pub enum CutoverError {
     /// A database failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The backup a cutover starts from could not be taken, verified or
+    /// restored.
+    #[error(transparent)]
+    Backup(#[from] waymark_backup::BackupError),
+    /// The arguments make no sense together, or do not fit the recorded
+    /// cutover.
+    #[error("{0}")]
+    Usage(String),
     /// A statement on one of the servers failed.
     #[error("{what} on {server}: {source}")]
     Server {

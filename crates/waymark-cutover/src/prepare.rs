@@ -1,22 +1,227 @@
 //! Preparing a cutover: the preconditions, checked on both servers and all
-//! reported at once; then replication from the source into the target
-//! (whose schema the caller has made from a verified backup) and the wait
-//! until every table is copied and the target has caught up.
+//! reported at once; the target's schema (and with `--seed` its rows)
+//! from a verified backup of the source; then replication from the source
+//! into the target and the wait until every table is copied and the
+//! target has caught up.
 //!
-//! Every object is made only if missing, so a prepare that was killed
-//! resumes when run again.
+//! Every step is recorded in the state file and every object is made only
+//! if missing, so a prepare that was killed resumes when run again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use waymark_backup::{CreateOptions, Progress};
+use waymark_db::{ConnectOptions, Database};
 
 use crate::error::CutoverError;
 use crate::pg::{OWN_SCHEMA, Server, literal};
-use crate::state::{Phase, Side, State};
-use crate::switch::store;
+use crate::pgbouncer::PgBouncer;
+use crate::state::{Phase, RunnerLock, Seed, Side, State};
+use crate::switch::{crash_point, store};
+
+/// How to prepare a cutover.
+#[derive(Debug)]
+pub struct PrepareOptions {
+    /// The database moved from.
+    pub source: ConnectOptions,
+    /// The (empty) database moved to.
+    pub target: ConnectOptions,
+    /// A verified backup of the source to take the schema from; by
+    /// default one is taken now, with `backup`'s options.
+    pub from_backup: Option<PathBuf>,
+    /// How to take that backup (its URL is the source's).
+    pub backup: CreateOptions,
+    /// The PgBouncer traffic goes through.
+    pub pgbouncer: Option<PgBouncer>,
+    /// A shell command that points traffic at a server, for `switch`.
+    pub route: Option<String>,
+    /// Fill the target from the backup's rows, with replication starting
+    /// at the backup's WAL position, rather than by replication's initial
+    /// copy.
+    pub seed: bool,
+    /// The state file.
+    pub state: PathBuf,
+}
+
+/// What prepare did.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The cutover's state.
+    pub state: State,
+    /// Whether an earlier, interrupted prepare was resumed.
+    pub resumed: bool,
+}
+
+/// Prepares a cutover: checks the preconditions, makes the target's
+/// schema (and with `seed` its rows) from a verified backup of the
+/// source, starts replication into it and waits until it has caught up.
+/// Run again after an interruption, it resumes where the state file says
+/// it stopped.
+pub async fn prepare(
+    options: &PrepareOptions,
+    backup_progress: &mut (dyn FnMut(Progress<'_>) + Send),
+    sync_progress: &mut (dyn FnMut(SyncProgress) + Send),
+) -> Result<Prepared, CutoverError> {
+    let path = &options.state;
+    if options.seed && options.from_backup.is_some() {
+        return Err(CutoverError::Usage(
+            "--seed takes a backup of its own, at a WAL position replication starts from; it cannot use \
+             --from-backup"
+                .into(),
+        ));
+    }
+    let _lock = RunnerLock::take(path)?;
+    let (mut state, resumed) = match State::load(path) {
+        Ok(state) => {
+            if state.phase != Phase::Preparing
+                || state.source != options.source.url
+                || state.target != options.target.url
+            {
+                return Err(CutoverError::Usage(format!(
+                    "a cutover from {} to {} is already recorded in {} ({}); finish it with `waymark cutover \
+                     complete`, or give another --state file",
+                    waymark_db::redact(&state.source),
+                    waymark_db::redact(&state.target),
+                    path.display(),
+                    serde_json::to_value(state.phase).unwrap_or_default()
+                )));
+            }
+            (state, true)
+        }
+        Err(CutoverError::NoCutover { .. }) => {
+            for options in [&options.source, &options.target] {
+                if !is_postgres(&options.url) {
+                    return Err(CutoverError::Usage(format!(
+                        "{}: cutover moves PostgreSQL databases only",
+                        waymark_db::redact(&options.url)
+                    )));
+                }
+            }
+            let problems = preconditions(&options.source.url, &options.target.url).await?;
+            if !problems.is_empty() {
+                return Err(CutoverError::Refused {
+                    what: "the cutover cannot be prepared".into(),
+                    problems,
+                });
+            }
+            let state = State {
+                id: State::new_id(),
+                source: options.source.url.clone(),
+                target: options.target.url.clone(),
+                backup: None,
+                pgbouncer: options.pgbouncer.clone(),
+                route: options.route.clone(),
+                seed: options.seed.then(Default::default),
+                phase: Phase::Preparing,
+                live: Side::Source,
+                moving: None,
+            };
+            state.store(path)?;
+            (state, false)
+        }
+        Err(e) => return Err(e),
+    };
+    let dir = match &state.backup {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = match &options.from_backup {
+                Some(dir) => dir.clone(),
+                None if state.seed.is_some() => {
+                    let point = seed_point(&state).await?;
+                    let taken = take_backup(
+                        &options.source,
+                        &options.backup,
+                        Some(point.snapshot.clone()),
+                        backup_progress,
+                    )
+                    .await;
+                    let lsn = point.lsn.clone();
+                    point.release().await;
+                    let dir = taken?;
+                    state.seed = Some(Seed {
+                        lsn: Some(lsn),
+                        filled: false,
+                    });
+                    dir
+                }
+                None => take_backup(&options.source, &options.backup, None, backup_progress).await?,
+            };
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            state.backup = Some(dir.clone());
+            state.store(path)?;
+            dir
+        }
+    };
+    crash_point("prepare-backup");
+    let target = Database::connect(&options.target).await?;
+    let made = fill(&mut state, path, &dir, &target, backup_progress).await;
+    target.close().await;
+    made?;
+    crash_point("prepare-schema");
+    start_replication(&state).await?;
+    crash_point("prepare-replication");
+    wait_for_sync(&mut state, path, sync_progress).await?;
+    Ok(Prepared { state, resumed })
+}
+
+/// Makes the target's schema from the backup in `dir`, and, when seeding,
+/// loads its rows too.
+async fn fill(
+    state: &mut State,
+    path: &Path,
+    dir: &Path,
+    target: &Database,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<(), CutoverError> {
+    let empty = target.connection().await?.tables().await?.is_empty();
+    match &mut state.seed {
+        // The schema is made in one transaction, so a target with no
+        // tables has none of it yet.
+        None if empty => {
+            waymark_backup::restore_schema(dir, target).await?;
+        }
+        None => {}
+        Some(seed) if !seed.filled => {
+            if !empty {
+                return Err(CutoverError::Usage(format!(
+                    "the target was being filled from the backup {} when prepare stopped, and may hold part \
+                     of it: empty the target database (drop it and create it again) and run prepare again",
+                    dir.display()
+                )));
+            }
+            waymark_backup::restore(dir, target, progress).await?;
+            seed.filled = true;
+            state.store(path)?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+async fn take_backup(
+    source: &ConnectOptions,
+    options: &CreateOptions,
+    snapshot: Option<String>,
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<PathBuf, CutoverError> {
+    let options = CreateOptions {
+        url: source.url.clone(),
+        snapshot,
+        ..options.clone()
+    };
+    let db = Database::connect(source).await?;
+    let created = waymark_backup::create_verified(&db, &options, progress).await;
+    db.close().await;
+    Ok(created?.0)
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
 
 /// Everything that stops a cutover from `source` to `target`, on either
 /// server; empty when it can go ahead.
-pub async fn preconditions(source: &str, target: &str) -> Result<Vec<String>, CutoverError> {
+pub(crate) async fn preconditions(source: &str, target: &str) -> Result<Vec<String>, CutoverError> {
     let mut s = Server::connect(source).await?;
     let mut t = Server::connect(target).await?;
     let mut problems = Vec::new();
@@ -138,7 +343,7 @@ async fn publish(server: &mut Server, publication: &str) -> Result<(), CutoverEr
 /// A snapshot of the source that holds exactly the commits before a WAL
 /// position, exported for a backup to be taken in, and kept open until
 /// [`SeedPoint::release`].
-pub struct SeedPoint {
+pub(crate) struct SeedPoint {
     /// The exported snapshot's name.
     pub snapshot: String,
     /// The WAL position it matches: replication into the target, seeded
@@ -149,7 +354,7 @@ pub struct SeedPoint {
 
 impl SeedPoint {
     /// Ends the snapshot's transaction, once the backup is taken.
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         self.holder.close().await;
     }
 }
@@ -173,7 +378,7 @@ const SEED_LOCK_TIMEOUT: &str = "10s";
 /// ... IN SHARE MODE` in another session, which also waits for writes in
 /// flight to commit): the snapshot then holds every commit to them before
 /// the position read with it, and none after.
-pub async fn seed_point(state: &State) -> Result<SeedPoint, CutoverError> {
+pub(crate) async fn seed_point(state: &State) -> Result<SeedPoint, CutoverError> {
     let mut s = Server::connect(&state.source).await?;
     let publication = state.publication();
     publish(&mut s, &publication).await?;
@@ -240,7 +445,7 @@ async fn snapshot_here(s: &mut Server) -> Result<(String, String), CutoverError>
 /// back), and the target's subscription, which copies the rows, or, when
 /// the target was seeded from a backup, starts from the backup's WAL
 /// position with the slot made before it.
-pub async fn start_replication(state: &State) -> Result<(), CutoverError> {
+pub(crate) async fn start_replication(state: &State) -> Result<(), CutoverError> {
     let mut s = Server::connect(&state.source).await?;
     let mut t = Server::connect(&state.target).await?;
     let publication = state.publication();
@@ -298,7 +503,7 @@ pub struct SyncProgress {
 /// Waits until every table is copied and the target has applied every
 /// write the source had when the copy ended; then records the cutover as
 /// replicating. Fails if the subscription's workers report errors.
-pub async fn wait_for_sync(
+pub(crate) async fn wait_for_sync(
     state: &mut State,
     path: &Path,
     progress: &mut (dyn FnMut(SyncProgress) + Send),

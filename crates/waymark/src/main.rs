@@ -1,5 +1,7 @@
 //! The `waymark` command. The only crate that knows clap, the config file
-//! and output formats; everything it does goes through `waymark-core`.
+//! and output formats. Migration commands go through `waymark-core`;
+//! backup and cutover commands through `waymark-backup` and
+//! `waymark-cutover`, whose workflows they are.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +18,9 @@ use waymark_core::{
     ConnectOptions, DownTarget, Engine, EngineOptions, Error, Event, HistoryTable, Limits, PluginTestOptions,
     RepairOptions, Sdk, UpOptions, Version, discover, redact, scaffold,
 };
+
+use waymark_backup::BackupError;
+use waymark_cutover::CutoverError;
 
 use crate::cli::{BackupCommand, Cli, Command, CutoverCommand, PluginCommand};
 use crate::config::{ConfigError, Settings};
@@ -94,22 +99,43 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<ConfigError>().is_some() {
         return exit::USAGE;
     }
+    if let Some(e) = e.downcast_ref::<BackupError>() {
+        return backup_code(e);
+    }
+    if let Some(e) = e.downcast_ref::<CutoverError>() {
+        return match e {
+            CutoverError::Refused { .. } => exit::REFUSED,
+            CutoverError::Busy { .. } => exit::LOCK,
+            CutoverError::Usage(_) => exit::USAGE,
+            CutoverError::Backup(e) => backup_code(e),
+            CutoverError::Db(e) => db_code(e),
+            _ => exit::FAILED,
+        };
+    }
     match e.downcast_ref::<Error>() {
         Some(Error::Usage(_) | Error::Source(_)) => exit::USAGE,
-        Some(Error::Backup(
-            waymark_core::BackupError::DoesNotVerify { .. }
-            | waymark_core::BackupError::Mismatch { .. }
-            | waymark_core::BackupError::Manifest { .. }
-            | waymark_core::BackupError::Incomplete { .. },
-        )) => exit::DIFFERENCES,
+        Some(Error::Backup(e)) => backup_code(e),
         Some(Error::Drift { .. } | Error::StalePlan { .. }) => exit::DIFFERENCES,
-        Some(Error::Cutover(waymark_core::CutoverError::Refused { .. })) => exit::REFUSED,
-        Some(Error::Cutover(waymark_core::CutoverError::Busy { .. })) => exit::LOCK,
-        Some(Error::Db(db)) => match db {
-            waymark_core::DbError::LockTimeout { .. } => exit::LOCK,
-            waymark_core::DbError::InvalidUrl { .. } | waymark_core::DbError::Config(_) => exit::USAGE,
-            _ => exit::FAILED,
-        },
+        Some(Error::Db(e)) => db_code(e),
+        _ => exit::FAILED,
+    }
+}
+
+/// A backup that does not verify is a difference, not a failure to run.
+fn backup_code(e: &BackupError) -> u8 {
+    match e {
+        BackupError::DoesNotVerify { .. }
+        | BackupError::Mismatch { .. }
+        | BackupError::Manifest { .. }
+        | BackupError::Incomplete { .. } => exit::DIFFERENCES,
+        _ => exit::FAILED,
+    }
+}
+
+fn db_code(e: &waymark_core::DbError) -> u8 {
+    match e {
+        waymark_core::DbError::LockTimeout { .. } => exit::LOCK,
+        waymark_core::DbError::InvalidUrl { .. } | waymark_core::DbError::Config(_) => exit::USAGE,
         _ => exit::FAILED,
     }
 }
@@ -186,8 +212,8 @@ fn backup_options(
     settings: &Settings,
     tables: Option<Vec<String>>,
     out: Option<std::path::PathBuf>,
-) -> waymark_core::BackupOptions {
-    waymark_core::BackupOptions {
+) -> waymark_backup::CreateOptions {
+    waymark_backup::CreateOptions {
         out: out.unwrap_or_else(|| settings.backup_dir.clone()),
         tables,
         url: settings.database_url.clone(),
@@ -201,7 +227,7 @@ fn backup_options(
 async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
     match command {
         BackupCommand::Verify { dir, deep } => {
-            let (manifest, report) = waymark_core::verify_backup(dir, *deep).map_err(Error::from)?;
+            let (manifest, report) = waymark_backup::verify(dir, *deep)?;
             out.backup_verified(dir, &manifest, &report, *deep);
             Ok(if report.problems.is_empty() {
                 0
@@ -211,7 +237,7 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
         }
         BackupCommand::List { out: dir } => {
             let dir = dir.clone().unwrap_or_else(|| settings.backup_dir.clone());
-            let sets = waymark_core::list_backups(&dir).map_err(Error::from)?;
+            let sets = waymark_backup::list(&dir)?;
             out.backup_list(&dir, &sets);
             Ok(0)
         }
@@ -226,7 +252,7 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
                 lock_timeout: settings.lock_timeout,
             };
             let mut progress = out.backup_progress();
-            let report = waymark_core::restore(dir, &target, &mut *progress).await?;
+            let report = waymark_backup::restore_to(dir, &target, &mut *progress).await?;
             out.backup_restored(&report, &redact(to));
             Ok(0)
         }
@@ -251,21 +277,21 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
             range_rows,
             state,
         } => {
-            let options = waymark_core::CompareOptions {
+            let options = waymark_cutover::CompareOptions {
                 range_rows: *range_rows,
                 ..Default::default()
             };
             let offline = source.is_some();
             let (report, source, target) = match (source, target) {
                 (Some(source), Some(target)) => (
-                    waymark_core::compare(&connect(source), &connect(target), &options).await?,
+                    waymark_cutover::compare_databases(&connect(source), &connect(target), &options).await?,
                     redact(source),
                     redact(target),
                 ),
                 _ => {
-                    let recorded = waymark_core::CutoverState::load(&state.path).map_err(Error::from)?;
+                    let recorded = waymark_cutover::State::load(&state.path)?;
                     (
-                        waymark_core::compare_online(&state.path, &options).await?,
+                        waymark_cutover::compare_online(&state.path, &options).await?,
                         redact(&recorded.source),
                         redact(&recorded.target),
                     )
@@ -286,14 +312,14 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
             state,
         } => {
             let pgbouncer = match (pgbouncer, pgbouncer_ini, pgbouncer_database) {
-                (Some(admin), Some(ini), Some(database)) => Some(waymark_core::PgBouncer {
+                (Some(admin), Some(ini), Some(database)) => Some(waymark_cutover::PgBouncer {
                     admin: admin.clone(),
                     ini: std::path::absolute(ini).unwrap_or_else(|_| ini.clone()),
                     database: database.clone(),
                 }),
                 _ => None,
             };
-            let options = waymark_core::PrepareOptions {
+            let options = waymark_cutover::PrepareOptions {
                 source: connect(source),
                 target: connect(target),
                 from_backup: from_backup.clone(),
@@ -301,26 +327,26 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
                 pgbouncer,
                 route: route_command.clone(),
                 seed: *seed,
-                state: waymark_core::state_path(&state.path),
+                state: waymark_cutover::state_path(&state.path),
             };
             let prepared =
-                waymark_core::prepare(&options, &mut *out.backup_progress(), &mut *out.sync_progress()).await?;
+                waymark_cutover::prepare(&options, &mut *out.backup_progress(), &mut *out.sync_progress()).await?;
             out.cutover_prepared(&prepared);
             Ok(0)
         }
         CutoverCommand::Status { state, limits } => {
-            let status = waymark_core::cutover_status(&state.path, &cutover_limits(limits)).await?;
+            let status = waymark_cutover::status(&state.path, &cutover_limits(limits)).await?;
             out.cutover_status(&status);
-            let blocked = status.phase == waymark_core::Phase::Replicating && !status.ready();
+            let blocked = status.phase == waymark_cutover::Phase::Replicating && !status.ready();
             Ok(if blocked { exit::REFUSED } else { 0 })
         }
         CutoverCommand::Switch(args) | CutoverCommand::Rollback(args) => {
             let to = match command {
-                CutoverCommand::Switch(_) => waymark_core::Side::Target,
-                _ => waymark_core::Side::Source,
+                CutoverCommand::Switch(_) => waymark_cutover::Side::Target,
+                _ => waymark_cutover::Side::Source,
             };
-            let path = waymark_core::state_path(&args.state.path);
-            let options = waymark_core::SwitchOptions {
+            let path = waymark_cutover::state_path(&args.state.path);
+            let options = waymark_cutover::SwitchOptions {
                 limits: cutover_limits(&args.limits),
                 deadline: args.deadline,
                 final_check: !args.no_final_check,
@@ -331,17 +357,17 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
                     None => Some(Box::new(start_guard)),
                 },
             };
-            let report = waymark_core::switch(&path, to, &options).await?;
+            let report = waymark_cutover::switch(&path, to, &options).await?;
             out.switched(&report);
             Ok(0)
         }
         CutoverCommand::Complete { state } => {
-            let live = waymark_core::complete_cutover(&state.path).await?;
+            let live = waymark_cutover::complete(&state.path).await?;
             out.cutover_completed(live);
             Ok(0)
         }
         CutoverCommand::Guard { state } => {
-            if let Some(done) = waymark_core::guard_cutover(&state.path).await? {
+            if let Some(done) = waymark_cutover::guard(&state.path).await? {
                 tracing::warn!("the runner of the switch stopped; its switch was {done}");
             }
             Ok(0)
@@ -349,8 +375,8 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
     }
 }
 
-fn cutover_limits(args: &cli::LimitArgs) -> waymark_core::CutoverLimits {
-    waymark_core::CutoverLimits {
+fn cutover_limits(args: &cli::LimitArgs) -> waymark_cutover::Limits {
+    waymark_cutover::Limits {
         max_lag_bytes: args.max_lag_bytes,
         max_transaction: args.max_transaction,
     }

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use comfy_table::{Table, presets};
 use serde::Serialize;
 use serde_json::json;
+use waymark_backup::{Listed, Manifest, Progress as BackupProgress, Report as VerifyBackupReport, RestoreReport};
 use waymark_core::{
-    Applied, BackupProgress, CompareReport, CutoverStatus, Entry, Error, Event, Inspection, Listed, Manifest,
-    Migration, MigrationSet, Plan, PluginTest, Preimage, Prepared, Progress, RepairAction, RestoreReport, SavedPlan,
-    Side, Strategy, SwitchReport, SyncProgress, VerifyBackupReport, VerifyReport, Way, redact,
+    Applied, Entry, Error, Event, Inspection, Migration, MigrationSet, Plan, PluginTest, Preimage, Progress,
+    RepairAction, SavedPlan, Strategy, VerifyReport, Way, redact,
 };
+use waymark_cutover::{CompareReport, Prepared, Side, Status as CutoverStatus, SwitchReport, SyncProgress};
 
 fn human_bytes(n: u64) -> String {
     match n {

@@ -7,96 +7,22 @@
 //! slowest transaction saw it. Written into docs/BENCHMARKS.md between
 //! markers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use waymark_testkit::{Bouncer, Cluster};
 
 use crate::backup_bench::{PgBench, release_waymark, sh, timed, write_section};
 
 const BEGIN: &str = "<!-- cutover-bench: written by `cargo xtask bench-cutover --write` -->";
 const END: &str = "<!-- /cutover-bench -->";
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// `script`, as the postgres user when we are root (the servers refuse
-/// to run as root).
-fn as_postgres(script: &str) -> anyhow::Result<()> {
-    let mut cmd = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", "sh", "-c", script]);
-        c
-    } else {
-        let mut c = Command::new("sh");
-        c.args(["-c", script]);
-        c
-    };
-    sh(&mut cmd)
-}
-
-fn spare_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A throwaway cluster, stopped on drop.
-struct Cluster {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Cluster {
-    fn start(bin: &Path, dir: PathBuf) -> anyhow::Result<Cluster> {
-        let port = spare_port()?;
-        let (b, d) = (bin.display(), dir.display());
-        as_postgres(&format!(
-            "{b}/initdb -D {d}/data -U postgres -A trust --no-sync -E UTF8 --locale=C >/dev/null && \
-             {b}/pg_ctl -D {d}/data -l {d}/log -w -o '-p {port} -k {d} -c listen_addresses=127.0.0.1 \
-             -c wal_level=logical -c shared_buffers=512MB -c max_wal_size=4GB' start >/dev/null"
-        ))?;
-        Ok(Cluster {
-            bin: bin.to_owned(),
-            dir,
-            port,
-        })
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-
-    fn major(&self) -> String {
-        Command::new(self.bin.join("postgres"))
-            .arg("--version")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = as_postgres(&format!(
-            "{}/pg_ctl -D {}/data -m fast stop >/dev/null",
-            self.bin.display(),
-            self.dir.display()
-        ));
-    }
-}
-
-fn installed_bin() -> anyhow::Result<PathBuf> {
-    let out = Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v initdb)\""])
-        .output()?;
-    let initdb = PathBuf::from(String::from_utf8(out.stdout)?.trim());
-    Ok(initdb.parent().context("initdb is needed")?.to_owned())
-}
+/// Settings the benchmark's clusters run with: as a server of this size
+/// would, durable (fsync on), with room for pgbench's writes.
+const SETTINGS: &str = "-c shared_buffers=512MB -c max_wal_size=4GB";
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let bench = PgBench::parse("bench-cutover", args, 3)?;
@@ -104,56 +30,23 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let waymark = release_waymark()?;
     let work = std::env::temp_dir().join(format!("waymark-cutover-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    if is_root() {
-        sh(Command::new("chown").arg("postgres:").arg(&work))?;
-    }
-    let newer = crate::root().join("target/embedded-postgres/native/bin");
-    let newer = if newer.join("postgres").is_file() {
-        newer
-    } else {
+    let installed = waymark_testkit::installed_bin()?;
+    let newer = waymark_testkit::newer_bin(&crate::root()).unwrap_or_else(|| {
         eprintln!("no newer PostgreSQL (run .ci/fetch-postgres): 15 to 15");
-        installed_bin()?
-    };
-    let old = Cluster::start(&installed_bin()?, work.join("old"))?;
-    let new = Cluster::start(&newer, work.join("new"))?;
-    let (old_version, new_version) = (old.major(), new.major());
+        installed.clone()
+    });
+    let old = Cluster::start(&installed, SETTINGS)?;
+    let new = Cluster::start(&newer, SETTINGS)?;
+    let (old_version, new_version) = (old.version.clone(), new.version.clone());
     eprintln!("{old_version} → {new_version}");
-    for c in [&old, &new] {
-        sh(Command::new("psql").args(["-q", "-d", &c.url("postgres"), "-c", "CREATE DATABASE app"]))?;
-    }
     eprintln!("pgbench -i -s {scale}");
     sh(Command::new("pgbench").args(["-i", "-q", "-s", &scale.to_string(), &old.url("app")]))?;
     // pgbench_history has no key, and logical replication cannot apply
     // updates or deletes to a table without one (prepare says so).
-    sh(Command::new("psql").args([
-        "-q",
-        "-d",
-        &old.url("app"),
-        "-c",
-        "ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY",
-    ]))?;
-    let bouncer_port = spare_port()?;
-    let ini = work.join("pgbouncer.ini");
-    std::fs::write(work.join("users.txt"), "\"postgres\" \"\"\n")?;
-    std::fs::write(
-        &ini,
-        format!(
-            "[databases]\napp = host=127.0.0.1 port={} dbname=app\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
-             listen_port = {bouncer_port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {w}/users.txt\n\
-             admin_users = postgres\npool_mode = transaction\ndefault_pool_size = 10\n\
-             logfile = {w}/pgbouncer.log\npidfile = {w}/pgbouncer.pid\n",
-            old.port,
-            w = work.display()
-        ),
-    )?;
-    as_postgres(&format!("pgbouncer -d {}", ini.display()))?;
-    std::thread::sleep(Duration::from_millis(300));
-    let result = measure(&waymark, &work, &old, &new, bouncer_port, runs);
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill $(cat {}/pgbouncer.pid)", work.display()))
-        .status();
-    drop((old, new));
+    old.try_execute("app", "ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY")?;
+    let bouncer = Bouncer::start(old.port)?;
+    let result = measure(&waymark, &work, &old, &new, &bouncer, runs);
+    drop((bouncer, old, new));
     let _ = std::fs::remove_dir_all(&work);
     let m = result?;
 
@@ -226,7 +119,7 @@ fn measure(
     work: &Path,
     old: &Cluster,
     new: &Cluster,
-    bouncer: u16,
+    bouncer: &Bouncer,
     runs: usize,
 ) -> anyhow::Result<Measured> {
     let pgbench_dir = work.join("pgbench");
@@ -248,7 +141,7 @@ fn measure(
             "127.0.0.1",
             "-p",
         ])
-        .arg(bouncer.to_string())
+        .arg(bouncer.port.to_string())
         .args(["-U", "postgres", "app"])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(work.join("pgbench.err"))?)
@@ -275,9 +168,9 @@ fn measure(
                 "--target",
                 &new.url("app"),
                 "--pgbouncer",
-                &format!("postgres://postgres@127.0.0.1:{bouncer}/pgbouncer"),
+                &bouncer.admin_url(),
                 "--pgbouncer-ini",
-                &work.join("pgbouncer.ini").display().to_string(),
+                &bouncer.ini.display().to_string(),
                 "--pgbouncer-database",
                 "app",
                 "--state",

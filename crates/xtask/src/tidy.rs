@@ -22,11 +22,16 @@ const CODE_MAP: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "waymark-core",
-        &["waymark-db", "waymark-host", "waymark-backup", "waymark-cutover"],
+        &["waymark-db", "waymark-host", "waymark-backup"],
         &["sqlx", "wasmtime", "wasmtime-wasi", "anyhow", "clap"],
     ),
-    ("waymark", &["waymark-core"], &["sqlx", "wasmtime", "wasmtime-wasi"]),
-    ("xtask", &["waymark-host"], &[]),
+    (
+        "waymark",
+        &["waymark-core", "waymark-backup", "waymark-cutover"],
+        &["sqlx", "wasmtime", "wasmtime-wasi"],
+    ),
+    ("waymark-testkit", &[], &["wasmtime", "anyhow", "clap"]),
+    ("xtask", &["waymark-host", "waymark-testkit"], &[]),
 ];
 
 /// Each crate's name and the names of its (non-dev) dependencies.
