@@ -107,8 +107,10 @@ pub struct PlannedMigration {
     /// What the step says it will do, statement by statement with its
     /// line; empty unless the plan was made to be shown or saved.
     pub actions: Vec<Action>,
-    /// The tables and columns whose data it keeps a copy of (`up`), or the
-    /// kept copies it puts back (`down`).
+    /// The tables and columns whose data it keeps a copy of (`up`: what a
+    /// component step declares, and what the SQL step's statements drop,
+    /// known when the statements are), or the kept copies it puts back
+    /// (`down`).
     pub keeps: Vec<String>,
     /// Whether it resumes an interrupted batched run from its checkpoint.
     pub resumes: bool,

@@ -309,8 +309,8 @@ fn history_differences(saved: &[SavedRow], now: &Basis, out: &mut Vec<String>) {
     for (version, state, _) in &now.history {
         if !saved.iter().any(|r| r.version == *version) {
             out.push(format!(
-                "migration {version} is {state} now and had no history row when the plan was made (another runner \
-                 got there first)"
+                "migration {version} is {state} now and had no history row when the plan was made (it ran since: \
+                 another runner got there first, or this plan was applied already)"
             ));
         }
     }
