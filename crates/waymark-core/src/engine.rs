@@ -444,7 +444,9 @@ impl Engine {
     ) -> Result<Vec<Applied>, Error> {
         let lock = self.lock_for_change().await?;
         let result = async {
-            let history = self.db.history().await?;
+            // `lock_for_change` has just made waymark's tables and checked
+            // their schema version: the rows are read without asking again.
+            let history = self.db.connection().await?.history_rows(None).await?;
             let plan = make(&history).await?;
             let mut backup_id = None;
             if let Some(backup) = backup.filter(|_| !plan.migrations.is_empty() && !plan.dry_run && plan.way == Way::Up)

@@ -126,21 +126,18 @@ impl Steps {
         Ok(limits)
     }
 
-    /// The loaded component of a migration, and its limits.
+    /// The loaded component of a migration ([`Steps::load`] first), and its
+    /// limits.
     pub(crate) fn component(&self, m: &Migration) -> Result<(StepComponent, Limits), Error> {
         let step = match &m.step {
             Step::Sql => self.host.sql_step()?,
-            Step::Component(c) => {
-                if !self.loaded.lock().unwrap().contains_key(&c.sha256) {
-                    self.load(m)?;
-                }
-                self.loaded
-                    .lock()
-                    .unwrap()
-                    .get(&c.sha256)
-                    .cloned()
-                    .expect("loaded just above")
-            }
+            Step::Component(c) => self
+                .loaded
+                .lock()
+                .unwrap()
+                .get(&c.sha256)
+                .cloned()
+                .expect("the planner loads every component step of a plan before it runs"),
         };
         Ok((step, self.limits_for(m)?))
     }
