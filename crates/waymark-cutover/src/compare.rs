@@ -35,7 +35,7 @@ impl Default for CompareOptions {
 }
 
 /// One table compared.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct TableComparison {
     /// Its name (schema-qualified on PostgreSQL).
     pub table: String,

@@ -14,7 +14,7 @@ use crate::error::CutoverError;
 use crate::pgbouncer::PgBouncer;
 
 /// One of the two servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     /// The server moved from.
@@ -42,7 +42,7 @@ impl Side {
 }
 
 /// Where a cutover stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// Schema made on the target; replication set up and copying.
@@ -55,7 +55,7 @@ pub enum Phase {
 
 /// The steps of moving traffic, in order. Before `Repointed` a move is
 /// undone if interrupted; from `Repointed` on it is finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     /// Guardrails passed; nothing changed yet.
@@ -97,7 +97,7 @@ pub struct Seed {
 }
 
 /// A move of traffic under way.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Move {
     /// The server traffic moves to.
     pub to: Side,

@@ -30,7 +30,7 @@ impl Default for Limits {
 }
 
 /// One guardrail and whether it passes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Guardrail {
     /// What it checks.
     pub name: &'static str,
@@ -41,7 +41,7 @@ pub struct Guardrail {
 }
 
 /// One table's state in replication.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TableSync {
     /// `schema.table`.
     pub table: String,
@@ -51,7 +51,7 @@ pub struct TableSync {
 }
 
 /// Where a cutover stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Status {
     /// Its id.
     pub id: String,
@@ -83,6 +83,12 @@ impl Status {
     /// Whether every guardrail passes.
     pub fn ready(&self) -> bool {
         !self.guardrails.is_empty() && self.guardrails.iter().all(|g| g.passed)
+    }
+
+    /// Whether traffic should move but cannot now: the cutover replicates
+    /// and a guardrail fails.
+    pub fn blocked(&self) -> bool {
+        self.phase == Phase::Replicating && !self.ready()
     }
 }
 

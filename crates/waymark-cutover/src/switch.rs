@@ -57,7 +57,7 @@ impl std::fmt::Debug for SwitchOptions {
 }
 
 /// A move done.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SwitchReport {
     /// Where traffic goes now.
     pub live: Side,

@@ -37,7 +37,7 @@ pub struct ObjectRef {
 }
 
 /// A copy kept for a migration's `down`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Preimage {
     /// The migration that dropped the data.
     pub version: String,

@@ -7,6 +7,7 @@
 
 mod cli;
 mod config;
+mod json;
 mod output;
 
 use std::io::IsTerminal;
@@ -337,8 +338,7 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
         CutoverCommand::Status { state, limits } => {
             let status = waymark_cutover::status(&state.path, &cutover_limits(limits)).await?;
             out.cutover_status(&status);
-            let blocked = status.phase == waymark_cutover::Phase::Replicating && !status.ready();
-            Ok(if blocked { exit::REFUSED } else { 0 })
+            Ok(if status.blocked() { exit::REFUSED } else { 0 })
         }
         CutoverCommand::Switch(args) | CutoverCommand::Rollback(args) => {
             let to = match command {

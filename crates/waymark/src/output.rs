@@ -4,9 +4,9 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use crate::json;
 use comfy_table::{Table, presets};
 use serde::Serialize;
-use serde_json::json;
 use waymark_backup::{Listed, Manifest, Progress as BackupProgress, Report as VerifyBackupReport, RestoreReport};
 use waymark_core::{
     Applied, Entry, Error, Event, Inspection, Migration, MigrationSet, Plan, PluginTest, Preimage, Progress,
@@ -37,95 +37,16 @@ pub(crate) struct Output {
     quiet: bool,
 }
 
-/// One migration in JSON output.
-#[derive(Serialize)]
-struct EntryJson<'a> {
-    version: &'a str,
-    name: &'a str,
-    state: &'a str,
-    file: Option<String>,
-    checksum: Option<&'a str>,
-    applied_checksum: Option<&'a str>,
-    applied_at: Option<&'a str>,
-    duration_ms: Option<i64>,
-    applied_by: Option<&'a str>,
-    hostname: Option<&'a str>,
-    error: Option<&'a str>,
-    reversible: Option<bool>,
-    backup_id: Option<&'a str>,
-    /// Copies of dropped data kept for its `down`.
-    preimages: Vec<&'a Preimage>,
-}
-
-impl<'a> From<&'a Entry> for EntryJson<'a> {
-    fn from(e: &'a Entry) -> Self {
-        EntryJson {
-            version: e.version.as_str(),
-            name: &e.name,
-            state: e.state.as_str(),
-            file: e.migration.as_ref().map(|m| m.up.path.display().to_string()),
-            checksum: e.migration.as_ref().map(|m| m.checksum.as_str()),
-            applied_checksum: e.row.as_ref().map(|r| r.checksum.as_str()),
-            applied_at: e.row.as_ref().map(|r| r.applied_at.as_str()),
-            duration_ms: e.row.as_ref().map(|r| r.duration_ms),
-            applied_by: e.row.as_ref().map(|r| r.applied_by.as_str()),
-            hostname: e.row.as_ref().map(|r| r.hostname.as_str()),
-            error: e.row.as_ref().and_then(|r| r.error.as_deref()),
-            backup_id: e.row.as_ref().and_then(|r| r.backup_id.as_deref()),
-            // A plugin step says whether it is reversible only when asked,
-            // which `down` does; status does not load components.
-            reversible: e.migration.as_ref().and_then(|m| match m.step {
-                waymark_core::Step::Sql => Some(m.down.is_some()),
-                waymark_core::Step::Component(_) => None,
-            }),
-            preimages: Vec::new(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct AppliedJson<'a> {
-    version: &'a str,
-    name: &'a str,
-    duration_ms: u128,
-    transactional: bool,
-    preimages: Vec<serde_json::Value>,
-    warnings: &'a [String],
-}
-
-fn applied_json(done: &[Applied]) -> Vec<AppliedJson<'_>> {
-    done.iter()
-        .map(|a| AppliedJson {
-            version: a.version.as_str(),
-            name: &a.name,
-            duration_ms: a.duration.as_millis(),
-            transactional: a.transactional,
-            preimages: a
-                .preimages
-                .iter()
-                .map(|p| {
-                    json!({
-                        "object": p.object,
-                        "kept_in": p.kept_in,
-                        "rows": p.rows,
-                        "put_back": p.put_back,
-                    })
-                })
-                .collect(),
-            warnings: &a.warnings,
-        })
-        .collect()
-}
-
 impl Output {
     pub(crate) fn new(json: bool, quiet: bool) -> Self {
         Output { json, quiet }
     }
 
-    fn print_json(&self, value: &serde_json::Value) {
+    /// Prints a command's reply: `ok` and the command's fields.
+    fn reply<T: Serialize>(&self, ok: bool, body: T) {
         outln!(
             "{}",
-            serde_json::to_string_pretty(value).expect("JSON values serialise")
+            serde_json::to_string_pretty(&json::Reply { ok, body }).expect("replies serialize")
         );
     }
 
@@ -152,7 +73,15 @@ impl Output {
             eprintln!("hint: {hint}");
         }
         if self.json {
-            self.print_json(&json!({ "ok": false, "error": { "message": format!("{error:#}"), "hint": hint } }));
+            self.reply(
+                false,
+                json::Failure {
+                    error: json::ErrorBody {
+                        message: format!("{error:#}"),
+                        hint: hint.map(str::to_owned),
+                    },
+                },
+            );
         }
     }
 
@@ -224,27 +153,31 @@ impl Output {
             })
             .collect();
         if self.json {
-            let list: Vec<EntryJson<'_>> = entries
+            let migrations = entries
                 .iter()
-                .map(|e| EntryJson {
+                .map(|e| json::EntryJson {
                     preimages: kept_by(e).into_iter().filter(|p| !waiting.contains(p)).collect(),
-                    ..EntryJson::from(e)
+                    ..json::EntryJson::from(e)
                 })
                 .collect();
-            let ignored: Vec<serde_json::Value> = set
+            let ignored = set
                 .ignored
                 .iter()
-                .map(
-                    |i| json!({ "path": i.path.display().to_string(), "reason": i.reason, "suspicious": i.suspicious }),
-                )
+                .map(|i| json::IgnoredFile {
+                    path: i.path.display().to_string(),
+                    reason: i.reason.clone(),
+                    suspicious: i.suspicious,
+                })
                 .collect();
-            self.print_json(&json!({
-                "ok": true,
-                "layout": set.layout.as_str(),
-                "migrations": list,
-                "waiting": waiting,
-                "ignored": ignored,
-            }));
+            self.reply(
+                true,
+                json::StatusReply {
+                    layout: set.layout.as_str(),
+                    migrations,
+                    waiting: waiting.clone(),
+                    ignored,
+                },
+            );
             return;
         }
         if verbose {
@@ -302,11 +235,7 @@ impl Output {
     /// A plan: in JSON, the document `plan --out` writes (with `"ok"`).
     pub(crate) fn plan(&self, plan: &Plan, saved: &SavedPlan, written: Option<&std::path::Path>) {
         if self.json {
-            let mut value = serde_json::to_value(saved).expect("a plan serializes");
-            if let serde_json::Value::Object(map) = &mut value {
-                map.insert("ok".to_owned(), json!(true));
-            }
-            self.print_json(&value);
+            self.reply(true, json::PlanReply { plan: saved });
         } else {
             self.plan_text(plan);
         }
@@ -420,19 +349,24 @@ impl Output {
     pub(crate) fn inspection(&self, path: &std::path::Path, i: &Inspection) {
         let description = i.description.as_ref().ok();
         if self.json {
-            self.print_json(&json!({
-                "ok": description.is_some() && i.interface.is_some(),
-                "path": path.display().to_string(),
-                "sha256": i.digest,
-                "size": i.size,
-                "interface": i.interface,
-                "imports": i.imports,
-                "exports": i.exports,
-                "description": description.map(|d| json!({
-                    "name": d.name, "version": d.version, "summary": d.summary, "reversible": d.reversible,
-                })),
-                "error": i.description.as_ref().err().map(ToString::to_string),
-            }));
+            self.reply(
+                description.is_some() && i.interface.is_some(),
+                json::Inspected {
+                    path: path.display().to_string(),
+                    sha256: &i.digest,
+                    size: i.size,
+                    interface: i.interface.as_deref(),
+                    imports: &i.imports,
+                    exports: &i.exports,
+                    description: description.map(|d| json::Described {
+                        name: &d.name,
+                        version: &d.version,
+                        summary: &d.summary,
+                        reversible: d.reversible,
+                    }),
+                    error: i.description.as_ref().err().map(ToString::to_string),
+                },
+            );
             return;
         }
         outln!("component  {}", path.display());
@@ -458,17 +392,23 @@ impl Output {
 
     pub(crate) fn plugin_test(&self, report: &PluginTest) {
         if self.json {
-            let stages: Vec<serde_json::Value> = report
+            let stages = report
                 .stages
                 .iter()
-                .map(|s| json!({ "stage": s.name, "duration_ms": s.duration.as_millis(), "changes": s.changes }))
+                .map(|s| json::TestStage {
+                    stage: s.name,
+                    duration_ms: s.duration.as_millis(),
+                    changes: &s.changes,
+                })
                 .collect();
-            self.print_json(&json!({
-                "ok": report.problems.is_empty(),
-                "database": report.url,
-                "stages": stages,
-                "problems": report.problems,
-            }));
+            self.reply(
+                report.problems.is_empty(),
+                json::PluginTested {
+                    database: &report.url,
+                    stages,
+                    problems: &report.problems,
+                },
+            );
         } else {
             outln!("scratch database {}", report.url);
             for stage in &report.stages {
@@ -509,21 +449,29 @@ impl Output {
             self.note(&format!("{verb} {} migration(s)", done.len()));
         }
         if self.json {
-            let error = failure.map(|(e, hint)| json!({ "message": e.to_string(), "hint": hint }));
-            self.print_json(&json!({
-                "ok": error.is_none(),
-                "command": command,
-                "done": applied_json(done),
-                "error": error,
-            }));
+            let error = failure.map(|(e, hint)| json::ErrorBody {
+                message: e.to_string(),
+                hint,
+            });
+            self.reply(
+                error.is_none(),
+                json::AppliedReply {
+                    command,
+                    done: done.iter().map(json::AppliedMigration::from).collect(),
+                    error,
+                },
+            );
         }
     }
 
     pub(crate) fn verify(&self, report: &VerifyReport) {
         if self.json {
-            let list: Vec<EntryJson<'_>> = report.differences.iter().map(EntryJson::from).collect();
-            self.print_json(
-                &json!({ "ok": report.differences.is_empty(), "checked": report.checked, "differences": list }),
+            self.reply(
+                report.differences.is_empty(),
+                json::Verified {
+                    checked: report.checked,
+                    differences: report.differences.iter().map(json::EntryJson::from).collect(),
+                },
             );
         } else {
             for e in &report.differences {
@@ -556,8 +504,8 @@ impl Output {
 
     pub(crate) fn created(&self, paths: &[PathBuf]) {
         if self.json {
-            let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            self.print_json(&json!({ "ok": true, "created": list }));
+            let created = paths.iter().map(|p| p.display().to_string()).collect();
+            self.reply(true, json::Created { created });
         } else {
             for p in paths {
                 outln!("{}", p.display());
@@ -567,11 +515,14 @@ impl Output {
 
     pub(crate) fn baseline(&self, adopted: &[Migration]) {
         if self.json {
-            let list: Vec<serde_json::Value> = adopted
+            let baselined = adopted
                 .iter()
-                .map(|m| json!({ "version": m.version.as_str(), "name": m.name }))
+                .map(|m| json::Adopted {
+                    version: m.version.as_str(),
+                    name: &m.name,
+                })
                 .collect();
-            self.print_json(&json!({ "ok": true, "baselined": list }));
+            self.reply(true, json::Baselined { baselined });
         } else {
             for m in adopted {
                 outln!("{}", m.label());
@@ -582,11 +533,15 @@ impl Output {
 
     pub(crate) fn repair(&self, actions: &[RepairAction]) {
         if self.json {
-            let list: Vec<serde_json::Value> = actions
+            let repaired = actions
                 .iter()
-                .map(|a| json!({ "action": a.action, "migration": a.label, "detail": a.detail }))
+                .map(|a| json::RepairedMigration {
+                    action: a.action,
+                    migration: &a.label,
+                    detail: &a.detail,
+                })
                 .collect();
-            self.print_json(&json!({ "ok": true, "repaired": list }));
+            self.reply(true, json::Repaired { repaired });
             return;
         }
         for a in actions {
@@ -617,15 +572,17 @@ impl Output {
     pub(crate) fn backup_created(&self, dir: &std::path::Path, m: &Manifest) {
         let rows: u64 = m.tables.iter().map(|t| t.rows).sum();
         if self.json {
-            self.print_json(&json!({
-                "ok": true,
-                "dir": dir.display().to_string(),
-                "id": m.id,
-                "tables": m.tables.len(),
-                "rows": rows,
-                "bytes": m.size(),
-                "migration": m.history.last().map(|h| &h.version),
-            }));
+            self.reply(
+                true,
+                json::BackupCreated {
+                    dir: dir.display().to_string(),
+                    id: &m.id,
+                    tables: m.tables.len(),
+                    rows,
+                    bytes: m.size(),
+                    migration: m.history.last().map(|h| h.version.as_str()),
+                },
+            );
         } else {
             outln!("{}", dir.display());
         }
@@ -638,14 +595,16 @@ impl Output {
 
     pub(crate) fn backup_verified(&self, dir: &std::path::Path, m: &Manifest, report: &VerifyBackupReport, deep: bool) {
         if self.json {
-            self.print_json(&json!({
-                "ok": report.problems.is_empty(),
-                "dir": dir.display().to_string(),
-                "id": m.id,
-                "files": report.files,
-                "deep": deep,
-                "problems": report.problems,
-            }));
+            self.reply(
+                report.problems.is_empty(),
+                json::BackupVerified {
+                    dir: dir.display().to_string(),
+                    id: &m.id,
+                    files: report.files,
+                    deep,
+                    problems: &report.problems,
+                },
+            );
         } else {
             for p in &report.problems {
                 outln!("{p}");
@@ -669,17 +628,28 @@ impl Output {
 
     pub(crate) fn backup_list(&self, dir: &std::path::Path, sets: &[Listed]) {
         if self.json {
-            let list: Vec<serde_json::Value> = sets
+            let backups = sets
                 .iter()
-                .map(|s| match &s.manifest {
-                    Ok(m) => json!({
-                        "id": s.id, "complete": true, "created_at": m.created_at, "bytes": s.size,
-                        "tables": m.tables.len(), "migration": m.history.last().map(|h| &h.version),
-                    }),
-                    Err(why) => json!({ "id": s.id, "complete": false, "bytes": s.size, "problem": why }),
+                .map(|s| {
+                    let manifest = s.manifest.as_ref().ok();
+                    json::ListedBackup {
+                        id: &s.id,
+                        complete: manifest.is_some(),
+                        created_at: manifest.map(|m| m.created_at.as_str()),
+                        bytes: s.size,
+                        tables: manifest.map(|m| m.tables.len()),
+                        migration: manifest.map(|m| m.history.last().map(|h| h.version.as_str())),
+                        problem: s.manifest.as_ref().err().map(String::as_str),
+                    }
                 })
                 .collect();
-            self.print_json(&json!({ "ok": true, "dir": dir.display().to_string(), "backups": list }));
+            self.reply(
+                true,
+                json::BackupList {
+                    dir: dir.display().to_string(),
+                    backups,
+                },
+            );
             return;
         }
         if sets.is_empty() {
@@ -718,13 +688,15 @@ impl Output {
         let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
         let ranges: usize = report.tables.iter().map(|t| t.ranges).sum();
         if self.json {
-            self.print_json(&json!({
-                "ok": report.matches(),
-                "source": source,
-                "target": target,
-                "tables": report.tables,
-                "problems": report.problems,
-            }));
+            self.reply(
+                report.matches(),
+                json::Compared {
+                    source,
+                    target,
+                    tables: &report.tables,
+                    problems: &report.problems,
+                },
+            );
         } else {
             for problem in &report.problems {
                 outln!("{problem}");
@@ -783,11 +755,17 @@ impl Output {
         let s = &p.state;
         let backup = s.backup.as_ref().map(|b| b.display().to_string()).unwrap_or_default();
         if self.json {
-            self.print_json(&json!({
-                "ok": true, "id": s.id, "resumed": p.resumed, "backup": backup,
-                "source": redact(&s.source), "target": redact(&s.target),
-                "seeded_at": s.seed.as_ref().and_then(|seed| seed.lsn.clone()),
-            }));
+            self.reply(
+                true,
+                json::CutoverPrepared {
+                    id: &s.id,
+                    resumed: p.resumed,
+                    backup: backup.clone(),
+                    source: redact(&s.source),
+                    target: redact(&s.target),
+                    seeded_at: s.seed.as_ref().and_then(|seed| seed.lsn.as_deref()),
+                },
+            );
         }
         let filled = match s.seed.as_ref().and_then(|seed| seed.lsn.as_deref()) {
             Some(lsn) => format!("schema and rows from {backup}, replicating from its position {lsn}"),
@@ -803,7 +781,14 @@ impl Output {
 
     pub(crate) fn cutover_status(&self, st: &CutoverStatus) {
         if self.json {
-            self.print_json(&json!({ "ok": true, "ready": st.ready(), "status": st }));
+            // A switch's guardrails failing exits 5, so `ok` says so too.
+            self.reply(
+                !st.blocked(),
+                json::CutoverStatus {
+                    ready: st.ready(),
+                    status: st,
+                },
+            );
             return;
         }
         let phase = serde_json::to_value(st.phase).unwrap_or_default();
@@ -846,7 +831,7 @@ impl Output {
 
     pub(crate) fn switched(&self, r: &SwitchReport) {
         if self.json {
-            self.print_json(&json!({ "ok": true, "switch": r }));
+            self.reply(true, json::Switched { switch: r });
         }
         if let Some(what) = &r.recovered {
             self.note(&format!("a switch a runner left was {what} first"));
@@ -875,7 +860,7 @@ impl Output {
 
     pub(crate) fn cutover_completed(&self, live: Side) {
         if self.json {
-            self.print_json(&json!({ "ok": true, "live": live }));
+            self.reply(true, json::CutoverCompleted { live });
         }
         self.note(&format!(
             "replication removed both ways; the {} stays live",
@@ -885,10 +870,16 @@ impl Output {
 
     pub(crate) fn backup_restored(&self, r: &RestoreReport, url: &str) {
         if self.json {
-            self.print_json(&json!({
-                "ok": true, "id": r.id, "to": url, "tables": r.tables, "rows": r.rows,
-                "duration_ms": r.duration.as_millis(),
-            }));
+            self.reply(
+                true,
+                json::BackupRestored {
+                    id: &r.id,
+                    to: url,
+                    tables: r.tables,
+                    rows: r.rows,
+                    duration_ms: r.duration.as_millis(),
+                },
+            );
         }
         self.note(&format!(
             "restored {} into {url}: {} tables, {} rows, every table's digest matches the backup ({} ms)",

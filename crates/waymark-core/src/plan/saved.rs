@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use waymark_db::Dialect;
 
@@ -22,7 +23,7 @@ use crate::version::Version;
 pub const PLAN_FORMAT: u32 = 1;
 
 /// A plan as written to a file and printed by `plan --json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SavedPlan {
     /// The file format's version ([`PLAN_FORMAT`]).
@@ -51,7 +52,7 @@ pub struct SavedPlan {
 }
 
 /// The options a plan was made with.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SavedOptions {
     /// `up --to`, or for `down`, `--to`.
@@ -72,7 +73,7 @@ pub struct SavedOptions {
 }
 
 /// One migration of a saved plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SavedMigration {
     /// Its version.
@@ -103,7 +104,7 @@ pub struct SavedMigration {
 }
 
 /// One statement (or sentence) a step says it will run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SavedAction {
     /// Its 1-based line in the script, 0 if none.
@@ -113,7 +114,7 @@ pub struct SavedAction {
 }
 
 /// A history row a plan was made from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SavedRow {
     /// The version.
@@ -125,7 +126,7 @@ pub struct SavedRow {
 }
 
 /// A migration file a plan was made from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SavedFile {
     /// The migration's version.

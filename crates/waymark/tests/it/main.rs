@@ -13,6 +13,7 @@ mod cutover;
 mod failures;
 mod guide;
 mod hostile;
+mod json_contract;
 mod layouts;
 mod lifecycle;
 mod plugins;

@@ -374,18 +374,24 @@ fn dry_run_applies_then_rolls_back() {
     assert!(mysql.tables().is_empty(), "{:?}", mysql.tables());
 }
 
-#[test]
-fn plugin_test_reports_changes_and_catches_a_down_that_does_not_restore() {
-    let p = Project::new();
+/// A `roles` table for `plugin test --setup`, and `1_seed`, a seed step
+/// that writes two rows into it: (the setup file, the step's folder).
+pub(crate) fn seeded_roles(p: &Project) -> (std::path::PathBuf, std::path::PathBuf) {
     let setup = p.file("setup.sql", "CREATE TABLE roles (id INTEGER PRIMARY KEY, name TEXT);");
     plugin_step(
-        &p,
+        p,
         "1_seed",
         "seed",
         waymark_host::SEED_WASM_PATH,
         "[permissions]\nwrite = [\"roles\"]\n[config]\ntable = \"roles\"\nkey = [\"id\"]\ncolumns = [\"id\", \"name\"]\nrows = [[1, \"a\"], [2, \"b\"]]\n",
     );
-    let folder = p.migrations().join("1_seed");
+    (setup, p.migrations().join("1_seed"))
+}
+
+#[test]
+fn plugin_test_reports_changes_and_catches_a_down_that_does_not_restore() {
+    let p = Project::new();
+    let (setup, folder) = seeded_roles(&p);
     let run = plugin_test(&p, &[folder.to_str().unwrap(), "--setup", setup.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("up ("), "{}", run.stdout);
@@ -428,7 +434,7 @@ fn plugin_test_reports_changes_and_catches_a_down_that_does_not_restore() {
     assert_eq!(db.tables(), ["roles"]);
 }
 
-fn plugin_test(p: &Project, args: &[&str]) -> crate::common::Run {
+pub(crate) fn plugin_test(p: &Project, args: &[&str]) -> crate::common::Run {
     let mut cmd = std::process::Command::new(crate::common::BIN);
     cmd.current_dir(p.dir.path())
         .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/never-used")

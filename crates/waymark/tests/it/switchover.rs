@@ -74,7 +74,7 @@ fn prepare_args(old: &Cluster, new: &Cluster, bouncer: &Bouncer, more: &[&str]) 
 }
 
 fn prepare(dir: &Path, old: &Cluster, new: &Cluster, bouncer: &Bouncer) -> Run {
-    let run = waymark(dir, &prepare_args(old, new, bouncer, &[]), &[]);
+    let run = waymark(dir, &prepare_args(old, new, bouncer, &["--json"]), &[]);
     assert_eq!(
         run.code,
         0,
@@ -195,6 +195,7 @@ fn switch_rollback_and_switch_again_under_a_writer() {
 
     let run = prepare(dir.path(), &old, &new, &bouncer);
     assert!(run.stderr.contains("caught up"), "{}", run.stderr);
+    crate::json_contract::conforms("cutover-prepare", &run.json());
     let backup = state(dir.path())["backup"].as_str().unwrap().to_owned();
     assert!(
         Path::new(&backup).join("manifest.json").is_file(),
@@ -202,6 +203,7 @@ fn switch_rollback_and_switch_again_under_a_writer() {
     );
 
     let status = waymark(dir.path(), &["--json", "cutover", "status"], &[]).ok().json();
+    crate::json_contract::conforms("cutover-status", &status);
     assert_eq!(status["ready"], true, "{status}");
     assert_eq!(status["status"]["live"], "source");
     let tables: Vec<&str> = status["status"]["tables"]
@@ -226,6 +228,7 @@ fn switch_rollback_and_switch_again_under_a_writer() {
     // Online, with the writer writing: exact, table by table.
     writer.wait_for(20);
     let report = waymark(dir.path(), &["--json", "cutover", "verify"], &[]).ok().json();
+    crate::json_contract::conforms("cutover-verify", &report);
     assert_eq!(report["problems"], serde_json::json!([]), "{report}");
     let rows: Vec<u64> = report["tables"]
         .as_array()
@@ -240,6 +243,7 @@ fn switch_rollback_and_switch_again_under_a_writer() {
     for (command, port) in [("switch", new.port), ("rollback", old.port), ("switch", new.port)] {
         writer.wait_for(30);
         let report = waymark(dir.path(), &["--json", "cutover", command], &[]).ok().json();
+        crate::json_contract::conforms(&format!("cutover-{command}"), &report);
         pauses.push(report["switch"]["pause_ms"].as_u64().unwrap());
         assert_eq!(report["switch"]["replicating_back"], true, "{report}");
         assert_eq!(bouncer.show(), (port, false), "after {command}");
@@ -272,8 +276,10 @@ fn switch_rollback_and_switch_again_under_a_writer() {
     let next: i64 = new.column("SELECT nextval('writes_id_seq')::text")[0].parse().unwrap();
     assert!(next > max_id, "nextval {next} is not past {max_id}");
 
-    let run = waymark(dir.path(), &["cutover", "complete"], &[]).ok();
+    let run = waymark(dir.path(), &["--json", "cutover", "complete"], &[]).ok();
     assert!(run.stderr.contains("the target stays live"), "{}", run.stderr);
+    crate::json_contract::conforms("cutover-complete", &run.json());
+    assert_eq!(run.json()["live"], "target");
     no_replication_left(&old);
     no_replication_left(&new);
     assert_eq!(state(dir.path())["phase"], "completed");

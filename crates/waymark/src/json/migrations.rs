@@ -1,0 +1,219 @@
+//! The migration commands' replies: `status`, `plan`, `up`, `down`,
+//! `redo`, `verify`, `new`, `baseline` and `repair`.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use waymark_core::{Applied, Entry, Preimage, SavedPlan};
+
+use super::ErrorBody;
+
+/// One migration as `status` and `verify` describe it: its file, and its
+/// history row when it has one.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct EntryJson<'a> {
+    /// Its version, as written in its file name.
+    pub(crate) version: &'a str,
+    /// Its name.
+    pub(crate) name: &'a str,
+    /// `pending`, `applied`, `baseline`, `running`, `failed`, `modified`,
+    /// `missing` or `out-of-order`.
+    pub(crate) state: &'a str,
+    /// Its up script (or `step.toml`), if a file has this version.
+    pub(crate) file: Option<String>,
+    /// The file's SHA-256.
+    pub(crate) checksum: Option<&'a str>,
+    /// The SHA-256 recorded when it was applied.
+    pub(crate) applied_checksum: Option<&'a str>,
+    /// When it was applied (RFC 3339).
+    pub(crate) applied_at: Option<&'a str>,
+    /// How long it took, in milliseconds.
+    pub(crate) duration_ms: Option<i64>,
+    /// The database user who applied it.
+    pub(crate) applied_by: Option<&'a str>,
+    /// The machine it was applied from.
+    pub(crate) hostname: Option<&'a str>,
+    /// Why it failed, for a failed one.
+    pub(crate) error: Option<&'a str>,
+    /// Whether it can be reverted; `null` for a plugin step, which says so
+    /// only when loaded.
+    pub(crate) reversible: Option<bool>,
+    /// The verified backup taken before it ran, if any.
+    pub(crate) backup_id: Option<&'a str>,
+    /// Copies of dropped data kept for its `down`.
+    pub(crate) preimages: Vec<&'a Preimage>,
+}
+
+impl<'a> From<&'a Entry> for EntryJson<'a> {
+    fn from(e: &'a Entry) -> Self {
+        EntryJson {
+            version: e.version.as_str(),
+            name: &e.name,
+            state: e.state.as_str(),
+            file: e.migration.as_ref().map(|m| m.up.path.display().to_string()),
+            checksum: e.migration.as_ref().map(|m| m.checksum.as_str()),
+            applied_checksum: e.row.as_ref().map(|r| r.checksum.as_str()),
+            applied_at: e.row.as_ref().map(|r| r.applied_at.as_str()),
+            duration_ms: e.row.as_ref().map(|r| r.duration_ms),
+            applied_by: e.row.as_ref().map(|r| r.applied_by.as_str()),
+            hostname: e.row.as_ref().map(|r| r.hostname.as_str()),
+            error: e.row.as_ref().and_then(|r| r.error.as_deref()),
+            backup_id: e.row.as_ref().and_then(|r| r.backup_id.as_deref()),
+            // A plugin step says whether it is reversible only when asked,
+            // which `down` does; status does not load components.
+            reversible: e.migration.as_ref().and_then(|m| match m.step {
+                waymark_core::Step::Sql => Some(m.down.is_some()),
+                waymark_core::Step::Component(_) => None,
+            }),
+            preimages: Vec::new(),
+        }
+    }
+}
+
+/// A file in the migrations folder that is not a migration.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct IgnoredFile {
+    /// Its path.
+    pub(crate) path: String,
+    /// Why it is not a migration.
+    pub(crate) reason: String,
+    /// Whether it looks like a migration misnamed (also warned on stderr).
+    pub(crate) suspicious: bool,
+}
+
+/// `waymark status`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct StatusReply<'a> {
+    /// The layout the folder is read as: `waymark` (which reads diesel's,
+    /// sqlx's and golang-migrate's folders as they are), `diesel`, `sqlx`,
+    /// `golang-migrate`, `dbmate`, `goose` or `flyway`.
+    pub(crate) layout: &'a str,
+    /// Every migration in version order: the files and the history rows.
+    pub(crate) migrations: Vec<EntryJson<'a>>,
+    /// Copies of dropped data whose migration was reverted without making
+    /// its table or column again; each goes back when a `down` does.
+    pub(crate) waiting: Vec<&'a Preimage>,
+    /// Files in the folder that are not migrations.
+    pub(crate) ignored: Vec<IgnoredFile>,
+}
+
+/// `waymark plan`: the plan as `plan --out` writes it and `up --plan`
+/// reads it (its format's version is `waymark_plan`), with `ok`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct PlanReply<'a> {
+    #[serde(flatten)]
+    pub(crate) plan: &'a SavedPlan,
+}
+
+/// What happened to dropped data while a migration ran.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct KeptCopy<'a> {
+    /// `table` or `table.column` (schema-qualified on PostgreSQL).
+    pub(crate) object: &'a str,
+    /// The table that holds (or held) the copy.
+    pub(crate) kept_in: &'a str,
+    /// The rows the copy holds.
+    pub(crate) rows: u64,
+    /// For `down`, the rows written back; `null` for `up`, which kept it.
+    pub(crate) put_back: Option<u64>,
+}
+
+/// A migration applied or reverted.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct AppliedMigration<'a> {
+    /// Its version.
+    pub(crate) version: &'a str,
+    /// Its name.
+    pub(crate) name: &'a str,
+    /// Wall time it took, in milliseconds.
+    pub(crate) duration_ms: u128,
+    /// Whether it ran in a transaction.
+    pub(crate) transactional: bool,
+    /// Dropped data it kept (`up`) or put back (`down`).
+    pub(crate) preimages: Vec<KeptCopy<'a>>,
+    /// What it could not keep or put back.
+    pub(crate) warnings: &'a [String],
+}
+
+impl<'a> From<&'a Applied> for AppliedMigration<'a> {
+    fn from(a: &'a Applied) -> Self {
+        AppliedMigration {
+            version: a.version.as_str(),
+            name: &a.name,
+            duration_ms: a.duration.as_millis(),
+            transactional: a.transactional,
+            preimages: a
+                .preimages
+                .iter()
+                .map(|p| KeptCopy {
+                    object: &p.object,
+                    kept_in: &p.kept_in,
+                    rows: p.rows,
+                    put_back: p.put_back,
+                })
+                .collect(),
+            warnings: &a.warnings,
+        }
+    }
+}
+
+/// `waymark up`, `down` and `redo`: what was done, and what stopped it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct AppliedReply<'a> {
+    /// `up`, `up --dry-run`, `down` or `redo`.
+    pub(crate) command: &'a str,
+    /// The migrations done, in order, before any failure.
+    pub(crate) done: Vec<AppliedMigration<'a>>,
+    /// The failure that stopped it; `null` when all went through.
+    pub(crate) error: Option<ErrorBody>,
+}
+
+/// `waymark verify`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Verified<'a> {
+    /// How many applied migrations were checked.
+    pub(crate) checked: usize,
+    /// The applied migrations whose file changed or is gone.
+    pub(crate) differences: Vec<EntryJson<'a>>,
+}
+
+/// `waymark new` and `waymark plugin new`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Created {
+    /// The files written, in order.
+    pub(crate) created: Vec<String>,
+}
+
+/// A migration recorded by `baseline`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Adopted<'a> {
+    /// Its version.
+    pub(crate) version: &'a str,
+    /// Its name.
+    pub(crate) name: &'a str,
+}
+
+/// `waymark baseline`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Baselined<'a> {
+    /// The migrations recorded as already applied, in order.
+    pub(crate) baselined: Vec<Adopted<'a>>,
+}
+
+/// One change `repair` made.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct RepairedMigration<'a> {
+    /// What it did: `rolled-back`, `accept-checksum` or `forget-missing`.
+    pub(crate) action: &'a str,
+    /// The migration, as `version name`.
+    pub(crate) migration: &'a str,
+    /// What was changed.
+    pub(crate) detail: &'a str,
+}
+
+/// `waymark repair`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Repaired<'a> {
+    /// Each change made to the history, in order; empty when nothing
+    /// needed repair.
+    pub(crate) repaired: Vec<RepairedMigration<'a>>,
+}
