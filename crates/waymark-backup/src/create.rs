@@ -496,8 +496,7 @@ fn pg_dump(url: &str, section: &str, snapshot: &str, tables: Option<&Vec<TableIn
         snapshot,
     ]);
     for t in tables.into_iter().flatten() {
-        cmd.arg("--table")
-            .arg(waymark_db::quote_table(Dialect::Postgres, &t.name));
+        cmd.arg("--table").arg(Dialect::Postgres.quote_table(&t.name));
     }
     // The password goes by environment, not on a command line others can
     // read.

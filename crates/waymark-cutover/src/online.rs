@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use waymark_db::{Conn, Database, quote_table};
+use waymark_db::{Conn, Database};
 
 use crate::compare::{CompareOptions, CompareReport, compare_objects, compare_rows, match_tables, user_tables};
 use crate::error::CutoverError;
@@ -51,7 +51,7 @@ pub async fn compare_online(path: &Path, options: &CompareOptions) -> Result<Com
         lock.execute("SET LOCAL lock_timeout = '10s'").await?;
         lock.execute(&format!(
             "LOCK TABLE {} IN SHARE MODE",
-            quote_table(live_db.dialect(), &info.name)
+            live_db.dialect().quote_table(&info.name)
         ))
         .await?;
         let live_snapshot = snapshot(live_db).await?;

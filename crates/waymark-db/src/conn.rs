@@ -7,51 +7,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Pool, Transaction};
 
+use crate::dialect::Dialect;
 use crate::error::{DbError, describe};
 use crate::history::HistoryTable;
 use crate::pg_tx::PgTx;
 use crate::url::redact;
-
-/// The database's dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    Mysql,
-    /// SQLite.
-    Sqlite,
-}
-
-impl Dialect {
-    /// Whether the migration lock is a session lock held for the whole run
-    /// (PostgreSQL, MySQL), rather than each migration's own write lock
-    /// (SQLite).
-    pub fn session_lock(self) -> bool {
-        !matches!(self, Dialect::Sqlite)
-    }
-
-    /// Whether DDL is transactional, so a migration can be all-or-nothing.
-    pub fn transactional_ddl(self) -> bool {
-        !matches!(self, Dialect::Mysql)
-    }
-
-    /// The dialect of a [`Dialect::name`].
-    pub fn parse(name: &str) -> Option<Self> {
-        [Dialect::Postgres, Dialect::Mysql, Dialect::Sqlite]
-            .into_iter()
-            .find(|d| d.name() == name)
-    }
-
-    /// The dialect's name as users write it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Dialect::Postgres => "postgres",
-            Dialect::Mysql => "mysql",
-            Dialect::Sqlite => "sqlite",
-        }
-    }
-}
 
 /// How to connect.
 #[derive(Debug, Clone)]

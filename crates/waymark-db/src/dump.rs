@@ -14,7 +14,8 @@
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::conn::{Conn, ConnInner, Database, Dialect, Driver, Pools};
+use crate::conn::{Conn, ConnInner, Database, Driver, Pools};
+use crate::dialect::Dialect;
 use crate::error::DbError;
 use crate::value::Value;
 
@@ -32,7 +33,7 @@ pub struct KeyRange {
 impl KeyRange {
     /// ` WHERE ...` for the range, or nothing for the whole table.
     fn filter(&self, dialect: Dialect, key: &[String]) -> String {
-        let key: Vec<String> = key.iter().map(|c| quote_ident(dialect, c)).collect();
+        let key: Vec<String> = key.iter().map(|c| dialect.quote_ident(c)).collect();
         let mut conditions = Vec::new();
         for (bound, op, or_equal) in [(&self.after, ">", false), (&self.upto, "<", true)] {
             let Some(values) = bound else { continue };
@@ -255,25 +256,6 @@ pub struct ServerInfo {
     pub database: String,
 }
 
-pub(crate) fn quote_ident(dialect: Dialect, name: &str) -> String {
-    match dialect {
-        Dialect::Mysql => format!("`{}`", name.replace('`', "``")),
-        _ => format!("\"{}\"", name.replace('"', "\"\"")),
-    }
-}
-
-/// A table name, quoted part by part.
-pub fn quote_table(dialect: Dialect, name: &str) -> String {
-    match dialect {
-        Dialect::Postgres => name
-            .splitn(2, '.')
-            .map(|p| quote_ident(dialect, p))
-            .collect::<Vec<_>>()
-            .join("."),
-        _ => quote_ident(dialect, name),
-    }
-}
-
 pub(crate) fn text_rows(rows: crate::value::Rows) -> Vec<Vec<String>> {
     rows.rows
         .into_iter()
@@ -424,7 +406,7 @@ impl Conn {
             ),
         };
         let arg = match dialect {
-            Dialect::Postgres => quote_table(dialect, &name),
+            Dialect::Postgres => dialect.quote_table(&name),
             _ => name.clone(),
         };
         let described = text_rows(self.query_rows(columns, &[Value::Text(arg.clone())], MANY).await?);
@@ -461,7 +443,7 @@ impl Conn {
                 );
                 let mut out = Vec::new();
                 for name in names.into_iter().filter_map(|r| r.into_iter().next()) {
-                    let q = quote_table(Dialect::Postgres, &name);
+                    let q = Dialect::Postgres.quote_table(&name);
                     let rows = self
                         .query_rows(&format!("SELECT last_value, is_called FROM {q}"), &[], 1)
                         .await?;
@@ -603,7 +585,7 @@ impl Conn {
                 );
                 for row in tables {
                     let [name, kind] = row.as_slice() else { continue };
-                    let q = quote_ident(Dialect::Mysql, name);
+                    let q = Dialect::Mysql.quote_ident(name);
                     let view = kind == "VIEW";
                     let sql = if view {
                         format!("SHOW CREATE VIEW {q}")
@@ -624,7 +606,7 @@ impl Conn {
                     let (Some(trigger), Some(table)) = (row.first(), row.get(2)) else {
                         continue;
                     };
-                    let q = quote_ident(Dialect::Mysql, trigger);
+                    let q = Dialect::Mysql.quote_ident(trigger);
                     let ddl = text_rows(self.query_rows(&format!("SHOW CREATE TRIGGER {q}"), &[], 1).await?);
                     if let Some(text) = ddl.into_iter().next().and_then(|r| r.into_iter().nth(2)) {
                         items.push(SchemaItem {
@@ -655,7 +637,7 @@ impl Conn {
         let context = "locking the tables to back up (was one dropped or renamed as the backup began?)";
         match dialect {
             Dialect::Postgres if !tables.is_empty() => {
-                let names: Vec<String> = tables.iter().map(|t| quote_table(dialect, &t.name)).collect();
+                let names: Vec<String> = tables.iter().map(|t| dialect.quote_table(&t.name)).collect();
                 self.execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", names.join(", ")))
                     .await
                     .map_err(|e| e.context(context.to_owned()))?;
@@ -664,7 +646,7 @@ impl Conn {
                 // Touching a table inside the transaction holds its
                 // metadata lock until the transaction ends.
                 for t in tables {
-                    self.execute(&format!("SELECT 1 FROM {} LIMIT 0", quote_table(dialect, &t.name)))
+                    self.execute(&format!("SELECT 1 FROM {} LIMIT 0", dialect.quote_table(&t.name)))
                         .await
                         .map_err(|e| e.context(context.to_owned()))?;
                 }
@@ -739,13 +721,10 @@ impl Conn {
             return Ok(Vec::new());
         }
         let dialect = self.dialect();
-        let key: Vec<String> = table.primary_key.iter().map(|c| quote_ident(dialect, c)).collect();
-        let literal = |k: &String| match dialect {
-            Dialect::Postgres => format!("quote_literal({k}::text)"),
-            Dialect::Mysql => format!("QUOTE({k})"),
-            Dialect::Sqlite => format!("quote({k})"),
-        };
-        let literals: Vec<String> = (0..key.len()).map(|i| literal(&format!("waymark_k{i}"))).collect();
+        let key: Vec<String> = table.primary_key.iter().map(|c| dialect.quote_ident(c)).collect();
+        let literals: Vec<String> = (0..key.len())
+            .map(|i| dialect.literal_of(&format!("waymark_k{i}")))
+            .collect();
         let aliased: Vec<String> = key
             .iter()
             .enumerate()
@@ -757,7 +736,7 @@ impl Conn {
             literals.join(", "),
             aliased.join(", "),
             key.join(", "),
-            quote_table(dialect, &table.name)
+            dialect.quote_table(&table.name)
         );
         Ok(text_rows(self.query_rows(&sql, &[], MANY).await?))
     }
@@ -795,12 +774,12 @@ impl Conn {
         let dialect = self.dialect();
         let filter = range.filter(dialect, &table.primary_key);
         let order: Vec<String> = if table.primary_key.is_empty() {
-            table.columns.iter().map(|c| quote_ident(dialect, c)).collect()
+            table.columns.iter().map(|c| dialect.quote_ident(c)).collect()
         } else {
-            table.primary_key.iter().map(|c| quote_ident(dialect, c)).collect()
+            table.primary_key.iter().map(|c| dialect.quote_ident(c)).collect()
         };
-        let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(dialect, c)).collect();
-        let from = quote_table(dialect, &table.name);
+        let columns: Vec<String> = table.columns.iter().map(|c| dialect.quote_ident(c)).collect();
+        let from = dialect.quote_table(&table.name);
         let io = |e: std::io::Error| DbError::Config(format!("writing the rows of {}: {e}", table.name));
         let failed = |e: sqlx::Error| DbError::query(format!("reading the rows of {}", table.name), e);
         let mut rows = 0u64;
@@ -879,8 +858,8 @@ impl Conn {
     /// wrote them) into `table`. Returns the number of rows.
     pub async fn load_rows(&mut self, table: &TableInfo, data: &[u8]) -> Result<u64, DbError> {
         let dialect = self.dialect();
-        let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(dialect, c)).collect();
-        let into = quote_table(dialect, &table.name);
+        let columns: Vec<String> = table.columns.iter().map(|c| dialect.quote_ident(c)).collect();
+        let into = dialect.quote_table(&table.name);
         let failed = |e: sqlx::Error| DbError::query(format!("loading the rows of {}", table.name), e);
         self.inner.ready().await?;
         if let Driver::Pg(c) = self.inner.driver() {
@@ -923,7 +902,7 @@ impl Conn {
         match self.dialect() {
             Dialect::Postgres => {
                 for s in sequences {
-                    let q = quote_table(Dialect::Postgres, &s.name).replace('\'', "''");
+                    let q = Dialect::Postgres.quote_table(&s.name).replace('\'', "''");
                     self.execute(&format!("SELECT setval('{q}', {}, {})", s.value, s.is_called))
                         .await?;
                 }

@@ -4,7 +4,8 @@
 
 use sqlx::Row;
 
-use crate::conn::{Conn, ConnInner, Database, Dialect, with_conn};
+use crate::conn::{Conn, ConnInner, Database, with_conn};
+use crate::dialect::Dialect;
 use crate::error::DbError;
 
 /// Where the history is kept.
@@ -49,11 +50,13 @@ impl HistoryTable {
         Ok(())
     }
 
+    /// One of waymark's tables: the history's name with `suffix`, in the
+    /// history's schema on PostgreSQL, quoted.
     pub(crate) fn quoted(&self, dialect: Dialect, suffix: &str) -> String {
+        let table = dialect.quote_ident(&format!("{}{suffix}", self.name));
         match (dialect, &self.schema) {
-            (Dialect::Mysql, _) => format!("`{}{suffix}`", self.name),
-            (Dialect::Postgres, Some(schema)) => format!("\"{schema}\".\"{}{suffix}\"", self.name),
-            _ => format!("\"{}{suffix}\"", self.name),
+            (Dialect::Postgres, Some(schema)) => format!("{}.{table}", dialect.quote_ident(schema)),
+            _ => table,
         }
     }
 
@@ -188,30 +191,6 @@ fn who() -> (&'static str, &'static str) {
     (user, host)
 }
 
-/// `$n` on PostgreSQL, `?` elsewhere.
-pub(crate) fn ph(dialect: Dialect, n: usize) -> String {
-    match dialect {
-        Dialect::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
-    }
-}
-
-pub(crate) fn now(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => "now()",
-        Dialect::Mysql => "UTC_TIMESTAMP(6)",
-        Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-    }
-}
-
-fn applied_at_text(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => r#"to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#,
-        Dialect::Mysql => "DATE_FORMAT(applied_at, '%Y-%m-%dT%H:%i:%s.%fZ')",
-        Dialect::Sqlite => "applied_at",
-    }
-}
-
 impl Database {
     /// Drops the history, audit, checkpoint and pre-image tables (for
     /// scratch databases: `waymark plugin test`).
@@ -297,11 +276,11 @@ impl Conn {
         let mut sql = format!(
             "SELECT version, name, checksum, state, {} AS applied_at, duration_ms, applied_by, hostname, error, \
              backup_id FROM {}",
-            applied_at_text(dialect),
+            dialect.time_text("applied_at"),
             self.history.table(dialect)
         );
         if version.is_some() {
-            sql.push_str(&format!(" WHERE version = {}", ph(dialect, 1)));
+            sql.push_str(&format!(" WHERE version = {}", dialect.placeholder(1)));
         }
         let rows = with_conn!(&mut self.inner, c => {
             let mut q = sqlx::query(&sql);
@@ -351,7 +330,7 @@ impl Conn {
     pub async fn record(&mut self, row: &NewHistoryRow<'_>) -> Result<(), DbError> {
         let dialect = self.dialect();
         let (user, host) = who();
-        let p: Vec<String> = (1..=9).map(|n| ph(dialect, n)).collect();
+        let p: Vec<String> = (1..=9).map(|n| dialect.placeholder(n)).collect();
         let sql = self.record_sql(&p);
         with_conn!(&mut self.inner, c => sqlx::query(&sql)
             .bind(row.version).bind(row.name).bind(row.checksum).bind(row.state.as_str())
@@ -430,7 +409,7 @@ impl Conn {
             values[1],
             values[2],
             values[3],
-            now(dialect),
+            dialect.now(),
             values[4],
             values[5],
             values[6],
@@ -457,7 +436,7 @@ impl Conn {
         let sql = format!(
             "DELETE FROM {} WHERE version = {}",
             self.history.table(dialect),
-            ph(dialect, 1)
+            dialect.placeholder(1)
         );
         let done = with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).execute(c).await.map(|r| r.rows_affected()))
             .map_err(|e| DbError::query(removing(version), e))?;
@@ -470,8 +449,8 @@ impl Conn {
         let sql = format!(
             "UPDATE {} SET checksum = {} WHERE version = {}",
             self.history.table(dialect),
-            ph(dialect, 1),
-            ph(dialect, 2)
+            dialect.placeholder(1),
+            dialect.placeholder(2)
         );
         with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(checksum).bind(version).execute(c).await.map(|r| r.rows_affected()))
             .map_err(|e| DbError::query(format!("updating the checksum of version {version}"), e))?;
@@ -485,12 +464,12 @@ impl Conn {
         let sql = format!(
             "INSERT INTO {} (at, action, version, detail, actor, hostname) VALUES ({}, {}, {}, {}, {}, {})",
             self.history.audit(dialect),
-            now(dialect),
-            ph(dialect, 1),
-            ph(dialect, 2),
-            ph(dialect, 3),
-            ph(dialect, 4),
-            ph(dialect, 5)
+            dialect.now(),
+            dialect.placeholder(1),
+            dialect.placeholder(2),
+            dialect.placeholder(3),
+            dialect.placeholder(4),
+            dialect.placeholder(5)
         );
         with_conn!(&mut self.inner, c => sqlx::query(&sql)
             .bind(entry.action).bind(entry.version).bind(entry.detail).bind(user).bind(host)
@@ -516,10 +495,10 @@ impl Conn {
         let sql = format!(
             "INSERT INTO {} (version, direction, checkpoint, at) VALUES ({}, {}, {}, {}) {upsert}",
             self.history.checkpoints(dialect),
-            ph(dialect, 1),
-            ph(dialect, 2),
-            ph(dialect, 3),
-            now(dialect)
+            dialect.placeholder(1),
+            dialect.placeholder(2),
+            dialect.placeholder(3),
+            dialect.now()
         );
         with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).bind(direction).bind(checkpoint).execute(c).await.map(|r| r.rows_affected()))
             .map_err(|e| DbError::query(format!("recording the checkpoint of version {version}"), e))?;
@@ -533,7 +512,7 @@ impl Conn {
         let sql = format!(
             "SELECT direction, checkpoint FROM {} WHERE version = {}",
             self.history.checkpoints(dialect),
-            ph(dialect, 1)
+            dialect.placeholder(1)
         );
         with_conn!(&mut self.inner, c => sqlx::query_as::<_, (String, String)>(&sql).bind(version).fetch_optional(c).await)
             .map_err(|e| DbError::query(format!("reading the checkpoint of version {version}"), e))
@@ -545,7 +524,7 @@ impl Conn {
         let sql = format!(
             "DELETE FROM {} WHERE version = {}",
             self.history.checkpoints(dialect),
-            ph(dialect, 1)
+            dialect.placeholder(1)
         );
         with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).execute(c).await.map(|r| r.rows_affected()))
             .map_err(|e| DbError::query(format!("removing the checkpoint of version {version}"), e))?;

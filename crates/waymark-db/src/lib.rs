@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod dialect;
 mod dump;
 mod error;
 mod foreign;
@@ -22,8 +23,9 @@ mod snapshot;
 mod url;
 mod value;
 
-pub use conn::{Conn, ConnectOptions, Database, Dialect};
-pub use dump::{KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo, last_key, quote_table};
+pub use conn::{Conn, ConnectOptions, Database};
+pub use dialect::Dialect;
+pub use dump::{KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo, last_key};
 pub use error::DbError;
 pub use foreign::{OtherHistory, OtherTool};
 pub use history::{AuditEntry, HistoryRow, HistoryTable, NewHistoryRow, State};

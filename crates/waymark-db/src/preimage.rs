@@ -12,10 +12,10 @@
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::conn::{Conn, Dialect, with_conn};
-use crate::dump::{MANY, quote_ident, quote_table, text_rows};
+use crate::conn::{Conn, with_conn};
+use crate::dialect::Dialect;
+use crate::dump::{MANY, text_rows};
 use crate::error::DbError;
-use crate::history::{now, ph};
 use crate::value::Value;
 
 /// A name as a statement wrote it.
@@ -70,7 +70,7 @@ impl Conn {
         // A drop from an empty table loses nothing: no copy to make (and
         // so no warning that one could not be matched back). A real
         // history drops many a table before it ever held a row.
-        let any = format!("SELECT 1 FROM {} LIMIT 1", quote_table(self.dialect(), &table));
+        let any = format!("SELECT 1 FROM {} LIMIT 1", self.dialect().quote_table(&table));
         if self.query_rows(&any, &[], 1).await?.rows.is_empty() {
             return Ok(None);
         }
@@ -112,7 +112,7 @@ impl Conn {
         let registry = self.history.preimages(dialect);
         let already = self
             .query_rows(
-                &format!("SELECT 1 FROM {registry} WHERE kept_in = {}", ph(dialect, 1)),
+                &format!("SELECT 1 FROM {registry} WHERE kept_in = {}", dialect.placeholder(1)),
                 &[Value::Text(kept_in.clone())],
                 1,
             )
@@ -135,7 +135,7 @@ impl Conn {
         self.execute(&format!(
             "CREATE TABLE {kept}{engine} AS SELECT {} FROM {}",
             column_list(dialect, &columns),
-            quote_table(dialect, &table)
+            dialect.quote_table(&table)
         ))
         .await
         .map_err(|e| e.context(context()))?;
@@ -144,15 +144,15 @@ impl Conn {
             "INSERT INTO {registry} (kept_in, version, seq, object, table_name, column_name, columns, row_count, \
              taken_at) SELECT {}, {}, COALESCE(MAX(seq), 0) + 1, {}, {}, {}, {}, {}, {} FROM {registry} \
              WHERE version = {}",
-            ph(dialect, 1),
-            ph(dialect, 2),
-            ph(dialect, 3),
-            ph(dialect, 4),
-            ph(dialect, 5),
-            ph(dialect, 6),
-            ph(dialect, 7),
-            now(dialect),
-            ph(dialect, 8),
+            dialect.placeholder(1),
+            dialect.placeholder(2),
+            dialect.placeholder(3),
+            dialect.placeholder(4),
+            dialect.placeholder(5),
+            dialect.placeholder(6),
+            dialect.placeholder(7),
+            dialect.now(),
+            dialect.placeholder(8),
         );
         let params = [
             Value::Text(kept_in.clone()),
@@ -188,7 +188,7 @@ impl Conn {
             self.history.preimages(dialect)
         );
         if version.is_some() {
-            sql.push_str(&format!(" WHERE version = {}", ph(dialect, 1)));
+            sql.push_str(&format!(" WHERE version = {}", dialect.placeholder(1)));
         }
         sql.push_str(" ORDER BY version, seq");
         let rows = with_conn!(&mut self.inner, c => {
@@ -254,16 +254,16 @@ impl Conn {
         let kept = self
             .history
             .quoted(dialect, &preimage.kept_in[self.history.name.len()..]);
-        let target = quote_table(dialect, &table);
+        let target = dialect.quote_table(&table);
         let context = || format!("putting back {} from {}", preimage.object, preimage.kept_in);
         let written = match &preimage.column {
             Some(column) => {
                 let key = &preimage.columns[..preimage.columns.len() - 1];
-                let c = quote_ident(dialect, column);
+                let c = dialect.quote_ident(column);
                 let on = key
                     .iter()
                     .map(|k| {
-                        let k = quote_ident(dialect, k);
+                        let k = dialect.quote_ident(k);
                         format!("{target}.{k} = waymark_kept.{k}")
                     })
                     .collect::<Vec<_>>()
@@ -331,7 +331,7 @@ impl Conn {
             &format!(
                 "DELETE FROM {} WHERE kept_in = {}",
                 self.history.preimages(dialect),
-                ph(dialect, 1)
+                dialect.placeholder(1)
             ),
             &[Value::Text(kept_in.to_owned())],
         )
@@ -357,8 +357,8 @@ impl Conn {
                 self.execute_with(
                     &format!(
                         "SELECT setval($1, max({})) FROM {table} HAVING max({}) IS NOT NULL",
-                        quote_ident(Dialect::Postgres, column),
-                        quote_ident(Dialect::Postgres, column)
+                        Dialect::Postgres.quote_ident(column),
+                        Dialect::Postgres.quote_ident(column)
                     ),
                     &[Value::Text(sequence.clone())],
                 )
@@ -394,7 +394,7 @@ impl Conn {
                     .iter()
                     .map(|p| {
                         if p.quoted {
-                            quote_ident(dialect, &p.value)
+                            dialect.quote_ident(&p.value)
                         } else {
                             p.value.clone()
                         }
@@ -498,7 +498,7 @@ fn find_column(dialect: Dialect, columns: &[String], wanted: &Ident) -> Option<S
 fn column_list(dialect: Dialect, columns: &[String]) -> String {
     columns
         .iter()
-        .map(|c| quote_ident(dialect, c))
+        .map(|c| dialect.quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ")
 }

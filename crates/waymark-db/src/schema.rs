@@ -10,9 +10,9 @@
 //! upgraded in place. A waymark older than the history it finds refuses
 //! it rather than misread it.
 
-use crate::conn::{Conn, Database, Dialect};
+use crate::conn::{Conn, Database};
+use crate::dialect::Dialect;
 use crate::error::DbError;
-use crate::history::{now, ph};
 
 /// The schema version of waymark's tables that this waymark writes.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -112,9 +112,9 @@ impl Database {
                 }
                 let sql = format!(
                     "INSERT INTO {versions} (version, what, at) VALUES ({}, {}, {})",
-                    ph(dialect, 1),
-                    ph(dialect, 2),
-                    now(dialect)
+                    dialect.placeholder(1),
+                    dialect.placeholder(2),
+                    dialect.now()
                 );
                 conn.execute_with(&sql, &[crate::Value::Int(version), crate::Value::Text(what.to_owned())])
                     .await?;
@@ -284,9 +284,9 @@ impl Conn {
             self.execute_with(
                 &format!(
                     "UPDATE {table} SET direction = {}, checkpoint = {} WHERE version = {}",
-                    ph(dialect, 1),
-                    ph(dialect, 2),
-                    ph(dialect, 3)
+                    dialect.placeholder(1),
+                    dialect.placeholder(2),
+                    dialect.placeholder(3)
                 ),
                 &[
                     crate::Value::Text(direction.to_owned()),

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::conn::{Conn, Dialect};
+use crate::conn::Conn;
+use crate::dialect::Dialect;
 use crate::error::DbError;
 use crate::value::Value;
 

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::conn::{Database, Dialect};
+use crate::conn::Database;
+use crate::dialect::Dialect;
 use crate::error::DbError;
 use crate::value::Value;
 
@@ -75,7 +76,7 @@ impl Database {
                     _ => None,
                 })
                 .collect();
-            let quoted = crate::dump::quote_table(self.dialect(), &name);
+            let quoted = self.dialect().quote_table(&name);
             let contents = conn
                 .query_rows(&format!("SELECT * FROM {quoted}"), &[], MAX_ROWS)
                 .await?;
