@@ -87,8 +87,10 @@ impl Output {
 
     pub(crate) fn progress(&self, event: &Event<'_>) {
         match event {
-            Event::Started { label, down, .. } => {
-                tracing::info!("{} {label}", if *down { "reverting" } else { "applying" });
+            // The target is the one database a command runs against; the
+            // log names it so that lines from several runs can be told apart.
+            Event::Started { target, label, down } => {
+                tracing::info!("{} {label} on {target}", if *down { "reverting" } else { "applying" });
             }
             Event::Finished {
                 label,

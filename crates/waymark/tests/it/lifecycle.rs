@@ -310,3 +310,33 @@ fn status_of_a_fresh_database_creates_nothing() {
             .is_empty()
     );
 }
+
+/// Every event names the database it ran against, as the log shows, and
+/// the name never carries the password.
+#[test]
+fn the_log_names_the_target_of_each_migration_without_its_password() {
+    let db = TestDb::new(Kind::Postgres);
+    let with_password = db
+        .url
+        .replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1);
+    assert_ne!(with_password, db.url, "the test URL has a user to add a password to");
+    let p = Project::new();
+    p.migration("1_a", "CREATE TABLE a (id INT PRIMARY KEY);", Some("DROP TABLE a;"));
+    let mut cmd = p.command(&db, &["-v", "up"]);
+    cmd.arg("--database-url").arg(&with_password);
+    let run = crate::common::Run::from(cmd.output().unwrap()).ok();
+    let shown = db.url.replacen("postgres://postgres@", "postgres://postgres:***@", 1);
+    assert!(
+        run.stderr.contains(&format!("applying 1_a on {shown}")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+    let run = crate::common::Run::from(p.command(&db, &["-v", "down"]).output().unwrap()).ok();
+    assert!(
+        run.stderr.contains(&format!("reverting 1_a on {}", db.url)),
+        "{}",
+        run.stderr
+    );
+    assert!(db.tables().is_empty(), "{:?}", db.tables());
+}
