@@ -564,6 +564,7 @@ mod tests {
             init_sql: Vec::new(),
             history: Default::default(),
             lock_timeout: Duration::from_secs(5),
+            lock_wait: None,
         })
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use waymark_db::{ConnectOptions, Database, Dialect, Lock};
 use waymark_host::{Direction, Limits, StepFailure};
 
 use crate::error::{Error, MigrationFailure};
-use crate::execute::Executor;
+use crate::execute::{Executor, LockPolicy, OnLockRetry};
 use crate::plan::{Plan, Planner, SavedOptions, SavedPlan, Way};
 use crate::source::{Migration, MigrationSet, Script, Step, Transaction};
 use crate::status::{Entry, State, entries};
@@ -33,6 +33,8 @@ pub struct EngineOptions {
     /// Whether `up` keeps a copy of each table and column it drops, for
     /// `down` to put back (`[backup] preimages`).
     pub preimages: PreimageMode,
+    /// How migrations' statements wait for locks (`[locks]`).
+    pub locks: LockPolicy,
 }
 
 /// What `up` does about the data a migration drops (`[backup] preimages`).
@@ -209,6 +211,8 @@ pub struct Engine {
     progress: Option<Progress>,
     /// What `up` does about dropped data.
     preimages: PreimageMode,
+    locks: LockPolicy,
+    on_lock_retry: Option<OnLockRetry>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -240,12 +244,19 @@ impl Engine {
             steps,
             progress: None,
             preimages: options.preimages,
+            locks: options.locks.clone(),
+            on_lock_retry: None,
         })
     }
 
     /// Sends steps' progress reports to `progress`.
     pub fn on_progress(&mut self, progress: Progress) {
         self.progress = Some(progress);
+    }
+
+    /// Tells `tell` of each lock wait that timed out and is tried again.
+    pub fn on_lock_retry(&mut self, tell: OnLockRetry) {
+        self.on_lock_retry = Some(tell);
     }
 
     /// The database's dialect.
@@ -289,7 +300,9 @@ impl Engine {
     }
 
     fn executor(&self) -> Executor<'_> {
-        Executor::new(&self.db, &self.steps, self.db.url()).with_progress(self.progress.clone())
+        Executor::new(&self.db, &self.steps, self.db.url())
+            .with_progress(self.progress.clone())
+            .with_locks(self.locks.clone(), self.on_lock_retry.clone())
     }
 
     /// Every migration with its state. Read-only: does not create the
@@ -501,6 +514,7 @@ pub(crate) fn failure(
             step: step_name(m),
             failure,
             rolled_back,
+            lock_wait: None,
         }),
         applied,
     }

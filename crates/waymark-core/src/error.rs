@@ -61,7 +61,12 @@ pub enum SourceError {
 
 /// A migration that failed, and where.
 #[derive(Debug, thiserror::Error)]
-#[error("migration {label} failed: {}{}", location(file, failure), failure)]
+#[error(
+    "migration {label} failed: {}{}{}",
+    location(file, failure),
+    failure,
+    lock_wait.as_ref().map(|w| format!("; {w}")).unwrap_or_default()
+)]
 pub struct MigrationFailure {
     /// `<version>_<name>`.
     pub label: String,
@@ -75,6 +80,9 @@ pub struct MigrationFailure {
     /// commits as it runs) and for `-- no-transaction` scripts: the
     /// migration is then recorded as failed and needs `repair`.
     pub rolled_back: bool,
+    /// When a statement gave up waiting for a lock: which, and the
+    /// sessions that held it.
+    pub lock_wait: Option<String>,
 }
 
 fn location(file: &std::path::Path, failure: &StepFailure) -> String {

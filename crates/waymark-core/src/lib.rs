@@ -30,7 +30,7 @@ pub use engine::{
     RepairOptions, UpOptions, VerifyReport,
 };
 pub use error::{Error, MigrationFailure, SourceError};
-pub use execute::Executor;
+pub use execute::{Executor, LockPolicy, LockRetry, OnLockRetry};
 pub use plan::{
     Basis, PLAN_FORMAT, Plan, PlannedMigration, SavedAction, SavedFile, SavedMigration, SavedOptions, SavedPlan,
     SavedRow, Strategy, Way, read_saved,

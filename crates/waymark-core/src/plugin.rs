@@ -195,6 +195,7 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
         init_sql: Vec::new(),
         history: history.clone(),
         lock_timeout: std::time::Duration::from_secs(10),
+        lock_wait: None,
     };
     if let Some(setup) = &options.setup {
         let sql = std::fs::read_to_string(setup).map_err(|e| Error::Usage(format!("{}: {e}", setup.display())))?;
@@ -208,6 +209,7 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
         limits: options.limits.clone(),
         cache_dir: None,
         preimages: crate::engine::PreimageMode::Keep,
+        locks: crate::execute::LockPolicy::default(),
     })
     .await?;
     let result = run_stages(&engine, &set, &history.name).await;

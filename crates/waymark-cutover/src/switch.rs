@@ -587,5 +587,6 @@ pub(crate) fn connect_options(url: &str) -> ConnectOptions {
         init_sql: vec!["SET default_transaction_read_only = off".into()],
         history: Default::default(),
         lock_timeout: Duration::from_secs(10),
+        lock_wait: None,
     }
 }

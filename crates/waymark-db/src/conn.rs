@@ -26,6 +26,11 @@ pub struct ConnectOptions {
     /// How long to wait for the migration lock (and, on SQLite, for the
     /// write lock of each migration).
     pub lock_timeout: Duration,
+    /// How long any statement on these connections may wait for another
+    /// session's lock (PostgreSQL's `lock_timeout`, MySQL's
+    /// `lock_wait_timeout`), set before `init_sql` so that the user's own
+    /// setting there wins; `None` leaves the server's.
+    pub lock_wait: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,8 +160,16 @@ impl Database {
                 message,
             }
         };
-        let init = options.init_sql.clone();
         let scheme = options.url.split("://").next().unwrap_or_default().to_ascii_lowercase();
+        let dialect = match scheme.as_str() {
+            "postgres" | "postgresql" => Dialect::Postgres,
+            "mysql" | "mariadb" => Dialect::Mysql,
+            _ => Dialect::Sqlite,
+        };
+        let init: Vec<String> = crate::waits::bound_on_connect(dialect, options.lock_wait)
+            .into_iter()
+            .chain(options.init_sql.iter().cloned())
+            .collect();
         let pools = match scheme.as_str() {
             "postgres" | "postgresql" => {
                 let opts = PgConnectOptions::from_str(&options.url)

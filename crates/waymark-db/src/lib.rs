@@ -22,6 +22,7 @@ mod session;
 mod snapshot;
 mod url;
 mod value;
+mod waits;
 
 pub use conn::{Conn, ConnectOptions, Database};
 pub use dialect::Dialect;
@@ -36,3 +37,4 @@ pub use session::{Checks, Restore};
 pub use snapshot::{Snapshot, TableSnapshot, differences};
 pub use url::redact;
 pub use value::{Column, Rows, Value};
+pub use waits::{Blocker, one_line};

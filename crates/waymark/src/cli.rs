@@ -54,6 +54,16 @@ pub(crate) struct Global {
     /// Memory a step may use, in MiB. Default: 64.
     #[arg(long, global = true)]
     pub(crate) step_memory_mib: Option<usize>,
+    /// How long each statement of a migration may wait for a lock another
+    /// session holds before waymark lets go, pauses and tries again, so the
+    /// application's queries never queue behind it; `off` waits as the
+    /// server does. Default: 1s.
+    #[arg(long, value_name = "DUR", value_parser = parse_wait, global = true)]
+    pub(crate) lock_wait: Option<Wait>,
+    /// How many times a migration (or statement) whose lock wait timed out
+    /// is tried again. Default: 20, within [locks] max_wait (2m).
+    #[arg(long, value_name = "N", global = true)]
+    pub(crate) lock_retries: Option<u32>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -421,6 +431,23 @@ pub(crate) struct RepairArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write it like 30s, 500ms or 2m)"))
+}
+
+/// A bound on a wait, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    Off,
+    For(Duration),
+}
+
+pub(crate) fn parse_wait(s: &str) -> Result<Wait, String> {
+    match s {
+        "off" | "0" => Ok(Wait::Off),
+        _ => match parse_duration(s)? {
+            d if d.is_zero() => Ok(Wait::Off),
+            d => Ok(Wait::For(d)),
+        },
+    }
 }
 
 fn parse_tool(name: &str) -> Result<waymark_core::OtherTool, String> {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use waymark_core::{Layout, PreimageMode};
+use waymark_core::{Layout, LockPolicy, PreimageMode};
 
-use crate::cli::Global;
+use crate::cli::{Global, Wait, parse_wait};
 
 /// The config file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +27,17 @@ struct File {
     step: StepFile,
     #[serde(default)]
     backup: BackupFile,
+    #[serde(default)]
+    locks: LocksFile,
+}
+
+/// `[locks]`: how migrations wait for other sessions' locks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocksFile {
+    timeout: Option<String>,
+    retries: Option<u32>,
+    max_wait: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +98,8 @@ pub(crate) struct Settings {
     pub(crate) preimages: PreimageMode,
     /// Bytes of rows per backup chunk, before compression.
     pub(crate) chunk_bytes: u64,
+    /// How migrations wait for locks.
+    pub(crate) locks: LockPolicy,
 }
 
 /// A configuration problem: exit code 2.
@@ -116,6 +129,28 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
     let file_lock = duration(file.lock_timeout.as_ref(), "lock_timeout")?;
     let file_step = duration(file.step.timeout.as_ref(), "step.timeout")?;
     let file_statement = duration(file.step.statement_timeout.as_ref(), "step.statement_timeout")?;
+    let file_lock_wait = file
+        .locks
+        .timeout
+        .as_deref()
+        .map(|v| {
+            parse_wait(v)
+                .map_err(|e| ConfigError(format!("{}: [locks] timeout = {v:?}: {e}, or \"off\"", path.display())))
+        })
+        .transpose()?;
+    let defaults_locks = LockPolicy::default();
+    let locks = LockPolicy {
+        timeout: match global.lock_wait.or(file_lock_wait) {
+            None => defaults_locks.timeout,
+            Some(Wait::Off) => None,
+            Some(Wait::For(d)) => Some(d),
+        },
+        retries: global
+            .lock_retries
+            .or(file.locks.retries)
+            .unwrap_or(defaults_locks.retries),
+        max_wait: duration(file.locks.max_wait.as_ref(), "[locks] max_wait")?.unwrap_or(defaults_locks.max_wait),
+    };
     let defaults = waymark_core::Limits::default();
     let mut init_sql = file.init_sql;
     init_sql.extend(global.init_sql.iter().cloned());
@@ -176,6 +211,7 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
             Some(kib) => kib * 1024,
             None => 64 * 1024 * 1024,
         },
+        locks,
     })
 }
 

@@ -168,6 +168,7 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
     if let Some(progress) = out.step_progress() {
         engine.on_progress(progress);
     }
+    engine.on_lock_retry(out.lock_retries());
     tracing::info!("database {} ({})", engine.url(), engine.dialect().name());
     let result = dispatch(cli, settings, out, &engine, &set).await;
     engine.close().await;
@@ -251,6 +252,7 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
                     schema: settings.history_schema.clone(),
                 },
                 lock_timeout: settings.lock_timeout,
+                lock_wait: None,
             };
             let mut progress = out.backup_progress();
             let report = waymark_backup::restore_to(dir, &target, &mut *progress).await?;
@@ -270,6 +272,7 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
             schema: settings.history_schema.clone(),
         },
         lock_timeout: settings.lock_timeout,
+        lock_wait: None,
     };
     match command {
         CutoverCommand::Verify {
@@ -424,10 +427,12 @@ async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
                 schema: settings.history_schema.clone(),
             },
             lock_timeout: settings.lock_timeout,
+            lock_wait: settings.locks.timeout,
         },
         limits: limits(settings),
         cache_dir: None,
         preimages: settings.preimages,
+        locks: settings.locks.clone(),
     };
     tracing::debug!("connecting to {}", redact(&settings.database_url));
     Ok(Engine::connect(&options).await?)

@@ -129,6 +129,30 @@ impl Output {
         }
     }
 
+    /// Says, as it happens, each lock wait that timed out and what comes
+    /// next: the application's queries went through meanwhile.
+    pub(crate) fn lock_retries(&self) -> waymark_core::OnLockRetry {
+        let quiet = self.quiet;
+        std::sync::Arc::new(move |r: &waymark_core::LockRetry| {
+            if quiet {
+                return;
+            }
+            eprintln!(
+                "warning: {}: attempt {} of {}: {}; {} again in {:.1} s",
+                r.label,
+                r.attempt,
+                r.budget,
+                r.wait,
+                if r.whole_migration {
+                    "rolled back, and tried"
+                } else {
+                    "tried"
+                },
+                r.pause.as_secs_f64()
+            );
+        })
+    }
+
     /// Warns about what discovery skipped that looks like a mistake; the
     /// rest is logged, and listed by `status -v`.
     pub(crate) fn ignored(&self, set: &MigrationSet) {

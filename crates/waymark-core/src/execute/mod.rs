@@ -18,6 +18,7 @@
 //! The executor assumes the caller holds the migration lock and made (or
 //! checked) the plan under it.
 
+mod locks;
 mod session;
 
 use std::collections::HashSet;
@@ -26,6 +27,8 @@ use std::time::{Duration, Instant};
 use waymark_db::{Conn, Database, NewHistoryRow, State as Recorded};
 use waymark_host::{Call, CallError, Direction, StepFailure};
 
+use self::locks::{Attempts, Watch};
+pub use self::locks::{LockPolicy, LockRetry, OnLockRetry};
 use self::session::{Batches, Preimages, StepReport, StepSession, to_put_back};
 use crate::engine::{
     Applied, Event, PreimageMode, Progress, batched, config_of, direction_name, host_dialect, script_for,
@@ -46,6 +49,9 @@ pub struct Executor<'a> {
     /// The backup taken before the plan ran, recorded with each migration
     /// applied.
     backup_id: Option<String>,
+    /// How statements wait for locks.
+    locks: LockPolicy,
+    on_lock_retry: Option<OnLockRetry>,
 }
 
 impl std::fmt::Debug for Executor<'_> {
@@ -63,7 +69,16 @@ impl<'a> Executor<'a> {
             target,
             progress: None,
             backup_id: None,
+            locks: LockPolicy::default(),
+            on_lock_retry: None,
         }
+    }
+
+    /// Waits for locks as `locks` says, telling `on_retry` of each retry.
+    pub fn with_locks(mut self, locks: LockPolicy, on_retry: Option<OnLockRetry>) -> Self {
+        self.locks = locks;
+        self.on_lock_retry = on_retry;
+        self
     }
 
     /// Sends steps' progress reports to `progress`.
@@ -166,7 +181,10 @@ impl<'a> Executor<'a> {
             });
             let started = Instant::now();
             let ran = match p.strategy {
-                Strategy::Atomic => self.run_atomic(m, direction, &done, waiting, plan.preimages).await,
+                Strategy::Atomic => {
+                    self.run_atomic_retrying(m, direction, &done, waiting, plan.preimages)
+                        .await
+                }
                 _ => self.run_recorded(m, direction, &done, waiting, plan.preimages).await,
             };
             let report = match ran {
@@ -208,6 +226,51 @@ impl<'a> Executor<'a> {
         Ok(present == (direction == Direction::Up))
     }
 
+    /// [`Executor::run_atomic`], again after a pause each time a statement
+    /// of it gave up waiting for a lock (the rollback released every lock
+    /// it held, and the application's queries went through), within the
+    /// lock policy's budget.
+    async fn run_atomic_retrying(
+        &self,
+        m: &Migration,
+        direction: Direction,
+        done: &[Applied],
+        waiting: &HashSet<String>,
+        mode: PreimageMode,
+    ) -> Result<Option<StepReport>, Error> {
+        let mut attempts = Attempts::new(&self.locks);
+        loop {
+            let error = match self.run_atomic(m, direction, done, waiting, mode).await {
+                Err(Error::Migration { mut failure, applied }) if failure.lock_wait.is_some() => {
+                    let wait = failure.lock_wait.take().expect("checked");
+                    let attempt = attempts.attempt;
+                    if let Some(pause) = attempts.next_pause() {
+                        self.retry_teller(m)
+                            .tell(attempt, attempts.budget(), &wait, pause, true);
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    failure.lock_wait = Some(match attempt {
+                        1 => wait,
+                        _ => wait + &locks::gave_up(attempt, attempts.elapsed()),
+                    });
+                    Error::Migration { failure, applied }
+                }
+                other => return other,
+            };
+            return Err(error);
+        }
+    }
+
+    /// Who hears of `m`'s lock waits tried again.
+    fn retry_teller(&self, m: &Migration) -> RetryTeller {
+        RetryTeller {
+            target: self.target.to_owned(),
+            label: m.label(),
+            tell: self.on_lock_retry.clone(),
+        }
+    }
+
     /// Runs one migration and its history change in one transaction.
     /// Returns `None` when another runner got there first, or the dropped
     /// data it kept or put back.
@@ -227,7 +290,7 @@ impl<'a> Executor<'a> {
         }
         let retired = self.retire_waiting(&mut conn, m, direction, waiting).await?;
         let script = script_for(m, direction);
-        let (conn, outcome) = self.run_step(conn, m, direction, false, None, mode).await?;
+        let (conn, outcome, lock_wait) = self.run_step(conn, m, direction, false, None, mode).await?;
         let preimages = match outcome {
             Ok(report) => report.after(retired),
             Err(failure) => {
@@ -236,7 +299,10 @@ impl<'a> Executor<'a> {
                 if let Err(e) = conn.rollback().await {
                     tracing::warn!("rolling back {}: {e}", m.label());
                 }
-                return Err(crate::engine::failure(m, script, failure, true, done.to_vec()));
+                return Err(with_lock_wait(
+                    crate::engine::failure(m, script, failure, true, done.to_vec()),
+                    lock_wait,
+                ));
             }
         };
         // The history change travels with the COMMIT. (A batched step is
@@ -326,7 +392,7 @@ impl<'a> Executor<'a> {
         } else {
             self.db.connection().await?
         };
-        let (mut conn, outcome) = self
+        let (mut conn, outcome, lock_wait) = self
             .run_step(conn, m, direction, false, resume_from.as_deref(), mode)
             .await?;
         let failure = match outcome {
@@ -348,7 +414,10 @@ impl<'a> Executor<'a> {
         if let Err(e) = conn.rollback().await {
             tracing::warn!("rolling back {}: {e}", m.label());
         }
-        let error = crate::engine::failure(m, script, failure, false, done.to_vec());
+        let error = with_lock_wait(
+            crate::engine::failure(m, script, failure, false, done.to_vec()),
+            lock_wait,
+        );
         let message = match &error {
             Error::Migration { failure, .. } => failure.to_string(),
             other => other.to_string(),
@@ -418,7 +487,7 @@ impl<'a> Executor<'a> {
             });
             let started = Instant::now();
             let retired = self.retire_waiting(&mut conn, m, Direction::Up, &waiting).await?;
-            let (back, outcome) = self
+            let (back, outcome, lock_wait) = self
                 .run_step(conn, m, Direction::Up, dry_run, None, plan.preimages)
                 .await?;
             conn = back;
@@ -429,7 +498,10 @@ impl<'a> Executor<'a> {
                         tracing::warn!("rolling back the batch: {e}");
                     }
                     // Nothing of the batch stays: report none of it as applied.
-                    return Err(crate::engine::failure(m, &m.up, failure, true, Vec::new()));
+                    return Err(with_lock_wait(
+                        crate::engine::failure(m, &m.up, failure, true, Vec::new()),
+                        lock_wait,
+                    ));
                 }
             };
             conn.record(&NewHistoryRow {
@@ -464,7 +536,7 @@ impl<'a> Executor<'a> {
         dry_run: bool,
         resume_from: Option<&str>,
         mode: PreimageMode,
-    ) -> Result<(Conn, Result<StepReport, StepFailure>), Error> {
+    ) -> Result<(Conn, Result<StepReport, StepFailure>, Option<String>), Error> {
         let script = script_for(m, direction);
         let (step, limits) = self.steps.component(m)?;
         tracing::debug!(migration = %m.label(), step = step.name(), file = %script.path.display(), "running step");
@@ -500,6 +572,10 @@ impl<'a> Executor<'a> {
             label: m.label(),
             statement_timeout: None,
             restore: None,
+            locks: self.locks.clone(),
+            watch: Watch::of(self.db, self.locks.timeout),
+            lock_wait: None,
+            retry_statements: None,
             preimages,
             notes: Vec::new(),
             warnings: Vec::new(),
@@ -516,10 +592,16 @@ impl<'a> Executor<'a> {
                 CallError::Database(e) => StepFailure::Host(e.message),
             };
             let conn = session.conn.take().expect("no commit point has run yet");
-            return Ok((conn, Err(failure)));
+            return Ok((conn, Err(failure), None));
         }
         let guarded = session.guard_read_only().await?;
         session.bound_statements().await?;
+        // A statement that timed out waiting for a lock is tried again on
+        // its own only where it did nothing and holds nothing: outside a
+        // transaction (a migration's own transaction is tried again whole).
+        if !session.in_transaction() {
+            session.retry_statements = Some(self.retry_teller(m));
+        }
         let call = Call {
             config: config_of(m),
             dry_run,
@@ -547,11 +629,13 @@ impl<'a> Executor<'a> {
             notes: std::mem::take(&mut session.notes),
             warnings: std::mem::take(&mut session.warnings),
         };
+        // A lock wait is what failed the step only if the step failed.
+        let lock_wait = session.lock_wait.take().filter(|_| outcome.is_err());
         let conn = session.conn.take().ok_or_else(|| Error::Refused {
             message: format!("migration {}: its connection was lost at a commit point", m.label()),
             hint: None,
         });
-        Ok((conn?, outcome.map(|()| report)))
+        Ok((conn?, outcome.map(|()| report), lock_wait.map(|w| w.to_string())))
     }
 }
 
@@ -599,6 +683,43 @@ fn applied_row<'a>(m: &'a Migration, duration_ms: i64, backup: Option<&'a str>) 
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `error`, saying what lock wait failed it.
+fn with_lock_wait(error: Error, lock_wait: Option<String>) -> Error {
+    match error {
+        Error::Migration { mut failure, applied } if lock_wait.is_some() => {
+            failure.lock_wait = lock_wait;
+            Error::Migration { failure, applied }
+        }
+        other => other,
+    }
+}
+
+/// Who hears of a statement tried again, for a step's session.
+#[derive(Clone)]
+pub(super) struct RetryTeller {
+    pub(super) target: String,
+    pub(super) label: String,
+    pub(super) tell: Option<OnLockRetry>,
+}
+
+impl RetryTeller {
+    /// Tells of `attempt` (of `budget`) ended by `wait`, tried again
+    /// after `pause`: the `whole` migration, or the statement alone.
+    pub(super) fn tell(&self, attempt: u32, budget: u32, wait: &str, pause: Duration, whole: bool) {
+        if let Some(tell) = &self.tell {
+            tell(&LockRetry {
+                target: self.target.clone(),
+                label: self.label.clone(),
+                attempt,
+                budget,
+                wait: wait.to_owned(),
+                pause,
+                whole_migration: whole,
+            });
+        }
+    }
 }
 
 fn with_applied(error: Error, done: Vec<Applied>) -> Error {

@@ -8,10 +8,12 @@ use std::time::Duration;
 use waymark_db::{Conn, Database, DbError, Dialect};
 use waymark_host::{CallError, DatabaseError, Direction, Rows, StepEnv, StepFailure, StepFuture, Value};
 
+use super::RetryTeller;
+use super::locks::{Attempts, LockPolicy, LockWait, Watch, watched};
 use crate::engine::{PreimageNote, Progress, direction_name};
 use crate::error::Error;
 use crate::source::{Access, Migration};
-use crate::sql::{drops, permission};
+use crate::sql::{self, drops, permission};
 
 /// Where a batched step's commit points go.
 pub(super) struct Batches {
@@ -38,6 +40,16 @@ pub(super) struct StepSession {
     /// The session setting to put back after the step, where the bound is
     /// a session setting rather than a transaction's.
     pub(super) restore: Option<waymark_db::Restore>,
+    /// How long a statement may wait for a lock, and how often it is tried
+    /// again.
+    pub(super) locks: LockPolicy,
+    /// Who holds a lock a statement waits for is looked up from here.
+    pub(super) watch: Option<Watch>,
+    /// The last statement that gave up waiting for a lock.
+    pub(super) lock_wait: Option<LockWait>,
+    /// Set where a statement that timed out waiting for a lock is tried
+    /// again on its own: outside a transaction.
+    pub(super) retry_statements: Option<RetryTeller>,
     /// What happens to dropped data; `None` when nothing does.
     pub(super) preimages: Option<Preimages>,
     /// The copies kept or put back so far.
@@ -248,6 +260,85 @@ impl StepSession {
         Ok(())
     }
 
+    pub(super) fn in_transaction(&self) -> bool {
+        self.conn.as_ref().is_some_and(Conn::in_transaction)
+    }
+
+    /// Runs one statement, watched: a statement that gives up waiting for
+    /// a lock is remembered with who held it, and where it did nothing
+    /// and holds nothing (outside a transaction) it is tried again after a
+    /// pause, within the lock policy's budget.
+    async fn attempt(&mut self, op: Op<'_>) -> Result<Done, CallError> {
+        // `CREATE INDEX CONCURRENTLY` (and its kin) waits for every older
+        // transaction to end, which blocks no application query; cut short
+        // by the lock timeout it would leave an invalid index behind. It
+        // waits as long as it takes, watched all the same. (Inside a
+        // transaction it fails anyway, with the server's own message.)
+        let unbounded =
+            self.locks.timeout.is_some() && !self.in_transaction() && sql::concurrently(self.dialect, op.sql());
+        if unbounded {
+            self.conn()?
+                .set_lock_wait(None)
+                .await
+                .map_err(|e| CallError::Database(step_error(e)))?;
+        }
+        let result = self.attempt_bounded(op).await;
+        if unbounded && let Some(conn) = self.conn.as_mut() {
+            let bound = conn.set_lock_wait(self.locks.timeout).await;
+            if result.is_ok() {
+                bound.map_err(|e| CallError::Database(step_error(e)))?;
+            }
+        }
+        result
+    }
+
+    async fn attempt_bounded(&mut self, op: Op<'_>) -> Result<Done, CallError> {
+        let mut attempts = Attempts::new(&self.locks);
+        loop {
+            let started = std::time::Instant::now();
+            let watch = self.watch.clone();
+            let conn = self.conn()?;
+            let (result, blockers) = match op {
+                Op::Execute(sql, params) => {
+                    let (r, b) = watched(conn.execute_with(sql, params), watch.as_ref()).await;
+                    (r.map(Done::Count), b)
+                }
+                Op::Query(sql, params, max_rows) => {
+                    let (r, b) = watched(conn.query_rows(sql, params, max_rows), watch.as_ref()).await;
+                    (r.map(Done::Rows), b)
+                }
+                Op::Script(sql) => {
+                    let (r, b) = watched(conn.execute_script(sql), watch.as_ref()).await;
+                    (r.map(Done::Count), b)
+                }
+            };
+            let error = match result {
+                Err(e) if e.is_lock_timeout() => e,
+                other => return other.map_err(|e| CallError::Database(step_error(e))),
+            };
+            let mut wait = LockWait {
+                statement: waymark_db::one_line(op.sql(), 80),
+                waited: started.elapsed(),
+                blockers,
+                tried: None,
+            };
+            let attempt = attempts.attempt;
+            if let Some(teller) = self.retry_statements.clone()
+                && !self.in_transaction()
+                && let Some(pause) = attempts.next_pause()
+            {
+                teller.tell(attempt, attempts.budget(), &wait.to_string(), pause, false);
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            if attempt > 1 {
+                wait.tried = Some((attempt, attempts.elapsed()));
+            }
+            self.lock_wait = Some(wait);
+            return Err(CallError::Database(step_error(error)));
+        }
+    }
+
     pub(super) async fn unbound_statements(&mut self) -> Result<(), Error> {
         if let (Some(restore), Some(conn)) = (self.restore.take(), self.conn.as_mut()) {
             // On an aborted PostgreSQL transaction this fails, and the
@@ -298,9 +389,9 @@ impl StepEnv for StepSession {
             let mark = self.notes.len();
             let put_back = self.before(sql, false).await?;
             let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
-            let result = self.conn()?.execute_with(sql, &params).await;
+            let result = self.attempt(Op::Execute(sql, &params)).await;
             self.after(mark, put_back, result.is_ok()).await?;
-            Ok(result.map_err(step_error)?)
+            Ok(result?.count())
         })
     }
 
@@ -315,9 +406,9 @@ impl StepEnv for StepSession {
             let mark = self.notes.len();
             let put_back = self.before(sql, false).await?;
             let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
-            let result = self.conn()?.query_rows(sql, &params, max_rows).await;
+            let result = self.attempt(Op::Query(sql, &params, max_rows)).await;
             self.after(mark, put_back, result.is_ok()).await?;
-            let rows = result.map_err(step_error)?;
+            let rows = result?.rows();
             Ok(Rows {
                 columns: rows
                     .columns
@@ -337,7 +428,7 @@ impl StepEnv for StepSession {
     }
 
     fn in_transaction(&self) -> bool {
-        self.conn.as_ref().is_some_and(Conn::in_transaction)
+        StepSession::in_transaction(self)
     }
 
     fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
@@ -345,9 +436,9 @@ impl StepEnv for StepSession {
             self.check(sql)?;
             let mark = self.notes.len();
             let put_back = self.before(sql, true).await?;
-            let result = self.conn()?.execute_script(sql).await;
+            let result = self.attempt(Op::Script(sql)).await;
             self.after(mark, put_back, result.is_ok()).await?;
-            Ok(result.map_err(step_error)?)
+            Ok(result?.count())
         })
     }
 
@@ -376,14 +467,15 @@ impl StepEnv for StepSession {
             self.conn = Some(db.begin().await.map_err(step_error)?);
             // A bound that is the transaction's ended with it; one that is
             // the session's (something to restore) still holds.
+            let host = |e: Error| {
+                CallError::Database(DatabaseError {
+                    code: None,
+                    message: e.to_string(),
+                    position: None,
+                })
+            };
             if self.restore.is_none() {
-                self.bound_statements().await.map_err(|e| {
-                    CallError::Database(DatabaseError {
-                        code: None,
-                        message: e.to_string(),
-                        position: None,
-                    })
-                })?;
+                self.bound_statements().await.map_err(host)?;
             }
             Ok(())
         })
@@ -392,6 +484,44 @@ impl StepEnv for StepSession {
     fn progress(&mut self, done: u64, total: Option<u64>) {
         if let Some(progress) = &self.progress {
             progress(&self.label, done, total);
+        }
+    }
+}
+
+/// A statement a step sends, as [`StepSession::attempt`] runs it.
+#[derive(Clone, Copy)]
+enum Op<'a> {
+    Execute(&'a str, &'a [waymark_db::Value]),
+    Query(&'a str, &'a [waymark_db::Value], usize),
+    Script(&'a str),
+}
+
+impl Op<'_> {
+    fn sql(&self) -> &str {
+        match self {
+            Op::Execute(sql, _) | Op::Query(sql, ..) | Op::Script(sql) => sql,
+        }
+    }
+}
+
+/// What a statement gave back.
+enum Done {
+    Count(u64),
+    Rows(waymark_db::Rows),
+}
+
+impl Done {
+    fn count(self) -> u64 {
+        match self {
+            Done::Count(n) => n,
+            Done::Rows(rows) => rows.rows.len() as u64,
+        }
+    }
+
+    fn rows(self) -> waymark_db::Rows {
+        match self {
+            Done::Rows(rows) => rows,
+            Done::Count(_) => waymark_db::Rows::default(),
         }
     }
 }

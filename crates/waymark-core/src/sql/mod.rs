@@ -6,14 +6,19 @@
 //!   a syntax tree, for the permissions a plugin step is granted;
 //! - `drops.rs`: which tables and columns a statement drops or makes, on
 //!   tokens, so that it reads statements the parser cannot, for the copies
-//!   of dropped data.
+//!   of dropped data;
+//! - `concurrent.rs`: which statements wait for older transactions rather
+//!   than for a lock (`CONCURRENTLY`), and so are not cut short by the lock
+//!   timeout.
 //!
 //! The analysis never changes what runs: the step component splits and
 //! sends the statements; the host only classifies them.
 
+mod concurrent;
 pub(crate) mod drops;
 pub(crate) mod permission;
 
+pub(crate) use concurrent::concurrently;
 use sqlparser::dialect::{Dialect as SqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use waymark_db::Dialect;
 

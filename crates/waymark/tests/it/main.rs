@@ -16,6 +16,7 @@ mod hostile;
 mod json_contract;
 mod layouts;
 mod lifecycle;
+mod lock_waits;
 mod plugins;
 mod preimages;
 mod real_histories;

@@ -1,0 +1,222 @@
+//! Waiting for another session's lock: a bound on how long a statement may
+//! wait for one, and who holds it when it does.
+//!
+//! A DDL statement that waits for a table lock makes every later query on
+//! that table wait behind it: PostgreSQL queues lock requests in order, and
+//! MySQL/MariaDB queue metadata-lock requests the same way (with
+//! `lock_wait_timeout` at its default of a year). A short bound turns that
+//! queue into a failed attempt that can be retried later.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::conn::{Conn, Database};
+use crate::dialect::Dialect;
+use crate::error::DbError;
+use crate::value::Value;
+
+/// A session that held a lock another one waited for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocker {
+    /// Its server process (PostgreSQL) or connection (MySQL) id.
+    pub pid: i64,
+    /// The user it is connected as.
+    pub user: Option<String>,
+    /// The application name it gave (PostgreSQL) or the host it connects
+    /// from (MySQL).
+    pub application: Option<String>,
+    /// `active`, `idle in transaction`, ...
+    pub state: Option<String>,
+    /// The start of its current or last query.
+    pub query: Option<String>,
+    /// How long its transaction has been open.
+    pub transaction_for: Option<Duration>,
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        let mut about = Vec::new();
+        if let Some(user) = &self.user {
+            about.push(format!("user {user}"));
+        }
+        if let Some(app) = self.application.as_deref().filter(|a| !a.is_empty()) {
+            about.push(format!("application {app:?}"));
+        }
+        if let Some(state) = &self.state {
+            about.push(state.clone());
+        }
+        if let Some(open) = self.transaction_for {
+            about.push(format!("transaction open {:.1} s", open.as_secs_f64()));
+        }
+        if !about.is_empty() {
+            write!(f, " ({})", about.join(", "))?;
+        }
+        if let Some(query) = self.query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            write!(f, ": {}", one_line(query, 120))?;
+        }
+        Ok(())
+    }
+}
+
+/// `text` on one line, cut at `max` characters.
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((at, _)) => format!("{}...", &flat[..at]),
+        None => flat,
+    }
+}
+
+impl DbError {
+    /// Whether a statement gave up waiting for another session's lock
+    /// (PostgreSQL's `lock_timeout`, MySQL's `lock_wait_timeout` and
+    /// `innodb_lock_wait_timeout`): nothing it would have done is done, so
+    /// it can be tried again.
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, DbError::Query { code: Some(code), .. } if code == "55P03" || code == "1205")
+    }
+}
+
+/// The statement that bounds a session's lock waits to `wait`, or lets
+/// them last as long as they take (`None`). MySQL counts whole seconds, so
+/// a bound is rounded up; its "unbounded" is its default, a year. SQLite's
+/// writers wait for each other on the connection's busy timeout instead.
+fn lock_wait_sql(dialect: Dialect, wait: Option<Duration>) -> Option<String> {
+    match (dialect, wait) {
+        (Dialect::Postgres, Some(wait)) => Some(format!("SET lock_timeout = {}", wait.as_millis().max(1))),
+        (Dialect::Postgres, None) => Some("SET lock_timeout = 0".to_owned()),
+        (Dialect::Mysql, Some(wait)) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            Some(format!("SET SESSION lock_wait_timeout = {}", seconds.max(1)))
+        }
+        (Dialect::Mysql, None) => Some("SET SESSION lock_wait_timeout = 31536000".to_owned()),
+        (Dialect::Sqlite, _) => None,
+    }
+}
+
+/// The session setup that bounds every statement's lock waits to `wait`,
+/// for a database's connections.
+pub(crate) fn bound_on_connect(dialect: Dialect, wait: Option<Duration>) -> Option<String> {
+    wait.and_then(|w| lock_wait_sql(dialect, Some(w)))
+}
+
+impl Conn {
+    /// Bounds how long each statement of this session waits for a lock to
+    /// `wait`, or lets it wait as long as it takes (`None`): for a
+    /// statement such as `CREATE INDEX CONCURRENTLY`, whose waits for old
+    /// transactions block no application query and which, cut short,
+    /// leaves an invalid index behind.
+    pub async fn set_lock_wait(&mut self, wait: Option<Duration>) -> Result<(), DbError> {
+        if let Some(sql) = lock_wait_sql(self.dialect(), wait) {
+            self.execute(&sql).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Database {
+    /// The sessions that hold a lock one of this database's sessions (a
+    /// migration's) waits for, oldest transaction first. PostgreSQL knows
+    /// exactly (`pg_blocking_pids` of the waiting `waymark` sessions).
+    /// MySQL/MariaDB list metadata locks only with performance_schema's
+    /// lock instrument on, which MariaDB leaves off; so there it is every
+    /// other session with an open InnoDB transaction that is not itself
+    /// waiting: the sessions that hold a table's metadata lock until they
+    /// commit.
+    pub async fn lock_blockers(&self) -> Result<Vec<Blocker>, DbError> {
+        let sql = match self.dialect() {
+            Dialect::Postgres => {
+                "SELECT b.pid::int8, b.usename::text, b.application_name::text, b.state::text, \
+                 left(b.query, 300), extract(epoch FROM now() - b.xact_start)::float8 \
+                 FROM pg_stat_activity b WHERE b.pid IN ( \
+                   SELECT unnest(pg_blocking_pids(w.pid)) FROM pg_stat_activity w \
+                   WHERE w.application_name = 'waymark' AND w.datname = current_database() \
+                   AND w.wait_event_type = 'Lock' AND w.pid <> pg_backend_pid()) \
+                 ORDER BY b.xact_start NULLS LAST LIMIT 10"
+            }
+            Dialect::Mysql => {
+                "SELECT CAST(p.ID AS SIGNED), p.USER, p.HOST, \
+                 IF(p.COMMAND = 'Sleep', 'idle in transaction', LOWER(p.COMMAND)), \
+                 LEFT(COALESCE(p.INFO, ''), 300), \
+                 CAST(TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) AS DOUBLE) / 1e6 \
+                 FROM information_schema.INNODB_TRX t \
+                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+                 WHERE p.ID <> CONNECTION_ID() AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for%' \
+                 ORDER BY t.trx_started LIMIT 10"
+            }
+            Dialect::Sqlite => return Ok(Vec::new()),
+        };
+        let mut conn = self.connection().await?;
+        let rows = conn.query_rows(sql, &[], 10).await?;
+        let text = |v: Option<&Value>| match v {
+            Some(Value::Text(s)) => Some(s.clone()),
+            Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
+        Ok(rows
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let Some(Value::Int(pid)) = r.first() else { return None };
+                Some(Blocker {
+                    pid: *pid,
+                    user: text(r.get(1)),
+                    application: text(r.get(2)),
+                    state: text(r.get(3)),
+                    query: text(r.get(4)),
+                    transaction_for: match r.get(5) {
+                        Some(Value::Float(s)) if *s >= 0.0 => Some(Duration::from_secs_f64(*s)),
+                        _ => None,
+                    },
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocker_is_named_on_one_line() {
+        let b = Blocker {
+            pid: 4242,
+            user: Some("app".into()),
+            application: Some("psql".into()),
+            state: Some("idle in transaction".into()),
+            query: Some("SELECT *\n  FROM accounts\n WHERE id = 1".into()),
+            transaction_for: Some(Duration::from_millis(12_340)),
+        };
+        assert_eq!(
+            b.to_string(),
+            "pid 4242 (user app, application \"psql\", idle in transaction, transaction open 12.3 s): \
+             SELECT * FROM accounts WHERE id = 1"
+        );
+        let bare = Blocker {
+            pid: 7,
+            user: None,
+            application: Some(String::new()),
+            state: None,
+            query: None,
+            transaction_for: None,
+        };
+        assert_eq!(bare.to_string(), "pid 7");
+        assert_eq!(one_line(&"x".repeat(130), 120), format!("{}...", "x".repeat(120)));
+    }
+
+    #[test]
+    fn only_lock_waits_count_as_lock_timeouts() {
+        let query = |code: &str| DbError::Query {
+            context: "running".into(),
+            code: Some(code.into()),
+            message: "m".into(),
+            position: None,
+        };
+        assert!(query("55P03").is_lock_timeout());
+        assert!(query("1205").is_lock_timeout());
+        assert!(!query("40P01").is_lock_timeout());
+        assert!(!query("42P01").is_lock_timeout());
+    }
+}
