@@ -204,6 +204,20 @@ pub struct RepairAction {
     pub detail: String,
 }
 
+/// Every migration of `set` as `up` would plan it on an empty database of
+/// `dialect`, with what the lint rules say of each statement: no database
+/// is needed, only the steps (each asked for its statements).
+pub async fn lint(set: &MigrationSet, dialect: Dialect, limits: Limits) -> Result<Plan, Error> {
+    let steps = Steps::new(limits, None)?;
+    let planner = Planner {
+        steps: &steps,
+        dialect,
+        preimages: PreimageMode::Off,
+        statements: true,
+    };
+    planner.up(set, &[], &UpOptions::default()).await
+}
+
 /// Runs migrations against one database.
 pub struct Engine {
     db: Database,

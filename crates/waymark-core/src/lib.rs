@@ -27,19 +27,20 @@ mod version;
 
 pub use engine::{
     Applied, DownTarget, Engine, EngineOptions, Event, PreimageMode, PreimageNote, Progress, RepairAction,
-    RepairOptions, UpOptions, VerifyReport,
+    RepairOptions, UpOptions, VerifyReport, lint,
 };
 pub use error::{Error, MigrationFailure, SourceError};
 pub use execute::{Executor, LockPolicy, LockRetry, OnLockRetry};
 pub use plan::{
-    Basis, PLAN_FORMAT, Plan, PlannedMigration, SavedAction, SavedFile, SavedMigration, SavedOptions, SavedPlan,
-    SavedRow, Strategy, Way, read_saved,
+    Basis, PLAN_FORMAT, Plan, PlannedMigration, SavedAction, SavedFile, SavedFinding, SavedMigration, SavedOptions,
+    SavedPlan, SavedRow, Strategy, Way, read_saved,
 };
 pub use plugin::{PluginTest, PluginTestOptions, Sdk, Stage, inspect, scaffold_plugin, test_plugin};
 pub use source::{
     Access, ComponentStep, Ignored, Layout, Migration, MigrationSet, Script, Step, Transaction, checksum, discover,
     scaffold,
 };
+pub use sql::lint::{Finding, RULES, Rule, Severity};
 pub use status::{Entry, State};
 pub use steps::Steps;
 pub use version::Version;

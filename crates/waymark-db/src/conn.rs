@@ -161,11 +161,7 @@ impl Database {
             }
         };
         let scheme = options.url.split("://").next().unwrap_or_default().to_ascii_lowercase();
-        let dialect = match scheme.as_str() {
-            "postgres" | "postgresql" => Dialect::Postgres,
-            "mysql" | "mariadb" => Dialect::Mysql,
-            _ => Dialect::Sqlite,
-        };
+        let dialect = Dialect::of_url(&options.url).unwrap_or(Dialect::Sqlite);
         let init: Vec<String> = crate::waits::bound_on_connect(dialect, options.lock_wait)
             .into_iter()
             .chain(options.init_sql.iter().cloned())

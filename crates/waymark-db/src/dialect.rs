@@ -34,6 +34,18 @@ impl Dialect {
             .find(|d| d.name() == name)
     }
 
+    /// The dialect of a database URL, by its scheme: `postgres://`,
+    /// `mysql://` or `mariadb://`, `sqlite:`.
+    pub fn of_url(url: &str) -> Option<Self> {
+        let scheme = url.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Some(Dialect::Postgres),
+            "mysql" | "mariadb" => Some(Dialect::Mysql),
+            "sqlite" => Some(Dialect::Sqlite),
+            _ => None,
+        }
+    }
+
     /// The dialect's name as users write it.
     pub fn name(self) -> &'static str {
         match self {

@@ -89,6 +89,17 @@ pub(crate) enum Command {
     Down(DownArgs),
     /// Revert the newest migration and apply it again.
     Redo,
+    /// The locks each migration's statements take, said before anything
+    /// runs: every finding with its rule, file, line, lock and fix. Needs no
+    /// database (the URL's scheme gives the dialect). Exit 6 on an error
+    /// not allowed with `-- waymark:allow <rule> <reason>`.
+    Lint {
+        /// Lint only these migrations (versions); default: all of them.
+        versions: Vec<String>,
+        /// List the rules instead.
+        #[arg(long)]
+        rules: bool,
+    },
     /// Compare every applied migration's checksum with its file; exit 3 on
     /// any difference.
     Verify,

@@ -34,6 +34,7 @@ mod exit {
     pub(crate) const DIFFERENCES: u8 = 3;
     pub(crate) const LOCK: u8 = 4;
     pub(crate) const REFUSED: u8 = 5;
+    pub(crate) const LINT: u8 = 6;
 }
 
 fn main() -> ExitCode {
@@ -162,8 +163,15 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
     if let Command::Cutover(command) = &cli.command {
         return cutover(command, settings, out).await;
     }
+    if let Command::Lint { rules: true, .. } = &cli.command {
+        out.rules();
+        return Ok(0);
+    }
     let set = discover(&settings.migrations, settings.layout).map_err(Error::from)?;
     out.ignored(&set);
+    if let Command::Lint { versions, .. } = &cli.command {
+        return lint(&set, versions, settings, out).await;
+    }
     let mut engine = connect(settings).await?;
     if let Some(progress) = out.step_progress() {
         engine.on_progress(progress);
@@ -173,6 +181,37 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
     let result = dispatch(cli, settings, out, &engine, &set).await;
     engine.close().await;
     result
+}
+
+/// `waymark lint`: every migration planned as on an empty database of the
+/// URL's dialect, and what the rules say of it.
+async fn lint(
+    set: &waymark_core::MigrationSet,
+    versions: &[String],
+    settings: &Settings,
+    out: &Output,
+) -> anyhow::Result<u8> {
+    let dialect = waymark_core::Dialect::of_url(&settings.database_url).ok_or_else(|| {
+        Error::Usage(format!(
+            "{}: the dialect to lint for comes from the database URL's scheme (postgres://, mysql://, sqlite:)",
+            redact(&settings.database_url)
+        ))
+    })?;
+    let wanted: Vec<Version> = versions
+        .iter()
+        .map(|v| version(v, "VERSION"))
+        .collect::<Result<_, _>>()?;
+    for v in &wanted {
+        if !set.migrations.iter().any(|m| &m.version == v) {
+            return Err(Error::Usage(format!("no migration has version {v}")).into());
+        }
+    }
+    let mut plan = waymark_core::lint(set, dialect, limits(settings)).await?;
+    if !wanted.is_empty() {
+        plan.migrations.retain(|p| wanted.contains(&p.migration.version));
+    }
+    let refused = out.lint(&plan);
+    Ok(if refused { exit::LINT } else { 0 })
 }
 
 async fn plugin(command: &PluginCommand, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
@@ -549,7 +588,7 @@ async fn dispatch(
             out.backup_created(&dir, &manifest);
             Ok(0)
         }
-        Command::New { .. } | Command::Plugin(_) | Command::Backup(_) | Command::Cutover(_) => {
+        Command::New { .. } | Command::Lint { .. } | Command::Plugin(_) | Command::Backup(_) | Command::Cutover(_) => {
             unreachable!("handled before connecting")
         }
     }

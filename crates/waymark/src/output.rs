@@ -9,8 +9,8 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 use waymark_backup::{Listed, Manifest, Progress as BackupProgress, Report as VerifyBackupReport, RestoreReport};
 use waymark_core::{
-    Applied, Entry, Error, Event, Inspection, Migration, MigrationSet, Plan, PluginTest, Preimage, Progress,
-    RepairAction, SavedPlan, Strategy, VerifyReport, Way, redact,
+    Applied, Entry, Error, Event, Finding, Inspection, Migration, MigrationSet, Plan, PluginTest, Preimage, Progress,
+    RULES, RepairAction, SavedFinding, SavedPlan, Severity, Strategy, VerifyReport, Way, redact,
 };
 use waymark_cutover::{CompareReport, Prepared, Side, Status as CutoverStatus, SwitchReport, SyncProgress};
 
@@ -322,6 +322,75 @@ impl Output {
                     p.keeps.join(", ")
                 );
             }
+            for f in &p.findings {
+                outln!("{}", finding_text(&p.file, f).replace('\n', "\n  "));
+            }
+        }
+    }
+
+    /// `waymark lint`: each finding on stdout, a count on stderr. Returns
+    /// whether an error-level finding is not allowed.
+    pub(crate) fn lint(&self, plan: &Plan) -> bool {
+        let all = || plan.migrations.iter().flat_map(|p| &p.findings);
+        let refusing = |f: &&Finding| f.severity == Severity::Error && f.allowed.is_none();
+        let errors = all().filter(refusing).count();
+        let warnings = all().filter(|f| f.allowed.is_none()).count() - errors;
+        let allowed = all().filter(|f| f.allowed.is_some()).count();
+        if self.json {
+            let migrations = plan
+                .migrations
+                .iter()
+                .map(|p| json::LintedMigration {
+                    version: p.migration.version.as_str(),
+                    name: &p.migration.name,
+                    file: p.file.display().to_string(),
+                    findings: p.findings.iter().map(SavedFinding::from).collect(),
+                })
+                .collect();
+            self.reply(
+                errors == 0,
+                json::Linted {
+                    migrations,
+                    errors,
+                    warnings,
+                    allowed,
+                },
+            );
+        } else {
+            for p in &plan.migrations {
+                for f in &p.findings {
+                    outln!("{}\n", finding_text(&p.file, f));
+                }
+            }
+        }
+        self.note(&format!(
+            "{} migration(s) linted: {errors} error(s), {warnings} warning(s), {allowed} allowed",
+            plan.migrations.len()
+        ));
+        errors > 0
+    }
+
+    /// `waymark lint --rules`: the catalogue.
+    pub(crate) fn rules(&self) {
+        if self.json {
+            let rules = RULES
+                .iter()
+                .map(|r| json::RuleJson {
+                    id: r.id,
+                    dialects: r.dialects.iter().map(|d| d.name()).collect(),
+                    severity: r.severity.as_str(),
+                    lock: r.lock,
+                    why: r.why,
+                    fix: r.fix,
+                })
+                .collect();
+            self.reply(true, json::Rules { rules });
+            return;
+        }
+        for r in RULES {
+            let dialects: Vec<&str> = r.dialects.iter().map(|d| d.name()).collect();
+            outln!("{} ({}, {})", r.id, r.severity.as_str(), dialects.join(", "));
+            outln!("  lock: {}\n  why:  {}\n  fix:  {}\n", r.lock, r.why, r.fix);
         }
     }
 
@@ -915,6 +984,28 @@ impl Output {
             r.duration.as_millis()
         ));
     }
+}
+
+/// A finding as text: what, where, the lock and the fix.
+fn finding_text(file: &std::path::Path, f: &Finding) -> String {
+    let head = match &f.allowed {
+        Some(reason) => format!(
+            "allowed[{}]: {}:{}: {} (allowed: {reason})",
+            f.rule,
+            file.display(),
+            f.line,
+            f.message
+        ),
+        None => format!(
+            "{}[{}]: {}:{}: {}",
+            f.severity.as_str(),
+            f.rule,
+            file.display(),
+            f.line,
+            f.message
+        ),
+    };
+    format!("{head}\n  lock: {}\n  fix:  {}", f.lock, f.fix)
 }
 
 /// How long ago an RFC 3339 time was.

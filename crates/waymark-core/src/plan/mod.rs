@@ -18,7 +18,9 @@ use crate::engine::PreimageMode;
 use crate::source::Migration;
 
 pub(crate) use planner::Planner;
-pub use saved::{PLAN_FORMAT, SavedAction, SavedFile, SavedMigration, SavedOptions, SavedPlan, SavedRow, read_saved};
+pub use saved::{
+    PLAN_FORMAT, SavedAction, SavedFile, SavedFinding, SavedMigration, SavedOptions, SavedPlan, SavedRow, read_saved,
+};
 
 /// How a migration is carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,8 @@ pub struct PlannedMigration {
     pub keeps: Vec<String>,
     /// Whether it resumes an interrupted batched run from its checkpoint.
     pub resumes: bool,
+    /// What the lint rules say of its statements (known when they are).
+    pub findings: Vec<crate::sql::lint::Finding>,
 }
 
 impl PlannedMigration {

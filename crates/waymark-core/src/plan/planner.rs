@@ -12,7 +12,7 @@ use super::{Basis, Plan, PlannedMigration, Strategy, Way};
 use crate::engine::{DownTarget, PreimageMode, UpOptions, batched, config_of, failure, host_dialect, script_for};
 use crate::error::Error;
 use crate::source::{Access, Migration, MigrationSet, Script, Step};
-use crate::sql::drops;
+use crate::sql::{drops, lint};
 use crate::status::{Entry, State, entries};
 use crate::steps::Steps;
 use crate::version::Version;
@@ -139,6 +139,8 @@ impl Planner<'_> {
             Direction::Down => put_back.to_vec(),
             Direction::Up => self.kept_copies(&m, &actions),
         };
+        let statements: Vec<(u32, &str)> = actions.iter().map(|a| (a.line, a.text.as_str())).collect();
+        let findings = lint::lint(self.dialect, strategy.transactional(), &statements, &script.text);
         Ok(PlannedMigration {
             down: direction == Direction::Down,
             file: script.path.clone(),
@@ -148,6 +150,7 @@ impl Planner<'_> {
             actions,
             keeps,
             resumes,
+            findings,
             migration: m,
         })
     }

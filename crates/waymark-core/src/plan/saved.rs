@@ -101,6 +101,45 @@ pub struct SavedMigration {
     /// Whether it resumes an interrupted batched run.
     #[serde(default)]
     pub resumes: bool,
+    /// What the lint rules say of its statements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<SavedFinding>,
+}
+
+/// A lint rule firing on one statement (`waymark lint` lists the rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SavedFinding {
+    /// The rule's stable id, as `-- waymark:allow <rule> <reason>` names it.
+    pub rule: String,
+    /// `warning`, or `error`: `up` refuses an error unless it is allowed.
+    pub severity: String,
+    /// The statement's 1-based line in its script.
+    pub line: u32,
+    /// What the rule says of the statement.
+    pub message: String,
+    /// The lock the operation takes.
+    pub lock: String,
+    /// The safe way to write it.
+    pub fix: String,
+    /// The reason given where the finding is allowed; an allowed finding
+    /// refuses nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<String>,
+}
+
+impl From<&crate::sql::lint::Finding> for SavedFinding {
+    fn from(f: &crate::sql::lint::Finding) -> Self {
+        SavedFinding {
+            rule: f.rule.to_owned(),
+            severity: f.severity.as_str().to_owned(),
+            line: f.line,
+            message: f.message.clone(),
+            lock: f.lock.to_owned(),
+            fix: f.fix.to_owned(),
+            allowed: f.allowed.clone(),
+        }
+    }
 }
 
 /// One statement (or sentence) a step says it will run.
@@ -171,6 +210,7 @@ impl SavedPlan {
                         .collect(),
                     keeps: p.keeps.clone(),
                     resumes: p.resumes,
+                    findings: p.findings.iter().map(SavedFinding::from).collect(),
                 })
                 .collect(),
             history: plan

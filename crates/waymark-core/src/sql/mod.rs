@@ -9,13 +9,16 @@
 //!   of dropped data;
 //! - `concurrent.rs`: which statements wait for older transactions rather
 //!   than for a lock (`CONCURRENTLY`), and so are not cut short by the lock
-//!   timeout.
+//!   timeout;
+//! - `lint/`: the locks statements take, rule by rule, said before anything
+//!   runs.
 //!
 //! The analysis never changes what runs: the step component splits and
 //! sends the statements; the host only classifies them.
 
 mod concurrent;
 pub(crate) mod drops;
+pub(crate) mod lint;
 pub(crate) mod permission;
 
 pub(crate) use concurrent::concurrently;

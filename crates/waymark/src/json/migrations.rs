@@ -3,7 +3,7 @@
 
 use schemars::JsonSchema;
 use serde::Serialize;
-use waymark_core::{Applied, Entry, Preimage, SavedPlan};
+use waymark_core::{Applied, Entry, Preimage, SavedFinding, SavedPlan};
 
 use super::ErrorBody;
 
@@ -165,6 +165,56 @@ pub(crate) struct AppliedReply<'a> {
     pub(crate) done: Vec<AppliedMigration<'a>>,
     /// The failure that stopped it; `null` when all went through.
     pub(crate) error: Option<ErrorBody>,
+}
+
+/// A migration `lint` read.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct LintedMigration<'a> {
+    /// Its version.
+    pub(crate) version: &'a str,
+    /// Its name.
+    pub(crate) name: &'a str,
+    /// The script read.
+    pub(crate) file: String,
+    /// What the rules say of its statements, in order.
+    pub(crate) findings: Vec<SavedFinding>,
+}
+
+/// `waymark lint`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Linted<'a> {
+    /// Every migration read, in order, with its findings.
+    pub(crate) migrations: Vec<LintedMigration<'a>>,
+    /// Error-level findings not allowed: `up` refuses them (exit 6).
+    pub(crate) errors: usize,
+    /// Warnings not allowed.
+    pub(crate) warnings: usize,
+    /// Findings allowed in the script, with a reason.
+    pub(crate) allowed: usize,
+}
+
+/// One rule of the catalogue.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct RuleJson {
+    /// Its stable id.
+    pub(crate) id: &'static str,
+    /// The dialects it applies to.
+    pub(crate) dialects: Vec<&'static str>,
+    /// `warning` or `error`.
+    pub(crate) severity: &'static str,
+    /// The lock the operation takes.
+    pub(crate) lock: &'static str,
+    /// Why that hurts.
+    pub(crate) why: &'static str,
+    /// The safe way to write it.
+    pub(crate) fix: &'static str,
+}
+
+/// `waymark lint --rules`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Rules {
+    /// Every rule.
+    pub(crate) rules: Vec<RuleJson>,
 }
 
 /// `waymark verify`.

@@ -20,8 +20,8 @@ use serde::Serialize;
 pub(crate) use backup::{BackupCreated, BackupList, BackupRestored, BackupVerified, ListedBackup};
 pub(crate) use cutover::{Compared, CutoverCompleted, CutoverPrepared, CutoverStatus, Switched};
 pub(crate) use migrations::{
-    Adopted, AppliedMigration, AppliedReply, Baselined, Created, EntryJson, IgnoredFile, PlanReply, Repaired,
-    RepairedMigration, StatusReply, Verified,
+    Adopted, AppliedMigration, AppliedReply, Baselined, Created, EntryJson, IgnoredFile, Linted, LintedMigration,
+    PlanReply, Repaired, RepairedMigration, RuleJson, Rules, StatusReply, Verified,
 };
 pub(crate) use plugin::{Described, Inspected, PluginTested, TestStage};
 
@@ -75,6 +75,8 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
         ("down", "waymark down --json", of::<AppliedReply<'static>>()),
         ("redo", "waymark redo --json", of::<AppliedReply<'static>>()),
         ("verify", "waymark verify --json", of::<Verified<'static>>()),
+        ("lint", "waymark lint --json", of::<Linted<'static>>()),
+        ("lint-rules", "waymark lint --rules --json", of::<Rules>()),
         ("new", "waymark new --json", of::<Created>()),
         ("baseline", "waymark baseline --json", of::<Baselined<'static>>()),
         ("repair", "waymark repair --json", of::<Repaired<'static>>()),

@@ -16,6 +16,7 @@ mod hostile;
 mod json_contract;
 mod layouts;
 mod lifecycle;
+mod lint;
 mod lock_waits;
 mod plugins;
 mod preimages;

@@ -1,0 +1,266 @@
+//! Lint: the locks a migration's statements take, said before anything
+//! runs. Each rule (one file in `rules/`) has a stable id, the dialects it
+//! applies to, the lock the operation takes, why that hurts and the safe
+//! way to write it; it reads one parsed statement with what came before it
+//! in the same migration.
+//!
+//! A finding is silenced only in the script, next to its statement, with a
+//! reason a reviewer reads: `-- waymark:allow <rule> <reason>` on the
+//! statement's line or the line above it.
+
+mod rules;
+
+use std::collections::HashSet;
+
+use sqlparser::ast::{ObjectName, Statement};
+use sqlparser::parser::Parser;
+use waymark_db::Dialect;
+
+pub use rules::RULES;
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth a look; nothing is refused.
+    Warning,
+    /// `up` refuses the migration unless the finding is silenced.
+    Error,
+}
+
+impl Severity {
+    /// `warning` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// One rule of the catalogue.
+#[derive(Debug)]
+pub struct Rule {
+    /// Its stable id, as `-- waymark:allow` names it.
+    pub id: &'static str,
+    /// The dialects it applies to.
+    pub dialects: &'static [Dialect],
+    /// How much its findings matter.
+    pub severity: Severity,
+    /// The lock the operation takes, and on what.
+    pub lock: &'static str,
+    /// Why that hurts.
+    pub why: &'static str,
+    /// The safe way to write it.
+    pub fix: &'static str,
+    /// What it says of `statement`, if it fires.
+    pub(crate) check: fn(&Context<'_>, &Statement) -> Option<String>,
+}
+
+/// What a rule knows of the statements before the one it reads.
+#[derive(Debug)]
+pub(crate) struct Context<'a> {
+    pub(crate) dialect: Dialect,
+    /// Whether the migration runs in a transaction.
+    pub(crate) transactional: bool,
+    /// Tables made earlier in the same migration (lower case, without
+    /// schema): their locks block no one yet.
+    pub(crate) created: &'a HashSet<String>,
+    /// The statement before this one, in the same transaction, that took
+    /// an `ACCESS EXCLUSIVE` lock on a table that existed before, with its
+    /// line.
+    pub(crate) exclusive_before: Option<(u32, String)>,
+    /// Constraints added `NOT VALID` earlier in the same migration.
+    pub(crate) not_valid: &'a HashSet<String>,
+}
+
+impl Context<'_> {
+    /// Whether `table` existed before this migration.
+    pub(crate) fn existing(&self, table: &ObjectName) -> bool {
+        !self.created.contains(&bare(table))
+    }
+}
+
+/// A table's name without schema or quotes, in lower case.
+pub(crate) fn bare(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .map(|p| p.to_string().trim_matches(['"', '`']).to_lowercase())
+        .unwrap_or_default()
+}
+
+/// One rule firing on one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The rule's id.
+    pub rule: &'static str,
+    /// How much it matters.
+    pub severity: Severity,
+    /// The statement's 1-based line in its script.
+    pub line: u32,
+    /// What the rule says of this statement.
+    pub message: String,
+    /// The lock the operation takes.
+    pub lock: &'static str,
+    /// The safe way to write it.
+    pub fix: &'static str,
+    /// The reason given where the finding is silenced; a silenced finding
+    /// refuses nothing and is still listed.
+    pub allowed: Option<String>,
+}
+
+/// The findings on a migration's statements (each with its 1-based line),
+/// from the script whose text is `script` (for the silencing comments).
+pub(crate) fn lint(dialect: Dialect, transactional: bool, statements: &[(u32, &str)], script: &str) -> Vec<Finding> {
+    let mut created = HashSet::new();
+    let mut not_valid = HashSet::new();
+    let mut exclusive_before: Option<(u32, String)> = None;
+    let mut findings = Vec::new();
+    let lines: Vec<&str> = script.lines().collect();
+    for &(line, text) in statements {
+        // A statement sqlparser cannot read is not judged: the database is
+        // the judge of what it accepts.
+        let Ok(parsed) = Parser::parse_sql(super::dialect(dialect), text) else {
+            continue;
+        };
+        for statement in &parsed {
+            let context = Context {
+                dialect,
+                transactional,
+                created: &created,
+                exclusive_before: exclusive_before.clone(),
+                not_valid: &not_valid,
+            };
+            for rule in RULES.iter().filter(|r| r.dialects.contains(&dialect)) {
+                if let Some(message) = (rule.check)(&context, statement) {
+                    findings.push(Finding {
+                        rule: rule.id,
+                        severity: rule.severity,
+                        line,
+                        message,
+                        lock: rule.lock,
+                        fix: rule.fix,
+                        allowed: allowance(&lines, line, rule.id),
+                    });
+                }
+            }
+            remember(
+                statement,
+                dialect,
+                transactional,
+                &mut created,
+                &mut not_valid,
+                &mut exclusive_before,
+                line,
+            );
+        }
+    }
+    findings
+}
+
+/// What a statement tells the rules of the ones after it.
+fn remember(
+    statement: &Statement,
+    dialect: Dialect,
+    transactional: bool,
+    created: &mut HashSet<String>,
+    not_valid: &mut HashSet<String>,
+    exclusive_before: &mut Option<(u32, String)>,
+    line: u32,
+) {
+    match statement {
+        Statement::CreateTable(t) => {
+            created.insert(bare(&t.name));
+        }
+        Statement::AlterTable { name, operations, .. } => {
+            for op in operations {
+                if let sqlparser::ast::AlterTableOperation::AddConstraint {
+                    constraint,
+                    not_valid: true,
+                } = op
+                    && let Some(n) = rules::constraint_name(constraint)
+                {
+                    not_valid.insert(n);
+                }
+            }
+            if transactional
+                && dialect == Dialect::Postgres
+                && !created.contains(&bare(name))
+                && operations.iter().any(rules::access_exclusive)
+                && exclusive_before.is_none()
+            {
+                *exclusive_before = Some((line, bare(name)));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The reason of a `-- waymark:allow <rule> <reason>` for `rule` on the
+/// statement's line or the line above it.
+fn allowance(lines: &[&str], line: u32, rule: &str) -> Option<String> {
+    let at = usize::try_from(line).ok()?.checked_sub(1)?;
+    [Some(at), at.checked_sub(1)]
+        .into_iter()
+        .flatten()
+        .filter_map(|i| lines.get(i))
+        .find_map(|l| {
+            let (_, after) = l.split_once("-- waymark:allow ")?;
+            let (id, reason) = after.trim().split_once(char::is_whitespace)?;
+            (id == rule && !reason.trim().is_empty()).then(|| reason.trim().to_owned())
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The findings on `script`, split one statement per line.
+    pub(crate) fn findings(dialect: Dialect, transactional: bool, script: &str) -> Vec<(&'static str, u32)> {
+        let statements: Vec<(u32, &str)> = script
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+            .map(|(i, l)| (i as u32 + 1, l))
+            .collect();
+        lint(dialect, transactional, &statements, script)
+            .into_iter()
+            .filter(|f| f.allowed.is_none())
+            .map(|f| (f.rule, f.line))
+            .collect()
+    }
+
+    #[test]
+    fn rule_ids_are_unique_and_every_rule_is_documented() {
+        let mut ids = HashSet::new();
+        for rule in RULES {
+            assert!(ids.insert(rule.id), "{} twice", rule.id);
+            assert!(
+                !rule.why.is_empty() && !rule.fix.is_empty() && !rule.lock.is_empty(),
+                "{}",
+                rule.id
+            );
+            assert!(!rule.dialects.is_empty(), "{}", rule.id);
+        }
+    }
+
+    #[test]
+    fn a_finding_is_silenced_only_with_a_reason() {
+        let script = "-- waymark:allow create-index-blocking the table has 12 rows\n\
+                      CREATE INDEX a_b ON a (b);\n\
+                      -- waymark:allow create-index-blocking\n\
+                      CREATE INDEX a_c ON a (c);\n\
+                      CREATE INDEX a_d ON a (d); -- waymark:allow create-index-blocking built at night\n";
+        assert_eq!(
+            findings(Dialect::Postgres, true, script),
+            [("create-index-blocking", 4)]
+        );
+        let statements = [(2, "CREATE INDEX a_b ON a (b)")];
+        let all = lint(Dialect::Postgres, true, &statements, script);
+        assert_eq!(all[0].allowed.as_deref(), Some("the table has 12 rows"));
+    }
+
+    #[test]
+    fn what_cannot_be_parsed_is_not_judged() {
+        assert!(findings(Dialect::Postgres, true, "CREATE INDEX WITH NO SENSE;").is_empty());
+    }
+}
