@@ -15,8 +15,9 @@ use waymark_host::{Direction, Limits, StepFailure};
 
 use crate::error::{Error, MigrationFailure};
 use crate::execute::{Executor, LockPolicy, OnLockRetry};
-use crate::plan::{Plan, Planner, SavedOptions, SavedPlan, Way};
+use crate::plan::{Plan, Planner, SavedOptions, SavedPlan, Statements, Way};
 use crate::source::{Migration, MigrationSet, Script, Step, Transaction};
+use crate::sql::lint::Severity;
 use crate::status::{Entry, State, entries};
 use crate::steps::{Steps, step_name};
 use crate::version::Version;
@@ -35,7 +36,14 @@ pub struct EngineOptions {
     pub preimages: PreimageMode,
     /// How migrations' statements wait for locks (`[locks]`).
     pub locks: LockPolicy,
+    /// Below how many rows a table's lock is too brief to refuse `up` over
+    /// (`[lint] small_table_rows`).
+    pub small_table_rows: u64,
 }
+
+/// `[lint] small_table_rows`' default: an index on ten thousand rows is
+/// built, or a column checked, in tens of milliseconds.
+pub const SMALL_TABLE_ROWS: u64 = 10_000;
 
 /// What `up` does about the data a migration drops (`[backup] preimages`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -213,9 +221,14 @@ pub async fn lint(set: &MigrationSet, dialect: Dialect, limits: Limits) -> Resul
         steps: &steps,
         dialect,
         preimages: PreimageMode::Off,
-        statements: true,
+        statements: Statements::Shown,
     };
     planner.up(set, &[], &UpOptions::default()).await
+}
+
+/// Whether a finding refuses `up` as it stands.
+fn refuses(f: &crate::sql::lint::Finding) -> bool {
+    f.severity == Severity::Error && f.allowed.is_none()
 }
 
 /// Runs migrations against one database.
@@ -227,6 +240,7 @@ pub struct Engine {
     preimages: PreimageMode,
     locks: LockPolicy,
     on_lock_retry: Option<OnLockRetry>,
+    small_table_rows: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -260,6 +274,7 @@ impl Engine {
             preimages: options.preimages,
             locks: options.locks.clone(),
             on_lock_retry: None,
+            small_table_rows: options.small_table_rows,
         })
     }
 
@@ -304,7 +319,7 @@ impl Engine {
         self.db.close().await;
     }
 
-    fn planner(&self, preimages: PreimageMode, statements: bool) -> Planner<'_> {
+    fn planner(&self, preimages: PreimageMode, statements: Statements) -> Planner<'_> {
         Planner {
             steps: &self.steps,
             dialect: self.db.dialect(),
@@ -335,7 +350,9 @@ impl Engine {
     /// step's statements. Read-only.
     pub async fn plan(&self, set: &MigrationSet, options: &UpOptions) -> Result<Plan, Error> {
         let history = self.db.history().await?;
-        self.planner(self.preimages, true).up(set, &history, options).await
+        self.planner(self.preimages, Statements::Shown)
+            .up(set, &history, options)
+            .await
     }
 
     /// What `down` would revert, newest first, checked exactly as `down`
@@ -343,7 +360,7 @@ impl Engine {
     pub async fn plan_down(&self, set: &MigrationSet, target: &DownTarget) -> Result<Plan, Error> {
         let history = self.db.history().await?;
         let kept = self.db.preimages().await?;
-        self.planner(self.preimages, true)
+        self.planner(self.preimages, Statements::Shown)
             .down(set, &history, &kept, target)
             .await
     }
@@ -377,9 +394,72 @@ impl Engine {
             )));
         }
         self.under_lock(options.backup.as_ref(), on_event, async |history| {
-            self.planner(self.preimages, false).up(set, history, options).await
+            let plan = self
+                .planner(self.preimages, Statements::Weighed)
+                .up(set, history, options)
+                .await?;
+            self.weigh(plan).await
         })
         .await
+    }
+
+    /// Refuses an `up` plan with an error-level finding that nothing
+    /// allows, on a table big enough for its lock to hurt. A finding on a
+    /// table of fewer than `[lint] small_table_rows` rows, or on one that
+    /// does not exist yet (an earlier migration of the plan makes it), is
+    /// a warning: the lock is brief.
+    async fn weigh(&self, mut plan: Plan) -> Result<Plan, Error> {
+        let tables: Vec<String> = plan
+            .migrations
+            .iter()
+            .flat_map(|p| &p.findings)
+            .filter(|f| refuses(f))
+            .filter_map(|f| f.table.clone())
+            .collect();
+        if !plan.migrations.iter().flat_map(|p| &p.findings).any(refuses) {
+            return Ok(plan);
+        }
+        let rows = self.db.table_rows(&tables).await?;
+        let mut refused = Vec::new();
+        for p in &mut plan.migrations {
+            for f in p.findings.iter_mut().filter(|f| refuses(f)) {
+                let size = f.table.as_ref().map(|t| rows.get(t).copied());
+                match size {
+                    Some(None) => {
+                        f.severity = Severity::Warning;
+                        f.message
+                            .push_str(" (the table is made by this plan: nothing waits on it yet)");
+                    }
+                    Some(Some(n)) if n < self.small_table_rows => {
+                        f.severity = Severity::Warning;
+                        f.message
+                            .push_str(&format!(" (the table holds about {n} rows: the lock is brief)"));
+                    }
+                    Some(Some(n)) => f.message.push_str(&format!(" (the table holds about {n} rows)")),
+                    None => {}
+                }
+                if f.severity == Severity::Error {
+                    refused.push(format!(
+                        "{}:{}: [{}] {}; fix: {}",
+                        p.file.display(),
+                        f.line,
+                        f.rule,
+                        f.message,
+                        f.fix
+                    ));
+                }
+            }
+        }
+        if refused.is_empty() {
+            return Ok(plan);
+        }
+        Err(Error::Lint {
+            message: format!(
+                "up refused: {} statement(s) would take a lock that blocks the application:\n  {}",
+                refused.len(),
+                refused.join("\n  ")
+            ),
+        })
     }
 
     /// Reverts applied migrations, newest first.
@@ -391,7 +471,7 @@ impl Engine {
     ) -> Result<Vec<Applied>, Error> {
         self.under_lock(None, on_event, async |history| {
             let kept = self.db.preimages().await?;
-            self.planner(self.preimages, false)
+            self.planner(self.preimages, Statements::No)
                 .down(set, history, &kept, target)
                 .await
         })
@@ -407,7 +487,9 @@ impl Engine {
     ) -> Result<Vec<Applied>, Error> {
         self.under_lock(None, on_event, async |history| {
             let kept = self.db.preimages().await?;
-            self.planner(self.preimages, false).redo(set, history, &kept).await
+            self.planner(self.preimages, Statements::No)
+                .redo(set, history, &kept)
+                .await
         })
         .await
     }
@@ -424,7 +506,11 @@ impl Engine {
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<Vec<Applied>, Error> {
         self.under_lock(backup, on_event, async |history| {
-            let planner = self.planner(saved.preimage_mode(), false);
+            let statements = match saved.direction.as_str() {
+                "down" => Statements::No,
+                _ => Statements::Weighed,
+            };
+            let planner = self.planner(saved.preimage_mode(), statements);
             let now = match saved.direction.as_str() {
                 "down" => {
                     let kept = self.db.preimages().await?;
@@ -450,7 +536,11 @@ impl Engine {
                     ),
                 });
             }
-            now
+            // Exactly the reviewed plan, and still weighed as `up` weighs.
+            match now {
+                Ok(now) if now.way == Way::Up => self.weigh(now).await,
+                other => other,
+            }
         })
         .await
     }

@@ -149,6 +149,13 @@ pub enum Error {
     /// The arguments make no sense together.
     #[error("{0}")]
     Usage(String),
+    /// `up` refused: a statement would take a lock that hurts, on a table
+    /// big enough for it to, and no `-- waymark:allow` says it is meant.
+    #[error("{message}")]
+    Lint {
+        /// Each finding, with its file, line and fix.
+        message: String,
+    },
 }
 
 impl Error {
@@ -163,6 +170,10 @@ impl Error {
             )),
             Error::Db(DbError::NewerSchema { .. }) => Some(
                 "run the waymark release that wrote this history (or a newer one); nothing was read or changed"
+                    .to_owned(),
+            ),
+            Error::Lint { .. } => Some(
+                "nothing was applied; write it the safe way each fix says, or, if the lock is meant, say so beside                  the statement: `-- waymark:allow <rule> <reason>` (`waymark lint --rules` explains each rule)"
                     .to_owned(),
             ),
             Error::Db(DbError::LockTimeout { .. }) => {

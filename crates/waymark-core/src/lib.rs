@@ -27,7 +27,7 @@ mod version;
 
 pub use engine::{
     Applied, DownTarget, Engine, EngineOptions, Event, PreimageMode, PreimageNote, Progress, RepairAction,
-    RepairOptions, UpOptions, VerifyReport, lint,
+    RepairOptions, SMALL_TABLE_ROWS, UpOptions, VerifyReport, lint,
 };
 pub use error::{Error, MigrationFailure, SourceError};
 pub use execute::{Executor, LockPolicy, LockRetry, OnLockRetry};

@@ -19,6 +19,7 @@ mod pg_tx;
 mod preimage;
 mod schema;
 mod session;
+mod sizes;
 mod snapshot;
 mod url;
 mod value;

@@ -29,6 +29,15 @@ struct File {
     backup: BackupFile,
     #[serde(default)]
     locks: LocksFile,
+    #[serde(default)]
+    lint: LintFile,
+}
+
+/// `[lint]`: how findings are weighed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LintFile {
+    small_table_rows: Option<u64>,
 }
 
 /// `[locks]`: how migrations wait for other sessions' locks.
@@ -100,6 +109,9 @@ pub(crate) struct Settings {
     pub(crate) chunk_bytes: u64,
     /// How migrations wait for locks.
     pub(crate) locks: LockPolicy,
+    /// Below how many rows an error-level finding's lock is too brief to
+    /// refuse `up` over.
+    pub(crate) small_table_rows: u64,
 }
 
 /// A configuration problem: exit code 2.
@@ -212,6 +224,7 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
             None => 64 * 1024 * 1024,
         },
         locks,
+        small_table_rows: file.lint.small_table_rows.unwrap_or(waymark_core::SMALL_TABLE_ROWS),
     })
 }
 

@@ -118,6 +118,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         Some(Error::Usage(_) | Error::Source(_)) => exit::USAGE,
         Some(Error::Backup(e)) => backup_code(e),
         Some(Error::Drift { .. } | Error::StalePlan { .. }) => exit::DIFFERENCES,
+        Some(Error::Lint { .. }) => exit::LINT,
         Some(Error::Db(e)) => db_code(e),
         _ => exit::FAILED,
     }
@@ -472,6 +473,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
         cache_dir: None,
         preimages: settings.preimages,
         locks: settings.locks.clone(),
+        small_table_rows: settings.small_table_rows,
     };
     tracing::debug!("connecting to {}", redact(&settings.database_url));
     Ok(Engine::connect(&options).await?)

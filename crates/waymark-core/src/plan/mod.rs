@@ -17,7 +17,7 @@ use waymark_host::Action;
 use crate::engine::PreimageMode;
 use crate::source::Migration;
 
-pub(crate) use planner::Planner;
+pub(crate) use planner::{Planner, Statements};
 pub use saved::{
     PLAN_FORMAT, SavedAction, SavedFile, SavedFinding, SavedMigration, SavedOptions, SavedPlan, SavedRow, read_saved,
 };

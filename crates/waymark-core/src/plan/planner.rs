@@ -26,9 +26,20 @@ pub(crate) struct Planner<'a> {
     pub(crate) dialect: Dialect,
     /// What `up` does about dropped data.
     pub(crate) preimages: PreimageMode,
-    /// Whether to ask each step for its statements (to show or save the
-    /// plan).
-    pub(crate) statements: bool,
+    /// Whether to ask each step for its statements.
+    pub(crate) statements: Statements,
+}
+
+/// Whether a plan knows its steps' statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Statements {
+    /// Not asked: the plan is carried out and not shown.
+    No,
+    /// Asked, to show or save the plan: a step that cannot say refuses.
+    Shown,
+    /// Asked, for `up` to weigh the lint findings: a step that cannot say
+    /// is left to fail when it runs, as it would have.
+    Weighed,
 }
 
 impl Planner<'_> {
@@ -122,18 +133,21 @@ impl Planner<'_> {
             Strategy::Recorded
         };
         let (step, _) = self.steps.component(&m)?;
-        let actions = if self.statements {
+        let actions = if self.statements == Statements::No {
+            Vec::new()
+        } else {
             let call = Call {
                 config: config_of(&m),
                 ..Call::new(direction, host_dialect(self.dialect), &script.text)
             };
-            self.steps
-                .host()
-                .plan(&step, &call)
-                .await
-                .map_err(|f| failure(&m, script, f, true, Vec::new()))?
-        } else {
-            Vec::new()
+            match self.steps.host().plan(&step, &call).await {
+                Ok(actions) => actions,
+                Err(f) if self.statements == Statements::Weighed => {
+                    tracing::debug!(migration = %m.label(), "its step cannot say its statements: {f}");
+                    Vec::new()
+                }
+                Err(f) => return Err(failure(&m, script, f, true, Vec::new())),
+            }
         };
         let keeps = match direction {
             Direction::Down => put_back.to_vec(),

@@ -184,3 +184,74 @@ fn plan_shows_the_findings() {
     assert_eq!(json["migrations"][0]["findings"][0]["rule"], "create-index-blocking");
     assert_eq!(json["migrations"][0]["findings"][0]["severity"], "error");
 }
+
+/// `up` weighs each error by the table's real size: on a big table it
+/// refuses (exit 6) naming the file, line, rule and fix, and applies
+/// nothing; on a small one, or where the script allows it with a reason,
+/// it applies.
+#[test]
+fn up_refuses_a_blocking_lock_on_a_big_table() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    p.migration(
+        "1_orders",
+        "CREATE TABLE orders (id int PRIMARY KEY, user_id int);\n\
+         INSERT INTO orders SELECT g, g % 100 FROM generate_series(1, 30000) g;\n\
+         CREATE TABLE tags (id int PRIMARY KEY, name text);\n\
+         INSERT INTO tags VALUES (1, 'a'), (2, 'b');\n",
+        Some("DROP TABLE orders; DROP TABLE tags;"),
+    );
+    p.run(&db, &["up"]).ok();
+    p.migration(
+        "2_index",
+        "CREATE INDEX orders_user ON orders (user_id);\n",
+        Some("DROP INDEX orders_user;"),
+    );
+    let run = p.run(&db, &["up"]).code(6);
+    assert!(
+        run.stderr.contains(
+            "error: up refused: 1 statement(s) would take a lock that blocks the application:\n  \
+             migrations/2_index/up.sql:1: [create-index-blocking] CREATE INDEX on orders blocks its writes until the \
+             index is built (the table holds about "
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("fix: CREATE INDEX CONCURRENTLY"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: nothing was applied"), "{}", run.stderr);
+    assert_eq!(db.history().len(), 1, "{:?}", db.history());
+    assert!(
+        db.rows("SELECT indexname::text FROM pg_indexes WHERE indexname = 'orders_user'")
+            .is_empty()
+    );
+    // The saved plan's way is refused alike.
+    p.run(&db, &["plan", "--out", "plan.json"]).ok();
+    p.run(&db, &["up", "--plan", "plan.json"])
+        .code(6)
+        .stderr_has("up refused");
+
+    // Allowed beside the statement, with a reason: applied.
+    p.migration(
+        "2_index",
+        "-- waymark:allow create-index-blocking built during the maintenance window\n\
+         CREATE INDEX orders_user ON orders (user_id);\n",
+        Some("DROP INDEX orders_user;"),
+    );
+    p.run(&db, &["up"]).ok();
+    assert_eq!(db.history().len(), 2);
+
+    // On a small table the lock is brief: applied.
+    p.migration(
+        "3_tag_names",
+        "CREATE INDEX tags_name ON tags (name);\n",
+        Some("DROP INDEX tags_name;"),
+    );
+    p.run(&db, &["up"]).ok();
+    assert_eq!(db.history().len(), 3);
+
+    // The threshold is the operator's.
+    p.migration("4_more", "CREATE INDEX orders_id_user ON orders (id, user_id);\n", None);
+    p.file("waymark.toml", "[lint]\nsmall_table_rows = 1000000\n");
+    p.run(&db, &["up"]).ok();
+    assert_eq!(db.history().len(), 4);
+}

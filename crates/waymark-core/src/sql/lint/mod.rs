@@ -52,6 +52,9 @@ pub struct Rule {
     pub why: &'static str,
     /// The safe way to write it.
     pub fix: &'static str,
+    /// Whether it is said once per migration, on the first statement it
+    /// fires on, rather than on every one.
+    pub once_per_migration: bool,
     /// What it says of `statement`, if it fires.
     pub(crate) check: fn(&Context<'_>, &Statement) -> Option<String>,
 }
@@ -106,6 +109,17 @@ pub struct Finding {
     /// The reason given where the finding is silenced; a silenced finding
     /// refuses nothing and is still listed.
     pub allowed: Option<String>,
+    /// The table whose lock it is about (lower case, without schema).
+    pub table: Option<String>,
+}
+
+/// The table a statement locks, for the rules that weigh its size.
+fn table_of(statement: &Statement) -> Option<String> {
+    match statement {
+        Statement::CreateIndex(index) => Some(bare(&index.table_name)),
+        Statement::AlterTable { name, .. } => Some(bare(name)),
+        _ => None,
+    }
 }
 
 /// The findings on a migration's statements (each with its 1-based line),
@@ -131,8 +145,12 @@ pub(crate) fn lint(dialect: Dialect, transactional: bool, statements: &[(u32, &s
                 not_valid: &not_valid,
             };
             for rule in RULES.iter().filter(|r| r.dialects.contains(&dialect)) {
+                if rule.once_per_migration && findings.iter().any(|f: &Finding| f.rule == rule.id) {
+                    continue;
+                }
                 if let Some(message) = (rule.check)(&context, statement) {
                     findings.push(Finding {
+                        table: table_of(statement),
                         rule: rule.id,
                         severity: rule.severity,
                         line,

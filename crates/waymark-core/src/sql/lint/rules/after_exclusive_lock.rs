@@ -14,13 +14,14 @@ pub(crate) const RULE: Rule = Rule {
     why: "an ACCESS EXCLUSIVE lock is held until the transaction ends, so every statement after it (a backfill \
           above all) runs while no query on that table gets through",
     fix: "end the migration after the statement that takes the lock, and put what follows in the next migration",
+    once_per_migration: true,
     check,
 };
 
 fn check(context: &Context<'_>, _: &Statement) -> Option<String> {
     let (line, table) = context.exclusive_before.as_ref()?;
     Some(format!(
-        "runs while line {line}'s ACCESS EXCLUSIVE lock on {table} is held"
+        "this statement and those after it run while line {line}'s ACCESS EXCLUSIVE lock on {table} is held"
     ))
 }
 

@@ -18,6 +18,7 @@ pub(crate) const RULE: Rule = Rule {
     fix: "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in a later migration (it takes a lock that lets \
           writes through); for UNIQUE or PRIMARY KEY, CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT \
           ... USING INDEX",
+    once_per_migration: false,
     check,
 };
 

@@ -13,6 +13,7 @@ pub(crate) const RULE: Rule = Rule {
     why: "every INSERT, UPDATE and DELETE on the table waits until the index is built, which on a big table \
           takes minutes",
     fix: "CREATE INDEX CONCURRENTLY, alone in a `-- no-transaction` migration",
+    once_per_migration: false,
     check,
 };
 

@@ -13,6 +13,7 @@ pub(crate) const RULE: Rule = Rule {
     why: "the drop itself is quick, but its request waits behind every open transaction on the table, and every \
           query on the table queues behind it",
     fix: "DROP INDEX CONCURRENTLY, alone in a `-- no-transaction` migration",
+    once_per_migration: false,
     check,
 };
 

@@ -15,6 +15,7 @@ pub(crate) const RULE: Rule = Rule {
           changes (a type change, a primary key, some column orders) it copies the whole table while writes wait",
     fix: "say ALGORITHM=INSTANT (or INPLACE), LOCK=NONE: the server then refuses at once what it cannot do \
           online, instead of copying the table",
+    once_per_migration: false,
     check,
 };
 

@@ -15,6 +15,7 @@ pub(crate) const RULE: Rule = Rule {
           the migration commits",
     fix: "expand and contract: add the new column or table, write both from the application, backfill, move the \
           reads, and drop the old one only once no running version uses it",
+    once_per_migration: false,
     check,
 };
 

@@ -13,6 +13,7 @@ pub(crate) const RULE: Rule = Rule {
     why: "the ADD's strong lock is held until the transaction commits, so validating in the same transaction \
           reads the whole table under it, which NOT VALID was meant to avoid",
     fix: "VALIDATE CONSTRAINT in a later migration (or after `-- no-transaction`)",
+    once_per_migration: false,
     check,
 };
 
