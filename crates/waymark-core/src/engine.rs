@@ -131,6 +131,17 @@ pub enum Event<'a> {
         /// Up or down.
         down: bool,
     },
+    /// A lint finding on a migration about to run, which does not refuse
+    /// it (a warning, or an error on a table too small for its lock to
+    /// hurt).
+    Finding {
+        /// The database.
+        target: &'a str,
+        /// The migration's script.
+        file: &'a std::path::Path,
+        /// The finding.
+        finding: &'a crate::sql::lint::Finding,
+    },
     /// A backup was taken and verified before anything was applied.
     BackedUp {
         /// The database.
@@ -565,6 +576,17 @@ impl Engine {
             // their schema version: the rows are read without asking again.
             let history = self.db.connection().await?.history_rows(None).await?;
             let plan = make(&history).await?;
+            // What lint says and does not refuse is said before anything
+            // runs.
+            for p in &plan.migrations {
+                for finding in p.findings.iter().filter(|f| f.allowed.is_none()) {
+                    on_event(Event::Finding {
+                        target: self.db.url(),
+                        file: &p.file,
+                        finding,
+                    });
+                }
+            }
             let mut backup_id = None;
             if let Some(backup) = backup.filter(|_| !plan.migrations.is_empty() && !plan.dry_run && plan.way == Way::Up)
             {

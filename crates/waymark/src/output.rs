@@ -115,6 +115,9 @@ impl Output {
                     self.note(&format!("warning: {label}: {w}"));
                 }
             }
+            Event::Finding { file, finding, .. } => {
+                self.note(finding_text(file, finding).lines().next().unwrap_or_default());
+            }
             Event::Skipped { label, down, .. } => self.note(&format!(
                 "skipped {label}: another runner {} it first",
                 if *down { "reverted" } else { "applied" }

@@ -246,8 +246,17 @@ fn up_refuses_a_blocking_lock_on_a_big_table() {
         "CREATE INDEX tags_name ON tags (name);\n",
         Some("DROP INDEX tags_name;"),
     );
-    p.run(&db, &["up"]).ok();
+    let run = p.run(&db, &["up"]).ok();
     assert_eq!(db.history().len(), 3);
+    // And said, before it runs.
+    assert!(
+        run.stderr.contains(
+            "warning[create-index-blocking]: migrations/3_tag_names/up.sql:1: CREATE INDEX on tags blocks its writes \
+             until the index is built (the table holds about "
+        ) && run.stderr.contains("rows: the lock is brief)"),
+        "{}",
+        run.stderr
+    );
 
     // The threshold is the operator's.
     p.migration("4_more", "CREATE INDEX orders_id_user ON orders (id, user_id);\n", None);
