@@ -190,7 +190,12 @@ pub(crate) struct Watch {
 
 impl Watch {
     /// A watch of statements on `db` whose lock waits end after `timeout`.
+    /// SQLite has no other sessions to name (and its one connection is the
+    /// migration's).
     pub(crate) fn of(db: &Database, timeout: Option<Duration>) -> Option<Watch> {
+        if db.dialect() == waymark_db::Dialect::Sqlite {
+            return None;
+        }
         timeout.map(|timeout| Watch {
             db: db.clone(),
             after: timeout.mul_f64(0.7),
