@@ -206,8 +206,20 @@ fn no_transaction_marker_runs_outside_a_transaction() {
             .is_empty()
     );
 
-    // Without the marker, PostgreSQL refuses and nothing is recorded.
+    // Without the marker PostgreSQL would refuse it; lint says so before
+    // anything runs (exit 6), and nothing is recorded.
     p.migration("2_index", "CREATE INDEX CONCURRENTLY t_id ON t (id);\n", None);
+    p.run(&db, &["up"]).code(6).stderr_has(
+        "migrations/2_index/up.sql:1: [concurrently-in-transaction] CONCURRENTLY in a migration that runs in a \
+         transaction fails; fix: put `-- no-transaction` on the script's first line",
+    );
+    assert_eq!(db.history().len(), 1);
+    // Allowed anyway, PostgreSQL refuses it, and still nothing is recorded.
+    p.migration(
+        "2_index",
+        "CREATE INDEX CONCURRENTLY t_id ON t (id); -- waymark:allow concurrently-in-transaction to see it fail\n",
+        None,
+    );
     p.run(&db, &["up"])
         .code(1)
         .stderr_has("cannot run inside a transaction block");

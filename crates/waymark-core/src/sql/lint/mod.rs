@@ -55,6 +55,10 @@ pub struct Rule {
     /// Whether it is said once per migration, on the first statement it
     /// fires on, rather than on every one.
     pub once_per_migration: bool,
+    /// Whether the harm grows with the table (a scan, a rewrite, a build),
+    /// so that `up` weighs it by the table's size; the others hurt (or
+    /// fail) whatever the size.
+    pub by_size: bool,
     /// What it says of `statement`, if it fires.
     pub(crate) check: fn(&Context<'_>, &Statement) -> Option<String>,
 }
@@ -109,7 +113,8 @@ pub struct Finding {
     /// The reason given where the finding is silenced; a silenced finding
     /// refuses nothing and is still listed.
     pub allowed: Option<String>,
-    /// The table whose lock it is about (lower case, without schema).
+    /// The table whose size it is weighed by (lower case, without
+    /// schema), for a rule whose harm grows with the table.
     pub table: Option<String>,
 }
 
@@ -150,7 +155,7 @@ pub(crate) fn lint(dialect: Dialect, transactional: bool, statements: &[(u32, &s
                 }
                 if let Some(message) = (rule.check)(&context, statement) {
                     findings.push(Finding {
-                        table: table_of(statement),
+                        table: if rule.by_size { table_of(statement) } else { None },
                         rule: rule.id,
                         severity: rule.severity,
                         line,

@@ -17,6 +17,7 @@ pub(crate) const RULE: Rule = Rule {
     fix: "add the column without a default (or with a constant one), set the default for new rows, and backfill \
           the old rows in batches",
     once_per_migration: false,
+    by_size: true,
     check,
 };
 

@@ -15,6 +15,7 @@ pub(crate) const RULE: Rule = Rule {
           above all) runs while no query on that table gets through",
     fix: "end the migration after the statement that takes the lock, and put what follows in the next migration",
     once_per_migration: true,
+    by_size: false,
     check,
 };
 

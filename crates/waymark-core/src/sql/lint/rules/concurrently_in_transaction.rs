@@ -13,6 +13,7 @@ pub(crate) const RULE: Rule = Rule {
     why: "CREATE INDEX CONCURRENTLY and its kin cannot run inside a transaction block, so the migration fails",
     fix: "put `-- no-transaction` on the script's first line, with the statement alone in its migration",
     once_per_migration: false,
+    by_size: false,
     check,
 };
 

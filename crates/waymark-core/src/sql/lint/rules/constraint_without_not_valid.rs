@@ -19,6 +19,7 @@ pub(crate) const RULE: Rule = Rule {
           writes through); for UNIQUE or PRIMARY KEY, CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT \
           ... USING INDEX",
     once_per_migration: false,
+    by_size: true,
     check,
 };
 

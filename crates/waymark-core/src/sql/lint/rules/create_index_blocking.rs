@@ -14,6 +14,7 @@ pub(crate) const RULE: Rule = Rule {
           takes minutes",
     fix: "CREATE INDEX CONCURRENTLY, alone in a `-- no-transaction` migration",
     once_per_migration: false,
+    by_size: true,
     check,
 };
 

@@ -14,6 +14,7 @@ pub(crate) const RULE: Rule = Rule {
           query on the table queues behind it",
     fix: "DROP INDEX CONCURRENTLY, alone in a `-- no-transaction` migration",
     once_per_migration: false,
+    by_size: false,
     check,
 };
 

@@ -16,6 +16,7 @@ pub(crate) const RULE: Rule = Rule {
     fix: "say ALGORITHM=INSTANT (or INPLACE), LOCK=NONE: the server then refuses at once what it cannot do \
           online, instead of copying the table",
     once_per_migration: false,
+    by_size: false,
     check,
 };
 

@@ -16,6 +16,7 @@ pub(crate) const RULE: Rule = Rule {
     fix: "expand and contract: add the new column or table, write both from the application, backfill, move the \
           reads, and drop the old one only once no running version uses it",
     once_per_migration: false,
+    by_size: false,
     check,
 };
 

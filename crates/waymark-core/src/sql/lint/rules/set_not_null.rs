@@ -15,6 +15,7 @@ pub(crate) const RULE: Rule = Rule {
     fix: "ADD CONSTRAINT ... CHECK (column IS NOT NULL) NOT VALID; VALIDATE CONSTRAINT in a later migration; then \
           SET NOT NULL (PostgreSQL 12 and later use the check and skip the scan) and drop the check",
     once_per_migration: false,
+    by_size: true,
     check,
 };
 

@@ -14,6 +14,7 @@ pub(crate) const RULE: Rule = Rule {
           reads the whole table under it, which NOT VALID was meant to avoid",
     fix: "VALIDATE CONSTRAINT in a later migration (or after `-- no-transaction`)",
     once_per_migration: false,
+    by_size: false,
     check,
 };
 
