@@ -6,6 +6,7 @@
 //! lock and shows or saves it; `up --plan` checks a saved plan against the
 //! state under the lock and carries it out only if nothing changed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use waymark_db::{ConnectOptions, Database, Dialect, Lock};
 use waymark_host::{Direction, Limits, StepFailure};
 
 use crate::error::{Error, MigrationFailure};
-use crate::execute::{Executor, LockPolicy, OnLockRetry};
+use crate::execute::{Executor, LockPolicy, OnLockRetry, Trace};
 use crate::plan::{Plan, Planner, SavedOptions, SavedPlan, Statements, Way};
 use crate::source::{Migration, MigrationSet, Script, Step, Transaction};
 use crate::sql::lint::Severity;
@@ -39,6 +40,9 @@ pub struct EngineOptions {
     /// Below how many rows a table's lock is too brief to refuse `up` over
     /// (`[lint] small_table_rows`).
     pub small_table_rows: u64,
+    /// Rules whose findings have another severity than the catalogue's
+    /// (`[lint.severity]`), by id.
+    pub severities: HashMap<String, Severity>,
 }
 
 /// `[lint] small_table_rows`' default: an index on ten thousand rows is
@@ -225,14 +229,24 @@ pub struct RepairAction {
 
 /// Every migration of `set` as `up` would plan it on an empty database of
 /// `dialect`, with what the lint rules say of each statement: no database
-/// is needed, only the steps (each asked for its statements).
-pub async fn lint(set: &MigrationSet, dialect: Dialect, limits: Limits) -> Result<Plan, Error> {
+/// is needed, only the steps (each asked for its statements). With
+/// `lock_timeout`, waymark bounds each statement's lock wait.
+pub async fn lint(
+    set: &MigrationSet,
+    dialect: Dialect,
+    limits: Limits,
+    lock_timeout: bool,
+    severities: &HashMap<String, Severity>,
+) -> Result<Plan, Error> {
     let steps = Steps::new(limits, None)?;
     let planner = Planner {
         steps: &steps,
         dialect,
         preimages: PreimageMode::Off,
         statements: Statements::Shown,
+        columns: Default::default(),
+        lock_timeout,
+        severities,
     };
     planner.up(set, &[], &UpOptions::default()).await
 }
@@ -252,6 +266,7 @@ pub struct Engine {
     locks: LockPolicy,
     on_lock_retry: Option<OnLockRetry>,
     small_table_rows: u64,
+    severities: HashMap<String, Severity>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -286,6 +301,7 @@ impl Engine {
             locks: options.locks.clone(),
             on_lock_retry: None,
             small_table_rows: options.small_table_rows,
+            severities: options.severities.clone(),
         })
     }
 
@@ -336,6 +352,9 @@ impl Engine {
             dialect: self.db.dialect(),
             preimages,
             statements,
+            columns: Default::default(),
+            lock_timeout: self.locks.timeout.is_some(),
+            severities: &self.severities,
         }
     }
 
@@ -361,9 +380,41 @@ impl Engine {
     /// step's statements. Read-only.
     pub async fn plan(&self, set: &MigrationSet, options: &UpOptions) -> Result<Plan, Error> {
         let history = self.db.history().await?;
-        self.planner(self.preimages, Statements::Shown)
+        let plan = self
+            .planner(self.preimages, Statements::Shown)
             .up(set, &history, options)
-            .await
+            .await?;
+        self.settle_types(plan).await
+    }
+
+    /// Settles the type changes whose old type lint could not see, from
+    /// the catalog: a change that rewrites nothing (a varchar widened) is
+    /// no finding; one that rewrites says from what.
+    async fn settle_types(&self, mut plan: Plan) -> Result<Plan, Error> {
+        let unseen: Vec<(String, String)> = plan
+            .migrations
+            .iter()
+            .flat_map(|p| &p.findings)
+            .filter_map(|f| Some((f.table.clone()?, f.unseen_type.as_ref()?.0.clone())))
+            .collect();
+        let types = self.db.column_types(&unseen).await?;
+        for p in &mut plan.migrations {
+            p.findings.retain_mut(|f| {
+                let (Some(table), Some((column, to))) = (&f.table, &f.unseen_type) else {
+                    return true;
+                };
+                let Some(from) = types.get(&(table.clone(), column.clone())) else {
+                    return true;
+                };
+                if !crate::sql::lint::rewrites(from, to) {
+                    return false;
+                }
+                f.message = format!("{table}.{column} changes from {from} to {to}: every row is rewritten");
+                f.unseen_type = None;
+                true
+            });
+        }
+        Ok(plan)
     }
 
     /// What `down` would revert, newest first, checked exactly as `down`
@@ -374,6 +425,43 @@ impl Engine {
         self.planner(self.preimages, Statements::Shown)
             .down(set, &history, &kept, target)
             .await
+    }
+
+    /// Runs `plan`'s statements in a transaction that is rolled back and
+    /// says what each locked, rewrote and took (PostgreSQL). On this
+    /// database each statement waits for a lock at most the lock timeout
+    /// (one second where it is off) and runs at most twice that, wait
+    /// included, so the trace holds no lock longer than the timeout; on
+    /// `scratch` (a copy of this
+    /// database in the same state, whose history must match) statements
+    /// run as long as they take, so its timings are the real ones.
+    pub async fn trace(&self, plan: &Plan, scratch: Option<&Engine>) -> Result<Trace, Error> {
+        let lock_wait = self.locks.timeout.unwrap_or(Duration::from_secs(1));
+        let Some(scratch) = scratch else {
+            return Ok(crate::execute::trace(&self.db, plan, lock_wait, Some(lock_wait * 2)).await?);
+        };
+        let applied = |rows: Vec<waymark_db::HistoryRow>| -> Vec<(String, String)> {
+            rows.into_iter()
+                .filter(|r| matches!(r.state, waymark_db::State::Applied | waymark_db::State::Baseline))
+                .map(|r| (r.version, r.checksum))
+                .collect()
+        };
+        let ours = applied(self.db.history().await?);
+        let theirs = applied(scratch.db.history().await?);
+        if ours != theirs {
+            let versions = |rows: &[(String, String)]| match rows.last() {
+                Some((v, _)) => format!("{} applied, the newest {v}", rows.len()),
+                None => "none applied".to_owned(),
+            };
+            return Err(Error::Usage(format!(
+                "the scratch database {} is not in the target's state: the target has {}, the scratch database \
+                 {} (or their checksums differ); restore a backup of the target into it first",
+                scratch.url(),
+                versions(&ours),
+                versions(&theirs)
+            )));
+        }
+        Ok(crate::execute::trace(&scratch.db, plan, lock_wait, None).await?)
     }
 
     /// Compares every applied migration's checksum with its file.
@@ -409,7 +497,7 @@ impl Engine {
                 .planner(self.preimages, Statements::Weighed)
                 .up(set, history, options)
                 .await?;
-            self.weigh(plan).await
+            self.weigh(self.settle_types(plan).await?).await
         })
         .await
     }
@@ -549,7 +637,7 @@ impl Engine {
             }
             // Exactly the reviewed plan, and still weighed as `up` weighs.
             match now {
-                Ok(now) if now.way == Way::Up => self.weigh(now).await,
+                Ok(now) if now.way == Way::Up => self.weigh(self.settle_types(now).await?).await,
                 other => other,
             }
         })

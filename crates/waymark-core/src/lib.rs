@@ -30,7 +30,9 @@ pub use engine::{
     RepairOptions, SMALL_TABLE_ROWS, UpOptions, VerifyReport, lint,
 };
 pub use error::{Error, MigrationFailure, SourceError};
-pub use execute::{Executor, LockPolicy, LockRetry, OnLockRetry};
+pub use execute::{
+    Executor, LockPolicy, LockRetry, OnLockRetry, SeenLock, Trace, TraceStop, TracedMigration, TracedStatement,
+};
 pub use plan::{
     Basis, PLAN_FORMAT, Plan, PlannedMigration, SavedAction, SavedFile, SavedFinding, SavedMigration, SavedOptions,
     SavedPlan, SavedRow, Strategy, Way, read_saved,
@@ -40,7 +42,7 @@ pub use source::{
     Access, ComponentStep, Ignored, Layout, Migration, MigrationSet, Script, Step, Transaction, checksum, discover,
     scaffold,
 };
-pub use sql::lint::{Finding, RULES, Rule, Severity};
+pub use sql::lint::{CLAIM_SETUP, Claim, Finding, RULES, Rule, Severity};
 pub use status::{Entry, State};
 pub use steps::Steps;
 pub use version::Version;

@@ -211,6 +211,7 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
         preimages: crate::engine::PreimageMode::Keep,
         locks: crate::execute::LockPolicy::default(),
         small_table_rows: crate::engine::SMALL_TABLE_ROWS,
+        severities: Default::default(),
     })
     .await?;
     let result = run_stages(&engine, &set, &history.name).await;

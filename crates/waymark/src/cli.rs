@@ -99,6 +99,11 @@ pub(crate) enum Command {
         /// List the rules instead.
         #[arg(long)]
         rules: bool,
+        /// How to print the findings: text, json (as --json) or sarif (a
+        /// SARIF 2.1.0 log, for code scanning to show them on a pull
+        /// request).
+        #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+        format: LintFormat,
     },
     /// Compare every applied migration's checksum with its file; exit 3 on
     /// any difference.
@@ -401,6 +406,19 @@ pub(crate) struct PlanArgs {
     /// (or `down --plan FILE`) to apply exactly what was reviewed.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
+    /// Also run the plan's statements (PostgreSQL) in a transaction that is
+    /// always rolled back, and say what each one locked, rewrote and took,
+    /// as the server saw it. On the target each statement waits for a lock
+    /// at most the lock timeout ([locks] timeout, 1 s) and runs at most
+    /// twice that, so the trace holds no lock longer than the timeout; exit
+    /// 1 if a statement fails or cannot get its lock.
+    #[arg(long)]
+    pub(crate) trace: bool,
+    /// With --trace: run the statements on this database instead, a copy of
+    /// the target in the same state (a restored backup, say), where they run
+    /// as long as they take.
+    #[arg(long, value_name = "URL", requires = "trace")]
+    pub(crate) scratch_url: Option<String>,
     #[command(flatten)]
     pub(crate) up: UpArgs,
 }
@@ -463,4 +481,15 @@ pub(crate) fn parse_wait(s: &str) -> Result<Wait, String> {
 
 fn parse_tool(name: &str) -> Result<waymark_core::OtherTool, String> {
     waymark_core::OtherTool::parse(name)
+}
+
+/// `waymark lint --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LintFormat {
+    /// Readable text.
+    Text,
+    /// The `--json` reply.
+    Json,
+    /// A SARIF 2.1.0 log.
+    Sarif,
 }

@@ -2,6 +2,7 @@
 //! a flag (or its environment variable) wins over the file, which wins over
 //! the defaults.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct LintFile {
     small_table_rows: Option<u64>,
+    /// `[lint.severity]`: rule id to `warning` or `error`.
+    #[serde(default)]
+    severity: std::collections::BTreeMap<String, String>,
 }
 
 /// `[locks]`: how migrations wait for other sessions' locks.
@@ -85,7 +89,7 @@ struct StepFile {
 }
 
 /// Settings after combining everything.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) database_url: String,
     pub(crate) migrations: PathBuf,
@@ -112,6 +116,8 @@ pub(crate) struct Settings {
     /// Below how many rows an error-level finding's lock is too brief to
     /// refuse `up` over.
     pub(crate) small_table_rows: u64,
+    /// `[lint.severity]`.
+    pub(crate) severities: HashMap<String, waymark_core::Severity>,
 }
 
 /// A configuration problem: exit code 2.
@@ -225,7 +231,39 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
         },
         locks,
         small_table_rows: file.lint.small_table_rows.unwrap_or(waymark_core::SMALL_TABLE_ROWS),
+        severities: severities(&path, &file.lint.severity)?,
     })
+}
+
+/// `[lint.severity]`, each rule and severity checked.
+fn severities(
+    path: &Path,
+    table: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<HashMap<String, waymark_core::Severity>> {
+    let mut severities = HashMap::new();
+    for (rule, severity) in table {
+        if !waymark_core::RULES.iter().any(|r| r.id == rule) {
+            return Err(ConfigError(format!(
+                "{}: [lint.severity] names {rule:?}, which is no rule; `waymark lint --rules` lists them",
+                path.display()
+            ))
+            .into());
+        }
+        let severity = match severity.as_str() {
+            "warning" => waymark_core::Severity::Warning,
+            "error" => waymark_core::Severity::Error,
+            other => {
+                return Err(ConfigError(format!(
+                    "{}: [lint.severity] {rule} = {other:?}: expected \"warning\" or \"error\" (a finding is \
+                     silenced only in the script, with `-- waymark:allow {rule} <reason>`)",
+                    path.display()
+                ))
+                .into());
+            }
+        };
+        severities.insert(rule.clone(), severity);
+    }
+    Ok(severities)
 }
 
 fn read(path: &Path, required: bool) -> anyhow::Result<File> {

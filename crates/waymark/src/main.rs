@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod json;
 mod output;
+mod sarif;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -165,13 +166,13 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
         return cutover(command, settings, out).await;
     }
     if let Command::Lint { rules: true, .. } = &cli.command {
-        out.rules();
+        out.rules(&settings.severities);
         return Ok(0);
     }
     let set = discover(&settings.migrations, settings.layout).map_err(Error::from)?;
     out.ignored(&set);
-    if let Command::Lint { versions, .. } = &cli.command {
-        return lint(&set, versions, settings, out).await;
+    if let Command::Lint { versions, format, .. } = &cli.command {
+        return lint(&set, versions, settings, out, *format).await;
     }
     let mut engine = connect(settings).await?;
     if let Some(progress) = out.step_progress() {
@@ -191,6 +192,7 @@ async fn lint(
     versions: &[String],
     settings: &Settings,
     out: &Output,
+    format: cli::LintFormat,
 ) -> anyhow::Result<u8> {
     let dialect = waymark_core::Dialect::of_url(&settings.database_url).ok_or_else(|| {
         Error::Usage(format!(
@@ -207,11 +209,18 @@ async fn lint(
             return Err(Error::Usage(format!("no migration has version {v}")).into());
         }
     }
-    let mut plan = waymark_core::lint(set, dialect, limits(settings)).await?;
+    let mut plan = waymark_core::lint(
+        set,
+        dialect,
+        limits(settings),
+        settings.locks.timeout.is_some(),
+        &settings.severities,
+    )
+    .await?;
     if !wanted.is_empty() {
         plan.migrations.retain(|p| wanted.contains(&p.migration.version));
     }
-    let refused = out.lint(&plan);
+    let refused = out.lint(&plan, format, &settings.severities);
     Ok(if refused { exit::LINT } else { 0 })
 }
 
@@ -474,6 +483,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
         preimages: settings.preimages,
         locks: settings.locks.clone(),
         small_table_rows: settings.small_table_rows,
+        severities: settings.severities.clone(),
     };
     tracing::debug!("connecting to {}", redact(&settings.database_url));
     Ok(Engine::connect(&options).await?)
@@ -523,8 +533,31 @@ async fn dispatch(
             if let Some(path) = &args.out {
                 saved.write(path)?;
             }
-            out.plan(&plan, &saved, args.out.as_deref());
-            Ok(0)
+            let trace = if args.trace {
+                let scratch = match &args.scratch_url {
+                    Some(url) => Some(
+                        connect(&Settings {
+                            database_url: url.clone(),
+                            ..settings.clone()
+                        })
+                        .await?,
+                    ),
+                    None => None,
+                };
+                let trace = engine.trace(&plan, scratch.as_ref()).await;
+                if let Some(scratch) = scratch {
+                    scratch.close().await;
+                }
+                Some(trace?)
+            } else {
+                None
+            };
+            out.plan(&plan, &saved, args.out.as_deref(), trace.as_ref());
+            Ok(if trace.is_some_and(|t| t.stopped.is_some()) {
+                exit::FAILED
+            } else {
+                0
+            })
         }
         Command::Up(cli::UpRunArgs { up, plan: Some(path) }) => {
             let saved = saved_plan(path, "up")?;

@@ -262,11 +262,21 @@ impl Output {
     }
 
     /// A plan: in JSON, the document `plan --out` writes (with `"ok"`).
-    pub(crate) fn plan(&self, plan: &Plan, saved: &SavedPlan, written: Option<&std::path::Path>) {
+    pub(crate) fn plan(
+        &self,
+        plan: &Plan,
+        saved: &SavedPlan,
+        written: Option<&std::path::Path>,
+        trace: Option<&waymark_core::Trace>,
+    ) {
+        let ok = trace.is_none_or(|t| t.stopped.is_none());
         if self.json {
-            self.reply(true, json::PlanReply { plan: saved });
+            self.reply(ok, json::PlanReply { plan: saved, trace });
         } else {
             self.plan_text(plan);
+            if let Some(trace) = trace {
+                self.trace_text(trace);
+            }
         }
         if let Some(path) = written {
             self.note(&format!(
@@ -331,15 +341,72 @@ impl Output {
         }
     }
 
+    fn trace_text(&self, trace: &waymark_core::Trace) {
+        outln!(
+            "\ntrace on {} (rolled back; lock timeout {} ms{}):",
+            trace.target,
+            trace.lock_timeout_ms,
+            match trace.statement_timeout_ms {
+                Some(ms) => format!(", statement timeout {ms} ms"),
+                None => String::new(),
+            }
+        );
+        for m in &trace.migrations {
+            outln!("{}_{} ({})", m.version, m.name, m.file);
+            if let Some(why) = &m.skipped {
+                outln!("  not run: {why}");
+            }
+            for s in &m.statements {
+                let locks: Vec<String> = s
+                    .locks
+                    .iter()
+                    .map(|l| format!("{} on {} {}", l.mode, l.kind, l.relation))
+                    .collect();
+                outln!("  {:>4}  {:>9.1} ms  {}", s.line, s.duration_ms, s.sql);
+                outln!(
+                    "                    locks: {}",
+                    if locks.is_empty() {
+                        "none new".to_owned()
+                    } else {
+                        locks.join(", ")
+                    }
+                );
+                if !s.rewritten.is_empty() {
+                    outln!("                    rewrote: {}", s.rewritten.join(", "));
+                }
+            }
+        }
+        if let Some(stop) = &trace.stopped {
+            let hint = if stop.lock_timeout {
+                "another session holds a lock it needs; `up` would wait and retry within [locks] budget"
+            } else if stop.message.contains("statement timeout") {
+                "on the target a traced statement may hold its lock only this long; trace on a copy with \
+                 --scratch-url to see it run to the end"
+            } else {
+                "`up` would fail here too"
+            };
+            eprintln!("error: trace stopped at {}:{}: {}", stop.file, stop.line, stop.message);
+            eprintln!("hint: {hint}");
+        }
+    }
+
     /// `waymark lint`: each finding on stdout, a count on stderr. Returns
     /// whether an error-level finding is not allowed.
-    pub(crate) fn lint(&self, plan: &Plan) -> bool {
+    pub(crate) fn lint(
+        &self,
+        plan: &Plan,
+        format: crate::cli::LintFormat,
+        severities: &std::collections::HashMap<String, Severity>,
+    ) -> bool {
         let all = || plan.migrations.iter().flat_map(|p| &p.findings);
         let refusing = |f: &&Finding| f.severity == Severity::Error && f.allowed.is_none();
         let errors = all().filter(refusing).count();
         let warnings = all().filter(|f| f.allowed.is_none()).count() - errors;
         let allowed = all().filter(|f| f.allowed.is_some()).count();
-        if self.json {
+        if format == crate::cli::LintFormat::Sarif {
+            let log = crate::sarif::log(plan, |r| severities.get(r.id).copied().unwrap_or(r.severity));
+            outln!("{}", serde_json::to_string_pretty(&log).expect("the log serializes"));
+        } else if self.json || format == crate::cli::LintFormat::Json {
             let migrations = plan
                 .migrations
                 .iter()
@@ -374,14 +441,17 @@ impl Output {
     }
 
     /// `waymark lint --rules`: the catalogue.
-    pub(crate) fn rules(&self) {
+    /// The rule catalogue, each rule at the severity `[lint.severity]`
+    /// gives it.
+    pub(crate) fn rules(&self, severities: &std::collections::HashMap<String, Severity>) {
+        let severity = |r: &waymark_core::Rule| severities.get(r.id).copied().unwrap_or(r.severity).as_str();
         if self.json {
             let rules = RULES
                 .iter()
                 .map(|r| json::RuleJson {
                     id: r.id,
                     dialects: r.dialects.iter().map(|d| d.name()).collect(),
-                    severity: r.severity.as_str(),
+                    severity: severity(r),
                     lock: r.lock,
                     why: r.why,
                     fix: r.fix,
@@ -392,7 +462,7 @@ impl Output {
         }
         for r in RULES {
             let dialects: Vec<&str> = r.dialects.iter().map(|d| d.name()).collect();
-            outln!("{} ({}, {})", r.id, r.severity.as_str(), dialects.join(", "));
+            outln!("{} ({}, {})", r.id, severity(r), dialects.join(", "));
             outln!("  lock: {}\n  why:  {}\n  fix:  {}\n", r.lock, r.why, r.fix);
         }
     }

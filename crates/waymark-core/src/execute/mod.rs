@@ -20,6 +20,7 @@
 
 mod locks;
 mod session;
+mod trace;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -30,6 +31,8 @@ use waymark_host::{Call, CallError, Direction, StepFailure};
 use self::locks::{Attempts, Watch};
 pub use self::locks::{LockPolicy, LockRetry, OnLockRetry};
 use self::session::{Batches, Preimages, StepReport, StepSession, to_put_back};
+pub(crate) use self::trace::trace;
+pub use self::trace::{SeenLock, Trace, TraceStop, TracedMigration, TracedStatement};
 use crate::engine::{
     Applied, Event, PreimageMode, Progress, batched, config_of, direction_name, host_dialect, script_for,
 };

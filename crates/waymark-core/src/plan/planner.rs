@@ -28,6 +28,13 @@ pub(crate) struct Planner<'a> {
     pub(crate) preimages: PreimageMode,
     /// Whether to ask each step for its statements.
     pub(crate) statements: Statements,
+    /// The column types the plan's statements so far made, for lint to
+    /// know a column's type when a later migration changes it.
+    pub(crate) columns: std::sync::Mutex<lint::Columns>,
+    /// Whether waymark bounds each statement's lock wait.
+    pub(crate) lock_timeout: bool,
+    /// The severities `[lint.severity]` gives rules, by id.
+    pub(crate) severities: &'a std::collections::HashMap<String, lint::Severity>,
 }
 
 /// Whether a plan knows its steps' statements.
@@ -154,7 +161,26 @@ impl Planner<'_> {
             Direction::Up => self.kept_copies(&m, &actions),
         };
         let statements: Vec<(u32, &str)> = actions.iter().map(|a| (a.line, a.text.as_str())).collect();
-        let findings = lint::lint(self.dialect, strategy.transactional(), &statements, &script.text);
+        let findings = {
+            let mut columns = self.columns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            lint::lint_with(
+                self.dialect,
+                strategy.transactional(),
+                &statements,
+                &script.text,
+                &mut columns,
+                self.lock_timeout,
+            )
+        };
+        let findings = findings
+            .into_iter()
+            .map(|mut f| {
+                if let Some(&severity) = self.severities.get(f.rule) {
+                    f.severity = severity;
+                }
+                f
+            })
+            .collect();
         Ok(PlannedMigration {
             down: direction == Direction::Down,
             file: script.path.clone(),

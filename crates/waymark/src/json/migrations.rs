@@ -102,6 +102,10 @@ pub(crate) struct StatusReply<'a> {
 pub(crate) struct PlanReply<'a> {
     #[serde(flatten)]
     pub(crate) plan: &'a SavedPlan,
+    /// With `--trace`: what each statement locked, rewrote and took, as
+    /// the server saw it, in a transaction that was rolled back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) trace: Option<&'a waymark_core::Trace>,
 }
 
 /// What happened to dropped data while a migration ran.

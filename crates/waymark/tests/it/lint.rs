@@ -264,3 +264,186 @@ fn up_refuses_a_blocking_lock_on_a_big_table() {
     p.run(&db, &["up"]).ok();
     assert_eq!(db.history().len(), 4);
 }
+
+/// `--format sarif` writes a SARIF 2.1.0 log that the OASIS schema
+/// accepts: every rule described, each finding on its file and line, an
+/// allowed one as an in-source suppression with its reason.
+#[test]
+fn lint_writes_sarif_that_the_sarif_schema_accepts() {
+    let p = Project::new();
+    risky(&p);
+    let run = lint(&p, "postgres://nobody@127.0.0.1:1/never", &["--format", "sarif"]).code(6);
+    let log: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/schemas/sarif-schema-2.1.0.json");
+    let mut schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    // The published schema's language-tag pattern is no valid regular
+    // expression in Unicode mode (a stray `]`), and jsonschema checks the
+    // schema for that: read it as the language tag it means.
+    fn mend(value: &mut serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut mended = 0;
+                if let Some(p) = map.get_mut("pattern")
+                    && p == "^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$"
+                {
+                    *p = "^[a-zA-Z]{2}(-[a-zA-Z]{2})?$".into();
+                    mended += 1;
+                }
+                mended + map.values_mut().map(mend).sum::<usize>()
+            }
+            serde_json::Value::Array(items) => items.iter_mut().map(mend).sum(),
+            _ => 0,
+        }
+    }
+    assert_eq!(mend(&mut schema), 2);
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&log)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "not SARIF 2.1.0: {errors:#?}\n{log:#}");
+    // The schema is strict enough to refuse what is not SARIF.
+    let mut broken = log.clone();
+    broken["runs"][0]["results"][0]["level"] = "fatal".into();
+    assert!(!validator.is_valid(&broken));
+
+    assert_eq!(log["version"], "2.1.0");
+    let run0 = &log["runs"][0];
+    assert_eq!(run0["tool"]["driver"]["name"], "waymark");
+    let rules = run0["tool"]["driver"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), waymark_core::RULES.len());
+    let results = run0["results"].as_array().unwrap();
+    let index = |r: &serde_json::Value| r["ruleIndex"].as_u64().unwrap() as usize;
+    for r in results {
+        assert_eq!(rules[index(r)]["id"], r["ruleId"]);
+    }
+    let blocking = results.iter().find(|r| r["ruleId"] == "create-index-blocking").unwrap();
+    assert_eq!(blocking["level"], "error");
+    let location = &blocking["locations"][0]["physicalLocation"];
+    assert_eq!(location["artifactLocation"]["uri"], "migrations/4_lookup/up.sql");
+    assert_eq!(location["region"]["startLine"], 1);
+    let allowed = results.iter().find(|r| r["ruleId"] == "set-not-null").unwrap();
+    assert_eq!(allowed["suppressions"][0]["kind"], "inSource");
+    assert_eq!(allowed["suppressions"][0]["justification"], "users holds a dozen rows");
+}
+
+/// `[lint.severity]` makes a rule's findings warnings or errors; a rule
+/// that does not exist, or a severity that is neither, is refused naming
+/// the file; no severity silences a finding.
+#[test]
+fn severities_are_the_operators_to_set() {
+    let p = Project::new();
+    p.migration("1_users", "CREATE TABLE users (id int PRIMARY KEY, email text);", None);
+    p.migration(
+        "2_tighten",
+        "ALTER TABLE users ALTER COLUMN email SET NOT NULL;\n",
+        None,
+    );
+    let url = "postgres://nobody@127.0.0.1:1/never";
+    lint(&p, url, &[]).ok().stdout.contains("warning[set-not-null]");
+    p.file("waymark.toml", "[lint.severity]\nset-not-null = \"error\"\n");
+    let run = lint(&p, url, &[]).code(6);
+    assert!(
+        run.stdout
+            .contains("error[set-not-null]: migrations/2_tighten/up.sql:1:"),
+        "{}",
+        run.stdout
+    );
+    let rules = lint(&p, url, &["--rules", "--json"]).ok().json();
+    let rule = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "set-not-null")
+        .unwrap();
+    assert_eq!(rule["severity"], "error");
+
+    p.file("waymark.toml", "[lint.severity]\nset-not-nul = \"error\"\n");
+    lint(&p, url, &[]).code(2).stderr_has(
+        "waymark.toml: [lint.severity] names \"set-not-nul\", which is no rule; `waymark lint --rules` lists them",
+    );
+    p.file("waymark.toml", "[lint.severity]\nset-not-null = \"off\"\n");
+    lint(&p, url, &[]).code(2).stderr_has(
+        "waymark.toml: [lint.severity] set-not-null = \"off\": expected \"warning\" or \"error\" (a finding is \
+         silenced only in the script, with `-- waymark:allow set-not-null <reason>`)",
+    );
+}
+
+/// SQLite's table rebuild (copy every row into a new table) holds the
+/// database's one write lock: `up` refuses it on a big table, with nothing
+/// applied, and lets it through on a small one.
+#[test]
+fn up_refuses_a_sqlite_rebuild_of_a_big_table() {
+    let db = TestDb::new(Kind::Sqlite);
+    let p = Project::new();
+    p.migration(
+        "1_users",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);\n\
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO users SELECT i, 'u' || i FROM n;\n\
+         CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT);\n\
+         INSERT INTO tags VALUES (1, 'a');\n",
+        None,
+    );
+    p.run(&db, &["up"]).ok();
+    p.migration(
+        "2_rebuild_users",
+        "CREATE TABLE users_new (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n\
+         INSERT INTO users_new (id, email) SELECT id, email FROM users;\n\
+         DROP TABLE users;\n\
+         ALTER TABLE users_new RENAME TO users;\n",
+        None,
+    );
+    p.run(&db, &["up"]).code(6).stderr_has(
+        "migrations/2_rebuild_users/up.sql:2: [sqlite-table-rebuild] copies every row of users into the new table \
+         users_new: a table rebuild (the table holds about 20000 rows)",
+    );
+    assert_eq!(db.history().len(), 1);
+    assert!(!db.tables().contains(&"users_new".to_owned()));
+    p.migration(
+        "2_rebuild_users",
+        "CREATE TABLE tags_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n\
+         INSERT INTO tags_new (id, name) SELECT id, name FROM tags;\n\
+         DROP TABLE tags;\n\
+         ALTER TABLE tags_new RENAME TO tags;\n",
+        None,
+    );
+    p.run(&db, &["up"]).ok().stderr_has("warning[sqlite-table-rebuild]");
+    assert_eq!(db.history().len(), 2);
+}
+
+/// With the lock timeout turned off, or a script that turns the server's
+/// off, each migration's first DDL on an existing table is warned about.
+#[test]
+fn ddl_without_a_lock_timeout_is_warned_about() {
+    let p = Project::new();
+    p.migration("1_users", "CREATE TABLE users (id int PRIMARY KEY);", None);
+    p.migration(
+        "2_more",
+        "ALTER TABLE users ADD COLUMN a int;\nALTER TABLE users ADD COLUMN b int;\n",
+        None,
+    );
+    let url = "postgres://nobody@127.0.0.1:1/never";
+    assert!(!lint(&p, url, &[]).ok().stdout.contains("no-lock-timeout"));
+    let run = lint(&p, url, &["--lock-wait", "off"]).ok();
+    assert!(
+        run.stdout.contains(
+            "warning[no-lock-timeout]: migrations/2_more/up.sql:1: ALTER TABLE users waits for its lock without a \
+             timeout ([locks] timeout is off)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.matches("no-lock-timeout").count(), 1, "{}", run.stdout);
+    p.migration(
+        "3_off",
+        "SET lock_timeout = 0;\nALTER TABLE users ADD COLUMN c int;\n",
+        None,
+    );
+    let run = lint(&p, url, &["3"]).ok();
+    assert!(
+        run.stdout.contains("warning[no-lock-timeout]: migrations/3_off/up.sql:2: ALTER TABLE users waits for its lock without a timeout (line 1 sets lock_timeout to 0)"),
+        "{}",
+        run.stdout
+    );
+}

@@ -52,7 +52,7 @@ impl Client {
 
 /// A session that reads `table` in a transaction it keeps open (holding
 /// the lock every `ALTER TABLE` needs) until told to commit.
-struct Blocker {
+pub(crate) struct Blocker {
     id: i64,
     commit: mpsc::Sender<()>,
     thread: std::thread::JoinHandle<()>,
@@ -64,7 +64,7 @@ impl Blocker {
     }
 
     /// A session that runs `query` in a transaction it keeps open.
-    fn holding(db: &TestDb, query: &str) -> Blocker {
+    pub(crate) fn holding(db: &TestDb, query: &str) -> Blocker {
         let (id_tx, id_rx) = mpsc::channel();
         let (commit, commit_rx) = mpsc::channel::<()>();
         let (kind, url) = (db.kind, db.url.clone());
@@ -90,7 +90,7 @@ impl Blocker {
         }
     }
 
-    fn commit(self) {
+    pub(crate) fn commit(self) {
         self.commit.send(()).unwrap();
         self.thread.join().unwrap();
     }

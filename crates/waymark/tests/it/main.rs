@@ -25,3 +25,4 @@ mod saved_plans;
 mod schema_upgrade;
 mod settings;
 mod switchover;
+mod trace;

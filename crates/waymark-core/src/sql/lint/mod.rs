@@ -10,13 +10,14 @@
 
 mod rules;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlparser::ast::{ObjectName, Statement};
 use sqlparser::parser::Parser;
 use waymark_db::Dialect;
 
 pub use rules::RULES;
+pub(crate) use rules::rewrites;
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,9 +60,35 @@ pub struct Rule {
     /// so that `up` weighs it by the table's size; the others hurt (or
     /// fail) whatever the size.
     pub by_size: bool,
+    /// What a trace on PostgreSQL sees of examples that fire it: the
+    /// lock claims the tests hold to the server's word.
+    pub claims: &'static [Claim],
     /// What it says of `statement`, if it fires.
     pub(crate) check: fn(&Context<'_>, &Statement) -> Option<String>,
 }
+
+/// An example that fires a rule, and the lock a PostgreSQL trace of it
+/// sees: every rule that claims a lock has one, and the tests trace it
+/// on a database made by [`CLAIM_SETUP`].
+#[derive(Debug)]
+pub struct Claim {
+    /// The statements, one per line, in one transaction.
+    pub example: &'static str,
+    /// A lock mode one of them takes, as PostgreSQL's documentation names
+    /// it.
+    pub mode: &'static str,
+    /// The table it takes it on.
+    pub on: &'static str,
+    /// Whether the example rewrites that table.
+    pub rewrites: bool,
+}
+
+/// The tables the claims' examples run against, with rows in them.
+pub const CLAIM_SETUP: &str = "CREATE TABLE parents (id int PRIMARY KEY);\n\
+     CREATE TABLE accounts (id int PRIMARY KEY, parent_id int, email text, name varchar(20), age int);\n\
+     CREATE INDEX accounts_age ON accounts (age);\n\
+     INSERT INTO parents SELECT g FROM generate_series(1, 50) g;\n\
+     INSERT INTO accounts SELECT g, g % 50 + 1, 'a' || g, 'n' || g, g FROM generate_series(1, 500) g;\n";
 
 /// What a rule knows of the statements before the one it reads.
 #[derive(Debug)]
@@ -78,7 +105,15 @@ pub(crate) struct Context<'a> {
     pub(crate) exclusive_before: Option<(u32, String)>,
     /// Constraints added `NOT VALID` earlier in the same migration.
     pub(crate) not_valid: &'a HashSet<String>,
+    /// The columns' types that earlier statements of the plan gave them.
+    pub(crate) columns: &'a Columns,
+    /// Why no lock timeout bounds this statement's wait, if none does.
+    pub(crate) no_lock_timeout: Option<String>,
 }
+
+/// Column types by lower-case table (without schema) and column, as the
+/// plan's statements made them, written as in the statement.
+pub(crate) type Columns = HashMap<(String, String), String>;
 
 impl Context<'_> {
     /// Whether `table` existed before this migration.
@@ -116,11 +151,16 @@ pub struct Finding {
     /// The table whose size it is weighed by (lower case, without
     /// schema), for a rule whose harm grows with the table.
     pub table: Option<String>,
+    /// For a type change whose old type lint could not see: the column
+    /// (lower case) and its new type, for the catalog to settle.
+    pub unseen_type: Option<(String, String)>,
 }
 
 /// The table a statement locks, for the rules that weigh its size.
 fn table_of(statement: &Statement) -> Option<String> {
     match statement {
+        // A copy weighs by the table copied from.
+        Statement::Insert(_) => rules::copied(statement).map(|(_, from)| from),
         Statement::CreateIndex(index) => Some(bare(&index.table_name)),
         Statement::AlterTable { name, .. } => Some(bare(name)),
         _ => None,
@@ -128,8 +168,31 @@ fn table_of(statement: &Statement) -> Option<String> {
 }
 
 /// The findings on a migration's statements (each with its 1-based line),
-/// from the script whose text is `script` (for the silencing comments).
-pub(crate) fn lint(dialect: Dialect, transactional: bool, statements: &[(u32, &str)], script: &str) -> Vec<Finding> {
+/// from the script whose text is `script` (for the silencing comments),
+/// knowing the column types earlier migrations of the plan made, and
+/// adding the ones these statements make.
+#[cfg(test)]
+pub(crate) fn lint(
+    dialect: Dialect,
+    transactional: bool,
+    statements: &[(u32, &str)],
+    script: &str,
+    columns: &mut Columns,
+) -> Vec<Finding> {
+    lint_with(dialect, transactional, statements, script, columns, true)
+}
+
+/// [`lint`], saying whether waymark bounds each statement's lock wait
+/// (`[locks] timeout` on).
+pub(crate) fn lint_with(
+    dialect: Dialect,
+    transactional: bool,
+    statements: &[(u32, &str)],
+    script: &str,
+    columns: &mut Columns,
+    lock_timeout: bool,
+) -> Vec<Finding> {
+    let mut no_lock_timeout = (!lock_timeout).then(|| "[locks] timeout is off".to_owned());
     let mut created = HashSet::new();
     let mut not_valid = HashSet::new();
     let mut exclusive_before: Option<(u32, String)> = None;
@@ -148,6 +211,8 @@ pub(crate) fn lint(dialect: Dialect, transactional: bool, statements: &[(u32, &s
                 created: &created,
                 exclusive_before: exclusive_before.clone(),
                 not_valid: &not_valid,
+                columns,
+                no_lock_timeout: no_lock_timeout.clone(),
             };
             for rule in RULES.iter().filter(|r| r.dialects.contains(&dialect)) {
                 if rule.once_per_migration && findings.iter().any(|f: &Finding| f.rule == rule.id) {
@@ -163,16 +228,27 @@ pub(crate) fn lint(dialect: Dialect, transactional: bool, statements: &[(u32, &s
                         lock: rule.lock,
                         fix: rule.fix,
                         allowed: allowance(&lines, line, rule.id),
+                        unseen_type: if rule.id == rules::ALTER_COLUMN_TYPE {
+                            rules::unseen_type(&context, statement)
+                        } else {
+                            None
+                        },
                     });
                 }
+            }
+            if let Some(set) = rules::set_by(dialect, statement, line) {
+                no_lock_timeout = set;
             }
             remember(
                 statement,
                 dialect,
                 transactional,
-                &mut created,
-                &mut not_valid,
-                &mut exclusive_before,
+                &mut Memory {
+                    created: &mut created,
+                    not_valid: &mut not_valid,
+                    exclusive_before: &mut exclusive_before,
+                    columns,
+                },
                 line,
             );
         }
@@ -180,22 +256,47 @@ pub(crate) fn lint(dialect: Dialect, transactional: bool, statements: &[(u32, &s
     findings
 }
 
+/// What the rules of later statements are told.
+struct Memory<'a> {
+    created: &'a mut HashSet<String>,
+    not_valid: &'a mut HashSet<String>,
+    exclusive_before: &'a mut Option<(u32, String)>,
+    columns: &'a mut Columns,
+}
+
 /// What a statement tells the rules of the ones after it.
-fn remember(
-    statement: &Statement,
-    dialect: Dialect,
-    transactional: bool,
-    created: &mut HashSet<String>,
-    not_valid: &mut HashSet<String>,
-    exclusive_before: &mut Option<(u32, String)>,
-    line: u32,
-) {
+fn remember(statement: &Statement, dialect: Dialect, transactional: bool, memory: &mut Memory<'_>, line: u32) {
+    let Memory {
+        created,
+        not_valid,
+        exclusive_before,
+        columns,
+    } = memory;
     match statement {
         Statement::CreateTable(t) => {
             created.insert(bare(&t.name));
+            for c in &t.columns {
+                columns.insert((bare(&t.name), c.name.value.to_lowercase()), c.data_type.to_string());
+            }
         }
         Statement::AlterTable { name, operations, .. } => {
             for op in operations {
+                use sqlparser::ast::{AlterColumnOperation, AlterTableOperation};
+                match op {
+                    AlterTableOperation::AddColumn { column_def, .. } => {
+                        columns.insert(
+                            (bare(name), column_def.name.value.to_lowercase()),
+                            column_def.data_type.to_string(),
+                        );
+                    }
+                    AlterTableOperation::AlterColumn {
+                        column_name,
+                        op: AlterColumnOperation::SetDataType { data_type, .. },
+                    } => {
+                        columns.insert((bare(name), column_name.value.to_lowercase()), data_type.to_string());
+                    }
+                    _ => {}
+                }
                 if let sqlparser::ast::AlterTableOperation::AddConstraint {
                     constraint,
                     not_valid: true,
@@ -211,7 +312,7 @@ fn remember(
                 && operations.iter().any(rules::access_exclusive)
                 && exclusive_before.is_none()
             {
-                *exclusive_before = Some((line, bare(name)));
+                **exclusive_before = Some((line, bare(name)));
             }
         }
         _ => {}
@@ -245,7 +346,7 @@ pub(crate) mod tests {
             .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
             .map(|(i, l)| (i as u32 + 1, l))
             .collect();
-        lint(dialect, transactional, &statements, script)
+        lint(dialect, transactional, &statements, script, &mut Columns::new())
             .into_iter()
             .filter(|f| f.allowed.is_none())
             .map(|f| (f.rule, f.line))
@@ -278,7 +379,7 @@ pub(crate) mod tests {
             [("create-index-blocking", 4)]
         );
         let statements = [(2, "CREATE INDEX a_b ON a (b)")];
-        let all = lint(Dialect::Postgres, true, &statements, script);
+        let all = lint(Dialect::Postgres, true, &statements, script, &mut Columns::new());
         assert_eq!(all[0].allowed.as_deref(), Some("the table has 12 rows"));
     }
 

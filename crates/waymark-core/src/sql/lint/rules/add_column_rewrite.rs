@@ -4,7 +4,7 @@
 use sqlparser::ast::{AlterTableOperation, ColumnOption, Statement};
 
 use super::POSTGRES;
-use crate::sql::lint::{Context, Rule, Severity};
+use crate::sql::lint::{Claim, Context, Rule, Severity};
 
 pub(crate) const RULE: Rule = Rule {
     id: "add-column-rewrite",
@@ -18,6 +18,26 @@ pub(crate) const RULE: Rule = Rule {
           the old rows in batches",
     once_per_migration: false,
     by_size: true,
+    claims: &[
+        Claim {
+            example: "ALTER TABLE accounts ADD COLUMN token uuid DEFAULT gen_random_uuid();",
+            mode: "ACCESS EXCLUSIVE",
+            on: "accounts",
+            rewrites: true,
+        },
+        Claim {
+            example: "ALTER TABLE accounts ADD COLUMN n bigserial;",
+            mode: "ACCESS EXCLUSIVE",
+            on: "accounts",
+            rewrites: true,
+        },
+        Claim {
+            example: "ALTER TABLE accounts ADD COLUMN total int GENERATED ALWAYS AS (age * 2) STORED;",
+            mode: "ACCESS EXCLUSIVE",
+            on: "accounts",
+            rewrites: true,
+        },
+    ],
     check,
 };
 

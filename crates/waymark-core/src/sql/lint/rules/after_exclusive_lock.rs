@@ -4,7 +4,7 @@
 use sqlparser::ast::Statement;
 
 use super::POSTGRES;
-use crate::sql::lint::{Context, Rule, Severity};
+use crate::sql::lint::{Claim, Context, Rule, Severity};
 
 pub(crate) const RULE: Rule = Rule {
     id: "after-exclusive-lock",
@@ -16,6 +16,12 @@ pub(crate) const RULE: Rule = Rule {
     fix: "end the migration after the statement that takes the lock, and put what follows in the next migration",
     once_per_migration: true,
     by_size: false,
+    claims: &[Claim {
+        example: "ALTER TABLE accounts ADD COLUMN active boolean;\nUPDATE accounts SET active = true;",
+        mode: "ACCESS EXCLUSIVE",
+        on: "accounts",
+        rewrites: false,
+    }],
     check,
 };
 

@@ -14,6 +14,7 @@ pub(crate) const RULE: Rule = Rule {
     fix: "put `-- no-transaction` on the script's first line, with the statement alone in its migration",
     once_per_migration: false,
     by_size: false,
+    claims: &[],
     check,
 };
 

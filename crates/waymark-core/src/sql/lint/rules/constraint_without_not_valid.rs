@@ -5,7 +5,7 @@
 use sqlparser::ast::{AlterTableOperation, Statement, TableConstraint};
 
 use super::POSTGRES;
-use crate::sql::lint::{Context, Rule, Severity};
+use crate::sql::lint::{Claim, Context, Rule, Severity};
 
 pub(crate) const RULE: Rule = Rule {
     id: "constraint-without-not-valid",
@@ -20,6 +20,26 @@ pub(crate) const RULE: Rule = Rule {
           ... USING INDEX",
     once_per_migration: false,
     by_size: true,
+    claims: &[
+        Claim {
+            example: "ALTER TABLE accounts ADD CONSTRAINT accounts_parent FOREIGN KEY (parent_id) REFERENCES parents (id);",
+            mode: "SHARE ROW EXCLUSIVE",
+            on: "accounts",
+            rewrites: false,
+        },
+        Claim {
+            example: "ALTER TABLE accounts ADD CONSTRAINT accounts_parent FOREIGN KEY (parent_id) REFERENCES parents (id);",
+            mode: "SHARE ROW EXCLUSIVE",
+            on: "parents",
+            rewrites: false,
+        },
+        Claim {
+            example: "ALTER TABLE accounts ADD CONSTRAINT accounts_age_positive CHECK (age > 0);",
+            mode: "ACCESS EXCLUSIVE",
+            on: "accounts",
+            rewrites: false,
+        },
+    ],
     check,
 };
 

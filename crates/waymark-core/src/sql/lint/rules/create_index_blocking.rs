@@ -3,7 +3,7 @@
 use sqlparser::ast::Statement;
 
 use super::POSTGRES;
-use crate::sql::lint::{Context, Rule, Severity};
+use crate::sql::lint::{Claim, Context, Rule, Severity};
 
 pub(crate) const RULE: Rule = Rule {
     id: "create-index-blocking",
@@ -15,6 +15,12 @@ pub(crate) const RULE: Rule = Rule {
     fix: "CREATE INDEX CONCURRENTLY, alone in a `-- no-transaction` migration",
     once_per_migration: false,
     by_size: true,
+    claims: &[Claim {
+        example: "CREATE INDEX accounts_email ON accounts (email);",
+        mode: "SHARE",
+        on: "accounts",
+        rewrites: false,
+    }],
     check,
 };
 

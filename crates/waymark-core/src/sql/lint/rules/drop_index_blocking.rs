@@ -3,7 +3,7 @@
 use sqlparser::ast::{ObjectType, Statement};
 
 use super::POSTGRES;
-use crate::sql::lint::{Context, Rule, Severity};
+use crate::sql::lint::{Claim, Context, Rule, Severity};
 
 pub(crate) const RULE: Rule = Rule {
     id: "drop-index-blocking",
@@ -15,6 +15,12 @@ pub(crate) const RULE: Rule = Rule {
     fix: "DROP INDEX CONCURRENTLY, alone in a `-- no-transaction` migration",
     once_per_migration: false,
     by_size: false,
+    claims: &[Claim {
+        example: "DROP INDEX accounts_age;",
+        mode: "ACCESS EXCLUSIVE",
+        on: "accounts",
+        rewrites: false,
+    }],
     check,
 };
 

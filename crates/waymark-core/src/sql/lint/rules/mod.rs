@@ -3,13 +3,16 @@
 
 mod add_column_rewrite;
 mod after_exclusive_lock;
+mod alter_column_type;
 mod concurrently_in_transaction;
 mod constraint_without_not_valid;
 mod create_index_blocking;
 mod drop_index_blocking;
 mod mysql_alter_algorithm;
+mod no_lock_timeout;
 mod rename_or_drop;
 mod set_not_null;
+mod sqlite_table_rebuild;
 mod validate_with_add;
 
 use sqlparser::ast::{AlterTableOperation, ObjectName, Statement, TableConstraint};
@@ -19,6 +22,7 @@ use super::{Context, Rule};
 
 /// Every rule, in the order findings are listed.
 pub const RULES: &[Rule] = &[
+    no_lock_timeout::RULE,
     create_index_blocking::RULE,
     drop_index_blocking::RULE,
     concurrently_in_transaction::RULE,
@@ -26,12 +30,20 @@ pub const RULES: &[Rule] = &[
     validate_with_add::RULE,
     set_not_null::RULE,
     add_column_rewrite::RULE,
+    alter_column_type::RULE,
     after_exclusive_lock::RULE,
     rename_or_drop::RULE,
     mysql_alter_algorithm::RULE,
+    sqlite_table_rebuild::RULE,
 ];
 
 const POSTGRES: &[Dialect] = &[Dialect::Postgres];
+
+/// The type-change rule's id: its findings may need the catalog.
+pub(crate) const ALTER_COLUMN_TYPE: &str = alter_column_type::RULE.id;
+pub(crate) use alter_column_type::{rewrites, unseen_type};
+pub(crate) use no_lock_timeout::set_by;
+pub(crate) use sqlite_table_rebuild::copied;
 
 /// An `ALTER TABLE` of a table that existed before the migration: its
 /// name and operations.

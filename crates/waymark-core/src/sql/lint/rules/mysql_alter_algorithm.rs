@@ -17,6 +17,7 @@ pub(crate) const RULE: Rule = Rule {
           online, instead of copying the table",
     once_per_migration: false,
     by_size: false,
+    claims: &[],
     check,
 };
 

@@ -4,7 +4,7 @@
 use sqlparser::ast::{AlterTableOperation, ObjectType, Statement};
 use waymark_db::Dialect;
 
-use crate::sql::lint::{Context, Rule, Severity};
+use crate::sql::lint::{Claim, Context, Rule, Severity};
 
 pub(crate) const RULE: Rule = Rule {
     id: "rename-or-drop",
@@ -17,6 +17,20 @@ pub(crate) const RULE: Rule = Rule {
           reads, and drop the old one only once no running version uses it",
     once_per_migration: false,
     by_size: false,
+    claims: &[
+        Claim {
+            example: "ALTER TABLE accounts RENAME COLUMN email TO mail;",
+            mode: "ACCESS EXCLUSIVE",
+            on: "accounts",
+            rewrites: false,
+        },
+        Claim {
+            example: "ALTER TABLE accounts DROP COLUMN name;",
+            mode: "ACCESS EXCLUSIVE",
+            on: "accounts",
+            rewrites: false,
+        },
+    ],
     check,
 };
 

@@ -3,7 +3,7 @@
 use sqlparser::ast::{AlterColumnOperation, AlterTableOperation, Statement};
 
 use super::POSTGRES;
-use crate::sql::lint::{Context, Rule, Severity};
+use crate::sql::lint::{Claim, Context, Rule, Severity};
 
 pub(crate) const RULE: Rule = Rule {
     id: "set-not-null",
@@ -16,6 +16,12 @@ pub(crate) const RULE: Rule = Rule {
           SET NOT NULL (PostgreSQL 12 and later use the check and skip the scan) and drop the check",
     once_per_migration: false,
     by_size: true,
+    claims: &[Claim {
+        example: "ALTER TABLE accounts ALTER COLUMN email SET NOT NULL;",
+        mode: "ACCESS EXCLUSIVE",
+        on: "accounts",
+        rewrites: false,
+    }],
     check,
 };
 

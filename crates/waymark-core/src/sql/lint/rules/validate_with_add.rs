@@ -3,7 +3,7 @@
 use sqlparser::ast::{AlterTableOperation, Statement};
 
 use super::POSTGRES;
-use crate::sql::lint::{Context, Rule, Severity};
+use crate::sql::lint::{Claim, Context, Rule, Severity};
 
 pub(crate) const RULE: Rule = Rule {
     id: "validate-with-add",
@@ -15,6 +15,13 @@ pub(crate) const RULE: Rule = Rule {
     fix: "VALIDATE CONSTRAINT in a later migration (or after `-- no-transaction`)",
     once_per_migration: false,
     by_size: false,
+    claims: &[Claim {
+        example: "ALTER TABLE accounts ADD CONSTRAINT accounts_age_positive CHECK (age > 0) NOT VALID;\n\
+                  ALTER TABLE accounts VALIDATE CONSTRAINT accounts_age_positive;",
+        mode: "ACCESS EXCLUSIVE",
+        on: "accounts",
+        rewrites: false,
+    }],
     check,
 };
 
