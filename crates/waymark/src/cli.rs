@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 ok, 1 a migration or step failed (or was refused), 2 usage
 /// or configuration error, 3 verification found differences, 4 could not
-/// get the lock in time.
+/// get the lock in time, 5 a cutover refused, 6 a lint error not allowed.
 #[derive(Debug, Parser)]
 #[command(name = "waymark", version, max_term_width = 100)]
 pub(crate) struct Cli {

@@ -1,0 +1,340 @@
+//! `cargo xtask bench-online`: what the application feels while risky
+//! schema changes are applied. pgbench (TPC-B-like, fixed rate) writes to
+//! a pgbench database while a reporting transaction reads the big tables
+//! for a few seconds every few seconds (the long reader that makes DDL
+//! queue), and a set of changes (an index, a foreign key, `NOT NULL`, a
+//! column with a default, a type change) is applied four ways in the same
+//! run, each on a fresh copy of the same data:
+//!
+//! - nothing applied: the baseline;
+//! - the naive files through psql;
+//! - the same files through waymark (its lock timeout and retry; lint's
+//!   refusal lifted, to measure the retry alone);
+//! - the safe rewrites lint suggests, through waymark.
+//!
+//! For each: failed transactions and latency percentiles from pgbench's
+//! per-transaction log (with `-R`, latency counts from when the
+//! transaction was due, so a queued one shows its wait), and the longest
+//! any pgbench session was seen waiting on a lock, from sampling
+//! `pg_stat_activity` every 50 ms. Written into docs/BENCHMARKS.md between
+//! markers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::backup_bench::{PgBench, release_waymark, sh, write_section};
+
+const BEGIN: &str = "<!-- online-bench: written by `cargo xtask bench-online --write` -->";
+const END: &str = "<!-- /online-bench -->";
+
+/// pgbench's rate, clients and the reader's rhythm.
+const RATE: &str = "200";
+const CLIENTS: &str = "4";
+/// The reporting transaction: reads the two tables the changes touch,
+/// then holds its locks a while, as a long report does.
+const READER: &str = "BEGIN; SELECT sum(abalance) FROM pgbench_accounts; SELECT count(*) FROM pgbench_history; \
+                      SELECT pg_sleep(2); COMMIT;";
+/// Quiet time before and after the changes.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// The risky changes as people write them: one migration each.
+const NAIVE: &[(&str, &str)] = &[
+    ("1_index", "CREATE INDEX pgbench_accounts_abalance ON pgbench_accounts (abalance);\n"),
+    (
+        "2_foreign_key",
+        "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_branch FOREIGN KEY (bid) REFERENCES \
+         pgbench_branches (bid);\n",
+    ),
+    ("3_not_null", "ALTER TABLE pgbench_accounts ALTER COLUMN abalance SET NOT NULL;\n"),
+    ("4_default", "ALTER TABLE pgbench_accounts ADD COLUMN flagged boolean NOT NULL DEFAULT false;\n"),
+    ("5_type", "ALTER TABLE pgbench_history ALTER COLUMN delta TYPE bigint;\n"),
+];
+
+/// The same changes as lint's fixes write them.
+const SAFE: &[(&str, &str)] = &[
+    (
+        "1_index",
+        "-- no-transaction\nCREATE INDEX CONCURRENTLY pgbench_accounts_abalance ON pgbench_accounts (abalance);\n",
+    ),
+    (
+        "2_foreign_key",
+        "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_branch FOREIGN KEY (bid) REFERENCES \
+         pgbench_branches (bid) NOT VALID;\n",
+    ),
+    ("3_validate_foreign_key", "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_branch;\n"),
+    (
+        "4_check_not_null",
+        "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_abalance_nn CHECK (abalance IS NOT NULL) \
+         NOT VALID;\n",
+    ),
+    ("5_validate_check", "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_abalance_nn;\n"),
+    (
+        "6_not_null",
+        "ALTER TABLE pgbench_accounts ALTER COLUMN abalance SET NOT NULL;\n\
+         ALTER TABLE pgbench_accounts DROP CONSTRAINT pgbench_accounts_abalance_nn;\n",
+    ),
+    ("7_default", "ALTER TABLE pgbench_accounts ADD COLUMN flagged boolean NOT NULL DEFAULT false;\n"),
+    // The type change, expanded: a new column kept in step by a trigger
+    // and backfilled; switching readers over and dropping the old column
+    // is the application's next deploy.
+    ("8_expand_type", "ALTER TABLE pgbench_history ADD COLUMN delta_big bigint;\n"),
+    (
+        "9_keep_in_step",
+        "CREATE FUNCTION pgbench_history_delta_big() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+         BEGIN NEW.delta_big := NEW.delta; RETURN NEW; END\n$$;\n\
+         CREATE TRIGGER pgbench_history_delta_big BEFORE INSERT OR UPDATE ON pgbench_history FOR EACH ROW \
+         EXECUTE FUNCTION pgbench_history_delta_big();\n",
+    ),
+    (
+        "10_backfill",
+        "UPDATE pgbench_history SET delta_big = delta WHERE delta_big IS NULL;\n",
+    ),
+];
+
+/// How a way applies the changes.
+enum Way {
+    Baseline,
+    Psql,
+    Waymark(&'static [(&'static str, &'static str)]),
+}
+
+struct Measured {
+    name: &'static str,
+    /// How long applying took (none for the baseline).
+    applied_in: Option<Duration>,
+    transactions: u64,
+    failed: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    longest_lock_wait_ms: u64,
+    /// What waymark said of its lock waits: the retries.
+    retries: usize,
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let bench = PgBench::parse("bench-online", args, 1)?;
+    let waymark = release_waymark()?;
+    let work = std::env::temp_dir().join(format!("waymark-online-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    eprintln!("pgbench -i -s {}", bench.scale);
+    bench.init("wm_online_base")?;
+    let ways: [(&'static str, Way); 4] = [
+        ("no change (baseline)", Way::Baseline),
+        ("naive files, psql", Way::Psql),
+        ("naive files, waymark", Way::Waymark(NAIVE)),
+        ("lint's safe rewrites, waymark", Way::Waymark(SAFE)),
+    ];
+    let mut rows = Vec::new();
+    for _ in 0..bench.runs {
+        for (name, way) in &ways {
+            eprintln!("{name}");
+            rows.push(measure(&bench, &waymark, &work, name, way)?);
+        }
+    }
+    let _ = bench.psql("DROP DATABASE IF EXISTS wm_online_base");
+    let _ = bench.psql("DROP DATABASE IF EXISTS wm_online WITH (FORCE)");
+    let _ = std::fs::remove_dir_all(&work);
+
+    let date = String::from_utf8(Command::new("date").args(["-u", "+%Y-%m-%d"]).output()?.stdout)?;
+    let baseline_p99 = rows.first().map_or(0.0, |m| m.p99_ms);
+    let mut table = String::new();
+    for m in &rows {
+        table.push_str(&format!(
+            "| {} | {} | {} of {} | {:.1} | {:.1} ({:+.0} %) | {:.0} | {} | {} |\n",
+            m.name,
+            m.applied_in.map_or("–".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
+            m.failed,
+            m.transactions,
+            m.p50_ms,
+            m.p99_ms,
+            (m.p99_ms / baseline_p99 - 1.0) * 100.0,
+            m.max_ms,
+            m.longest_lock_wait_ms,
+            m.retries,
+        ));
+    }
+    let out = format!(
+        "{BEGIN}\n## Online schema changes: what the application feels\n\n\
+         Measured {} on {}: pgbench scale {} (`pgbench_accounts` {} rows), `pgbench -c {CLIENTS} -j 2 -R {RATE}` \
+         (TPC-B-like) writing throughout, and a reporting transaction (`sum` over `pgbench_accounts`, a count of \
+         `pgbench_history`, then 2 s more with its locks held) started every 3 s, while five risky changes (an \
+         index, a foreign key, `SET NOT NULL`, a column with a default, a type change) are applied; each way on a \
+         fresh copy of the same data, {} s of quiet before and after; waymark with its defaults (`[locks] timeout \
+         = 1s`, 20 retries within 2 min) and, for the naive files, `[lint] small_table_rows` raised so that lint \
+         lets them through. Latency counts from when `-R` scheduled the transaction, so one that queued shows its \
+         wait; the lock wait is the longest any pgbench session was seen waiting on a lock in `pg_stat_activity` \
+         (sampled every 50 ms). Release build. Rerun with `cargo xtask bench-online --write`.\n\n\
+         | way | applied in | failed transactions | p50 ms | p99 ms (vs baseline) | max ms | longest lock wait ms \
+         | waymark's retries |\n|---|---|---|---|---|---|---|---|\n{table}\n\
+         Target for the waymark runs: 0 failed, p99 within +20 % of the baseline, no wait longer than the lock \
+         timeout (1000 ms).\n{END}\n",
+        date.trim(),
+        crate::machine(),
+        bench.scale,
+        bench.scale as u64 * 100_000,
+        SETTLE.as_secs(),
+    );
+    println!("{out}");
+    if bench.write {
+        write_section(BEGIN, END, &out)?;
+    }
+    Ok(())
+}
+
+fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way: &Way) -> anyhow::Result<Measured> {
+    let db = "wm_online";
+    // A reader of the last way may still be in its transaction.
+    bench.psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
+    bench.psql(&format!("CREATE DATABASE {db} TEMPLATE wm_online_base"))?;
+    let url = bench.url(db);
+    let run_dir = work.join(name.split_whitespace().next().unwrap_or("run"));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&run_dir)?;
+    let project = match way {
+        Way::Waymark(files) => Some(project(&run_dir, files, std::ptr::eq(*files, NAIVE))?),
+        Way::Psql => Some(project(&run_dir, NAIVE, false)?),
+        Way::Baseline => None,
+    };
+
+    let logs = run_dir.join("pgbench");
+    std::fs::create_dir_all(&logs)?;
+    let mut writer = Command::new("pgbench")
+        .current_dir(&logs)
+        .args(["-n", "-c", CLIENTS, "-j", "2", "-R", RATE, "-T", "3600", "-l", &url])
+        .stdout(std::fs::File::create(run_dir.join("pgbench.out"))?)
+        .stderr(std::fs::File::create(run_dir.join("pgbench.err"))?)
+        .spawn()?;
+    let mut reader = Command::new("sh")
+        .arg("-c")
+        .arg(format!("while true; do psql -q -X -d '{url}' -c '{READER}' >/dev/null 2>&1; sleep 1; done"))
+        .spawn()?;
+    let mut sampler = sampler(&url, &run_dir.join("waits.txt"))?;
+    let outcome = (|| -> anyhow::Result<(Option<Duration>, usize)> {
+        std::thread::sleep(SETTLE);
+        let started = Instant::now();
+        let retries = match (way, &project) {
+            (Way::Baseline, _) | (_, None) => {
+                std::thread::sleep(Duration::from_secs(20));
+                return Ok((None, 0));
+            }
+            (Way::Psql, Some(p)) => {
+                for (stem, _) in NAIVE {
+                    sh(Command::new("psql")
+                        .args(["-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", &url, "-f"])
+                        .arg(p.join("migrations").join(stem).join("up.sql"))
+                        .stdout(Stdio::null()))?;
+                }
+                0
+            }
+            (Way::Waymark(_), Some(p)) => {
+                let out = Command::new(waymark)
+                    .current_dir(p)
+                    .args(["--database-url", &url, "up"])
+                    .output()?;
+                let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                std::fs::write(run_dir.join("waymark.err"), &stderr)?;
+                if !out.status.success() {
+                    bail!("waymark up failed: {stderr}");
+                }
+                stderr.matches("gave up waiting for a lock").count()
+            }
+        };
+        let applied = started.elapsed();
+        std::thread::sleep(SETTLE);
+        Ok((Some(applied), retries))
+    })();
+    let _ = Command::new("kill").args(["-INT", &writer.id().to_string()]).status();
+    stop(&mut writer);
+    let _ = reader.kill();
+    let _ = sampler.kill();
+    let _ = reader.wait();
+    let _ = sampler.wait();
+    let (applied_in, retries) = outcome?;
+
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for entry in std::fs::read_dir(&logs)? {
+        for line in std::fs::read_to_string(entry?.path())?.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 6 {
+                continue;
+            }
+            // pgbench writes `failed` (or `skipped`) where the latency is.
+            match fields[2].parse::<u64>() {
+                Ok(us) => latencies.push(us),
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    // A client pgbench aborted on an error stops logging: count it too.
+    let summary = std::fs::read_to_string(run_dir.join("pgbench.out")).unwrap_or_default()
+        + &std::fs::read_to_string(run_dir.join("pgbench.err")).unwrap_or_default();
+    failed += summary.matches("aborted in command").count() as u64;
+    if latencies.is_empty() {
+        bail!("pgbench logged no transactions: {summary}");
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    let longest_lock_wait_ms = std::fs::read_to_string(run_dir.join("waits.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    Ok(Measured {
+        name,
+        applied_in,
+        transactions: latencies.len() as u64 + failed,
+        failed,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+        longest_lock_wait_ms,
+        retries,
+    })
+}
+
+/// A waymark project of `files`, one migration each; `lifted` lets lint's
+/// refusal through, for the naive files.
+fn project(dir: &Path, files: &[(&str, &str)], lifted: bool) -> anyhow::Result<PathBuf> {
+    let root = dir.join("project");
+    for (stem, sql) in files {
+        let folder = root.join("migrations").join(stem);
+        std::fs::create_dir_all(&folder)?;
+        std::fs::write(folder.join("up.sql"), sql)?;
+    }
+    if lifted {
+        std::fs::write(root.join("waymark.toml"), "[lint]\nsmall_table_rows = 1000000000000\n")?;
+    }
+    Ok(root)
+}
+
+/// psql printing, every 50 ms, how long the longest-waiting pgbench
+/// session has waited on a lock (its statement's age), in milliseconds.
+fn sampler(url: &str, out: &Path) -> anyhow::Result<Child> {
+    let mut child = Command::new("psql")
+        .args(["-q", "-X", "-At", "-d", url])
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(out)?)
+        .stderr(Stdio::null())
+        .spawn()?;
+    use std::io::Write;
+    child.stdin.as_mut().context("psql's stdin")?.write_all(
+        b"SELECT coalesce(max((extract(epoch FROM clock_timestamp() - query_start) * 1000)::int8), 0) \
+          FROM pg_stat_activity WHERE application_name = 'pgbench' AND wait_event_type = 'Lock' \\watch 0.05\n",
+    )?;
+    Ok(child)
+}
+
+fn stop(child: &mut Child) {
+    let started = Instant::now();
+    while matches!(child.try_wait(), Ok(None)) && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
