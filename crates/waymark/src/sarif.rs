@@ -121,7 +121,7 @@ pub(crate) fn log(plan: &Plan, severity_of: impl Fn(&waymark_core::Rule) -> Seve
         .map(|r| RuleDescriptor {
             id: r.id,
             short_description: Text {
-                text: r.why.split(',').next().unwrap_or(r.why).to_owned(),
+                text: format!("{}: {}", r.id, r.lock),
             },
             full_description: Text { text: r.why.to_owned() },
             help: Text {

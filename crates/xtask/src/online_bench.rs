@@ -37,20 +37,35 @@ const CLIENTS: &str = "4";
 /// then holds its locks a while, as a long report does.
 const READER: &str = "BEGIN; SELECT sum(abalance) FROM pgbench_accounts; SELECT count(*) FROM pgbench_history; \
                       SELECT pg_sleep(2); COMMIT;";
-/// Quiet time before and after the changes.
+/// Quiet time before the changes.
 const SETTLE: Duration = Duration::from_secs(5);
+/// How long each way's workload runs in all, changes included, so that
+/// every way's percentiles are over the same number of transactions.
+const RUN: Duration = Duration::from_secs(45);
 
 /// The risky changes as people write them: one migration each.
 const NAIVE: &[(&str, &str)] = &[
-    ("1_index", "CREATE INDEX pgbench_accounts_abalance ON pgbench_accounts (abalance);\n"),
+    (
+        "1_index",
+        "CREATE INDEX pgbench_accounts_abalance ON pgbench_accounts (abalance);\n",
+    ),
     (
         "2_foreign_key",
         "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_branch FOREIGN KEY (bid) REFERENCES \
          pgbench_branches (bid);\n",
     ),
-    ("3_not_null", "ALTER TABLE pgbench_accounts ALTER COLUMN abalance SET NOT NULL;\n"),
-    ("4_default", "ALTER TABLE pgbench_accounts ADD COLUMN flagged boolean NOT NULL DEFAULT false;\n"),
-    ("5_type", "ALTER TABLE pgbench_history ALTER COLUMN delta TYPE bigint;\n"),
+    (
+        "3_not_null",
+        "ALTER TABLE pgbench_accounts ALTER COLUMN abalance SET NOT NULL;\n",
+    ),
+    (
+        "4_default",
+        "ALTER TABLE pgbench_accounts ADD COLUMN flagged boolean NOT NULL DEFAULT false;\n",
+    ),
+    (
+        "5_type",
+        "ALTER TABLE pgbench_history ALTER COLUMN delta TYPE bigint;\n",
+    ),
 ];
 
 /// The same changes as lint's fixes write them.
@@ -64,23 +79,35 @@ const SAFE: &[(&str, &str)] = &[
         "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_branch FOREIGN KEY (bid) REFERENCES \
          pgbench_branches (bid) NOT VALID;\n",
     ),
-    ("3_validate_foreign_key", "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_branch;\n"),
+    (
+        "3_validate_foreign_key",
+        "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_branch;\n",
+    ),
     (
         "4_check_not_null",
         "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_abalance_nn CHECK (abalance IS NOT NULL) \
          NOT VALID;\n",
     ),
-    ("5_validate_check", "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_abalance_nn;\n"),
+    (
+        "5_validate_check",
+        "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_abalance_nn;\n",
+    ),
     (
         "6_not_null",
         "ALTER TABLE pgbench_accounts ALTER COLUMN abalance SET NOT NULL;\n\
          ALTER TABLE pgbench_accounts DROP CONSTRAINT pgbench_accounts_abalance_nn;\n",
     ),
-    ("7_default", "ALTER TABLE pgbench_accounts ADD COLUMN flagged boolean NOT NULL DEFAULT false;\n"),
+    (
+        "7_default",
+        "ALTER TABLE pgbench_accounts ADD COLUMN flagged boolean NOT NULL DEFAULT false;\n",
+    ),
     // The type change, expanded: a new column kept in step by a trigger
     // and backfilled; switching readers over and dropping the old column
     // is the application's next deploy.
-    ("8_expand_type", "ALTER TABLE pgbench_history ADD COLUMN delta_big bigint;\n"),
+    (
+        "8_expand_type",
+        "ALTER TABLE pgbench_history ADD COLUMN delta_big bigint;\n",
+    ),
     (
         "9_keep_in_step",
         "CREATE FUNCTION pgbench_history_delta_big() RETURNS trigger LANGUAGE plpgsql AS $$\n\
@@ -98,7 +125,8 @@ const SAFE: &[(&str, &str)] = &[
 enum Way {
     Baseline,
     Psql,
-    Waymark(&'static [(&'static str, &'static str)]),
+    /// The files, and `[locks] timeout` if not the default.
+    Waymark(&'static [(&'static str, &'static str)], Option<&'static str>),
 }
 
 struct Measured {
@@ -122,11 +150,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     eprintln!("pgbench -i -s {}", bench.scale);
     bench.init("wm_online_base")?;
-    let ways: [(&'static str, Way); 4] = [
+    let ways: [(&'static str, Way); 5] = [
         ("no change (baseline)", Way::Baseline),
         ("naive files, psql", Way::Psql),
-        ("naive files, waymark", Way::Waymark(NAIVE)),
-        ("lint's safe rewrites, waymark", Way::Waymark(SAFE)),
+        ("naive files, waymark", Way::Waymark(NAIVE, None)),
+        ("lint's safe rewrites, waymark", Way::Waymark(SAFE, None)),
+        (
+            "lint's safe rewrites, waymark, `[locks] timeout = \"200ms\"`",
+            Way::Waymark(SAFE, Some("200ms")),
+        ),
     ];
     let mut rows = Vec::new();
     for _ in 0..bench.runs {
@@ -146,7 +178,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         table.push_str(&format!(
             "| {} | {} | {} of {} | {:.1} | {:.1} ({:+.0} %) | {:.0} | {} | {} |\n",
             m.name,
-            m.applied_in.map_or("–".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
+            m.applied_in
+                .map_or("–".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
             m.failed,
             m.transactions,
             m.p50_ms,
@@ -163,20 +196,22 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
          (TPC-B-like) writing throughout, and a reporting transaction (`sum` over `pgbench_accounts`, a count of \
          `pgbench_history`, then 2 s more with its locks held) started every 3 s, while five risky changes (an \
          index, a foreign key, `SET NOT NULL`, a column with a default, a type change) are applied; each way on a \
-         fresh copy of the same data, {} s of quiet before and after; waymark with its defaults (`[locks] timeout \
+         fresh copy of the same data, the changes starting after {} s of a {} s run; waymark with its defaults (`[locks] timeout \
          = 1s`, 20 retries within 2 min) and, for the naive files, `[lint] small_table_rows` raised so that lint \
          lets them through. Latency counts from when `-R` scheduled the transaction, so one that queued shows its \
          wait; the lock wait is the longest any pgbench session was seen waiting on a lock in `pg_stat_activity` \
-         (sampled every 50 ms). Release build. Rerun with `cargo xtask bench-online --write`.\n\n\
+         (sampled every 50 ms). \"waymark's retries\" counts the attempts that gave up waiting for a lock and \
+         were tried again. Release build. Rerun with `cargo xtask bench-online --write`.\n\n\
          | way | applied in | failed transactions | p50 ms | p99 ms (vs baseline) | max ms | longest lock wait ms \
          | waymark's retries |\n|---|---|---|---|---|---|---|---|\n{table}\n\
          Target for the waymark runs: 0 failed, p99 within +20 % of the baseline, no wait longer than the lock \
-         timeout (1000 ms).\n{END}\n",
+         timeout.\n{END}\n",
         date.trim(),
         crate::machine(),
         bench.scale,
         bench.scale as u64 * 100_000,
         SETTLE.as_secs(),
+        RUN.as_secs(),
     );
     println!("{out}");
     if bench.write {
@@ -191,12 +226,16 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
     bench.psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
     bench.psql(&format!("CREATE DATABASE {db} TEMPLATE wm_online_base"))?;
     let url = bench.url(db);
-    let run_dir = work.join(name.split_whitespace().next().unwrap_or("run"));
+    let run_dir = work.join(
+        name.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect::<String>(),
+    );
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&run_dir)?;
     let project = match way {
-        Way::Waymark(files) => Some(project(&run_dir, files, std::ptr::eq(*files, NAIVE))?),
-        Way::Psql => Some(project(&run_dir, NAIVE, false)?),
+        Way::Waymark(files, timeout) => Some(project(&run_dir, files, std::ptr::eq(*files, NAIVE), *timeout)?),
+        Way::Psql => Some(project(&run_dir, NAIVE, false, None)?),
         Way::Baseline => None,
     };
 
@@ -210,15 +249,18 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
         .spawn()?;
     let mut reader = Command::new("sh")
         .arg("-c")
-        .arg(format!("while true; do psql -q -X -d '{url}' -c '{READER}' >/dev/null 2>&1; sleep 1; done"))
+        .arg(format!(
+            "while true; do psql -q -X -d '{url}' -c '{READER}' >/dev/null 2>&1; sleep 1; done"
+        ))
         .spawn()?;
     let mut sampler = sampler(&url, &run_dir.join("waits.txt"))?;
+    let began = Instant::now();
     let outcome = (|| -> anyhow::Result<(Option<Duration>, usize)> {
         std::thread::sleep(SETTLE);
         let started = Instant::now();
         let retries = match (way, &project) {
             (Way::Baseline, _) | (_, None) => {
-                std::thread::sleep(Duration::from_secs(20));
+                std::thread::sleep(RUN.saturating_sub(began.elapsed()));
                 return Ok((None, 0));
             }
             (Way::Psql, Some(p)) => {
@@ -230,7 +272,7 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
                 }
                 0
             }
-            (Way::Waymark(_), Some(p)) => {
+            (Way::Waymark(..), Some(p)) => {
                 let out = Command::new(waymark)
                     .current_dir(p)
                     .args(["--database-url", &url, "up"])
@@ -244,7 +286,9 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
             }
         };
         let applied = started.elapsed();
-        std::thread::sleep(SETTLE);
+        // At least a few quiet seconds after, and the same run length as
+        // every other way.
+        std::thread::sleep(RUN.saturating_sub(began.elapsed()).max(SETTLE));
         Ok((Some(applied), retries))
     })();
     let _ = Command::new("kill").args(["-INT", &writer.id().to_string()]).status();
@@ -299,17 +343,22 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
 }
 
 /// A waymark project of `files`, one migration each; `lifted` lets lint's
-/// refusal through, for the naive files.
-fn project(dir: &Path, files: &[(&str, &str)], lifted: bool) -> anyhow::Result<PathBuf> {
+/// refusal through, for the naive files; `timeout` is `[locks] timeout`.
+fn project(dir: &Path, files: &[(&str, &str)], lifted: bool, timeout: Option<&str>) -> anyhow::Result<PathBuf> {
     let root = dir.join("project");
     for (stem, sql) in files {
         let folder = root.join("migrations").join(stem);
         std::fs::create_dir_all(&folder)?;
         std::fs::write(folder.join("up.sql"), sql)?;
     }
+    let mut config = String::new();
     if lifted {
-        std::fs::write(root.join("waymark.toml"), "[lint]\nsmall_table_rows = 1000000000000\n")?;
+        config.push_str("[lint]\nsmall_table_rows = 1000000000000\n");
     }
+    if let Some(timeout) = timeout {
+        config.push_str(&format!("[locks]\ntimeout = \"{timeout}\"\n"));
+    }
+    std::fs::write(root.join("waymark.toml"), config)?;
     Ok(root)
 }
 
