@@ -432,9 +432,9 @@ impl Engine {
     /// database each statement waits for a lock at most the lock timeout
     /// (one second where it is off) and runs at most twice that, wait
     /// included, so the trace holds no lock longer than the timeout; on
-    /// `scratch` (a copy of this
-    /// database in the same state, whose history must match) statements
-    /// run as long as they take, so its timings are the real ones.
+    /// `scratch` (a copy of this database in the same state, whose history
+    /// must match) statements run as long as they take, so its timings are
+    /// the real ones.
     pub async fn trace(&self, plan: &Plan, scratch: Option<&Engine>) -> Result<Trace, Error> {
         let lock_wait = self.locks.timeout.unwrap_or(Duration::from_secs(1));
         let Some(scratch) = scratch else {
