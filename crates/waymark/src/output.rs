@@ -386,6 +386,9 @@ impl Output {
                 "`up` would fail here too"
             };
             eprintln!("error: trace stopped at {}:{}: {}", stop.file, stop.line, stop.message);
+            for blocker in &stop.held_by {
+                eprintln!("  held by {blocker}");
+            }
             eprintln!("hint: {hint}");
         }
     }

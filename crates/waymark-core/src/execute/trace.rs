@@ -94,6 +94,11 @@ pub struct TraceStop {
     pub message: String,
     /// Whether it was a lock the statement could not get in time.
     pub lock_timeout: bool,
+    /// The sessions that held the lock it waited for, as seen while it
+    /// waited: process id, user, application, state, transaction age and
+    /// query.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_by: Vec<String>,
 }
 
 /// Runs `plan`'s statements on `db` in a transaction that is rolled back,
@@ -106,6 +111,9 @@ pub(crate) async fn trace(
     bound: Option<Duration>,
 ) -> Result<Trace, DbError> {
     let mut tracer = db.tracer(lock_wait, bound).await?;
+    // Who holds what a statement waits for is looked up from another
+    // connection while it waits, as `up` does.
+    let watch = super::locks::Watch::of(db, Some(lock_wait));
     let mut trace = Trace {
         target: db.url().to_owned(),
         lock_timeout_ms: millis(lock_wait),
@@ -135,7 +143,8 @@ pub(crate) async fn trace(
             continue;
         }
         for a in &p.actions {
-            match tracer.run(&a.text).await {
+            let (result, blockers) = super::locks::watched(tracer.run(&a.text), watch.as_ref()).await;
+            match result {
                 Ok(seen) => traced.statements.push(TracedStatement {
                     line: a.line,
                     sql: one_line(&a.text, 120),
@@ -158,6 +167,7 @@ pub(crate) async fn trace(
                         line: a.line,
                         lock_timeout: e.is_lock_timeout(),
                         message: e.to_string(),
+                        held_by: blockers.iter().map(ToString::to_string).collect(),
                     });
                     trace.migrations.push(traced);
                     break 'plan;

@@ -53,7 +53,7 @@ impl Client {
 /// A session that reads `table` in a transaction it keeps open (holding
 /// the lock every `ALTER TABLE` needs) until told to commit.
 pub(crate) struct Blocker {
-    id: i64,
+    pub(crate) id: i64,
     commit: mpsc::Sender<()>,
     thread: std::thread::JoinHandle<()>,
 }

@@ -191,6 +191,7 @@ fn a_trace_never_waits_behind_a_lock_and_says_where_it_stopped() {
     p.file("waymark.toml", "[locks]\ntimeout = \"200ms\"\n");
     // A writer holds ROW EXCLUSIVE, which CREATE INDEX's SHARE waits for.
     let blocker = Blocker::holding(&db, "UPDATE accounts SET age = age WHERE id = 1");
+    let blocker_id = blocker.id;
     let started = std::time::Instant::now();
     let run = p.run(&db, &["plan", "--trace"]);
     let took = started.elapsed();
@@ -199,6 +200,9 @@ fn a_trace_never_waits_behind_a_lock_and_says_where_it_stopped() {
         .code(1)
         .stderr_has("error: trace stopped at migrations/2_example/up.sql:1: ")
         .stderr_has("lock timeout")
+        .stderr_has(&format!("  held by pid {blocker_id} ("))
+        .stderr_has("idle in transaction")
+        .stderr_has("UPDATE accounts SET age = age WHERE id = 1")
         .stderr_has("hint: another session holds a lock it needs");
     assert!(
         took < std::time::Duration::from_secs(5),
@@ -207,12 +211,15 @@ fn a_trace_never_waits_behind_a_lock_and_says_where_it_stopped() {
     );
     // The same in JSON, with ok false as the exit code says.
     let blocker = Blocker::holding(&db, "UPDATE accounts SET age = age WHERE id = 1");
+    let blocker_id = blocker.id;
     let (code, reply) = trace(&p, &db, &[]);
     blocker.commit();
     assert_eq!(code, 1);
     assert_eq!(reply["ok"], false);
     assert_eq!(reply["trace"]["stopped"]["lock_timeout"], true, "{reply:#}");
     assert_eq!(reply["trace"]["stopped"]["line"], 1);
+    let held_by = reply["trace"]["stopped"]["held_by"][0].as_str().unwrap_or_default();
+    assert!(held_by.starts_with(&format!("pid {} (", blocker_id)), "{reply:#}");
     assert!(
         db.rows("SELECT indexname::text FROM pg_indexes WHERE indexname = 'accounts_email'")
             .is_empty()
