@@ -409,7 +409,7 @@ impl Engine {
                 if !crate::sql::lint::rewrites(from, to) {
                     return false;
                 }
-                f.message = format!("{table}.{column} changes from {from} to {to}: every row is rewritten");
+                f.message = crate::sql::lint::rewritten(table, column, from, to);
                 f.unseen_type = None;
                 true
             });

@@ -17,7 +17,7 @@ use sqlparser::parser::Parser;
 use waymark_db::Dialect;
 
 pub use rules::RULES;
-pub(crate) use rules::rewrites;
+pub(crate) use rules::{rewrites, rewritten};
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

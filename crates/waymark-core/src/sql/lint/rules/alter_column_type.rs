@@ -49,9 +49,7 @@ fn check(context: &Context<'_>, statement: &Statement) -> Option<String> {
         let from = context.columns.get(&(bare(name), column_name.value.to_lowercase()));
         match from {
             Some(from) if using.is_none() && !rewrites(from, &to) => None,
-            Some(from) => Some(format!(
-                "{name}.{column_name} changes from {from} to {to}: every row is rewritten"
-            )),
+            Some(from) => Some(rewritten(name, column_name, from, &to)),
             None => Some(format!(
                 "{name}.{column_name} changes to {to}{}: every row is rewritten unless the old type is a narrower \
                  varchar or numeric (lint cannot see its current type here)",
@@ -59,6 +57,11 @@ fn check(context: &Context<'_>, statement: &Statement) -> Option<String> {
             )),
         }
     })
+}
+
+/// What the rule says of a change whose old type is known.
+pub(crate) fn rewritten(table: &dyn std::fmt::Display, column: &dyn std::fmt::Display, from: &str, to: &str) -> String {
+    format!("{table}.{column} changes from {from} to {to}: every row is rewritten")
 }
 
 /// The column and new type of a type change (without `USING`) whose old

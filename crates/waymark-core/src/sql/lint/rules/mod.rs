@@ -41,7 +41,7 @@ const POSTGRES: &[Dialect] = &[Dialect::Postgres];
 
 /// The type-change rule's id: its findings may need the catalog.
 pub(crate) const ALTER_COLUMN_TYPE: &str = alter_column_type::RULE.id;
-pub(crate) use alter_column_type::{rewrites, unseen_type};
+pub(crate) use alter_column_type::{rewrites, rewritten, unseen_type};
 pub(crate) use no_lock_timeout::set_by;
 pub(crate) use sqlite_table_rebuild::copied;
 
