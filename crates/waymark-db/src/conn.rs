@@ -294,7 +294,11 @@ impl Database {
     /// yet: the `BEGIN` goes out with the first statement, and
     /// [`Conn::record_and_commit`] sends the history row with the `COMMIT`
     /// (`pg_tx.rs`). Elsewhere, [`Database::begin`].
-    pub async fn begin_migration(&self) -> Result<Conn, DbError> {
+    ///
+    /// `lock_wait`, on PostgreSQL, bounds this transaction's lock waits
+    /// (`SET LOCAL lock_timeout`, sent with the `BEGIN`) in place of the
+    /// session's bound; elsewhere the session's bound holds.
+    pub async fn begin_migration(&self, lock_wait: Option<Duration>) -> Result<Conn, DbError> {
         let Pools::Postgres(p) = &self.pools else {
             return self.begin().await;
         };
@@ -302,8 +306,12 @@ impl Database {
             .acquire()
             .await
             .map_err(|e| DbError::query("acquiring a connection", e))?;
+        let settings: Vec<String> = lock_wait
+            .map(crate::waits::transaction_lock_wait_sql)
+            .into_iter()
+            .collect();
         Ok(Conn {
-            inner: ConnInner::PgOwn(PgTx::new(conn)),
+            inner: ConnInner::PgOwn(PgTx::new(conn, &settings)),
             history: self.history.clone(),
         })
     }

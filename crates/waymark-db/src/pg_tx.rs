@@ -36,17 +36,25 @@ pub(crate) struct PgTx {
     /// part (and so aborted the transaction) rather than not at all, as
     /// `settle` found out on the way.
     ran: Option<bool>,
+    /// What the first batch is prefixed with: the `BEGIN`, and the
+    /// transaction's own settings.
+    begin: String,
 }
 
-/// What a batch that carries the `BEGIN` is prefixed with.
-const BEGIN: &str = "BEGIN;\n";
-
 impl PgTx {
-    pub(crate) fn new(conn: PoolConnection<Postgres>) -> Self {
+    /// A transaction yet to begin; `settings` (each a `SET LOCAL`) go out
+    /// with its `BEGIN`, so they cost no round trip of their own.
+    pub(crate) fn new(conn: PoolConnection<Postgres>, settings: &[String]) -> Self {
+        let mut begin = "BEGIN;\n".to_owned();
+        for setting in settings {
+            begin.push_str(setting);
+            begin.push_str(";\n");
+        }
         PgTx {
             conn,
             stage: Stage::Pending,
             ran: None,
+            begin,
         }
     }
 
@@ -55,7 +63,7 @@ impl PgTx {
     pub(crate) async fn ready(&mut self) -> Result<(), DbError> {
         if self.stage == Stage::Pending {
             self.stage = Stage::Open;
-            sqlx::Executor::execute(&mut *self.conn, "BEGIN")
+            sqlx::Executor::execute(&mut *self.conn, self.begin.as_str())
                 .await
                 .map_err(|e| DbError::query("BEGIN", e))?;
         }
@@ -74,12 +82,12 @@ impl PgTx {
                 .map_err(|e| DbError::query(context, e));
         }
         self.stage = Stage::Open;
-        let batch = format!("{BEGIN}{sql}");
+        let batch = format!("{}{sql}", self.begin);
         match sqlx::Executor::execute(&mut *self.conn, batch.as_str()).await {
             Ok(r) => Ok(r.rows_affected()),
             Err(e) => {
-                let error =
-                    DbError::query(context, e).map_position(|p| p.map(|p| p.saturating_sub(BEGIN.len() as u32)));
+                let prefix = self.begin.len() as u32;
+                let error = DbError::query(context, e).map_position(|p| p.map(|p| p.saturating_sub(prefix)));
                 self.ran = Some(self.settle().await?);
                 Err(error)
             }
@@ -91,9 +99,10 @@ impl PgTx {
     /// syntax error anywhere in a simple query stops all of it). A second
     /// `BEGIN` opens one in the second case and is refused with 25P02 in
     /// the first, so a transaction is open either way, as it would be had
-    /// the `BEGIN` gone alone. Returns whether the batch ran.
+    /// the `BEGIN` gone alone (its settings with it). Returns whether the
+    /// batch ran.
     async fn settle(&mut self) -> Result<bool, DbError> {
-        match sqlx::Executor::execute(&mut *self.conn, "BEGIN").await {
+        match sqlx::Executor::execute(&mut *self.conn, self.begin.as_str()).await {
             Ok(_) => Ok(false),
             Err(e) if is_aborted(&e) => Ok(true),
             Err(e) => Err(DbError::query("BEGIN", e)),
@@ -113,7 +122,11 @@ impl PgTx {
     /// `sql` and then `COMMIT`, in one round trip. If `sql` fails, nothing
     /// is committed and the connection is closed when dropped.
     pub(crate) async fn execute_and_commit(&mut self, sql: &str, context: &str) -> Result<(), DbError> {
-        let begin = if self.stage == Stage::Pending { BEGIN } else { "" };
+        let begin = if self.stage == Stage::Pending {
+            self.begin.as_str()
+        } else {
+            ""
+        };
         self.stage = Stage::Open;
         let batch = format!("{begin}{sql};\nCOMMIT");
         sqlx::Executor::execute(&mut *self.conn, batch.as_str())

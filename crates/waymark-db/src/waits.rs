@@ -31,6 +31,9 @@ pub struct Blocker {
     pub query: Option<String>,
     /// How long its transaction has been open.
     pub transaction_for: Option<Duration>,
+    /// Which transaction it was in (its start, as the server keeps it), to
+    /// tell when that one has ended: the session may go on to another.
+    pub transaction: Option<String>,
 }
 
 impl fmt::Display for Blocker {
@@ -95,6 +98,12 @@ fn lock_wait_sql(dialect: Dialect, wait: Option<Duration>) -> Option<String> {
     }
 }
 
+/// The statement that bounds a PostgreSQL transaction's lock waits to
+/// `wait`, until it ends.
+pub(crate) fn transaction_lock_wait_sql(wait: Duration) -> String {
+    format!("SET LOCAL lock_timeout = {}", wait.as_millis().max(1))
+}
+
 /// The session setup that bounds every statement's lock waits to `wait`,
 /// for a database's connections.
 pub(crate) fn bound_on_connect(dialect: Dialect, wait: Option<Duration>) -> Option<String> {
@@ -128,7 +137,7 @@ impl Database {
         let sql = match self.dialect() {
             Dialect::Postgres => {
                 "SELECT b.pid::int8, b.usename::text, b.application_name::text, b.state::text, \
-                 left(b.query, 300), extract(epoch FROM now() - b.xact_start)::float8 \
+                 left(b.query, 300), extract(epoch FROM now() - b.xact_start)::float8, b.xact_start::text \
                  FROM pg_stat_activity b WHERE b.pid IN ( \
                    SELECT unnest(pg_blocking_pids(w.pid)) FROM pg_stat_activity w \
                    WHERE w.application_name = 'waymark' AND w.datname = current_database() \
@@ -139,7 +148,8 @@ impl Database {
                 "SELECT CAST(p.ID AS SIGNED), p.USER, p.HOST, \
                  IF(p.COMMAND = 'Sleep', 'idle in transaction', LOWER(p.COMMAND)), \
                  LEFT(COALESCE(p.INFO, ''), 300), \
-                 CAST(TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) AS DOUBLE) / 1e6 \
+                 CAST(TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) AS DOUBLE) / 1e6, \
+                 CONCAT(t.trx_id, '@', t.trx_started) \
                  FROM information_schema.INNODB_TRX t \
                  JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
                  WHERE p.ID <> CONNECTION_ID() AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for%' \
@@ -149,11 +159,6 @@ impl Database {
         };
         let mut conn = self.connection().await?;
         let rows = conn.query_rows(sql, &[], 10).await?;
-        let text = |v: Option<&Value>| match v {
-            Some(Value::Text(s)) => Some(s.clone()),
-            Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        };
         Ok(rows
             .rows
             .iter()
@@ -169,9 +174,60 @@ impl Database {
                         Some(Value::Float(s)) if *s >= 0.0 => Some(Duration::from_secs_f64(*s)),
                         _ => None,
                     },
+                    transaction: text(r.get(6)),
                 })
             })
             .collect())
+    }
+
+    /// Which of `blockers` are still in the transaction they were seen in:
+    /// once none is, what they held is free. A blocker seen outside a
+    /// transaction counts as ended.
+    pub async fn still_open(&self, blockers: &[Blocker]) -> Result<Vec<i64>, DbError> {
+        let watched: Vec<&Blocker> = blockers.iter().filter(|b| b.transaction.is_some()).collect();
+        if watched.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Process ids are numbers: written into the statement, they cannot
+        // change its meaning.
+        let pids = watched.iter().map(|b| b.pid.to_string()).collect::<Vec<_>>().join(", ");
+        let sql = match self.dialect() {
+            Dialect::Postgres => {
+                format!("SELECT pid::int8, xact_start::text FROM pg_stat_activity WHERE pid IN ({pids})")
+            }
+            Dialect::Mysql => format!(
+                "SELECT CAST(trx_mysql_thread_id AS SIGNED), CONCAT(trx_id, '@', trx_started) \
+                 FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id IN ({pids})"
+            ),
+            Dialect::Sqlite => return Ok(Vec::new()),
+        };
+        let mut conn = self.connection().await?;
+        let rows = conn.query_rows(&sql, &[], watched.len() + 10).await?;
+        let open: Vec<(i64, String)> = rows
+            .rows
+            .iter()
+            .filter_map(|r| match (r.first(), r.get(1)) {
+                (Some(Value::Int(pid)), started) => Some((*pid, text(started)?)),
+                _ => None,
+            })
+            .collect();
+        Ok(watched
+            .iter()
+            .filter(|b| {
+                open.iter()
+                    .any(|(pid, started)| *pid == b.pid && b.transaction.as_ref() == Some(started))
+            })
+            .map(|b| b.pid)
+            .collect())
+    }
+}
+
+/// A text column, as MySQL may send it (bytes) or PostgreSQL does.
+fn text(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::Text(s)) => Some(s.clone()),
+        Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
     }
 }
 
@@ -188,6 +244,7 @@ mod tests {
             state: Some("idle in transaction".into()),
             query: Some("SELECT *\n  FROM accounts\n WHERE id = 1".into()),
             transaction_for: Some(Duration::from_millis(12_340)),
+            transaction: Some("2026-12-03 10:00:00.1+00".into()),
         };
         assert_eq!(
             b.to_string(),
@@ -201,6 +258,7 @@ mod tests {
             state: None,
             query: None,
             transaction_for: None,
+            transaction: None,
         };
         assert_eq!(bare.to_string(), "pid 7");
         assert_eq!(one_line(&"x".repeat(130), 120), format!("{}...", "x".repeat(120)));

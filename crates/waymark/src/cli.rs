@@ -54,10 +54,11 @@ pub(crate) struct Global {
     /// Memory a step may use, in MiB. Default: 64.
     #[arg(long, global = true)]
     pub(crate) step_memory_mib: Option<usize>,
-    /// How long each statement of a migration may wait for a lock another
-    /// session holds before waymark lets go, pauses and tries again, so the
-    /// application's queries never queue behind it; `off` waits as the
-    /// server does. Default: 1s.
+    /// The longest each statement of a migration may wait for a lock
+    /// another session holds before waymark lets go, waits outside the
+    /// queue and tries again, so the application's queries never queue
+    /// behind it for long; `off` waits as the server does. Default: 1s
+    /// (a transaction's first attempt waits [locks] first_timeout, 50ms).
     #[arg(long, value_name = "DUR", value_parser = parse_wait, global = true)]
     pub(crate) lock_wait: Option<Wait>,
     /// How many times a migration (or statement) whose lock wait timed out

@@ -49,6 +49,7 @@ struct LintFile {
 #[serde(deny_unknown_fields)]
 struct LocksFile {
     timeout: Option<String>,
+    first_timeout: Option<String>,
     retries: Option<u32>,
     max_wait: Option<String>,
 }
@@ -167,8 +168,32 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
             .lock_retries
             .or(file.locks.retries)
             .unwrap_or(defaults_locks.retries),
+        first_timeout: duration(file.locks.first_timeout.as_ref(), "[locks] first_timeout")?
+            .unwrap_or(defaults_locks.first_timeout),
         max_wait: duration(file.locks.max_wait.as_ref(), "[locks] max_wait")?.unwrap_or(defaults_locks.max_wait),
     };
+    // The default first timeout is cut to a shorter timeout; one written
+    // longer than the timeout is a mistake.
+    if let Some(timeout) = locks.timeout
+        && file.locks.first_timeout.is_some()
+        && locks.first_timeout > timeout
+    {
+        return Err(ConfigError(format!(
+            "{}: [locks] first_timeout ({}) is longer than the timeout it ramps up to ({}); make it shorter, or \
+             equal for every attempt to wait the same",
+            path.display(),
+            humantime::format_duration(locks.first_timeout),
+            humantime::format_duration(timeout)
+        ))
+        .into());
+    }
+    if locks.first_timeout.is_zero() {
+        return Err(ConfigError(format!(
+            "{}: [locks] first_timeout must be longer than 0",
+            path.display()
+        ))
+        .into());
+    }
     let defaults = waymark_core::Limits::default();
     let mut init_sql = file.init_sql;
     init_sql.extend(global.init_sql.iter().cloned());

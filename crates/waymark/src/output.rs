@@ -140,18 +140,28 @@ impl Output {
             if quiet {
                 return;
             }
+            let again = if r.whole_migration {
+                "rolled back, and tried again"
+            } else {
+                "tried again"
+            };
+            let when = match r.until_ended.as_slice() {
+                [] => format!("in {:.1} s", r.pause.as_secs_f64()),
+                [pid] => format!(
+                    "as soon as pid {pid}'s transaction has ended (waiting at most {:.1} s, outside the lock's \
+                     queue)",
+                    r.pause.as_secs_f64()
+                ),
+                pids => format!(
+                    "as soon as the transactions of pids {} have ended (waiting at most {:.1} s, outside the \
+                     lock's queue)",
+                    pids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                    r.pause.as_secs_f64()
+                ),
+            };
             eprintln!(
-                "warning: {}: attempt {} of {}: {}; {} again in {:.1} s",
-                r.label,
-                r.attempt,
-                r.budget,
-                r.wait,
-                if r.whole_migration {
-                    "rolled back, and tried"
-                } else {
-                    "tried"
-                },
-                r.pause.as_secs_f64()
+                "warning: {}: attempt {} of {}: {}; {again} {when}",
+                r.label, r.attempt, r.budget, r.wait
             );
         })
     }

@@ -39,6 +39,8 @@ const READER: &str = "BEGIN; SELECT sum(abalance) FROM pgbench_accounts; SELECT 
                       SELECT pg_sleep(2); COMMIT;";
 /// Quiet time before the changes.
 const SETTLE: Duration = Duration::from_secs(5);
+/// The stretch of the baseline's run compared with the others' changes.
+const BASELINE_WINDOW: Duration = Duration::from_secs(5);
 /// How long each way's workload runs in all, changes included, so that
 /// every way's percentiles are over the same number of transactions.
 const RUN: Duration = Duration::from_secs(45);
@@ -137,6 +139,8 @@ struct Measured {
     failed: u64,
     p50_ms: f64,
     p99_ms: f64,
+    /// p99 of the transactions that ended while the changes were applied.
+    p99_applying_ms: Option<f64>,
     max_ms: f64,
     longest_lock_wait_ms: u64,
     /// What waymark said of its lock waits: the retries.
@@ -169,14 +173,20 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let _ = bench.psql("DROP DATABASE IF EXISTS wm_online_base");
     let _ = bench.psql("DROP DATABASE IF EXISTS wm_online WITH (FORCE)");
-    let _ = std::fs::remove_dir_all(&work);
+    // `WAYMARK_BENCH_KEEP=1` keeps each way's pgbench log and waymark's
+    // stderr, to see where the time went.
+    if std::env::var_os("WAYMARK_BENCH_KEEP").is_some() {
+        eprintln!("kept the logs in {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
 
     let date = String::from_utf8(Command::new("date").args(["-u", "+%Y-%m-%d"]).output()?.stdout)?;
     let baseline_p99 = rows.first().map_or(0.0, |m| m.p99_ms);
     let mut table = String::new();
     for m in &rows {
         table.push_str(&format!(
-            "| {} | {} | {} of {} | {:.1} | {:.1} ({:+.0} %) | {:.0} | {} | {} |\n",
+            "| {} | {} | {} of {} | {:.1} | {:.1} ({:+.0} %) | {} | {:.0} | {} | {} |\n",
             m.name,
             m.applied_in
                 .map_or("–".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
@@ -185,10 +195,39 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             m.p50_ms,
             m.p99_ms,
             (m.p99_ms / baseline_p99 - 1.0) * 100.0,
+            m.p99_applying_ms.map_or("–".to_owned(), |p| format!("{p:.1}")),
             m.max_ms,
             m.longest_lock_wait_ms,
             m.retries,
         ));
+    }
+    // With more than one run, each way's median, so that one stall of the
+    // server (which alone sets a 45 s run's p99) does not decide.
+    let mut medians = String::new();
+    if bench.runs > 1 {
+        medians.push_str(&format!(
+            "\nMedian of the {} runs, each way:\n\n| way | p99 ms | p99 while applying ms | longest lock wait ms |\n\
+             |---|---|---|---|\n",
+            bench.runs
+        ));
+        for (name, _) in &ways {
+            let of: Vec<&Measured> = rows.iter().filter(|m| m.name == *name).collect();
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let applying: Vec<f64> = of.iter().filter_map(|m| m.p99_applying_ms).collect();
+            medians.push_str(&format!(
+                "| {name} | {:.1} | {} | {:.0} |\n",
+                median(of.iter().map(|m| m.p99_ms).collect()),
+                if applying.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("{:.1}", median(applying))
+                },
+                median(of.iter().map(|m| m.longest_lock_wait_ms as f64).collect()),
+            ));
+        }
     }
     let out = format!(
         "{BEGIN}\n## Online schema changes: what the application feels\n\n\
@@ -197,13 +236,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
          `pgbench_history`, then 2 s more with its locks held) started every 3 s, while five risky changes (an \
          index, a foreign key, `SET NOT NULL`, a column with a default, a type change) are applied; each way on a \
          fresh copy of the same data, the changes starting after {} s of a {} s run; waymark with its defaults (`[locks] timeout \
-         = 1s`, 20 retries within 2 min) and, for the naive files, `[lint] small_table_rows` raised so that lint \
+         = 1s`, `first_timeout = 50ms`, 20 retries within 2 min) and, for the naive files, `[lint] small_table_rows` raised so that lint \
          lets them through. Latency counts from when `-R` scheduled the transaction, so one that queued shows its \
          wait; the lock wait is the longest any pgbench session was seen waiting on a lock in `pg_stat_activity` \
-         (sampled every 50 ms). \"waymark's retries\" counts the attempts that gave up waiting for a lock and \
+         (sampled every 50 ms). \"p99 while applying\" is over the transactions that ended while the changes were \
+         being applied (for the baseline: the same 5 s after the quiet start). \"waymark's retries\" counts the attempts that gave up waiting for a lock and \
          were tried again. Release build. Rerun with `cargo xtask bench-online --write`.\n\n\
-         | way | applied in | failed transactions | p50 ms | p99 ms (vs baseline) | max ms | longest lock wait ms \
-         | waymark's retries |\n|---|---|---|---|---|---|---|---|\n{table}\n\
+         | way | applied in | failed transactions | p50 ms | p99 ms (vs baseline) | p99 while applying ms | max ms \
+         | longest lock wait ms | waymark's retries |\n|---|---|---|---|---|---|---|---|---|\n{table}{medians}\n\
          Target for the waymark runs: 0 failed, p99 within +20 % of the baseline, no wait longer than the lock \
          timeout.\n{END}\n",
         date.trim(),
@@ -225,6 +265,9 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
     // A reader of the last way may still be in its transaction.
     bench.psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
     bench.psql(&format!("CREATE DATABASE {db} TEMPLATE wm_online_base"))?;
+    // The copy went through the WAL: without a checkpoint now, the one it
+    // brings on stalls the first seconds of the workload, whichever way.
+    bench.psql("CHECKPOINT")?;
     let url = bench.url(db);
     let run_dir = work.join(
         name.chars()
@@ -255,11 +298,17 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
         .spawn()?;
     let mut sampler = sampler(&url, &run_dir.join("waits.txt"))?;
     let began = Instant::now();
+    let mut applying = (0, 0);
     let outcome = (|| -> anyhow::Result<(Option<Duration>, usize)> {
         std::thread::sleep(SETTLE);
         let started = Instant::now();
+        applying.0 = epoch_us();
         let retries = match (way, &project) {
             (Way::Baseline, _) | (_, None) => {
+                // The baseline's "while applying" is the same stretch of
+                // its run as the changes take in the others, about.
+                std::thread::sleep(BASELINE_WINDOW);
+                applying.1 = epoch_us();
                 std::thread::sleep(RUN.saturating_sub(began.elapsed()));
                 return Ok((None, 0));
             }
@@ -286,6 +335,7 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
             }
         };
         let applied = started.elapsed();
+        applying.1 = epoch_us();
         // At least a few quiet seconds after, and the same run length as
         // every other way.
         std::thread::sleep(RUN.saturating_sub(began.elapsed()).max(SETTLE));
@@ -300,6 +350,7 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
     let (applied_in, retries) = outcome?;
 
     let mut latencies = Vec::new();
+    let mut during = Vec::new();
     let mut failed = 0;
     for entry in std::fs::read_dir(&logs)? {
         for line in std::fs::read_to_string(entry?.path())?.lines() {
@@ -309,7 +360,16 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
             }
             // pgbench writes `failed` (or `skipped`) where the latency is.
             match fields[2].parse::<u64>() {
-                Ok(us) => latencies.push(us),
+                Ok(us) => {
+                    latencies.push(us);
+                    // Fields 4 and 5: when it ended, in seconds and
+                    // microseconds since the epoch.
+                    let ended =
+                        fields[4].parse::<u64>().unwrap_or(0) * 1_000_000 + fields[5].parse::<u64>().unwrap_or(0);
+                    if applying.1 > 0 && (applying.0..=applying.1).contains(&ended) {
+                        during.push(us);
+                    }
+                }
                 Err(_) => failed += 1,
             }
         }
@@ -322,7 +382,9 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
         bail!("pgbench logged no transactions: {summary}");
     }
     latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    during.sort_unstable();
+    let quantile = |of: &[u64], q: f64| of[((of.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    let at = |q: f64| quantile(&latencies, q);
     let longest_lock_wait_ms = std::fs::read_to_string(run_dir.join("waits.txt"))
         .unwrap_or_default()
         .lines()
@@ -336,6 +398,7 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
         failed,
         p50_ms: at(0.5),
         p99_ms: at(0.99),
+        p99_applying_ms: (!during.is_empty()).then(|| quantile(&during, 0.99)),
         max_ms: at(1.0),
         longest_lock_wait_ms,
         retries,
@@ -377,6 +440,13 @@ fn sampler(url: &str, out: &Path) -> anyhow::Result<Child> {
           FROM pg_stat_activity WHERE application_name = 'pgbench' AND wait_event_type = 'Lock' \\watch 0.05\n",
     )?;
     Ok(child)
+}
+
+/// Microseconds since the epoch, as pgbench's log counts them.
+fn epoch_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn stop(child: &mut Child) {

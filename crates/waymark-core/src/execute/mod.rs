@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use waymark_db::{Conn, Database, NewHistoryRow, State as Recorded};
 use waymark_host::{Call, CallError, Direction, StepFailure};
 
-use self::locks::{Attempts, Watch};
+use self::locks::{Attempts, LockWait, Pause, Watch};
 pub use self::locks::{LockPolicy, LockRetry, OnLockRetry};
 use self::session::{Batches, Preimages, StepReport, StepSession, to_put_back};
 pub(crate) use self::trace::trace;
@@ -40,6 +40,32 @@ use crate::error::Error;
 use crate::plan::{Plan, Strategy};
 use crate::source::{Migration, Step, Transaction};
 use crate::steps::Steps;
+
+/// One migration to run in one transaction, as often as its lock waits
+/// need.
+#[derive(Clone, Copy)]
+struct Atomic<'a> {
+    m: &'a Migration,
+    direction: Direction,
+    /// The migrations the plan has applied so far, for the failure.
+    done: &'a [Applied],
+    /// Copies of dropped data left by earlier `down`s.
+    waiting: &'a HashSet<String>,
+    mode: PreimageMode,
+}
+
+/// How an atomic attempt failed: by a lock wait that timed out (and may be
+/// tried again), or otherwise.
+enum Attempt {
+    TimedOut(Box<crate::error::MigrationFailure>, Vec<Applied>, LockWait),
+    Failed(Error),
+}
+
+impl<T: Into<Error>> From<T> for Attempt {
+    fn from(e: T) -> Self {
+        Attempt::Failed(e.into())
+    }
+}
 
 /// Carries out plans against one database.
 pub struct Executor<'a> {
@@ -185,8 +211,14 @@ impl<'a> Executor<'a> {
             let started = Instant::now();
             let ran = match p.strategy {
                 Strategy::Atomic => {
-                    self.run_atomic_retrying(m, direction, &done, waiting, plan.preimages)
-                        .await
+                    self.run_atomic_retrying(Atomic {
+                        m,
+                        direction,
+                        done: &done,
+                        waiting,
+                        mode: plan.preimages,
+                    })
+                    .await
                 }
                 _ => self.run_recorded(m, direction, &done, waiting, plan.preimages).await,
             };
@@ -229,39 +261,32 @@ impl<'a> Executor<'a> {
         Ok(present == (direction == Direction::Up))
     }
 
-    /// [`Executor::run_atomic`], again after a pause each time a statement
-    /// of it gave up waiting for a lock (the rollback released every lock
-    /// it held, and the application's queries went through), within the
-    /// lock policy's budget.
-    async fn run_atomic_retrying(
-        &self,
-        m: &Migration,
-        direction: Direction,
-        done: &[Applied],
-        waiting: &HashSet<String>,
-        mode: PreimageMode,
-    ) -> Result<Option<StepReport>, Error> {
-        let mut attempts = Attempts::new(&self.locks);
+    /// [`Executor::run_atomic`], again each time a statement of it gave up
+    /// waiting for a lock (the rollback released every lock it held, and
+    /// the application's queries went through), after the blockers' end or
+    /// a pause, within the lock policy's budget. Each attempt's lock wait
+    /// is its own (`locks.rs`).
+    async fn run_atomic_retrying(&self, run: Atomic<'_>) -> Result<Option<StepReport>, Error> {
+        let mut attempts = Attempts::ramped(&self.locks, self.db.dialect());
         loop {
-            let error = match self.run_atomic(m, direction, done, waiting, mode).await {
-                Err(Error::Migration { mut failure, applied }) if failure.lock_wait.is_some() => {
-                    let wait = failure.lock_wait.take().expect("checked");
-                    let attempt = attempts.attempt;
-                    if let Some(pause) = attempts.next_pause() {
-                        self.retry_teller(m)
-                            .tell(attempt, attempts.budget(), &wait, pause, true);
-                        tokio::time::sleep(pause).await;
-                        continue;
-                    }
-                    failure.lock_wait = Some(match attempt {
-                        1 => wait,
-                        _ => wait + &locks::gave_up(attempt, attempts.elapsed()),
-                    });
-                    Error::Migration { failure, applied }
-                }
-                other => return other,
+            let (mut failure, applied, wait) = match self.run_atomic(&run, attempts.lock_wait()).await {
+                Err(Attempt::TimedOut(failure, applied, wait)) => (failure, applied, wait),
+                Err(Attempt::Failed(e)) => return Err(e),
+                Ok(done) => return Ok(done),
             };
-            return Err(error);
+            let attempt = attempts.attempt;
+            if let Some(pause) = attempts.next(&wait) {
+                self.retry_teller(run.m)
+                    .tell(attempt, attempts.budget(), &wait.to_string(), &pause, true);
+                pause.wait(self.db).await;
+                continue;
+            }
+            let mut wait = wait;
+            if attempt > 1 {
+                wait.tried = Some((attempt, attempts.elapsed()));
+            }
+            failure.lock_wait = Some(wait.to_string());
+            return Err(Error::Migration { failure, applied });
         }
     }
 
@@ -274,26 +299,27 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Runs one migration and its history change in one transaction.
-    /// Returns `None` when another runner got there first, or the dropped
-    /// data it kept or put back.
-    async fn run_atomic(
-        &self,
-        m: &Migration,
-        direction: Direction,
-        done: &[Applied],
-        waiting: &HashSet<String>,
-        mode: PreimageMode,
-    ) -> Result<Option<StepReport>, Error> {
+    /// Runs one migration and its history change in one transaction,
+    /// whose lock waits are bounded by `lock_wait` where it is not the
+    /// session's bound. Returns `None` when another runner got there
+    /// first, or the dropped data it kept or put back.
+    async fn run_atomic(&self, run: &Atomic<'_>, lock_wait: Option<Duration>) -> Result<Option<StepReport>, Attempt> {
+        let Atomic {
+            m,
+            direction,
+            done,
+            waiting,
+            mode,
+        } = *run;
         let started = Instant::now();
-        let mut conn = self.db.begin_migration().await?;
+        let mut conn = self.db.begin_migration(lock_wait).await?;
         if self.already_done(&mut conn, m, direction).await? {
             conn.rollback().await?;
             return Ok(None);
         }
         let retired = self.retire_waiting(&mut conn, m, direction, waiting).await?;
         let script = script_for(m, direction);
-        let (conn, outcome, lock_wait) = self.run_step(conn, m, direction, false, None, mode).await?;
+        let (conn, outcome, timed_out) = self.run_step(conn, m, direction, false, None, mode, lock_wait).await?;
         let preimages = match outcome {
             Ok(report) => report.after(retired),
             Err(failure) => {
@@ -302,10 +328,11 @@ impl<'a> Executor<'a> {
                 if let Err(e) = conn.rollback().await {
                     tracing::warn!("rolling back {}: {e}", m.label());
                 }
-                return Err(with_lock_wait(
-                    crate::engine::failure(m, script, failure, true, done.to_vec()),
-                    lock_wait,
-                ));
+                let failure = crate::engine::failure(m, script, failure, true, done.to_vec());
+                return Err(match (failure, timed_out) {
+                    (Error::Migration { failure, applied }, Some(wait)) => Attempt::TimedOut(failure, applied, wait),
+                    (other, _) => Attempt::Failed(other),
+                });
             }
         };
         // The history change travels with the COMMIT. (A batched step is
@@ -396,7 +423,7 @@ impl<'a> Executor<'a> {
             self.db.connection().await?
         };
         let (mut conn, outcome, lock_wait) = self
-            .run_step(conn, m, direction, false, resume_from.as_deref(), mode)
+            .run_step(conn, m, direction, false, resume_from.as_deref(), mode, None)
             .await?;
         let failure = match outcome {
             Ok(report) if conn.in_transaction() => {
@@ -491,7 +518,7 @@ impl<'a> Executor<'a> {
             let started = Instant::now();
             let retired = self.retire_waiting(&mut conn, m, Direction::Up, &waiting).await?;
             let (back, outcome, lock_wait) = self
-                .run_step(conn, m, Direction::Up, dry_run, None, plan.preimages)
+                .run_step(conn, m, Direction::Up, dry_run, None, plan.preimages, None)
                 .await?;
             conn = back;
             let report = match outcome {
@@ -530,7 +557,11 @@ impl<'a> Executor<'a> {
     /// Runs a migration's step on `conn`. For `up`, a copy of each table
     /// and column the step drops is kept first; for `down`, each copy the
     /// migration kept is put back as soon as its place exists again, and
-    /// by the end of the step at the latest.
+    /// by the end of the step at the latest. `lock_wait` is the bound on
+    /// its lock waits where it is not the session's (an atomic attempt's).
+    /// Returns the connection, the outcome, and the lock wait that failed
+    /// the step, if one did.
+    #[allow(clippy::too_many_arguments)]
     async fn run_step(
         &self,
         conn: Conn,
@@ -539,7 +570,8 @@ impl<'a> Executor<'a> {
         dry_run: bool,
         resume_from: Option<&str>,
         mode: PreimageMode,
-    ) -> Result<(Conn, Result<StepReport, StepFailure>, Option<String>), Error> {
+        lock_wait: Option<Duration>,
+    ) -> Result<(Conn, Result<StepReport, StepFailure>, Option<LockWait>), Error> {
         let script = script_for(m, direction);
         let (step, limits) = self.steps.component(m)?;
         tracing::debug!(migration = %m.label(), step = step.name(), file = %script.path.display(), "running step");
@@ -576,7 +608,7 @@ impl<'a> Executor<'a> {
             statement_timeout: None,
             restore: None,
             locks: self.locks.clone(),
-            watch: Watch::of(self.db, self.locks.timeout),
+            watch: Watch::of(self.db, lock_wait.or(self.locks.timeout)),
             lock_wait: None,
             retry_statements: None,
             preimages,
@@ -638,7 +670,7 @@ impl<'a> Executor<'a> {
             message: format!("migration {}: its connection was lost at a commit point", m.label()),
             hint: None,
         });
-        Ok((conn?, outcome.map(|()| report), lock_wait.map(|w| w.to_string())))
+        Ok((conn?, outcome.map(|()| report), lock_wait))
     }
 }
 
@@ -689,10 +721,10 @@ fn millis(d: Duration) -> i64 {
 }
 
 /// `error`, saying what lock wait failed it.
-fn with_lock_wait(error: Error, lock_wait: Option<String>) -> Error {
+fn with_lock_wait(error: Error, lock_wait: Option<LockWait>) -> Error {
     match error {
         Error::Migration { mut failure, applied } if lock_wait.is_some() => {
-            failure.lock_wait = lock_wait;
+            failure.lock_wait = lock_wait.map(|w| w.to_string());
             Error::Migration { failure, applied }
         }
         other => other,
@@ -710,7 +742,7 @@ pub(super) struct RetryTeller {
 impl RetryTeller {
     /// Tells of `attempt` (of `budget`) ended by `wait`, tried again
     /// after `pause`: the `whole` migration, or the statement alone.
-    pub(super) fn tell(&self, attempt: u32, budget: u32, wait: &str, pause: Duration, whole: bool) {
+    pub(super) fn tell(&self, attempt: u32, budget: u32, wait: &str, pause: &Pause, whole: bool) {
         if let Some(tell) = &self.tell {
             tell(&LockRetry {
                 target: self.target.clone(),
@@ -718,7 +750,8 @@ impl RetryTeller {
                 attempt,
                 budget,
                 wait: wait.to_owned(),
-                pause,
+                pause: pause.at_most,
+                until_ended: pause.pids(),
                 whole_migration: whole,
             });
         }

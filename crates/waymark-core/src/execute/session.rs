@@ -266,8 +266,8 @@ impl StepSession {
 
     /// Runs one statement, watched: a statement that gives up waiting for
     /// a lock is remembered with who held it, and where it did nothing
-    /// and holds nothing (outside a transaction) it is tried again after a
-    /// pause, within the lock policy's budget.
+    /// and holds nothing (outside a transaction) it is tried again after
+    /// its blockers' end or a pause, within the lock policy's budget.
     async fn attempt(&mut self, op: Op<'_>) -> Result<Done, CallError> {
         // `CREATE INDEX CONCURRENTLY` (and its kin) waits for every older
         // transaction to end, which blocks no application query; cut short
@@ -293,7 +293,7 @@ impl StepSession {
     }
 
     async fn attempt_bounded(&mut self, op: Op<'_>) -> Result<Done, CallError> {
-        let mut attempts = Attempts::new(&self.locks);
+        let mut attempts = Attempts::new(&self.locks, self.dialect);
         loop {
             let started = std::time::Instant::now();
             let watch = self.watch.clone();
@@ -325,10 +325,13 @@ impl StepSession {
             let attempt = attempts.attempt;
             if let Some(teller) = self.retry_statements.clone()
                 && !self.in_transaction()
-                && let Some(pause) = attempts.next_pause()
+                && let Some(pause) = attempts.next(&wait)
             {
-                teller.tell(attempt, attempts.budget(), &wait.to_string(), pause, false);
-                tokio::time::sleep(pause).await;
+                teller.tell(attempt, attempts.budget(), &wait.to_string(), &pause, false);
+                match &self.watch {
+                    Some(watch) => pause.wait(&watch.db).await,
+                    None => tokio::time::sleep(pause.at_most).await,
+                }
                 continue;
             }
             if attempt > 1 {
