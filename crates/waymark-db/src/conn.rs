@@ -47,6 +47,9 @@ pub struct Database {
     pub(crate) history: HistoryTable,
     pub(crate) url: String,
     pub(crate) lock_timeout: Duration,
+    /// Whether the user's init SQL set its own lock-wait bound, which then
+    /// wins over waymark's for transactions too.
+    pub(crate) init_sql_bounds_lock_wait: bool,
 }
 
 /// A connection bound to one unit of work: either a transaction or, for
@@ -238,11 +241,20 @@ impl Database {
                 });
             }
         };
+        // Only an init SQL can have changed the bound, so only then is it
+        // worth a round trip to read it back.
+        let init_sql_bounds_lock_wait = match (&pools, options.lock_wait) {
+            (Pools::Postgres(pool), Some(bound)) if !options.init_sql.is_empty() => {
+                crate::waits::init_sql_changed_bound(pool, bound).await?
+            }
+            _ => false,
+        };
         Ok(Database {
             pools,
             history: options.history.clone(),
             url,
             lock_timeout: options.lock_timeout,
+            init_sql_bounds_lock_wait,
         })
     }
 
@@ -253,6 +265,14 @@ impl Database {
             Pools::Mysql(_) => Dialect::Mysql,
             Pools::Sqlite(_) => Dialect::Sqlite,
         }
+    }
+
+    /// Whether the user's init SQL bounds lock waits itself (PostgreSQL's
+    /// `lock_timeout` set to other than the bound waymark set on connect):
+    /// then no transaction of a migration gets a bound of its own, and the
+    /// user's holds throughout.
+    pub fn init_sql_bounds_lock_wait(&self) -> bool {
+        self.init_sql_bounds_lock_wait
     }
 
     /// The URL without its password, for messages.

@@ -110,6 +110,22 @@ pub(crate) fn bound_on_connect(dialect: Dialect, wait: Option<Duration>) -> Opti
     wait.and_then(|w| lock_wait_sql(dialect, Some(w)))
 }
 
+/// Whether the user's init SQL changed the lock-wait bound waymark set on
+/// connect, read back from a PostgreSQL session once the init SQL has run
+/// (`bound`: what waymark set). Only PostgreSQL's transactions get a bound
+/// of their own, so only there does it matter.
+pub(crate) async fn init_sql_changed_bound(
+    pool: &sqlx::Pool<sqlx::Postgres>,
+    bound: Duration,
+) -> Result<bool, DbError> {
+    // `setting` is the value in milliseconds whatever unit it was set in.
+    let set: i64 = sqlx::query_scalar("SELECT setting::int8 FROM pg_settings WHERE name = 'lock_timeout'")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| DbError::query("reading lock_timeout", e))?;
+    Ok(u128::try_from(set).ok() != Some(bound.as_millis().max(1)))
+}
+
 impl Conn {
     /// Bounds how long each statement of this session waits for a lock to
     /// `wait`, or lets it wait as long as it takes (`None`): for a

@@ -267,7 +267,13 @@ impl<'a> Executor<'a> {
     /// a pause, within the lock policy's budget. Each attempt's lock wait
     /// is its own (`locks.rs`).
     async fn run_atomic_retrying(&self, run: Atomic<'_>) -> Result<Option<StepReport>, Error> {
-        let mut attempts = Attempts::ramped(&self.locks, self.db.dialect());
+        // A bound the user's init SQL set wins over the ramp, as it does
+        // over the session's bound.
+        let mut attempts = if self.db.init_sql_bounds_lock_wait() {
+            Attempts::new(&self.locks, self.db.dialect())
+        } else {
+            Attempts::ramped(&self.locks, self.db.dialect())
+        };
         loop {
             let (mut failure, applied, wait) = match self.run_atomic(&run, attempts.lock_wait()).await {
                 Err(Attempt::TimedOut(failure, applied, wait)) => (failure, applied, wait),

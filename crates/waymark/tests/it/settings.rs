@@ -9,10 +9,17 @@ fn init_sql_runs_on_every_connection_postgres() {
     p.migration(
         "1_seen",
         "CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS lock_timeout;",
-        None,
+        Some("DROP TABLE seen;"),
     );
     p.run(&db, &["--init-sql", "SET lock_timeout = '4321ms'", "up"]).ok();
     assert_eq!(db.rows("SELECT lock_timeout FROM seen"), [[Some("4321ms".to_owned())]]);
+
+    // Without it, a migration's transaction waits [locks] first_timeout
+    // on its first attempt; with an init SQL that leaves the bound alone,
+    // too.
+    p.run(&db, &["down", "--to", "0"]).ok();
+    p.run(&db, &["--init-sql", "SET application_name = 'mine'", "up"]).ok();
+    assert_eq!(db.rows("SELECT lock_timeout FROM seen"), [[Some("50ms".to_owned())]]);
 }
 
 #[test]
