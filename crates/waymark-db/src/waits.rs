@@ -34,6 +34,14 @@ pub struct Blocker {
     /// Which transaction it was in (its start, as the server keeps it), to
     /// tell when that one has ended: the session may go on to another.
     pub transaction: Option<String>,
+    /// The lock it was seen holding, where the server lists it (MySQL's
+    /// and MariaDB's `performance_schema.metadata_locks`).
+    pub holds: Option<String>,
+    /// Whether the server itself said this session held what was waited
+    /// for (PostgreSQL's `pg_blocking_pids`; MySQL's metadata-lock table),
+    /// rather than waymark guessing it from an open transaction: only then
+    /// is waiting for its transaction to end a wait for the lock.
+    pub exact: bool,
 }
 
 impl fmt::Display for Blocker {
@@ -51,6 +59,9 @@ impl fmt::Display for Blocker {
         }
         if let Some(open) = self.transaction_for {
             about.push(format!("transaction open {:.1} s", open.as_secs_f64()));
+        }
+        if let Some(holds) = &self.holds {
+            about.push(format!("holding {holds}"));
         }
         if !about.is_empty() {
             write!(f, " ({})", about.join(", "))?;
@@ -142,58 +153,46 @@ impl Conn {
 
 impl Database {
     /// The sessions that hold a lock one of this database's sessions (a
-    /// migration's) waits for, oldest transaction first. PostgreSQL knows
-    /// exactly (`pg_blocking_pids` of the waiting `waymark` sessions).
-    /// MySQL/MariaDB list metadata locks only with performance_schema's
-    /// lock instrument on, which MariaDB leaves off; so there it is every
-    /// other session with an open InnoDB transaction that is not itself
-    /// waiting: the sessions that hold a table's metadata lock until they
-    /// commit.
+    /// migration's) waits for, oldest transaction first.
+    ///
+    /// PostgreSQL knows exactly: `pg_blocking_pids` of the waiting
+    /// `waymark` sessions. MySQL/MariaDB know exactly where
+    /// performance_schema's metadata-lock instrument is on (MySQL 8's
+    /// default; MariaDB ships with performance_schema off): the sessions
+    /// granted a lock on the object a session of this database waits for.
+    /// Where it is off, the best guess is every other session with an open
+    /// InnoDB transaction that is not itself waiting: the sessions that
+    /// hold a table's metadata lock until they commit.
     pub async fn lock_blockers(&self) -> Result<Vec<Blocker>, DbError> {
-        let sql = match self.dialect() {
-            Dialect::Postgres => {
-                "SELECT b.pid::int8, b.usename::text, b.application_name::text, b.state::text, \
-                 left(b.query, 300), extract(epoch FROM now() - b.xact_start)::float8, b.xact_start::text \
-                 FROM pg_stat_activity b WHERE b.pid IN ( \
-                   SELECT unnest(pg_blocking_pids(w.pid)) FROM pg_stat_activity w \
-                   WHERE w.application_name = 'waymark' AND w.datname = current_database() \
-                   AND w.wait_event_type = 'Lock' AND w.pid <> pg_backend_pid()) \
-                 ORDER BY b.xact_start NULLS LAST LIMIT 10"
-            }
+        let mut conn = self.connection().await?;
+        let (sql, exact) = match self.dialect() {
+            Dialect::Postgres => (PG_BLOCKERS, true),
             Dialect::Mysql => {
-                "SELECT CAST(p.ID AS SIGNED), p.USER, p.HOST, \
-                 IF(p.COMMAND = 'Sleep', 'idle in transaction', LOWER(p.COMMAND)), \
-                 LEFT(COALESCE(p.INFO, ''), 300), \
-                 CAST(TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) AS DOUBLE) / 1e6, \
-                 CONCAT(t.trx_id, '@', t.trx_started) \
-                 FROM information_schema.INNODB_TRX t \
-                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
-                 WHERE p.ID <> CONNECTION_ID() AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for%' \
-                 ORDER BY t.trx_started LIMIT 10"
+                // A server without the instrument (or that does not let
+                // this user read performance_schema) names no one here.
+                match conn.query_rows(MYSQL_MDL_BLOCKERS, &[], 40).await {
+                    Ok(rows) if !rows.rows.is_empty() => return Ok(blockers(&rows.rows, true)),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("reading performance_schema.metadata_locks: {e}"),
+                }
+                (MYSQL_TRX_BLOCKERS, false)
             }
             Dialect::Sqlite => return Ok(Vec::new()),
         };
-        let mut conn = self.connection().await?;
         let rows = conn.query_rows(sql, &[], 10).await?;
-        Ok(rows
-            .rows
-            .iter()
-            .filter_map(|r| {
-                let Some(Value::Int(pid)) = r.first() else { return None };
-                Some(Blocker {
-                    pid: *pid,
-                    user: text(r.get(1)),
-                    application: text(r.get(2)),
-                    state: text(r.get(3)),
-                    query: text(r.get(4)),
-                    transaction_for: match r.get(5) {
-                        Some(Value::Float(s)) if *s >= 0.0 => Some(Duration::from_secs_f64(*s)),
-                        _ => None,
-                    },
-                    transaction: text(r.get(6)),
-                })
-            })
-            .collect())
+        Ok(blockers(&rows.rows, exact))
+    }
+
+    /// How often to ask [`Database::still_open`] while waiting for
+    /// blockers' transactions to end. InnoDB refreshes the table that
+    /// MySQL and MariaDB answer from (`INNODB_TRX`) only once it has gone
+    /// unread for 100 ms: asked more often, it never changes, and a
+    /// transaction long committed looks open for as long as it is asked.
+    pub fn still_open_every(&self) -> Duration {
+        match self.dialect() {
+            Dialect::Mysql => Duration::from_millis(150),
+            _ => Duration::from_millis(20),
+        }
     }
 
     /// Which of `blockers` are still in the transaction they were seen in:
@@ -238,6 +237,83 @@ impl Database {
     }
 }
 
+/// The sessions `pg_blocking_pids` names for the waiting `waymark`
+/// sessions of this database.
+const PG_BLOCKERS: &str = "SELECT b.pid::int8, b.usename::text, b.application_name::text, b.state::text, \
+     left(b.query, 300), extract(epoch FROM now() - b.xact_start)::float8, b.xact_start::text \
+     FROM pg_stat_activity b WHERE b.pid IN ( \
+       SELECT unnest(pg_blocking_pids(w.pid)) FROM pg_stat_activity w \
+       WHERE w.application_name = 'waymark' AND w.datname = current_database() \
+       AND w.wait_event_type = 'Lock' AND w.pid <> pg_backend_pid()) \
+     ORDER BY b.xact_start NULLS LAST LIMIT 10";
+
+/// The sessions granted a metadata lock on an object that a session using
+/// this database waits for a metadata lock on, and not waiting themselves:
+/// the application's queries that queue behind a migration's pending lock
+/// wait on what the migration's session was granted (its upgradable lock),
+/// and the migration is not its own blocker. A session holding several
+/// locks on the object comes once per lock.
+const MYSQL_MDL_BLOCKERS: &str = "SELECT CAST(p.ID AS SIGNED), p.USER, p.HOST, \
+     IF(p.COMMAND = 'Sleep', IF(t.trx_id IS NULL, 'idle', 'idle in transaction'), LOWER(p.COMMAND)), \
+     LEFT(COALESCE(p.INFO, ''), 300), \
+     CAST(TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) AS DOUBLE) / 1e6, \
+     CONCAT(t.trx_id, '@', t.trx_started), \
+     CONCAT(g.LOCK_TYPE, ' on ', g.OBJECT_TYPE, ' ', \
+            CONCAT_WS('.', CONCAT('`', g.OBJECT_SCHEMA, '`'), CONCAT('`', g.OBJECT_NAME, '`'))) \
+     FROM performance_schema.metadata_locks w \
+     JOIN performance_schema.threads wt ON wt.THREAD_ID = w.OWNER_THREAD_ID \
+     JOIN performance_schema.metadata_locks g ON g.OBJECT_TYPE = w.OBJECT_TYPE \
+       AND g.OBJECT_SCHEMA <=> w.OBJECT_SCHEMA AND g.OBJECT_NAME <=> w.OBJECT_NAME \
+       AND g.LOCK_STATUS = 'GRANTED' AND g.OWNER_THREAD_ID <> w.OWNER_THREAD_ID \
+     JOIN performance_schema.threads gt ON gt.THREAD_ID = g.OWNER_THREAD_ID \
+     JOIN information_schema.PROCESSLIST p ON p.ID = gt.PROCESSLIST_ID \
+     LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID \
+     WHERE w.LOCK_STATUS = 'PENDING' AND wt.PROCESSLIST_DB <=> DATABASE() \
+       AND wt.PROCESSLIST_ID <> CONNECTION_ID() \
+       AND NOT EXISTS (SELECT 1 FROM performance_schema.metadata_locks x \
+         WHERE x.OWNER_THREAD_ID = g.OWNER_THREAD_ID AND x.LOCK_STATUS = 'PENDING') \
+     ORDER BY t.trx_started IS NULL, t.trx_started LIMIT 40";
+
+/// Every other session with an open InnoDB transaction that is not itself
+/// waiting: where metadata locks are not listed, the likely holders.
+const MYSQL_TRX_BLOCKERS: &str = "SELECT CAST(p.ID AS SIGNED), p.USER, p.HOST, \
+     IF(p.COMMAND = 'Sleep', 'idle in transaction', LOWER(p.COMMAND)), \
+     LEFT(COALESCE(p.INFO, ''), 300), \
+     CAST(TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) AS DOUBLE) / 1e6, \
+     CONCAT(t.trx_id, '@', t.trx_started) \
+     FROM information_schema.INNODB_TRX t \
+     JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+     WHERE p.ID <> CONNECTION_ID() AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for%' \
+     ORDER BY t.trx_started LIMIT 10";
+
+/// The blockers in `rows` (pid, user, application, state, query, seconds
+/// the transaction has been open, its start, and the lock held where
+/// known), each session once and at most ten.
+fn blockers(rows: &[Vec<Value>], exact: bool) -> Vec<Blocker> {
+    let mut found: Vec<Blocker> = Vec::new();
+    for r in rows {
+        let Some(Value::Int(pid)) = r.first() else { continue };
+        if found.len() == 10 || found.iter().any(|b| b.pid == *pid) {
+            continue;
+        }
+        found.push(Blocker {
+            pid: *pid,
+            user: text(r.get(1)),
+            application: text(r.get(2)),
+            state: text(r.get(3)),
+            query: text(r.get(4)),
+            transaction_for: match r.get(5) {
+                Some(Value::Float(s)) if *s >= 0.0 => Some(Duration::from_secs_f64(*s)),
+                _ => None,
+            },
+            transaction: text(r.get(6)),
+            holds: text(r.get(7)),
+            exact,
+        });
+    }
+    found
+}
+
 /// A text column, as MySQL may send it (bytes) or PostgreSQL does.
 fn text(v: Option<&Value>) -> Option<String> {
     match v {
@@ -261,6 +337,8 @@ mod tests {
             query: Some("SELECT *\n  FROM accounts\n WHERE id = 1".into()),
             transaction_for: Some(Duration::from_millis(12_340)),
             transaction: Some("2026-12-03 10:00:00.1+00".into()),
+            holds: None,
+            exact: true,
         };
         assert_eq!(
             b.to_string(),
@@ -275,8 +353,18 @@ mod tests {
             query: None,
             transaction_for: None,
             transaction: None,
+            holds: None,
+            exact: false,
         };
         assert_eq!(bare.to_string(), "pid 7");
+        let mysql = Blocker {
+            holds: Some("SHARED_READ on TABLE `app`.`accounts`".into()),
+            ..bare
+        };
+        assert_eq!(
+            mysql.to_string(),
+            "pid 7 (holding SHARED_READ on TABLE `app`.`accounts`)"
+        );
         assert_eq!(one_line(&"x".repeat(130), 120), format!("{}...", "x".repeat(120)));
     }
 

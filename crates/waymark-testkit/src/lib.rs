@@ -1,7 +1,8 @@
 //! Throwaway PostgreSQL clusters (initdb and pg_ctl on spare ports, with
 //! `wal_level = logical`) and a real PgBouncer in front of one: what the
 //! cutover's tests and its benchmark both start, from one place, so that
-//! the two cannot drift apart.
+//! the two cannot drift apart. Also a throwaway MariaDB server, for the
+//! settings the shared one must not be restarted with.
 //!
 //! PostgreSQL and PgBouncer refuse to run as root, which is what the tests
 //! run as in CI: then every server runs as the `postgres` user through
@@ -16,12 +17,14 @@
 
 mod bouncer;
 mod cluster;
+mod mariadb;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use bouncer::Bouncer;
 pub use cluster::{Cluster, FAST};
+pub use mariadb::Mariadb;
 
 /// What went wrong starting or talking to a server.
 #[derive(Debug, thiserror::Error)]

@@ -13,10 +13,11 @@
 //!   transactions that end within the first wait, and a long one costs
 //!   the application one short wait, not a long one.
 //! - Between attempts waymark waits *outside* the queue. Where the server
-//!   names exactly who held the lock (PostgreSQL's `pg_blocking_pids`), it
-//!   waits until each of those transactions has ended, then tries again at
-//!   once: the moment the lock is free, not a guess. Elsewhere it pauses
-//!   for a growing, jittered time.
+//!   names exactly who held the lock (PostgreSQL's `pg_blocking_pids`;
+//!   MySQL's and MariaDB's `performance_schema.metadata_locks` where its
+//!   instrument is on), it waits until each of those transactions has
+//!   ended, then tries again at once: the moment the lock is free, not a
+//!   guess. Elsewhere it pauses for a growing, jittered time.
 //! - What is tried again is what left nothing behind: a whole migration
 //!   that runs in one transaction (rolled back with the locks it held), or
 //!   one statement run outside a transaction (which did nothing, having
@@ -90,8 +91,6 @@ pub type OnLockRetry = std::sync::Arc<dyn Fn(&LockRetry) + Send + Sync>;
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
 /// The longest such pause.
 const LONGEST_PAUSE: Duration = Duration::from_secs(10);
-/// How often a pause asks whether the blockers' transactions have ended.
-const POLL: Duration = Duration::from_millis(20);
 
 /// A statement that gave up waiting for a lock, and whom it waited for.
 #[derive(Debug, Clone)]
@@ -152,9 +151,6 @@ pub(crate) struct Attempts {
     lock_wait: Option<Duration>,
     /// The longest any attempt waits: the policy's timeout.
     timeout: Option<Duration>,
-    /// Whether the server names exactly the sessions a wait was for, so
-    /// that a pause can wait for their transactions to end.
-    exact: bool,
 }
 
 /// What comes between two attempts.
@@ -172,7 +168,7 @@ pub(crate) struct Pause {
 impl Attempts {
     /// The attempts of one statement outside a transaction: each waits as
     /// long as its session's bound.
-    pub(crate) fn new(policy: &LockPolicy, dialect: Dialect) -> Self {
+    pub(crate) fn new(policy: &LockPolicy) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
@@ -186,9 +182,6 @@ impl Attempts {
             seed: seed | 1,
             lock_wait: None,
             timeout: policy.timeout,
-            // `pg_blocking_pids` is the server's own answer; MySQL's list
-            // is every open transaction (see `Database::lock_blockers`).
-            exact: dialect == Dialect::Postgres,
         }
     }
 
@@ -196,7 +189,7 @@ impl Attempts {
     /// waits grow from the policy's first timeout to its timeout, on
     /// PostgreSQL (whose bound can be the transaction's own).
     pub(crate) fn ramped(policy: &LockPolicy, dialect: Dialect) -> Self {
-        let mut attempts = Attempts::new(policy, dialect);
+        let mut attempts = Attempts::new(policy);
         if dialect == Dialect::Postgres {
             attempts.lock_wait = policy.timeout.map(|t| policy.first_timeout.min(t));
         }
@@ -240,15 +233,14 @@ impl Attempts {
             (w, _) => w,
         };
         let elapsed = self.started.elapsed();
-        let until_ended: Vec<Blocker> = if self.exact {
-            wait.blockers
-                .iter()
-                .filter(|b| b.transaction.is_some())
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // Only a blocker the server named can be waited out: a guessed one
+        // may not hold the lock at all.
+        let until_ended: Vec<Blocker> = wait
+            .blockers
+            .iter()
+            .filter(|b| b.exact && b.transaction.is_some())
+            .cloned()
+            .collect();
         let at_most = if until_ended.is_empty() {
             backoff
         } else {
@@ -312,7 +304,7 @@ impl Pause {
             if left.is_zero() {
                 return;
             }
-            tokio::time::sleep(POLL.min(left)).await;
+            tokio::time::sleep(db.still_open_every().min(left)).await;
         }
     }
 
@@ -392,6 +384,8 @@ mod tests {
             query: Some("SELECT 1".into()),
             transaction_for: open,
             transaction: open.map(|_| format!("begun by {pid}")),
+            holds: None,
+            exact: true,
         }
     }
 
@@ -415,8 +409,8 @@ mod tests {
     #[test]
     fn pauses_grow_with_jitter_and_stop_at_the_budget() {
         let policy = policy(8, Duration::from_secs(3600));
-        // MySQL: nobody named exactly, so each pause is a time.
-        let mut attempts = Attempts::new(&policy, Dialect::Mysql);
+        // Nobody named, so each pause is a time.
+        let mut attempts = Attempts::new(&policy);
         assert_eq!(attempts.budget(), 9);
         let unnamed = timed_out(Vec::new());
         let pauses: Vec<Duration> = std::iter::from_fn(|| attempts.next(&unnamed).map(|p| p.at_most)).collect();
@@ -434,8 +428,8 @@ mod tests {
         // The longest pause is reached and kept.
         assert!(pauses[7] >= LONGEST_PAUSE / 2, "{pauses:?}");
         // Two runners do not pause alike.
-        let mut a = Attempts::new(&policy, Dialect::Mysql);
-        let mut b = Attempts::new(&policy, Dialect::Mysql);
+        let mut a = Attempts::new(&policy);
+        let mut b = Attempts::new(&policy);
         b.seed = b.seed.wrapping_add(0x9e37_79b9);
         let (pa, pb): (Vec<_>, Vec<_>) = (0..4)
             .map(|_| (a.next(&unnamed).map(|p| p.at_most), b.next(&unnamed).map(|p| p.at_most)))
@@ -450,7 +444,7 @@ mod tests {
     fn the_time_budget_ends_the_attempts_before_the_count_does() {
         let policy = policy(100, Duration::from_millis(300));
         let unnamed = timed_out(Vec::new());
-        let mut attempts = Attempts::new(&policy, Dialect::Postgres);
+        let mut attempts = Attempts::new(&policy);
         // 125..250 ms fits in 300 ms; the next, 250..500 ms, may not.
         assert!(attempts.next(&unnamed).is_some());
         let mut more = 0;
@@ -459,7 +453,7 @@ mod tests {
         }
         assert!(more <= 1, "{more} more pauses within 300 ms");
         let none = LockPolicy { retries: 0, ..policy };
-        assert!(Attempts::new(&none, Dialect::Postgres).next(&unnamed).is_none());
+        assert!(Attempts::new(&none).next(&unnamed).is_none());
     }
 
     #[test]
@@ -494,11 +488,8 @@ mod tests {
             Some(Duration::from_secs(1))
         );
         // Statements alone keep their session's bound.
-        assert_eq!(Attempts::new(&policy, Dialect::Postgres).lock_wait(), None);
-        assert_eq!(
-            Attempts::new(&policy, Dialect::Postgres).waits(),
-            Some(Duration::from_secs(1))
-        );
+        assert_eq!(Attempts::new(&policy).lock_wait(), None);
+        assert_eq!(Attempts::new(&policy).waits(), Some(Duration::from_secs(1)));
     }
 
     #[test]
@@ -513,6 +504,16 @@ mod tests {
         // One seen outside any transaction cannot be waited out: a time.
         let mut attempts = Attempts::ramped(&policy, Dialect::Postgres);
         let pause = attempts.next(&timed_out(vec![blocker(8, None)])).unwrap();
+        assert!(pause.until_ended.is_empty());
+        assert!(pause.at_most <= FIRST_PAUSE, "{:?}", pause.at_most);
+        // One only guessed at (MySQL without its metadata-lock table, every
+        // open transaction) is not waited out either.
+        let mut attempts = Attempts::ramped(&policy, Dialect::Mysql);
+        let guessed = Blocker {
+            exact: false,
+            ..blocker(9, Some(Duration::from_secs(30)))
+        };
+        let pause = attempts.next(&timed_out(vec![guessed])).unwrap();
         assert!(pause.until_ended.is_empty());
         assert!(pause.at_most <= FIRST_PAUSE, "{:?}", pause.at_most);
         // With no room left, no more attempts.

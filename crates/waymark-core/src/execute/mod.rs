@@ -270,7 +270,7 @@ impl<'a> Executor<'a> {
         // A bound the user's init SQL set wins over the ramp, as it does
         // over the session's bound.
         let mut attempts = if self.db.init_sql_bounds_lock_wait() {
-            Attempts::new(&self.locks, self.db.dialect())
+            Attempts::new(&self.locks)
         } else {
             Attempts::ramped(&self.locks, self.db.dialect())
         };

@@ -293,7 +293,7 @@ impl StepSession {
     }
 
     async fn attempt_bounded(&mut self, op: Op<'_>) -> Result<Done, CallError> {
-        let mut attempts = Attempts::new(&self.locks, self.dialect);
+        let mut attempts = Attempts::new(&self.locks);
         loop {
             let started = std::time::Instant::now();
             let watch = self.watch.clone();

@@ -103,27 +103,37 @@ impl TestDb {
                     _dir: None,
                 }
             }
-            Kind::Mysql => {
-                let admin = mysql_admin();
-                block_on(async {
-                    let pool = sqlx::MySqlPool::connect(&admin)
-                        .await
-                        .unwrap_or_else(|e| panic!("MariaDB/MySQL is required at {admin}: {e}"));
-                    sqlx::query(&format!("CREATE DATABASE `{name}`"))
-                        .execute(&pool)
-                        .await
-                        .unwrap();
-                    pool.close().await;
-                });
-                TestDb {
-                    kind,
-                    url: with_database(&admin, &name),
-                    name,
-                    admin_url: admin,
-                    _dir: None,
-                }
-            }
+            Kind::Mysql => TestDb::mysql_at(&mysql_admin()),
         }
+    }
+
+    /// A new database on the MariaDB/MySQL server of `admin` (a URL the
+    /// test may connect to for creating others).
+    pub(crate) fn mysql_at(admin: &str) -> TestDb {
+        let name = unique_name();
+        let admin = admin.to_owned();
+        block_on(async {
+            let pool = sqlx::MySqlPool::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("MariaDB/MySQL is required at {admin}: {e}"));
+            sqlx::query(&format!("CREATE DATABASE `{name}`"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        });
+        TestDb {
+            kind: Kind::Mysql,
+            url: with_database(&admin, &name),
+            name,
+            admin_url: admin,
+            _dir: None,
+        }
+    }
+
+    /// The database's name on its server.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     /// Runs one query and returns every row's columns as text.
