@@ -728,6 +728,7 @@ pub(crate) fn failure(
             step: step_name(m),
             failure,
             rolled_back,
+            resumes: !rolled_back && batched(m),
             lock_wait: None,
         }),
         applied,

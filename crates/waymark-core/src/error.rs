@@ -80,6 +80,10 @@ pub struct MigrationFailure {
     /// commits as it runs) and for `-- no-transaction` scripts: the
     /// migration is then recorded as failed and needs `repair`.
     pub rolled_back: bool,
+    /// Whether it is a batched step that stopped part-way: what it
+    /// committed stays, with its checkpoint, and running the same command
+    /// again goes on from there, with no repair.
+    pub resumes: bool,
     /// When a statement gave up waiting for a lock: which, and the
     /// sessions that held it.
     pub lock_wait: Option<String>,
@@ -163,6 +167,11 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Refused { hint, .. } | Error::Drift { hint, .. } | Error::StalePlan { hint, .. } => hint.clone(),
+            Error::Migration { failure, .. } if failure.resumes => Some(
+                "the step's batches up to its last commit point stay applied, with its checkpoint; run the same \
+                 command again to go on from there"
+                    .to_owned(),
+            ),
             Error::Migration { failure, .. } if !failure.rolled_back => Some(format!(
                 "the migration ran outside a transaction, so its statements before the failing one stay applied; \
                  undo them by hand, then run `waymark repair --rolled-back --version {}` and `waymark up` again",

@@ -31,7 +31,7 @@ pub use engine::{
 };
 pub use error::{Error, MigrationFailure, SourceError};
 pub use execute::{
-    Executor, LockPolicy, LockRetry, OnLockRetry, SeenLock, Trace, TraceStop, TracedMigration, TracedStatement,
+    Executor, LockPolicy, LockRetry, OnLockRetry, Retried, SeenLock, Trace, TraceStop, TracedMigration, TracedStatement,
 };
 pub use plan::{
     Basis, PLAN_FORMAT, Plan, PlannedMigration, SavedAction, SavedFile, SavedFinding, SavedMigration, SavedOptions,

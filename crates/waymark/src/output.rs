@@ -140,10 +140,12 @@ impl Output {
             if quiet {
                 return;
             }
-            let again = if r.whole_migration {
-                "rolled back, and tried again"
-            } else {
-                "tried again"
+            let again = match r.retried {
+                waymark_core::Retried::Migration => "rolled back, and tried again",
+                waymark_core::Retried::FromCheckpoint => {
+                    "its batch in flight rolled back, and tried again from its last commit point"
+                }
+                _ => "tried again",
             };
             let when = match r.until_ended.as_slice() {
                 [] => format!("in {:.1} s", r.pause.as_secs_f64()),

@@ -79,9 +79,23 @@ pub struct LockRetry {
     /// The sessions whose transactions the pause waits out, if it does:
     /// the next attempt starts as soon as they have all ended.
     pub until_ended: Vec<i64>,
-    /// Whether the next attempt runs the whole migration again (its
-    /// transaction was rolled back), rather than the statement alone.
-    pub whole_migration: bool,
+    /// What the next attempt runs again.
+    pub retried: Retried,
+}
+
+/// What is tried again after a lock wait timed out: what left nothing
+/// behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retried {
+    /// The statement alone, which ran outside a transaction and never got
+    /// its lock.
+    Statement,
+    /// The whole migration, whose transaction was rolled back.
+    Migration,
+    /// A batched step from its last commit point: the batch in flight was
+    /// rolled back, and what was committed before it stays.
+    FromCheckpoint,
 }
 
 /// Hears of each lock wait that timed out and is tried again.

@@ -29,7 +29,7 @@ use waymark_db::{Conn, Database, NewHistoryRow, State as Recorded};
 use waymark_host::{Call, CallError, Direction, StepFailure};
 
 use self::locks::{Attempts, LockWait, Pause, Watch};
-pub use self::locks::{LockPolicy, LockRetry, OnLockRetry};
+pub use self::locks::{LockPolicy, LockRetry, OnLockRetry, Retried};
 use self::session::{Batches, Preimages, StepReport, StepSession, to_put_back};
 pub(crate) use self::trace::trace;
 pub use self::trace::{SeenLock, Trace, TraceStop, TracedMigration, TracedStatement};
@@ -282,8 +282,13 @@ impl<'a> Executor<'a> {
             };
             let attempt = attempts.attempt;
             if let Some(pause) = attempts.next(&wait) {
-                self.retry_teller(run.m)
-                    .tell(attempt, attempts.budget(), &wait.to_string(), &pause, true);
+                self.retry_teller(run.m).tell(
+                    attempt,
+                    attempts.budget(),
+                    &wait.to_string(),
+                    &pause,
+                    Retried::Migration,
+                );
                 pause.wait(self.db).await;
                 continue;
             }
@@ -397,7 +402,7 @@ impl<'a> Executor<'a> {
             claim.rollback().await?;
             return Ok(None);
         }
-        let resume_from = if batched(m) {
+        let mut resume_from = if batched(m) {
             self.checkpoint_to_resume(&mut claim, m, direction).await?
         } else {
             None
@@ -423,33 +428,71 @@ impl<'a> Executor<'a> {
         // cannot; SQL scripts run as the user's client would run them.
         let in_transaction =
             batched(m) || matches!(&m.step, Step::Component(c) if c.transaction == Transaction::Migration);
-        let conn = if in_transaction {
-            self.db.begin().await?
-        } else {
-            self.db.connection().await?
-        };
-        let (mut conn, outcome, lock_wait) = self
-            .run_step(conn, m, direction, false, resume_from.as_deref(), mode, None)
-            .await?;
-        let failure = match outcome {
-            Ok(report) if conn.in_transaction() => {
-                self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
-                conn.commit().await?;
-                return Ok(Some(report.after(retired)));
+        // A batched step's lock budget is for one stretch of timeouts: a
+        // long backfill that commits between two of them starts afresh,
+        // its hours of work counting against no one's budget.
+        let mut attempts: Option<(Attempts, Option<String>)> = None;
+        let (failure, lock_wait) = loop {
+            let conn = if in_transaction {
+                self.db.begin().await?
+            } else {
+                self.db.connection().await?
+            };
+            let (mut conn, outcome, lock_wait) = self
+                .run_step(conn, m, direction, false, resume_from.as_deref(), mode, None)
+                .await?;
+            let failure = match outcome {
+                Ok(report) if conn.in_transaction() => {
+                    self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
+                    conn.commit().await?;
+                    return Ok(Some(report.after(retired)));
+                }
+                Ok(report) => {
+                    drop(conn);
+                    let mut finish = self.db.begin().await?;
+                    self.finish(&mut finish, m, direction, millis(started.elapsed()))
+                        .await?;
+                    finish.commit().await?;
+                    return Ok(Some(report.after(retired)));
+                }
+                Err(failure) => failure,
+            };
+            if let Err(e) = conn.rollback().await {
+                tracing::warn!("rolling back {}: {e}", m.label());
             }
-            Ok(report) => {
-                drop(conn);
-                let mut finish = self.db.begin().await?;
-                self.finish(&mut finish, m, direction, millis(started.elapsed()))
-                    .await?;
-                finish.commit().await?;
-                return Ok(Some(report.after(retired)));
-            }
-            Err(failure) => failure,
+            // A batched step whose statement gave up waiting for a lock has
+            // just lost only its batch in flight, with every lock it held;
+            // what it committed is checkpointed, so it goes on from there.
+            // (Any other step here ran outside a transaction, where its
+            // session tried the statement again itself.)
+            let mut wait = match lock_wait {
+                Some(wait) if batched(m) => wait,
+                other => break (failure, other),
+            };
+            let (mut stretch, from) = match attempts.take() {
+                Some((stretch, from)) if from == resume_from => (stretch, from),
+                _ => (Attempts::new(&self.locks), resume_from.clone()),
+            };
+            let attempt = stretch.attempt;
+            let Some(pause) = stretch.next(&wait) else {
+                if attempt > 1 {
+                    wait.tried = Some((attempt, stretch.elapsed()));
+                }
+                break (failure, Some(wait));
+            };
+            self.retry_teller(m).tell(
+                attempt,
+                stretch.budget(),
+                &wait.to_string(),
+                &pause,
+                Retried::FromCheckpoint,
+            );
+            pause.wait(self.db).await;
+            attempts = Some((stretch, from));
+            let mut read = self.db.begin().await?;
+            resume_from = self.checkpoint_to_resume(&mut read, m, direction).await?;
+            read.rollback().await?;
         };
-        if let Err(e) = conn.rollback().await {
-            tracing::warn!("rolling back {}: {e}", m.label());
-        }
         let error = with_lock_wait(
             crate::engine::failure(m, script, failure, false, done.to_vec()),
             lock_wait,
@@ -747,8 +790,8 @@ pub(super) struct RetryTeller {
 
 impl RetryTeller {
     /// Tells of `attempt` (of `budget`) ended by `wait`, tried again
-    /// after `pause`: the `whole` migration, or the statement alone.
-    pub(super) fn tell(&self, attempt: u32, budget: u32, wait: &str, pause: &Pause, whole: bool) {
+    /// after `pause`, as `retried` says.
+    pub(super) fn tell(&self, attempt: u32, budget: u32, wait: &str, pause: &Pause, retried: Retried) {
         if let Some(tell) = &self.tell {
             tell(&LockRetry {
                 target: self.target.clone(),
@@ -758,7 +801,7 @@ impl RetryTeller {
                 wait: wait.to_owned(),
                 pause: pause.at_most,
                 until_ended: pause.pids(),
-                whole_migration: whole,
+                retried,
             });
         }
     }

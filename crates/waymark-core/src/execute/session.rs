@@ -9,7 +9,7 @@ use waymark_db::{Conn, Database, DbError, Dialect};
 use waymark_host::{CallError, DatabaseError, Direction, Rows, StepEnv, StepFailure, StepFuture, Value};
 
 use super::RetryTeller;
-use super::locks::{Attempts, LockPolicy, LockWait, Watch, watched};
+use super::locks::{Attempts, LockPolicy, LockWait, Retried, Watch, watched};
 use crate::engine::{PreimageNote, Progress, direction_name};
 use crate::error::Error;
 use crate::source::{Access, Migration};
@@ -327,7 +327,13 @@ impl StepSession {
                 && !self.in_transaction()
                 && let Some(pause) = attempts.next(&wait)
             {
-                teller.tell(attempt, attempts.budget(), &wait.to_string(), &pause, false);
+                teller.tell(
+                    attempt,
+                    attempts.budget(),
+                    &wait.to_string(),
+                    &pause,
+                    Retried::Statement,
+                );
                 match &self.watch {
                     Some(watch) => pause.wait(&watch.db).await,
                     None => tokio::time::sleep(pause.at_most).await,

@@ -171,6 +171,110 @@ fn backfill_resumes_after_a_kill(kind: Kind) {
 
 each_dialect!(backfill_resumes_after_a_kill);
 
+/// What holds back every write to `users` until its transaction ends.
+const LOCK_USERS: &str = "LOCK TABLE users IN SHARE MODE";
+
+/// Starts `up` of a backfill of `users` and returns once it has
+/// committed a few batches.
+fn backfill_under_way(db: &TestDb, p: &Project, args: &[&str]) -> std::process::Child {
+    p.migration("1_users", &users_table(db.kind), Some("DROP TABLE users;"));
+    p.run(db, &["up"]).ok();
+    plugin_step(p, "2_backfill", "backfill", waymark_host::BACKFILL_WASM_PATH, BACKFILL);
+    let runner = p
+        .command(db, args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while checkpoint(db).is_none_or(|key| key < 3000) {
+        assert!(Instant::now() < deadline, "the backfill never reached key 3000");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    runner
+}
+
+/// A backfill batch that gives up waiting for a lock loses that batch
+/// alone, rolled back with the locks it held: waymark waits the blocker
+/// out, outside the lock's queue, and the backfill goes on from its last
+/// commit point to the end.
+#[test]
+fn a_backfill_waits_out_a_lock_from_its_last_commit_point_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    let runner = backfill_under_way(&db, &p, &["up"]);
+    let blocker = crate::lock_waits::Blocker::holding(&db, LOCK_USERS);
+    let held_from = checkpoint(&db).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // Nothing was backfilled meanwhile, beyond the batch in flight.
+    let held_to = checkpoint(&db).unwrap();
+    assert!(
+        held_to <= held_from + 500,
+        "backfilled from {held_from} to {held_to} past a lock"
+    );
+    let blocker_id = blocker.id;
+    blocker.commit();
+    let run = crate::common::Run::from(runner.wait_with_output().unwrap()).ok();
+
+    for part in [
+        "warning: 2_backfill: attempt 1 of 21: `UPDATE \"users\" SET email = lower(name) WHERE".to_owned(),
+        "gave up waiting for a lock after 1".to_owned(),
+        format!("it is held by pid {blocker_id} ("),
+        format!(
+            "; its batch in flight rolled back, and tried again from its last commit point as soon as pid \
+             {blocker_id}'s transaction has ended"
+        ),
+    ] {
+        assert!(run.stderr.contains(&part), "no {part:?} in\n{}", run.stderr);
+    }
+    assert_eq!(
+        run.stderr.matches("gave up waiting for a lock").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'user'"), 20_000);
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "applied");
+    assert_eq!(
+        db.rows("SELECT count(*) FROM waymark_history_checkpoint"),
+        [[Some("0".to_owned())]]
+    );
+}
+
+/// A backfill held back longer than its lock budget fails naming the
+/// blocker, keeps what it committed with its checkpoint, and resumes from
+/// there once the blocker is gone.
+#[test]
+fn a_backfill_held_back_past_its_budget_fails_and_resumes_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    p.file("waymark.toml", "[locks]\ntimeout = \"1s\"\nmax_wait = \"2s\"\n");
+    let runner = backfill_under_way(&db, &p, &["up"]);
+    let blocker = crate::lock_waits::Blocker::holding(&db, LOCK_USERS);
+    let run = crate::common::Run::from(runner.wait_with_output().unwrap()).code(1);
+    let blocker_id = blocker.id;
+    blocker.commit();
+
+    for part in [
+        "error: migration 2_backfill failed: ".to_owned(),
+        format!("it is held by pid {blocker_id} ("),
+        "; waymark gave up after 2 attempts in ".to_owned(),
+        "hint: the step's batches up to its last commit point stay applied, with its checkpoint; run the same \
+         command again to go on from there"
+            .to_owned(),
+    ] {
+        assert!(run.stderr.contains(&part), "no {part:?} in\n{}", run.stderr);
+    }
+    let key = checkpoint(&db).unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email IS NOT NULL"), key);
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "failed");
+
+    let run = p.run(&db, &["-v", "up"]).ok();
+    assert!(run.stderr.contains("resuming"), "{}", run.stderr);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'user'"), 20_000);
+}
+
 fn permissions(kind: Kind) {
     let db = TestDb::new(kind);
     let p = Project::new();
