@@ -58,18 +58,24 @@ pub fn as_server_user(program: &Path) -> Command {
 
 /// A new folder the server user owns, removed on drop.
 pub fn server_dir() -> Result<tempfile::TempDir, Error> {
+    owned_dir("waymark-pg", "postgres")
+}
+
+/// A new folder named from `prefix`, removed on drop, that `user` owns
+/// when we are root (the user a server then runs as).
+fn owned_dir(prefix: &str, user: &str) -> Result<tempfile::TempDir, Error> {
     let dir = tempfile::Builder::new()
-        .prefix("waymark-pg")
+        .prefix(prefix)
         .tempdir()
         .map_err(|e| Error::new(format!("a temporary folder: {e}")))?;
     if is_root() {
         let status = Command::new("chown")
-            .arg("postgres:")
+            .arg(format!("{user}:"))
             .arg(dir.path())
             .status()
             .map_err(|e| Error::new(format!("chown: {e}")))?;
         if !status.success() {
-            return Err(Error::new(format!("chown postgres {}", dir.path().display())));
+            return Err(Error::new(format!("chown {user} {}", dir.path().display())));
         }
     }
     Ok(dir)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
-use crate::{Error, block_on, is_root, spare_port};
+use crate::{Error, block_on, is_root, owned_dir, spare_port};
 
 /// A MariaDB server on a spare port of 127.0.0.1, `root` without a
 /// password; stopped and removed on drop.
@@ -24,25 +24,10 @@ impl Mariadb {
     /// Starts a server with its data in a new folder and `settings`
     /// (`--name=value` options of `mariadbd`) after waymark's own.
     pub fn start(settings: &[&str]) -> Result<Mariadb, Error> {
-        let dir = tempfile::Builder::new()
-            .prefix("waymark-mariadb")
-            .tempdir()
-            .map_err(|e| Error::new(format!("a temporary folder: {e}")))?;
+        let dir = owned_dir("waymark-mariadb", "mysql")?;
         // mariadbd will not run as root unless told to; as root it runs as
-        // `mysql`, who must own the folder.
-        let user: &[&str] = if is_root() {
-            let status = Command::new("chown")
-                .arg("mysql:")
-                .arg(dir.path())
-                .status()
-                .map_err(|e| Error::new(format!("chown: {e}")))?;
-            if !status.success() {
-                return Err(Error::new(format!("chown mysql {}", dir.path().display())));
-            }
-            &["--user=mysql"]
-        } else {
-            &[]
-        };
+        // `mysql`, who owns the folder.
+        let user: &[&str] = if is_root() { &["--user=mysql"] } else { &[] };
         let data = dir.path().join("data");
         let out = Command::new("mariadb-install-db")
             .arg("--no-defaults")

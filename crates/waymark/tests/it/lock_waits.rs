@@ -216,19 +216,7 @@ fn waits_then_succeeds(kind: Kind) {
         // The server names the blocker exactly: waymark waits for its
         // transaction to end, outside the queue, and tries once more when
         // it has; one attempt timed out, not one every pause.
-        assert!(
-            run.stderr.contains(&format!(
-                "rolled back, and tried again as soon as pid {blocker_id}'s transaction has ended (waiting at most "
-            )),
-            "{}",
-            run.stderr
-        );
-        assert_eq!(
-            run.stderr.matches("gave up waiting for a lock").count(),
-            1,
-            "{}",
-            run.stderr
-        );
+        assert_waited_out(&run.stderr, blocker_id, "; rolled back, and tried again");
     } else {
         // MySQL's DDL commits itself: the statement alone is tried again,
         // after a pause (its list of blockers is only a guess).
@@ -253,6 +241,15 @@ fn waits_then_succeeds(kind: Kind) {
     assert!(run.stderr.contains("applied 2_add_email"), "{}", run.stderr);
     assert!(has_email(&db));
     assert_eq!(db.history().len(), 2, "{:?}", db.history());
+}
+
+/// `stderr` tells of one attempt that gave up waiting for a lock, after
+/// which the blocker was waited out: the next attempt began (`again`) as
+/// soon as `blocker_id`'s transaction had ended, not after a guessed pause.
+pub(crate) fn assert_waited_out(stderr: &str, blocker_id: i64, again: &str) {
+    let waited = format!("{again} as soon as pid {blocker_id}'s transaction has ended (waiting at most ");
+    assert!(stderr.contains(&waited), "no {waited:?} in\n{stderr}");
+    assert_eq!(stderr.matches("gave up waiting for a lock").count(), 1, "{stderr}");
 }
 
 /// The blocker still holds its transaction open (the test's own check
@@ -387,21 +384,7 @@ fn metadata_locks_name_the_blocker_exactly_mariadb() {
         "the bystander was named\n{}",
         run.stderr
     );
-    // Waited out: the statement was tried once more, when the blocker had
-    // committed.
-    assert!(
-        run.stderr.contains(&format!(
-            "; tried again as soon as pid {blocker_id}'s transaction has ended (waiting at most "
-        )),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        run.stderr.matches("gave up waiting for a lock").count(),
-        1,
-        "{}",
-        run.stderr
-    );
+    assert_waited_out(&run.stderr, blocker_id, "; tried again");
     assert!(has_email(&db));
     assert_eq!(db.history().len(), 2, "{:?}", db.history());
     // Tried again as the blocker committed, not at the end of the wait.
