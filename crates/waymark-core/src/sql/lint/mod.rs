@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlparser::ast::{ObjectName, Statement};
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 use waymark_db::Dialect;
 
 pub use rules::RULES;
@@ -65,7 +66,14 @@ pub struct Rule {
     pub claims: &'static [Claim],
     /// What it says of `statement`, if it fires.
     pub(crate) check: fn(&Context<'_>, &Statement) -> Option<String>,
+    /// What it says, reading the words of a statement sqlparser cannot
+    /// parse, if it fires there: the message, and the table it weighs.
+    pub(crate) unparsed: Option<Unparsed>,
 }
+
+/// A rule's reading of a statement from its tokens (whitespace and
+/// comments left out).
+pub(crate) type Unparsed = fn(&Context<'_>, &[Token]) -> Option<(String, String)>;
 
 /// An example that fires a rule, and the lock a PostgreSQL trace of it
 /// sees: every rule that claims a lock has one, and the tests trace it
@@ -198,41 +206,67 @@ pub(crate) fn lint_with(
     let mut exclusive_before: Option<(u32, String)> = None;
     let mut findings = Vec::new();
     let lines: Vec<&str> = script.lines().collect();
+    let applies = |rule: &&Rule| rule.dialects.contains(&dialect);
     for &(line, text) in statements {
-        // A statement sqlparser cannot read is not judged: the database is
-        // the judge of what it accepts.
+        // What the statements before this one told (a macro, not a
+        // closure: they change between two statements of one text).
+        macro_rules! context {
+            () => {
+                Context {
+                    dialect,
+                    transactional,
+                    created: &created,
+                    exclusive_before: exclusive_before.clone(),
+                    not_valid: &not_valid,
+                    columns: &*columns,
+                    no_lock_timeout: no_lock_timeout.clone(),
+                }
+            };
+        }
+        let finding = |rule: &Rule, message, table| Finding {
+            table: if rule.by_size { table } else { None },
+            rule: rule.id,
+            severity: rule.severity,
+            line,
+            message,
+            lock: rule.lock,
+            fix: rule.fix,
+            allowed: allowance(&lines, line, rule.id),
+            unseen_type: None,
+        };
         let Ok(parsed) = Parser::parse_sql(super::dialect(dialect), text) else {
+            // sqlparser cannot read every statement the servers accept (an
+            // exclusion constraint, for one). The rules that know such a
+            // statement read its words; the rest leave it to the database.
+            let Ok(tokens) = Tokenizer::new(super::dialect(dialect), text).tokenize() else {
+                continue;
+            };
+            let tokens: Vec<Token> = tokens
+                .into_iter()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .collect();
+            let context = context!();
+            for rule in RULES.iter().filter(applies) {
+                if let Some((message, table)) = rule.unparsed.and_then(|read| read(&context, &tokens)) {
+                    findings.push(finding(rule, message, Some(table)));
+                }
+            }
             continue;
         };
         for statement in &parsed {
-            let context = Context {
-                dialect,
-                transactional,
-                created: &created,
-                exclusive_before: exclusive_before.clone(),
-                not_valid: &not_valid,
-                columns,
-                no_lock_timeout: no_lock_timeout.clone(),
-            };
-            for rule in RULES.iter().filter(|r| r.dialects.contains(&dialect)) {
+            let context = context!();
+            for rule in RULES.iter().filter(applies) {
                 if rule.once_per_migration && findings.iter().any(|f: &Finding| f.rule == rule.id) {
                     continue;
                 }
                 if let Some(message) = (rule.check)(&context, statement) {
                     findings.push(Finding {
-                        table: if rule.by_size { table_of(statement) } else { None },
-                        rule: rule.id,
-                        severity: rule.severity,
-                        line,
-                        message,
-                        lock: rule.lock,
-                        fix: rule.fix,
-                        allowed: allowance(&lines, line, rule.id),
                         unseen_type: if rule.id == rules::ALTER_COLUMN_TYPE {
                             rules::unseen_type(&context, statement)
                         } else {
                             None
                         },
+                        ..finding(rule, message, table_of(statement))
                     });
                 }
             }

@@ -39,6 +39,7 @@ pub(crate) const RULE: Rule = Rule {
         },
     ],
     check,
+    unparsed: None,
 };
 
 /// Functions whose value differs per row, as a default.

@@ -23,6 +23,7 @@ pub(crate) const RULE: Rule = Rule {
         rewrites: false,
     }],
     check,
+    unparsed: None,
 };
 
 fn check(context: &Context<'_>, _: &Statement) -> Option<String> {

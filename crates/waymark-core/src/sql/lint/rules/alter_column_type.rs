@@ -33,6 +33,7 @@ pub(crate) const RULE: Rule = Rule {
         rewrites: true,
     }],
     check,
+    unparsed: None,
 };
 
 fn check(context: &Context<'_>, statement: &Statement) -> Option<String> {

@@ -16,6 +16,7 @@ pub(crate) const RULE: Rule = Rule {
     by_size: false,
     claims: &[],
     check,
+    unparsed: None,
 };
 
 fn check(context: &Context<'_>, statement: &Statement) -> Option<String> {

@@ -22,6 +22,7 @@ pub(crate) const RULE: Rule = Rule {
         rewrites: false,
     }],
     check,
+    unparsed: None,
 };
 
 fn check(context: &Context<'_>, statement: &Statement) -> Option<String> {

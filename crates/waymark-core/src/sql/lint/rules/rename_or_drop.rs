@@ -32,6 +32,7 @@ pub(crate) const RULE: Rule = Rule {
         },
     ],
     check,
+    unparsed: None,
 };
 
 fn check(context: &Context<'_>, statement: &Statement) -> Option<String> {

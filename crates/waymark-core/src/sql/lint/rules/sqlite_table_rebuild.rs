@@ -22,6 +22,7 @@ pub(crate) const RULE: Rule = Rule {
     by_size: true,
     claims: &[],
     check,
+    unparsed: None,
 };
 
 fn check(context: &Context<'_>, statement: &Statement) -> Option<String> {
