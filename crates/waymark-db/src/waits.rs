@@ -100,11 +100,18 @@ fn lock_wait_sql(dialect: Dialect, wait: Option<Duration>) -> Option<String> {
     match (dialect, wait) {
         (Dialect::Postgres, Some(wait)) => Some(format!("SET lock_timeout = {}", wait.as_millis().max(1))),
         (Dialect::Postgres, None) => Some("SET lock_timeout = 0".to_owned()),
+        // A table's metadata lock and InnoDB's row locks are waited for
+        // under two settings; a DML statement that waits on a row holds
+        // the rows it already changed, so both are bounded alike.
         (Dialect::Mysql, Some(wait)) => {
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            Some(format!("SET SESSION lock_wait_timeout = {}", seconds.max(1)))
+            let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            Some(format!(
+                "SET SESSION lock_wait_timeout = {seconds}, SESSION innodb_lock_wait_timeout = {seconds}"
+            ))
         }
-        (Dialect::Mysql, None) => Some("SET SESSION lock_wait_timeout = 31536000".to_owned()),
+        (Dialect::Mysql, None) => {
+            Some("SET SESSION lock_wait_timeout = 31536000, SESSION innodb_lock_wait_timeout = DEFAULT".to_owned())
+        }
         (Dialect::Sqlite, _) => None,
     }
 }
@@ -159,21 +166,30 @@ impl Database {
     /// `waymark` sessions. MySQL/MariaDB know exactly where
     /// performance_schema's metadata-lock instrument is on (MySQL 8's
     /// default; MariaDB ships with performance_schema off): the sessions
-    /// granted a lock on the object a session of this database waits for.
-    /// Where it is off, the best guess is every other session with an open
-    /// InnoDB transaction that is not itself waiting: the sessions that
-    /// hold a table's metadata lock until they commit.
+    /// granted a lock on the object a session of this database waits for;
+    /// and, for a row lock, from InnoDB's lock waits (MariaDB's
+    /// `INNODB_LOCK_WAITS`). Otherwise the best guess is every other
+    /// session with an open InnoDB transaction that is not itself waiting:
+    /// the sessions that hold a table's metadata lock until they commit.
     pub async fn lock_blockers(&self) -> Result<Vec<Blocker>, DbError> {
         let mut conn = self.connection().await?;
         let (sql, exact) = match self.dialect() {
             Dialect::Postgres => (PG_BLOCKERS, true),
             Dialect::Mysql => {
                 // A server without the instrument (or that does not let
-                // this user read performance_schema) names no one here.
-                match conn.query_rows(MYSQL_MDL_BLOCKERS, &[], 40).await {
-                    Ok(rows) if !rows.rows.is_empty() => return Ok(blockers(&rows.rows, true)),
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!("reading performance_schema.metadata_locks: {e}"),
+                // this user read performance_schema) names no one by
+                // metadata lock; one without InnoDB's lock tables (MySQL 8
+                // moved them to performance_schema.data_lock_waits) no
+                // one by row lock.
+                for (sql, what) in [
+                    (MYSQL_MDL_BLOCKERS, "performance_schema.metadata_locks"),
+                    (MYSQL_ROW_BLOCKERS, "information_schema.INNODB_LOCK_WAITS"),
+                ] {
+                    match conn.query_rows(sql, &[], 40).await {
+                        Ok(rows) if !rows.rows.is_empty() => return Ok(blockers(&rows.rows, true)),
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!("reading {what}: {e}"),
+                    }
                 }
                 (MYSQL_TRX_BLOCKERS, false)
             }
@@ -273,6 +289,23 @@ const MYSQL_MDL_BLOCKERS: &str = "SELECT CAST(p.ID AS SIGNED), p.USER, p.HOST, \
        AND NOT EXISTS (SELECT 1 FROM performance_schema.metadata_locks x \
          WHERE x.OWNER_THREAD_ID = g.OWNER_THREAD_ID AND x.LOCK_STATUS = 'PENDING') \
      ORDER BY t.trx_started IS NULL, t.trx_started LIMIT 40";
+
+/// The transactions holding a row lock that a transaction of a session
+/// using this database waits for (MariaDB, and MySQL before 8.0).
+const MYSQL_ROW_BLOCKERS: &str = "SELECT CAST(p.ID AS SIGNED), p.USER, p.HOST, \
+     IF(p.COMMAND = 'Sleep', 'idle in transaction', LOWER(p.COMMAND)), \
+     LEFT(COALESCE(p.INFO, ''), 300), \
+     CAST(TIMESTAMPDIFF(MICROSECOND, b.trx_started, NOW(6)) AS DOUBLE) / 1e6, \
+     CONCAT(b.trx_id, '@', b.trx_started), \
+     CONCAT(l.lock_mode, ' row lock on ', l.lock_table) \
+     FROM information_schema.INNODB_LOCK_WAITS w \
+     JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id \
+     JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id \
+     JOIN information_schema.PROCESSLIST p ON p.ID = b.trx_mysql_thread_id \
+     JOIN information_schema.PROCESSLIST rp ON rp.ID = r.trx_mysql_thread_id \
+     LEFT JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.blocking_lock_id \
+     WHERE rp.DB <=> DATABASE() AND rp.ID <> CONNECTION_ID() \
+     ORDER BY b.trx_started LIMIT 40";
 
 /// Every other session with an open InnoDB transaction that is not itself
 /// waiting: where metadata locks are not listed, the likely holders.

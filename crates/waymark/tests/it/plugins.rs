@@ -171,8 +171,14 @@ fn backfill_resumes_after_a_kill(kind: Kind) {
 
 each_dialect!(backfill_resumes_after_a_kill);
 
-/// What holds back every write to `users` until its transaction ends.
-const LOCK_USERS: &str = "LOCK TABLE users IN SHARE MODE";
+/// What holds back every write to `users` until its transaction ends: a
+/// table lock on PostgreSQL, a row lock on every row on MySQL/MariaDB.
+fn lock_users(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Postgres => "LOCK TABLE users IN SHARE MODE",
+        _ => "SELECT id FROM users FOR UPDATE",
+    }
+}
 
 /// Starts `up` of a backfill of `users` and returns once it has
 /// committed a few batches.
@@ -197,12 +203,11 @@ fn backfill_under_way(db: &TestDb, p: &Project, args: &[&str]) -> std::process::
 /// alone, rolled back with the locks it held: waymark waits the blocker
 /// out, outside the lock's queue, and the backfill goes on from its last
 /// commit point to the end.
-#[test]
-fn a_backfill_waits_out_a_lock_from_its_last_commit_point_postgres() {
-    let db = TestDb::new(Kind::Postgres);
+fn a_backfill_waits_out_a_lock_from_its_last_commit_point(kind: Kind) {
+    let db = TestDb::new(kind);
     let p = Project::new();
     let runner = backfill_under_way(&db, &p, &["up"]);
-    let blocker = crate::lock_waits::Blocker::holding(&db, LOCK_USERS);
+    let blocker = crate::lock_waits::Blocker::holding(&db, lock_users(kind));
     let held_from = checkpoint(&db).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     // Nothing was backfilled meanwhile, beyond the batch in flight.
@@ -215,10 +220,17 @@ fn a_backfill_waits_out_a_lock_from_its_last_commit_point_postgres() {
     blocker.commit();
     let run = crate::common::Run::from(runner.wait_with_output().unwrap()).ok();
 
+    let (quote, holding) = match kind {
+        Kind::Postgres => ('"', String::new()),
+        // MariaDB names the row lock's holder exactly from InnoDB's lock
+        // waits.
+        _ => ('`', format!("holding X row lock on `{}`.`users`)", db.name())),
+    };
     for part in [
-        "warning: 2_backfill: attempt 1 of 21: `UPDATE \"users\" SET email = lower(name) WHERE".to_owned(),
+        format!("warning: 2_backfill: attempt 1 of 21: `UPDATE {quote}users{quote} SET email = lower(name) WHERE"),
         "gave up waiting for a lock after 1".to_owned(),
         format!("it is held by pid {blocker_id} ("),
+        holding,
     ] {
         assert!(run.stderr.contains(&part), "no {part:?} in\n{}", run.stderr);
     }
@@ -236,6 +248,16 @@ fn a_backfill_waits_out_a_lock_from_its_last_commit_point_postgres() {
     );
 }
 
+#[test]
+fn a_backfill_waits_out_a_lock_from_its_last_commit_point_postgres() {
+    a_backfill_waits_out_a_lock_from_its_last_commit_point(Kind::Postgres);
+}
+
+#[test]
+fn a_backfill_waits_out_a_lock_from_its_last_commit_point_mysql() {
+    a_backfill_waits_out_a_lock_from_its_last_commit_point(Kind::Mysql);
+}
+
 /// A backfill held back longer than its lock budget fails naming the
 /// blocker, keeps what it committed with its checkpoint, and resumes from
 /// there once the blocker is gone.
@@ -245,7 +267,7 @@ fn a_backfill_held_back_past_its_budget_fails_and_resumes_postgres() {
     let p = Project::new();
     p.file("waymark.toml", "[locks]\ntimeout = \"1s\"\nmax_wait = \"2s\"\n");
     let runner = backfill_under_way(&db, &p, &["up"]);
-    let blocker = crate::lock_waits::Blocker::holding(&db, LOCK_USERS);
+    let blocker = crate::lock_waits::Blocker::holding(&db, lock_users(Kind::Postgres));
     let run = crate::common::Run::from(runner.wait_with_output().unwrap()).code(1);
     let blocker_id = blocker.id;
     blocker.commit();
