@@ -463,15 +463,21 @@ impl<'a> Executor<'a> {
             // A batched step whose statement gave up waiting for a lock has
             // just lost only its batch in flight, with every lock it held;
             // what it committed is checkpointed, so it goes on from there.
-            // (Any other step here ran outside a transaction, where its
-            // session tried the statement again itself.)
+            // (Any other step here ran either outside a transaction, where
+            // its session tried the statement again itself, or in one on
+            // MySQL/MariaDB whose DDL committed as it ran: not to be run
+            // again whole.)
             let mut wait = match lock_wait {
                 Some(wait) if batched(m) => wait,
                 other => break (failure, other),
             };
-            let (mut stretch, from) = match attempts.take() {
-                Some((stretch, from)) if from == resume_from => (stretch, from),
-                _ => (Attempts::new(&self.locks), resume_from.clone()),
+            let mut read = self.db.begin().await?;
+            let reached = self.checkpoint_to_resume(&mut read, m, direction).await?;
+            read.rollback().await?;
+            // The same stretch while no batch commits between timeouts.
+            let mut stretch = match attempts.take() {
+                Some((stretch, from)) if from == reached => stretch,
+                _ => Attempts::new(&self.locks),
             };
             let attempt = stretch.attempt;
             let Some(pause) = stretch.next(&wait) else {
@@ -488,10 +494,8 @@ impl<'a> Executor<'a> {
                 Retried::FromCheckpoint,
             );
             pause.wait(self.db).await;
-            attempts = Some((stretch, from));
-            let mut read = self.db.begin().await?;
-            resume_from = self.checkpoint_to_resume(&mut read, m, direction).await?;
-            read.rollback().await?;
+            attempts = Some((stretch, reached.clone()));
+            resume_from = reached;
         };
         let error = with_lock_wait(
             crate::engine::failure(m, script, failure, false, done.to_vec()),

@@ -282,6 +282,14 @@ fn a_backfill_held_back_past_its_budget_fails_and_resumes_postgres() {
     ] {
         assert!(run.stderr.contains(&part), "no {part:?} in\n{}", run.stderr);
     }
+    // Both attempts timed out on the same batch: one stretch, told once
+    // before the second attempt.
+    assert_eq!(
+        run.stderr.matches("warning: 2_backfill: attempt ").count(),
+        1,
+        "{}",
+        run.stderr
+    );
     let key = checkpoint(&db).unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email IS NOT NULL"), key);
     let status = p.run(&db, &["status", "--json"]).ok().json();
