@@ -35,10 +35,12 @@ pub struct Blocker {
     /// tell when that one has ended: the session may go on to another.
     pub transaction: Option<String>,
     /// The lock it was seen holding, where the server lists it (MySQL's
-    /// and MariaDB's `performance_schema.metadata_locks`).
+    /// and MariaDB's `performance_schema.metadata_locks`, and MariaDB's
+    /// `INNODB_LOCKS` for a row lock).
     pub holds: Option<String>,
     /// Whether the server itself said this session held what was waited
-    /// for (PostgreSQL's `pg_blocking_pids`; MySQL's metadata-lock table),
+    /// for (PostgreSQL's `pg_blocking_pids`; MySQL's metadata-lock table
+    /// and InnoDB's lock waits),
     /// rather than waymark guessing it from an open transaction: only then
     /// is waiting for its transaction to end a wait for the lock.
     pub exact: bool,
