@@ -1,5 +1,5 @@
 //! Builds the step components in `plugins/` for wasm32-wasip2, so that the
-//! built-in SQL step can be embedded in the binary and the tests can load
+//! built-in SQL and ops steps can be embedded in the binary and the tests can load
 //! the misbehaving test step and the example plugins.
 
 use std::env;
@@ -9,6 +9,7 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 const COMPONENTS: &[(&str, &str)] = &[
     ("waymark_sql_step", "sql.wasm"),
+    ("waymark_ops_step", "ops.wasm"),
     ("waymark_test_steps", "test-steps.wasm"),
     ("waymark_backfill", "backfill.wasm"),
     ("waymark_seed", "seed.wasm"),
@@ -26,6 +27,7 @@ fn main() {
         "plugins/Cargo.lock",
         "plugins/sdk",
         "plugins/sql",
+        "plugins/ops",
         "plugins/test-steps",
         "plugins/backfill",
         "plugins/seed",

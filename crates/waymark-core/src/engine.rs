@@ -17,7 +17,7 @@ use waymark_host::{Direction, Limits, StepFailure};
 use crate::error::{Error, MigrationFailure};
 use crate::execute::{Executor, LockPolicy, OnLockRetry, Trace};
 use crate::plan::{Plan, Planner, SavedOptions, SavedPlan, Statements, Way};
-use crate::source::{Migration, MigrationSet, Script, Step, Transaction};
+use crate::source::{Migration, MigrationSet, OpsPhase, Script, Step, Transaction};
 use crate::sql::lint::Severity;
 use crate::status::{Entry, State, entries};
 use crate::steps::{Steps, step_name};
@@ -118,6 +118,9 @@ pub enum Event<'a> {
         label: &'a str,
         /// Up or down.
         down: bool,
+        /// What was done: `applied`, `reverted`, or an ops.toml
+        /// migration's `expanded`, `completed` or `aborted`.
+        done: &'static str,
         /// How long it took.
         duration: Duration,
         /// Dropped data it kept or put back.
@@ -247,6 +250,7 @@ pub async fn lint(
         columns: Default::default(),
         lock_timeout,
         severities,
+        history: waymark_db::HistoryTable::default().name,
     };
     planner.up(set, &[], &UpOptions::default()).await
 }
@@ -355,6 +359,7 @@ impl Engine {
             columns: Default::default(),
             lock_timeout: self.locks.timeout.is_some(),
             severities: &self.severities,
+            history: self.db.history_table().name.clone(),
         }
     }
 
@@ -577,6 +582,31 @@ impl Engine {
         .await
     }
 
+    /// Contracts every expanded migration up to `to`: the old shape, its
+    /// version schema and the sync triggers dropped (what is dropped kept
+    /// for `down`), each migration then `applied`.
+    pub async fn complete(
+        &self,
+        set: &MigrationSet,
+        to: Option<&Version>,
+        on_event: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<Vec<Applied>, Error> {
+        self.under_lock(None, on_event, async |history| {
+            self.planner(self.preimages, Statements::No)
+                .complete(set, history, to)
+                .await
+        })
+        .await
+    }
+
+    /// What `complete` would contract, for `plan --complete`.
+    pub async fn plan_complete(&self, set: &MigrationSet, to: Option<&Version>) -> Result<Plan, Error> {
+        let history = self.db.history().await?;
+        self.planner(self.preimages, Statements::Shown)
+            .complete(set, &history, to)
+            .await
+    }
+
     /// Reverts the newest applied migration and applies it again: proof that
     /// its down restores what its up changed.
     pub async fn redo(
@@ -742,15 +772,40 @@ pub(crate) fn script_for(m: &Migration, direction: Direction) -> &Script {
     }
 }
 
-/// Whether a migration's step commits in batches.
+/// Whether a migration's step commits in batches. The ops step's expand
+/// commits its triggers before its backfill, and its complete its scans
+/// before its contract.
 pub(crate) fn batched(m: &Migration) -> bool {
-    matches!(&m.step, Step::Component(c) if c.transaction == Transaction::Batches)
+    match &m.step {
+        Step::Component(c) => c.transaction == Transaction::Batches,
+        Step::Ops(o) => matches!(o.phase, OpsPhase::Expand | OpsPhase::Complete),
+        Step::Sql => false,
+    }
 }
 
-pub(crate) fn config_of(m: &Migration) -> &str {
+/// The configuration a migration's step runs with: a component's
+/// `[config]`, or what the ops step is told of its run.
+pub(crate) fn config_of<'a>(m: &'a Migration, history: &str) -> std::borrow::Cow<'a, str> {
     match &m.step {
-        Step::Sql => "{}",
-        Step::Component(c) => &c.config,
+        Step::Sql => "{}".into(),
+        Step::Component(c) => c.config.as_str().into(),
+        Step::Ops(o) => serde_json::json!({
+            "version": m.version.as_str(),
+            "phase": o.phase.as_str(),
+            "history": history,
+            "in_flight": o.in_flight,
+        })
+        .to_string()
+        .into(),
+    }
+}
+
+/// The name a run's checkpoint is saved under: its direction, or
+/// `complete` for a contract, which runs `up` too.
+pub(crate) fn run_name(m: &Migration, direction: Direction) -> &'static str {
+    match &m.step {
+        Step::Ops(o) if o.phase == OpsPhase::Complete => "complete",
+        _ => direction_name(direction),
     }
 }
 

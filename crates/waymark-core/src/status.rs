@@ -25,6 +25,9 @@ pub enum State {
     Modified,
     /// Applied, but its file is gone.
     Missing,
+    /// Expanded (an `ops.toml` migration): the old and the new shape side
+    /// by side, until `complete`.
+    Expanded,
 }
 
 impl State {
@@ -38,6 +41,7 @@ impl State {
             State::Failed => "failed",
             State::Modified => "modified",
             State::Missing => "missing",
+            State::Expanded => "expanded",
         }
     }
 
@@ -45,7 +49,7 @@ impl State {
     pub fn is_applied(self) -> bool {
         matches!(
             self,
-            State::Applied | State::Baseline | State::Modified | State::Missing
+            State::Applied | State::Baseline | State::Modified | State::Missing | State::Expanded
         )
     }
 }
@@ -80,7 +84,7 @@ pub(crate) fn entries(set: &MigrationSet, history: Vec<HistoryRow>) -> Vec<Entry
         .collect();
     let newest_applied = rows
         .iter()
-        .filter(|(_, r)| matches!(r.state, Recorded::Applied | Recorded::Baseline))
+        .filter(|(_, r)| matches!(r.state, Recorded::Applied | Recorded::Baseline | Recorded::Expanded))
         .map(|(v, _)| v.clone())
         .max();
     let mut out = Vec::new();
@@ -92,6 +96,7 @@ pub(crate) fn entries(set: &MigrationSet, history: Vec<HistoryRow>) -> Vec<Entry
                 _ if r.checksum != m.checksum => State::Modified,
                 Recorded::Baseline => State::Baseline,
                 Recorded::Applied => State::Applied,
+                Recorded::Expanded => State::Expanded,
             },
             None if newest_applied.as_ref().is_some_and(|n| m.version < *n) => State::OutOfOrder,
             None => State::Pending,

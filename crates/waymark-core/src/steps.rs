@@ -131,6 +131,7 @@ impl Steps {
     pub(crate) fn component(&self, m: &Migration) -> Result<(StepComponent, Limits), Error> {
         let step = match &m.step {
             Step::Sql => self.host.sql_step()?,
+            Step::Ops(_) => self.host.ops_step()?,
             Step::Component(c) => self
                 .loaded
                 .lock()
@@ -143,10 +144,12 @@ impl Steps {
     }
 }
 
-/// The step's name in messages: `sql`, or the component's file name.
+/// The step's name in messages: `sql`, `ops`, or the component's file
+/// name.
 pub(crate) fn step_name(m: &Migration) -> String {
     match &m.step {
         Step::Sql => "sql".to_owned(),
+        Step::Ops(_) => "ops".to_owned(),
         Step::Component(c) => c
             .path
             .file_name()

@@ -88,6 +88,9 @@ pub enum State {
     Failed,
     /// Being applied outside a transaction, or its runner died doing so.
     Running,
+    /// Expanded by an expand/contract step: the old and the new shape side
+    /// by side until `complete` contracts it.
+    Expanded,
 }
 
 impl State {
@@ -98,6 +101,7 @@ impl State {
             State::Baseline => "baseline",
             State::Failed => "failed",
             State::Running => "running",
+            State::Expanded => "expanded",
         }
     }
 
@@ -107,6 +111,7 @@ impl State {
             "baseline" => State::Baseline,
             "failed" => State::Failed,
             "running" => State::Running,
+            "expanded" => State::Expanded,
             _ => return None,
         })
     }

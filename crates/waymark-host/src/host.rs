@@ -229,6 +229,7 @@ pub struct StepHost {
     limits: Limits,
     cache_dir: Option<PathBuf>,
     sql: OnceLock<StepComponent>,
+    ops: OnceLock<StepComponent>,
     ticker: Arc<AtomicBool>,
 }
 
@@ -290,6 +291,7 @@ impl StepHost {
             limits,
             cache_dir,
             sql: OnceLock::new(),
+            ops: OnceLock::new(),
             ticker: stop,
         })
     }
@@ -306,6 +308,15 @@ impl StepHost {
         }
         let step = self.load("sql", SQL_STEP_BYTES)?;
         Ok(self.sql.get_or_init(|| step).clone())
+    }
+
+    /// The built-in expand/contract step, compiled on first use.
+    pub fn ops_step(&self) -> Result<StepComponent, HostError> {
+        if let Some(step) = self.ops.get() {
+            return Ok(step.clone());
+        }
+        let step = self.load("ops", crate::OPS_STEP_WASM)?;
+        Ok(self.ops.get_or_init(|| step).clone())
     }
 
     /// Compiles (or loads from the cache) and pre-instantiates a component.

@@ -24,6 +24,10 @@ pub use host::{
 /// The built-in SQL step, built from `plugins/sql`.
 pub const SQL_STEP_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sql.wasm"));
 
+/// The built-in expand/contract step, built from `plugins/ops`: runs the
+/// operations of an `ops.toml`.
+pub const OPS_STEP_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ops.wasm"));
+
 /// The interface version of `wit/plugin.wit` this host implements.
 pub const INTERFACE_VERSION: &str = "waymark:plugin@0.1.0";
 

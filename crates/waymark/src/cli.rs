@@ -79,7 +79,8 @@ pub(crate) struct Global {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Every migration with its state: applied, baseline, pending,
-    /// out-of-order, failed, modified or missing.
+    /// out-of-order, failed, modified, missing or expanded (an ops.toml
+    /// migration waiting for `complete`).
     Status,
     /// Exactly what `up` (or, with --down, `down`) would run, in order,
     /// without touching the schema.
@@ -88,6 +89,14 @@ pub(crate) enum Command {
     Up(UpRunArgs),
     /// Revert applied migrations, newest first (default: the newest one).
     Down(DownArgs),
+    /// Contract expanded migrations (ops.toml): drop the old shape, its
+    /// version schema and the sync triggers, once no application of the
+    /// old version runs; what is dropped is kept for `down`.
+    Complete {
+        /// Complete only the expanded migrations up to this version.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Revert the newest migration and apply it again.
     Redo,
     /// The locks each migration's statements take, said before anything

@@ -583,6 +583,11 @@ async fn dispatch(
             let result = engine.down(set, &target, &mut progress).await;
             finish(out, "down", result)
         }
+        Command::Complete { to } => {
+            let to = to.as_deref().map(|v| version(v, "--to")).transpose()?;
+            let result = engine.complete(set, to.as_ref(), &mut progress).await;
+            finish(out, "complete", result)
+        }
         Command::Redo => {
             let result = engine.redo(set, &mut progress).await;
             finish(out, "redo", result)

@@ -94,17 +94,13 @@ impl Output {
             }
             Event::Finished {
                 label,
-                down,
+                done,
                 duration,
                 preimages,
                 warnings,
                 ..
             } => {
-                self.note(&format!(
-                    "{} {label} ({} ms)",
-                    if *down { "reverted" } else { "applied" },
-                    duration.as_millis()
-                ));
+                self.note(&format!("{done} {label} ({} ms)", duration.as_millis()));
                 for p in preimages.iter() {
                     self.note(&match p.put_back {
                         None => format!("  kept {} ({} rows) in {} for down", p.object, p.rows, p.kept_in),
@@ -615,6 +611,7 @@ impl Output {
     pub(crate) fn applied(&self, command: &str, done: &[Applied], failure: Option<(&Error, Option<String>)>) {
         let verb = match command {
             "down" => "reverted",
+            "complete" => "completed",
             "up --dry-run" => "applied and rolled back (dry run)",
             _ => "applied",
         };
@@ -626,7 +623,11 @@ impl Output {
         } else if done.is_empty() {
             self.note(&format!(
                 "nothing to do: no migration {}",
-                if command == "down" { "to revert" } else { "pending" }
+                match command {
+                    "down" => "to revert",
+                    "complete" => "expanded",
+                    _ => "pending",
+                }
             ));
         } else {
             self.note(&format!("{verb} {} migration(s)", done.len()));

@@ -152,6 +152,19 @@ impl StepError {
         })
     }
 
+    /// A problem with line `line` of the step's input.
+    pub fn invalid_at(line: u32, message: impl Into<String>) -> Self {
+        StepError::InvalidInput(InputError {
+            line,
+            message: message.into(),
+        })
+    }
+
+    /// A statement that failed, made from line `line` of the input.
+    pub fn at(line: u32, error: DatabaseError) -> Self {
+        StepError::Statement(StatementError { line, error })
+    }
+
     /// Any other failure.
     pub fn other(message: impl Into<String>) -> Self {
         StepError::Other(message.into())

@@ -438,7 +438,11 @@ fn is_word_char(b: u8) -> bool {
 /// `Some(true)` for a `-- +goose StatementBegin` line, `Some(false)` for
 /// `-- +goose StatementEnd` (goose reads its annotations in any case).
 fn goose_marker(line: &str) -> Option<bool> {
-    let rest = line.trim_end().strip_prefix("--")?.trim_start().strip_prefix("+goose")?;
+    let rest = line
+        .trim_end()
+        .strip_prefix("--")?
+        .trim_start()
+        .strip_prefix("+goose")?;
     match rest.trim().to_ascii_lowercase().as_str() {
         "statementbegin" => Some(true),
         "statementend" => Some(false),

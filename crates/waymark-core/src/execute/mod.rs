@@ -33,12 +33,10 @@ pub use self::locks::{LockPolicy, LockRetry, OnLockRetry, Retried};
 use self::session::{Batches, Preimages, StepReport, StepSession, to_put_back};
 pub(crate) use self::trace::trace;
 pub use self::trace::{SeenLock, Trace, TraceStop, TracedMigration, TracedStatement};
-use crate::engine::{
-    Applied, Event, PreimageMode, Progress, batched, config_of, direction_name, host_dialect, script_for,
-};
+use crate::engine::{Applied, Event, PreimageMode, Progress, batched, config_of, host_dialect, run_name, script_for};
 use crate::error::Error;
 use crate::plan::{Plan, Strategy};
-use crate::source::{Migration, Step, Transaction};
+use crate::source::{Migration, OpsPhase, Step, Transaction};
 use crate::steps::Steps;
 
 /// One migration to run in one transaction, as often as its lock waits
@@ -377,7 +375,9 @@ impl<'a> Executor<'a> {
                 conn.forget(m.version.as_str()).await?;
             }
         }
-        if batched(m) {
+        // An ops migration's abort is not batched, but may follow a contract
+        // that stopped part-way: its checkpoint goes too.
+        if batched(m) || matches!(m.step, Step::Ops(_)) {
             conn.clear_checkpoint(m.version.as_str()).await?;
         }
         Ok(())
@@ -408,17 +408,23 @@ impl<'a> Executor<'a> {
             None
         };
         let retired = self.retire_waiting(&mut claim, m, direction, waiting).await?;
-        claim
-            .record(&NewHistoryRow {
-                version: m.version.as_str(),
-                name: &m.name,
-                checksum: &m.checksum,
-                state: Recorded::Running,
-                duration_ms: 0,
-                error: None,
-                backup_id: backup.as_deref(),
-            })
-            .await?;
+        // A contract leaves its migration `expanded` until it is done: the
+        // expanded state, with its checkpoint, is what `complete` resumes
+        // from, and a contract that fails leaves both versions working.
+        let contract = run_name(m, direction) == "complete";
+        if !contract {
+            claim
+                .record(&NewHistoryRow {
+                    version: m.version.as_str(),
+                    name: &m.name,
+                    checksum: &m.checksum,
+                    state: Recorded::Running,
+                    duration_ms: 0,
+                    error: None,
+                    backup_id: backup.as_deref(),
+                })
+                .await?;
+        }
         claim.commit().await?;
 
         let script = script_for(m, direction);
@@ -497,10 +503,30 @@ impl<'a> Executor<'a> {
             attempts = Some((stretch, reached.clone()));
             resume_from = reached;
         };
+        // An expand that failed before its first commit point left nothing
+        // (its checks run first, its DDL and triggers commit together):
+        // its row goes, and the command can simply be run again once the
+        // file is fixed.
+        let untouched = if matches!(m.step, Step::Ops(_)) && !contract {
+            let mut read = self.db.begin().await?;
+            let reached = read.checkpoint(m.version.as_str()).await?;
+            if reached.is_none() {
+                read.forget(m.version.as_str()).await?;
+                read.commit().await?;
+            } else {
+                read.rollback().await?;
+            }
+            reached.is_none()
+        } else {
+            false
+        };
         let error = with_lock_wait(
-            crate::engine::failure(m, script, failure, false, done.to_vec()),
+            crate::engine::failure(m, script, failure, untouched, done.to_vec()),
             lock_wait,
         );
+        if contract || untouched {
+            return Err(error);
+        }
         let message = match &error {
             Error::Migration { failure, .. } => failure.to_string(),
             other => other.to_string(),
@@ -532,12 +558,12 @@ impl<'a> Executor<'a> {
         let Some((saved_direction, checkpoint)) = conn.checkpoint(m.version.as_str()).await? else {
             return Ok(None);
         };
-        if saved_direction != direction_name(direction) {
+        if saved_direction != run_name(m, direction) {
             return Err(Error::Refused {
                 message: format!(
                     "migration {} stopped part-way through its {saved_direction} step; it cannot {} from there",
                     m.label(),
-                    direction_name(direction)
+                    run_name(m, direction)
                 ),
                 hint: Some(format!(
                     "run `waymark {saved_direction}` to finish it, or undo its effects and run `waymark repair --rolled-back --version {}`",
@@ -644,7 +670,7 @@ impl<'a> Executor<'a> {
             }
         };
         let access = match &m.step {
-            Step::Sql => None,
+            Step::Sql | Step::Ops(_) => None,
             Step::Component(c) => Some(c.access.clone()),
         };
         let mut session = StepSession {
@@ -654,7 +680,7 @@ impl<'a> Executor<'a> {
             batches: batched(m).then(|| Batches {
                 db: self.db.clone(),
                 version: m.version.to_string(),
-                direction,
+                run: run_name(m, direction),
             }),
             progress: self.progress.clone(),
             label: m.label(),
@@ -691,7 +717,7 @@ impl<'a> Executor<'a> {
             session.retry_statements = Some(self.retry_teller(m));
         }
         let call = Call {
-            config: config_of(m),
+            config: &config_of(m, &self.db.history_table().name),
             dry_run,
             resume_from,
             ..Call::new(direction, host_dialect(self.db.dialect()), &script.text)
@@ -738,10 +764,21 @@ fn finished(
     on_event: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Applied {
     let duration = started.elapsed();
+    let done = match (&m.step, down) {
+        (Step::Ops(o), _) => match o.phase {
+            OpsPhase::Expand => "expanded",
+            OpsPhase::Complete => "completed",
+            OpsPhase::Abort => "aborted",
+            OpsPhase::Revert => "reverted",
+        },
+        (_, true) => "reverted",
+        (_, false) => "applied",
+    };
     on_event(Event::Finished {
         target,
         label: &m.label(),
         down,
+        done,
         duration,
         preimages: &report.notes,
         warnings: &report.warnings,
@@ -758,11 +795,16 @@ fn finished(
 
 /// The history row of a migration just applied.
 fn applied_row<'a>(m: &'a Migration, duration_ms: i64, backup: Option<&'a str>) -> NewHistoryRow<'a> {
+    // An expand leaves its migration half-way, for `complete` to finish.
+    let state = match &m.step {
+        Step::Ops(o) if o.phase == OpsPhase::Expand => Recorded::Expanded,
+        _ => Recorded::Applied,
+    };
     NewHistoryRow {
         version: m.version.as_str(),
         name: &m.name,
         checksum: &m.checksum,
-        state: Recorded::Applied,
+        state,
         duration_ms,
         error: None,
         backup_id: backup,

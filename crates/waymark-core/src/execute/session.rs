@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use waymark_db::{Conn, Database, DbError, Dialect};
-use waymark_host::{CallError, DatabaseError, Direction, Rows, StepEnv, StepFailure, StepFuture, Value};
+use waymark_host::{CallError, DatabaseError, Rows, StepEnv, StepFailure, StepFuture, Value};
 
 use super::RetryTeller;
 use super::locks::{Attempts, LockPolicy, LockWait, Retried, Watch, watched};
-use crate::engine::{PreimageNote, Progress, direction_name};
+use crate::engine::{PreimageNote, Progress};
 use crate::error::Error;
 use crate::source::{Access, Migration};
 use crate::sql::{self, drops, permission};
@@ -19,7 +19,8 @@ use crate::sql::{self, drops, permission};
 pub(super) struct Batches {
     pub(super) db: Database,
     pub(super) version: String,
-    pub(super) direction: Direction,
+    /// The run its checkpoints are saved under (`up`, `down`, `complete`).
+    pub(super) run: &'static str,
 }
 
 /// A migration's connection as a step sees it: each statement checked
@@ -175,6 +176,13 @@ impl StepSession {
         };
         let (version, strict) = (version.clone(), *strict);
         for target in targets {
+            // `_waymark_` columns are the ops step's scaffolding (an old
+            // shape renamed out of the way, a new one beside it): what they
+            // hold is derived from a column that stays, so a copy would be
+            // time spent under the contract's locks for data no `down` needs.
+            if target.column.as_ref().is_some_and(|c| c.value.starts_with("_waymark_")) {
+                continue;
+            }
             let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
             match conn.keep_preimage(&version, target).await {
                 Ok(Some(kept)) => self.notes.push(PreimageNote {
@@ -461,7 +469,7 @@ impl StepEnv for StepSession {
                     position: None,
                 }));
             };
-            let direction = direction_name(batches.direction);
+            let direction = batches.run;
             let version = batches.version.clone();
             let db = batches.db.clone();
             // After a commit point that failed to open the next transaction

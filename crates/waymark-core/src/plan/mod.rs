@@ -77,6 +77,8 @@ pub enum Way {
     Down,
     /// Reverts the newest migration and applies it again.
     Redo,
+    /// Contracts expanded migrations (`waymark complete`).
+    Complete,
 }
 
 impl Way {
@@ -86,6 +88,7 @@ impl Way {
             Way::Up => "up",
             Way::Down => "down",
             Way::Redo => "redo",
+            Way::Complete => "complete",
         }
     }
 }

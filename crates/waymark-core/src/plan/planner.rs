@@ -11,7 +11,7 @@ use waymark_host::{Call, Direction};
 use super::{Basis, Plan, PlannedMigration, Strategy, Way};
 use crate::engine::{DownTarget, PreimageMode, UpOptions, batched, config_of, failure, host_dialect, script_for};
 use crate::error::Error;
-use crate::source::{Access, Migration, MigrationSet, Script, Step};
+use crate::source::{Access, Migration, MigrationSet, OpsPhase, Script, Step};
 use crate::sql::{drops, lint};
 use crate::status::{Entry, State, entries};
 use crate::steps::Steps;
@@ -35,6 +35,9 @@ pub(crate) struct Planner<'a> {
     pub(crate) lock_timeout: bool,
     /// The severities `[lint.severity]` gives rules, by id.
     pub(crate) severities: &'a std::collections::HashMap<String, lint::Severity>,
+    /// The history table's name, which the ops step leaves out of its
+    /// views.
+    pub(crate) history: String,
 }
 
 /// Whether a plan knows its steps' statements.
@@ -58,7 +61,7 @@ impl Planner<'_> {
         options: &UpOptions,
     ) -> Result<Plan, Error> {
         let status = entries(set, history.to_vec());
-        let pending = self.pending(&status, options)?;
+        let pending = in_flight_beside(&status, self.pending(&status, options)?)?;
         let one = options.single_transaction || options.dry_run;
         let mut plan = self.empty(Way::Up, set, history, one, options.dry_run);
         for m in pending {
@@ -79,12 +82,76 @@ impl Planner<'_> {
     ) -> Result<Plan, Error> {
         let status = entries(set, history.to_vec());
         let targets = self.down_targets(&status, target)?;
+        let targets = targets
+            .into_iter()
+            .map(|mut m| {
+                let expanded = status
+                    .iter()
+                    .any(|e| e.version == m.version && e.state == State::Expanded);
+                let others = expanded_ops(&status, Some(&m.version));
+                if let Step::Ops(o) = &mut m.step {
+                    o.phase = if expanded { OpsPhase::Abort } else { OpsPhase::Revert };
+                    o.in_flight = others.into_iter().map(|(v, _)| v).collect();
+                }
+                m
+            })
+            .collect::<Vec<_>>();
         let mut plan = self.empty(Way::Down, set, history, false, false);
         for m in targets {
             self.reversible(&m).await?;
             let back = put_back(kept, history, &m);
             plan.migrations
                 .push(self.planned(m, Direction::Down, false, false, &back).await?);
+        }
+        Ok(plan)
+    }
+
+    /// What `complete` contracts: every expanded migration up to `to`, in
+    /// version order.
+    pub(crate) async fn complete(
+        &self,
+        set: &MigrationSet,
+        history: &[HistoryRow],
+        to: Option<&Version>,
+    ) -> Result<Plan, Error> {
+        let status = entries(set, history.to_vec());
+        let mut plan = self.empty(Way::Complete, set, history, false, false);
+        // Those completed earlier in this plan are in flight no longer.
+        let mut in_flight: Vec<String> = expanded_ops(&status, None).into_iter().map(|(v, _)| v).collect();
+        for e in status.iter().filter(|e| within(&e.version, to)) {
+            match (e.state, &e.migration) {
+                (State::Expanded, Some(m)) => {
+                    let mut m = m.clone();
+                    in_flight.retain(|v| v != m.version.as_str());
+                    if let Step::Ops(o) = &mut m.step {
+                        o.phase = OpsPhase::Complete;
+                        o.in_flight = in_flight.clone();
+                    }
+                    plan.migrations
+                        .push(self.planned(m, Direction::Up, false, false, &[]).await?);
+                }
+                (State::Modified, Some(m)) if m.step.has_contract() => {
+                    let expanded = e.row.as_ref().is_some_and(|r| r.state == Recorded::Expanded);
+                    if expanded {
+                        return Err(Error::Drift {
+                            message: format!(
+                                "cannot complete {}: its ops.toml changed since it was expanded",
+                                e.label()
+                            ),
+                            hint: Some(
+                                "put the file back as it was expanded: complete runs the contract of what ran"
+                                    .to_owned(),
+                            ),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(to) = to
+            && !status.iter().any(|e| e.version == *to)
+        {
+            return Err(Error::Usage(format!("--to {to}: no migration has that version")));
         }
         Ok(plan)
     }
@@ -99,7 +166,10 @@ impl Planner<'_> {
         let mut plan = self.down(set, history, kept, &DownTarget::Steps(1)).await?;
         plan.way = Way::Redo;
         let again: Vec<Migration> = plan.migrations.iter().map(|p| p.migration.clone()).collect();
-        for m in again {
+        for mut m in again {
+            if let Step::Ops(o) = &mut m.step {
+                o.phase = OpsPhase::Expand;
+            }
             plan.migrations
                 .push(self.planned(m, Direction::Up, false, false, &[]).await?);
         }
@@ -140,11 +210,13 @@ impl Planner<'_> {
             Strategy::Recorded
         };
         let (step, _) = self.steps.component(&m)?;
-        let actions = if self.statements == Statements::No {
+        // An ops.toml is read by its component: asked even for a plan that
+        // is not shown, a malformed one refuses before anything runs.
+        let actions = if self.statements == Statements::No && !matches!(m.step, Step::Ops(_)) {
             Vec::new()
         } else {
             let call = Call {
-                config: config_of(&m),
+                config: &config_of(&m, &self.history),
                 ..Call::new(direction, host_dialect(self.dialect), &script.text)
             };
             match self.steps.host().plan(&step, &call).await {
@@ -203,7 +275,7 @@ impl Planner<'_> {
         }
         let mut objects = match &m.step {
             Step::Component(c) => c.drops.clone(),
-            Step::Sql => Vec::new(),
+            Step::Sql | Step::Ops(_) => Vec::new(),
         };
         if let Step::Sql = &m.step {
             for a in actions.iter().filter(|a| drops::may_drop(&a.text)) {
@@ -419,6 +491,52 @@ impl Planner<'_> {
         }
         Ok(out)
     }
+}
+
+/// The expanded `ops.toml` migrations (but `except`), with their tables.
+fn expanded_ops(status: &[Entry], except: Option<&Version>) -> Vec<(String, Vec<String>)> {
+    status
+        .iter()
+        .filter(|e| e.state == State::Expanded && Some(&e.version) != except)
+        .filter_map(|e| match e.migration.as_ref().map(|m| &m.step) {
+            Some(Step::Ops(o)) => Some((e.version.to_string(), o.tables.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Tells each pending `ops.toml` migration which others are in flight
+/// beside it (expanded, or expanded earlier in this plan), and refuses
+/// two in flight on one table, naming both and the table: their triggers
+/// and views would each see only half of the other's change.
+fn in_flight_beside(status: &[Entry], pending: Vec<Migration>) -> Result<Vec<Migration>, Error> {
+    let mut in_flight = expanded_ops(status, None);
+    let mut out = Vec::with_capacity(pending.len());
+    for mut m in pending {
+        let label = m.label();
+        if let Step::Ops(o) = &mut m.step {
+            for (version, tables) in &in_flight {
+                if let Some(table) = o.tables.iter().find(|t| tables.contains(t)) {
+                    let other = status
+                        .iter()
+                        .find(|e| e.version.as_str() == version)
+                        .map_or_else(|| version.clone(), Entry::label);
+                    return Err(Error::Refused {
+                        message: format!(
+                            "migration {label} changes table {table}, which migration {other} changes too, and {other} is not completed"
+                        ),
+                        hint: Some(format!(
+                            "run `waymark complete` for {other} first (once the application versions before it are gone); nothing ran"
+                        )),
+                    });
+                }
+            }
+            o.in_flight = in_flight.iter().map(|(v, _)| v.clone()).collect();
+            in_flight.push((m.version.to_string(), o.tables.clone()));
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 /// The copies a `down` of `m` puts back once their place exists: its own,

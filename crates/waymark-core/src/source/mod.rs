@@ -14,7 +14,8 @@
 //!
 //! A migration folder may hold a `step.toml` instead of `up.sql`: the
 //! migration's step is then a component of the user's, pinned by SHA-256
-//! (`step_file.rs`). Files a layout does not read as migrations are
+//! (`step_file.rs`). Or an `ops.toml`: expand/contract operations, run by
+//! the built-in ops component (`ops_file.rs`). Files a layout does not read as migrations are
 //! listed in [`MigrationSet::ignored`], never silently lost; only real
 //! ambiguity (two migrations with one version) is an error.
 
@@ -29,6 +30,7 @@ use crate::version::Version;
 mod flyway;
 mod layout;
 mod native;
+mod ops_file;
 mod scaffold;
 mod sections;
 mod step_file;
@@ -79,6 +81,56 @@ pub enum Step {
     Sql,
     /// A component named by `step.toml`.
     Component(ComponentStep),
+    /// The built-in expand/contract step; the script is `ops.toml`. Its
+    /// `up` expands, `waymark complete` contracts, and its `down` aborts
+    /// (before `complete`) or reverts (after).
+    Ops(OpsStep),
+}
+
+impl Step {
+    /// Whether `up` leaves the migration expanded, for `complete` to finish.
+    pub fn has_contract(&self) -> bool {
+        matches!(self, Step::Ops(_))
+    }
+}
+
+/// An `ops.toml` migration, as far as the engine reads it, and what the
+/// planner tells its component for one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsStep {
+    /// The tables its operations name, each once, in file order.
+    pub tables: Vec<String>,
+    /// Which phase a run carries out ([`OpsPhase::Expand`] as read).
+    pub phase: OpsPhase,
+    /// Versions of the other migrations expanded and not completed when
+    /// the run was planned: their version schemas stay, and a table one of
+    /// them changes is seen as its new version sees it.
+    pub in_flight: Vec<String>,
+}
+
+/// A phase of an `ops.toml` migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpsPhase {
+    /// `up`: both shapes side by side, backfilled.
+    Expand,
+    /// `complete`: the old shape dropped.
+    Complete,
+    /// `down` before `complete`: the expand undone.
+    Abort,
+    /// `down` after `complete`: the whole change undone.
+    Revert,
+}
+
+impl OpsPhase {
+    /// The name the component and checkpoints use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpsPhase::Expand => "expand",
+            OpsPhase::Complete => "complete",
+            OpsPhase::Abort => "abort",
+            OpsPhase::Revert => "revert",
+        }
+    }
 }
 
 /// A component step, as `step.toml` declares it.

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Found, Layout, Script, file_name, parse_stem, read_sorted, read_text, sql_migration, step_file};
+use super::{Found, Layout, Script, file_name, ops_file, parse_stem, read_sorted, read_text, sql_migration, step_file};
 use crate::error::SourceError;
 use crate::version::Version;
 
@@ -138,6 +138,7 @@ fn read_folder(path: PathBuf, name: &str, found: &mut Found) -> Result<(), Sourc
     let mut up = None;
     let mut down = None;
     let mut step = None;
+    let mut ops = None;
     let mut metadata = None;
     let mut stray = Vec::new();
     for inner in read_sorted(&path)? {
@@ -145,12 +146,13 @@ fn read_folder(path: PathBuf, name: &str, found: &mut Found) -> Result<(), Sourc
             "up.sql" => up = Some(inner),
             "down.sql" => down = Some(inner),
             "step.toml" => step = Some(inner),
+            "ops.toml" => ops = Some(inner),
             "metadata.toml" => metadata = Some(inner),
             n if n.ends_with(".sql") => stray.push(inner),
             _ => {}
         }
     }
-    if up.is_none() && step.is_none() && !name.starts_with(|c: char| c.is_ascii_digit()) {
+    if up.is_none() && step.is_none() && ops.is_none() && !name.starts_with(|c: char| c.is_ascii_digit()) {
         found.ignore(path, "a folder without up.sql whose name is not a version");
         return Ok(());
     }
@@ -165,6 +167,29 @@ fn read_folder(path: PathBuf, name: &str, found: &mut Found) -> Result<(), Sourc
         Some(file) => !diesel_metadata(file)?,
         None => false,
     };
+    if let Some(ops) = ops {
+        if let Some(other) = up.or(step).or(down) {
+            return Err(SourceError::BadStep {
+                path: ops,
+                message: format!(
+                    "a migration of operations (ops.toml) has no other script; {} is one",
+                    other.display()
+                ),
+            });
+        }
+        let (checksum, script, step) = ops_file::read_ops(ops)?;
+        return found.add(
+            path,
+            super::Migration {
+                version,
+                name,
+                up: script.clone(),
+                down: Some(script),
+                checksum,
+                step,
+            },
+        );
+    }
     let migration = match (up, step, down) {
         (None, None, _) => return Err(SourceError::MissingUp { dir: path }),
         (Some(_), Some(step), _) | (None, Some(step), Some(_)) => {

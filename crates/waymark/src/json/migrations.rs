@@ -63,6 +63,7 @@ impl<'a> From<&'a Entry> for EntryJson<'a> {
             reversible: e.migration.as_ref().and_then(|m| match m.step {
                 waymark_core::Step::Sql => Some(m.down.is_some()),
                 waymark_core::Step::Component(_) => None,
+                waymark_core::Step::Ops(_) => Some(true),
             }),
             preimages: Vec::new(),
         }

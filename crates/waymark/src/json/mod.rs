@@ -74,6 +74,7 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
         ("up", "waymark up --json", of::<AppliedReply<'static>>()),
         ("down", "waymark down --json", of::<AppliedReply<'static>>()),
         ("redo", "waymark redo --json", of::<AppliedReply<'static>>()),
+        ("complete", "waymark complete --json", of::<AppliedReply<'static>>()),
         ("verify", "waymark verify --json", of::<Verified<'static>>()),
         ("lint", "waymark lint --json", of::<Linted<'static>>()),
         ("lint-rules", "waymark lint --rules --json", of::<Rules>()),

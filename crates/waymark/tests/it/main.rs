@@ -10,6 +10,7 @@ mod component_steps;
 mod concurrency;
 mod corpus;
 mod cutover;
+mod expand_contract;
 mod failures;
 mod guide;
 mod hostile;

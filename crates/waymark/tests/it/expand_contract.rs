@@ -1,0 +1,528 @@
+//! Expand/contract (`ops.toml`) on PostgreSQL, with an "old" and a "new"
+//! application writing through their own shapes throughout: the old one
+//! through the tables, the new one through its version schema. A
+//! lifecycle harness in Reshape's manner: after the first migration,
+//! with the second in flight, after `complete`, after an abort.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::{Kind, Project, TestDb, block_on};
+
+const V2: &str = "public_v2";
+
+fn tables(p: &Project, rows: u32) {
+    p.migration(
+        "1_tables",
+        &format!(
+            "CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL, amount integer NOT NULL DEFAULT 0, email text);\n\
+             INSERT INTO users (name, amount, email) SELECT 'user ' || g, g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'u' || g || '@x' END FROM generate_series(1, {rows}) g;\n\
+             CREATE TABLE people (id bigserial PRIMARY KEY, name text NOT NULL);\n\
+             INSERT INTO people (name) SELECT 'first' || g || ' last' || g FROM generate_series(1, {rows}) g;\n"
+        ),
+        Some("DROP TABLE people;\nDROP TABLE users;\n"),
+    );
+}
+
+/// A rename, a type change, a NOT NULL with its fix for NULLs, a new
+/// NOT NULL column with a default, and one column split into two.
+const RESHAPE: &str = r#"[backfill]
+batch_size = 250
+
+[[op]]
+op = "rename_column"
+table = "users"
+column = "name"
+to = "full_name"
+
+[[op]]
+op = "alter_type"
+table = "users"
+column = "amount"
+type = "numeric(12,2)"
+up = "amount::numeric(12,2)"
+down = "round(amount)::integer"
+
+[[op]]
+op = "set_not_null"
+table = "users"
+column = "email"
+up = "coalesce(email, 'unknown')"
+
+[[op]]
+op = "add_column"
+table = "users"
+column = "active"
+type = "boolean"
+default = "true"
+not_null = true
+
+[[op]]
+op = "add_column"
+table = "people"
+column = "first_name"
+type = "text"
+up = "split_part(name, ' ', 1)"
+
+[[op]]
+op = "add_column"
+table = "people"
+column = "last_name"
+type = "text"
+up = "split_part(name, ' ', 2)"
+
+[[op]]
+op = "drop_column"
+table = "people"
+column = "name"
+down = "first_name || ' ' || last_name"
+"#;
+
+/// Writes in a loop through one shape until told to stop, counting what
+/// it wrote and what failed.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    writes: Arc<AtomicU64>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    /// `new`: writes the new shape through the version schema.
+    fn start(url: &str, new: bool) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writes = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (url, s, w, e) = (url.to_owned(), stop.clone(), writes.clone(), errors.clone());
+        let thread = std::thread::spawn(move || {
+            block_on(async move {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                if new {
+                    sqlx::query(&format!("SET search_path = {V2}, public"))
+                        .execute(&mut conn)
+                        .await
+                        .unwrap();
+                }
+                let mut n: u64 = 0;
+                while !s.load(Ordering::Relaxed) {
+                    n += 1;
+                    let statements = if new {
+                        [
+                            format!(
+                                "INSERT INTO users (full_name, amount, email) VALUES ('new {n}', {n}.5, 'new{n}@x')"
+                            ),
+                            format!("INSERT INTO people (first_name, last_name) VALUES ('nf{n}', 'nl{n}')"),
+                            format!("UPDATE users SET amount = amount + 1 WHERE id = {}", n % 50 + 1),
+                        ]
+                    } else {
+                        [
+                            format!("INSERT INTO users (name, amount, email) VALUES ('old {n}', {n}, NULL)"),
+                            format!("INSERT INTO people (name) VALUES ('of{n} ol{n}')"),
+                            format!("UPDATE users SET amount = amount + 1 WHERE id = {}", n % 50 + 51),
+                        ]
+                    };
+                    for sql in statements {
+                        match sqlx::query(&sql).execute(&mut conn).await {
+                            Ok(_) => {
+                                w.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(err) => e.lock().unwrap().push(format!("{sql}: {err}")),
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        });
+        Writer {
+            stop,
+            writes,
+            errors,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops, and returns how many statements it ran, none of which failed.
+    fn finish(mut self, who: &str) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        let errors = self.errors.lock().unwrap();
+        assert!(
+            errors.is_empty(),
+            "the {who} application's writes failed: {:?}",
+            &errors[..errors.len().min(5)]
+        );
+        let writes = self.writes.load(Ordering::Relaxed);
+        assert!(writes > 30, "the {who} application wrote only {writes} statements");
+        writes
+    }
+
+    /// Waits until it has written a little more.
+    fn wait_for_more(&self) {
+        let from = self.writes.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.writes.load(Ordering::Relaxed) < from + 30 {
+            assert!(Instant::now() < deadline, "the writer stopped writing");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn count(db: &TestDb, sql: &str) -> u64 {
+    db.rows(sql)[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+fn columns(db: &TestDb, schema: &str, table: &str) -> Vec<String> {
+    db.rows(&format!(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_schema = '{schema}' AND table_name = '{table}' ORDER BY ordinal_position"
+    ))
+    .into_iter()
+    .map(|r| r[0].clone().unwrap())
+    .collect()
+}
+
+/// Every row of both tables, in the old shape and the new one, agrees
+/// with the operations' expressions.
+fn both_shapes_agree(db: &TestDb) {
+    let disagree = count(
+        db,
+        &format!(
+            "SELECT count(*) FROM users o JOIN {V2}.users n USING (id) \
+             WHERE o.name <> n.full_name OR o.amount <> round(n.amount) \
+                OR coalesce(o.email, 'unknown') <> n.email OR n.email IS NULL OR n.active IS NULL"
+        ),
+    );
+    assert_eq!(disagree, 0, "rows whose old and new users shapes disagree");
+    let disagree = count(
+        db,
+        &format!(
+            "SELECT count(*) FROM people o JOIN {V2}.people n USING (id) \
+             WHERE o.name <> n.first_name || ' ' || n.last_name OR n.first_name IS NULL OR n.last_name IS NULL"
+        ),
+    );
+    assert_eq!(disagree, 0, "rows whose old and new people shapes disagree");
+}
+
+#[test]
+fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 3000);
+    p.run(&db, &["up"]).ok();
+    let before_users = count(&db, "SELECT count(*) FROM users");
+
+    p.file("migrations/2_reshape/ops.toml", RESHAPE);
+    let plan = p.run(&db, &["plan"]).ok();
+    assert!(
+        plan.stdout
+            .contains("ALTER TABLE \"public\".\"users\" ADD COLUMN \"_waymark_new_amount\" numeric(12,2)"),
+        "{}",
+        plan.stdout
+    );
+
+    let old = Writer::start(&db.url, false);
+    old.wait_for_more();
+    let up = p.run(&db, &["up"]).ok();
+    assert!(up.stderr.contains("2_reshape"), "{}", up.stderr);
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "expanded");
+
+    // Both applications write side by side.
+    let new = Writer::start(&db.url, true);
+    new.wait_for_more();
+    old.wait_for_more();
+    both_shapes_agree(&db);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM users WHERE _waymark_new_amount IS NULL"),
+        0
+    );
+
+    // The old application is gone; the new one writes on through complete.
+    let old_writes = old.finish("old");
+    both_shapes_agree(&db);
+    p.run(&db, &["complete"]).ok().stderr_has("completed 1 migration(s)");
+    new.wait_for_more();
+    let new_writes = new.finish("new");
+    assert!(old_writes > 0 && new_writes > 0);
+
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "applied");
+    assert_eq!(
+        columns(&db, "public", "users"),
+        ["id", "full_name", "amount", "email", "active"]
+    );
+    assert_eq!(columns(&db, "public", "people"), ["id", "first_name", "last_name"]);
+    assert_eq!(
+        db.rows("SELECT format_type(atttypid, atttypmod), attnotnull::text FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname IN ('amount', 'email', 'active') ORDER BY attname"),
+        [
+            [Some("boolean".to_owned()), Some("true".to_owned())],
+            [Some("numeric(12,2)".to_owned()), Some("true".to_owned())],
+            [Some("text".to_owned()), Some("true".to_owned())],
+        ]
+    );
+    // Every row either application wrote is there, in the new shape.
+    let users = count(&db, "SELECT count(*) FROM users");
+    assert!(users > before_users, "{users} users after, {before_users} before");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM users WHERE full_name LIKE 'old %' AND email = 'unknown'"
+        ),
+        count(&db, "SELECT count(*) FROM users WHERE full_name LIKE 'old %'")
+    );
+    // What the new application wrote kept its precision through the
+    // backfill and the contract.
+    assert!(count(&db, "SELECT count(*) FROM users WHERE full_name LIKE 'new %'") > 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM users WHERE full_name LIKE 'new %' AND amount <> (split_part(full_name, ' ', 2) || '.5')::numeric"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM people WHERE first_name LIKE 'of%' AND last_name LIKE 'ol%'"
+        ),
+        count(&db, "SELECT count(*) FROM people WHERE first_name LIKE 'of%'")
+    );
+    // The new version's schema stays for its application; no trigger or
+    // hidden column is left.
+    assert_eq!(
+        columns(&db, V2, "users"),
+        ["id", "full_name", "amount", "email", "active"]
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE '_waymark%'"),
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_proc WHERE proname LIKE '_waymark%'"),
+        0
+    );
+}
+
+#[test]
+fn down_before_complete_gives_back_the_old_shape_with_what_both_wrote_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 500);
+    p.run(&db, &["up"]).ok();
+    let before = db.snapshot();
+    p.file("migrations/2_reshape/ops.toml", RESHAPE);
+    p.run(&db, &["up"]).ok();
+
+    let old = Writer::start(&db.url, false);
+    let new = Writer::start(&db.url, true);
+    old.wait_for_more();
+    new.wait_for_more();
+    old.finish("old");
+    new.finish("new");
+    let written = count(&db, "SELECT count(*) FROM users");
+
+    let plan = p.run(&db, &["plan", "--down"]).ok();
+    assert!(
+        plan.stdout.contains("DROP COLUMN IF EXISTS \"_waymark_new_amount\""),
+        "{}",
+        plan.stdout
+    );
+    p.run(&db, &["down"]).ok().stderr_has("reverted 1 migration(s)");
+
+    // The old shape, exactly, with every row either version wrote.
+    assert_eq!(columns(&db, "public", "users"), ["id", "name", "amount", "email"]);
+    assert_eq!(columns(&db, "public", "people"), ["id", "name"]);
+    assert_eq!(count(&db, "SELECT count(*) FROM users"), written);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM users WHERE name LIKE 'new %' AND email LIKE 'new%@x'"
+        ),
+        count(&db, "SELECT count(*) FROM users WHERE name LIKE 'new %'")
+    );
+    assert!(count(&db, "SELECT count(*) FROM people WHERE name LIKE 'nf% nl%'") > 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'public_v2'"),
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE '_waymark%'"),
+        0
+    );
+    assert_eq!(db.history().len(), 1);
+
+    // Without the writers' rows the database is as it was.
+    db.execute("DELETE FROM users WHERE name LIKE 'new %' OR name LIKE 'old %'");
+    db.execute("DELETE FROM people WHERE id > 500");
+    db.execute("UPDATE users SET amount = id WHERE id <= 100");
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn a_runner_killed_mid_backfill_resumes_and_finishes_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 60_000);
+    p.run(&db, &["up"]).ok();
+    p.file(
+        "migrations/2_reshape/ops.toml",
+        RESHAPE.replace("batch_size = 250", "batch_size = 100"),
+    );
+    let mut runner = p.command(&db, &["up"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let progressed = |db: &TestDb| {
+        db.rows("SELECT checkpoint FROM waymark_history_checkpoint")
+            .first()
+            .and_then(|r| r[0].clone())
+            .is_some_and(|c| c.contains("\"after\":") && !c.contains("\"after\":null"))
+    };
+    while !progressed(&db) {
+        assert!(Instant::now() < deadline, "the backfill never committed a batch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let left = count(&db, "SELECT count(*) FROM users WHERE _waymark_new_amount IS NULL");
+    assert!(left > 0, "the runner was killed after the backfill ended");
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "failed");
+
+    let run = p.run(&db, &["-v", "up"]).ok();
+    assert!(run.stderr.contains("resuming"), "{}", run.stderr);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM users WHERE _waymark_new_amount IS NULL OR _waymark_new_email IS NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM people WHERE first_name IS NULL OR last_name IS NULL"
+        ),
+        0
+    );
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "expanded");
+    p.run(&db, &["complete"]).ok();
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'unknown'"), 20_000);
+}
+
+#[test]
+fn two_migrations_in_flight_on_one_table_are_refused_naming_both_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 10);
+    p.run(&db, &["up"]).ok();
+    p.file(
+        "migrations/2_rename/ops.toml",
+        "[[op]]\nop = \"rename_column\"\ntable = \"users\"\ncolumn = \"name\"\nto = \"full_name\"\n",
+    );
+    p.run(&db, &["up"]).ok();
+    p.file(
+        "migrations/3_email/ops.toml",
+        "[[op]]\nop = \"drop_column\"\ntable = \"users\"\ncolumn = \"email\"\n",
+    );
+    p.run(&db, &["up"]).code(1).stderr_has(
+        "migration 3_email changes table users, which migration 2_rename changes too, and 2_rename is not completed",
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'public_v3'"),
+        0
+    );
+    assert_eq!(db.history().len(), 2);
+
+    // Another table may change meanwhile; its version sees the first
+    // migration's rename too.
+    std::fs::remove_dir_all(p.migrations().join("3_email")).unwrap();
+    p.file(
+        "migrations/3_people/ops.toml",
+        "[[op]]\nop = \"rename_column\"\ntable = \"people\"\ncolumn = \"name\"\nto = \"label\"\n",
+    );
+    p.run(&db, &["up"]).ok();
+    assert_eq!(columns(&db, "public_v3", "people"), ["id", "label"]);
+    assert_eq!(
+        columns(&db, "public_v3", "users"),
+        ["id", "full_name", "amount", "email"]
+    );
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "expanded");
+    assert_eq!(status["migrations"][2]["state"], "expanded");
+    p.run(&db, &["complete"]).ok().stderr_has("completed 2 migration(s)");
+    assert_eq!(
+        columns(&db, "public_v3", "users"),
+        ["id", "full_name", "amount", "email"]
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'public_v2'"),
+        0
+    );
+}
+
+#[test]
+fn bad_operations_are_refused_with_their_line_and_nothing_changes_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 10);
+    p.run(&db, &["up"]).ok();
+    let before = db.snapshot();
+    let cases = [
+        (
+            "[[op]]\nop = \"rename_colum\"\ntable = \"users\"\n",
+            "ops.toml:1: unknown op \"rename_colum\"; the operations are create_table,",
+        ),
+        (
+            "[[op]]\nop = \"rename_column\"\ntable = \"users\"\ncolumn = \"name\"\nto = \"x\"\n\n[[op]]\nop = \"drop_column\"\ntable = \"users\"\ncolumn = \"name\"\n",
+            "ops.toml:7: drop_column users.name: the column is NOT NULL without a default, so the new version could not insert a row; give `down`",
+        ),
+        (
+            "[[op]]\nop = \"add_column\"\ntable = \"nope\"\ncolumn = \"c\"\ntype = \"int\"\n",
+            "ops.toml:1: add column nope.c int: there is no table nope",
+        ),
+    ];
+    for (ops, message) in cases {
+        p.file("migrations/2_bad/ops.toml", ops);
+        let run = p.run(&db, &["up"]).code(1);
+        assert!(run.stderr.contains(message), "expected {message:?} in:\n{}", run.stderr);
+        assert!(run.stderr.contains("2_bad"), "{}", run.stderr);
+        // Refused before anything ran: nothing changed, and no history row
+        // asks for a repair.
+        assert_eq!(db.snapshot(), before, "after {ops}");
+        assert_eq!(db.history().len(), 1, "after {ops}");
+    }
+}
+
+/// MySQL/MariaDB and SQLite refuse an ops.toml before anything runs.
+fn ops_are_refused_off_postgres(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.migration(
+        "1_users",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL);",
+        Some("DROP TABLE users;"),
+    );
+    p.run(&db, &["up"]).ok();
+    let before = db.snapshot();
+    p.file(
+        "migrations/2_rename/ops.toml",
+        "[[op]]\nop = \"rename_column\"\ntable = \"users\"\ncolumn = \"name\"\nto = \"full_name\"\n",
+    );
+    let name = if kind == Kind::Mysql { "MySQL/MariaDB" } else { "SQLite" };
+    p.run(&db, &["up"]).code(1).stderr_has(&format!(
+        "ops.toml runs on PostgreSQL only, not on {name}: expand/contract needs its version schemas of views and its triggers"
+    ));
+    assert_eq!(db.snapshot(), before);
+    assert_eq!(db.history().len(), 1);
+}
+
+#[test]
+fn ops_are_refused_off_postgres_mysql() {
+    ops_are_refused_off_postgres(Kind::Mysql);
+}
+
+#[test]
+fn ops_are_refused_off_postgres_sqlite() {
+    ops_are_refused_off_postgres(Kind::Sqlite);
+}

@@ -1,0 +1,117 @@
+//! What the operations read from PostgreSQL's catalog: the schema's
+//! tables and columns, a table's key, and what depends on a column.
+
+use waymark_plugin_sdk::{StepError, Value, db};
+
+/// A column as the catalog describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Column {
+    pub(crate) name: String,
+    /// `format_type`: `integer`, `character varying(20)`, ...
+    pub(crate) type_: String,
+    pub(crate) not_null: bool,
+    pub(crate) default: Option<String>,
+}
+
+/// A table and its columns in order.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    pub(crate) name: String,
+    pub(crate) columns: Vec<Column>,
+}
+
+impl Table {
+    pub(crate) fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// The tables of one schema.
+#[derive(Debug, Clone)]
+pub(crate) struct Catalog {
+    pub(crate) tables: Vec<Table>,
+}
+
+impl Catalog {
+    /// Reads the ordinary and partitioned tables of `schema`, leaving out
+    /// waymark's own (names starting with `history`).
+    pub(crate) fn read(schema: &str, history: &str) -> Result<Self, StepError> {
+        let rows = db::query(
+            "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                    pg_get_expr(d.adbin, d.adrelid) \
+             FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+             ORDER BY c.relname, a.attnum",
+            &[Value::from(schema)],
+        )?;
+        let mut tables: Vec<Table> = Vec::new();
+        for row in &rows.rows {
+            let text = |i: usize| row.get(i).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let table = text(0);
+            if !history.is_empty() && table.starts_with(history) {
+                continue;
+            }
+            let column = Column {
+                name: text(1),
+                type_: text(2),
+                not_null: matches!(row.get(3), Some(Value::Boolean(true))),
+                default: row.get(4).and_then(Value::as_str).map(str::to_owned),
+            };
+            match tables.last_mut() {
+                Some(t) if t.name == table => t.columns.push(column),
+                _ => tables.push(Table {
+                    name: table,
+                    columns: vec![column],
+                }),
+            }
+        }
+        Ok(Catalog { tables })
+    }
+
+    pub(crate) fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+}
+
+/// `table`'s primary key, when it is one column: its name and type.
+pub(crate) fn single_key(qualified: &str) -> Result<Option<(String, String)>, StepError> {
+    let rows = db::query(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+         FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+         WHERE i.indrelid = $1::regclass AND i.indisprimary",
+        &[Value::from(qualified)],
+    )?;
+    if rows.rows.len() != 1 {
+        return Ok(None);
+    }
+    let row = &rows.rows[0];
+    let text = |i: usize| row.get(i).and_then(Value::as_str).unwrap_or_default().to_owned();
+    Ok(Some((text(0), text(1))))
+}
+
+/// The indexes and constraints that name `column` of `qualified` (its
+/// own, and foreign keys of other tables pointing at it).
+pub(crate) fn dependents(qualified: &str, column: &str) -> Result<Vec<String>, StepError> {
+    let rows = db::query(
+        "SELECT ci.relname::text FROM pg_index i \
+           JOIN pg_class ci ON ci.oid = i.indexrelid \
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+          WHERE i.indrelid = $1::regclass AND a.attname = $2 \
+         UNION \
+         SELECT c.conname::text FROM pg_constraint c \
+           JOIN pg_attribute a ON a.attrelid = $1::regclass AND a.attname = $2 \
+          WHERE c.contype IN ('c', 'f', 'u', 'p', 'x') \
+            AND ((c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)) \
+              OR (c.confrelid = a.attrelid AND a.attnum = ANY (c.confkey))) \
+         ORDER BY 1",
+        &[Value::from(qualified), Value::from(column)],
+    )?;
+    Ok(rows
+        .rows
+        .iter()
+        .filter_map(|r| r.first().and_then(Value::as_str).map(str::to_owned))
+        .collect())
+}

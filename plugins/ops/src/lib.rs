@@ -1,0 +1,541 @@
+//! waymark's built-in expand/contract step.
+//!
+//! The host hands it the text of a migration's `ops.toml` and, in its
+//! configuration, which phase to run: `expand` (`waymark up`), `complete`
+//! (`waymark complete`), `abort` (`waymark down` before `complete`) or
+//! `revert` (`waymark down` after it). To the engine it is a step
+//! component and its input like any other; what the operations mean
+//! lives here, one file per operation (`ops/`).
+//!
+//! Expand (PostgreSQL): the operations' physical changes, a version schema
+//! `<schema>_v<version>` holding the new version's view of every table, a
+//! trigger per changed table keeping the old and the new shape in step,
+//! committed together; then the backfill, batch by batch, each batch
+//! committed with its checkpoint. See docs/design/0006-expand-contract.md.
+
+mod backfill;
+mod catalog;
+mod file;
+mod ops;
+mod shape;
+
+use serde::Deserialize;
+use waymark_plugin_sdk::{Action, Description, Dialect, Direction, Step, StepError, Value, db, env, export_step, log};
+
+use catalog::Catalog;
+use file::OpsFile;
+use ops::{Cx, ident};
+use shape::{Sync, View};
+
+/// What the engine tells the step.
+#[derive(Debug, Deserialize)]
+struct Config {
+    /// The migration's version: names its version schema and triggers.
+    version: String,
+    /// `expand`, `complete`, `abort` or `revert`.
+    phase: String,
+    /// The history table's name: tables starting with it are waymark's.
+    #[serde(default)]
+    history: String,
+    /// Versions of the other migrations expanded and not completed.
+    #[serde(default)]
+    in_flight: Vec<String>,
+}
+
+fn config() -> Result<Config, StepError> {
+    let config: Config = env::config()?;
+    if !["expand", "complete", "abort", "revert"].contains(&config.phase.as_str()) {
+        return Err(StepError::other(format!("unknown phase {:?}", config.phase)));
+    }
+    Ok(config)
+}
+
+fn read(input: &str) -> Result<OpsFile, StepError> {
+    file::parse(input).map_err(|e| StepError::invalid_at(e.line, e.message))
+}
+
+struct Ops;
+
+impl Step for Ops {
+    fn describe() -> Description {
+        Description::new(
+            "ops",
+            env!("CARGO_PKG_VERSION"),
+            "Runs the operations of an ops.toml as expand and contract, the old and the new schema side by side.",
+        )
+    }
+
+    fn plan(_direction: Direction, input: &str) -> Result<Vec<Action>, StepError> {
+        let config = config()?;
+        let file = read(input)?;
+        postgres_only()?;
+        Ok(plan(&config, &file))
+    }
+
+    fn up(input: &str) -> Result<(), StepError> {
+        let config = config()?;
+        let file = read(input)?;
+        postgres_only()?;
+        match config.phase.as_str() {
+            "expand" => expand(&config, &file),
+            _ => complete(&config, &file),
+        }
+    }
+
+    fn down(input: &str) -> Result<(), StepError> {
+        let config = config()?;
+        let file = read(input)?;
+        postgres_only()?;
+        match config.phase.as_str() {
+            "abort" => abort(&config, &file),
+            _ => revert(&file),
+        }
+    }
+}
+
+export_step!(Ops);
+
+/// Expand/contract needs PostgreSQL's views and triggers; elsewhere the
+/// file is refused while the plan is made, before anything runs.
+fn postgres_only() -> Result<(), StepError> {
+    let name = match db::dialect() {
+        Dialect::Postgres => return Ok(()),
+        Dialect::Mysql => "MySQL/MariaDB",
+        Dialect::Sqlite => "SQLite",
+    };
+    Err(StepError::other(format!(
+        "ops.toml runs on PostgreSQL only, not on {name}: expand/contract needs its version schemas of views and its triggers; write this migration as up.sql and down.sql"
+    )))
+}
+
+/// The schema the tables live in.
+fn current_schema() -> Result<String, StepError> {
+    let rows = db::query("SELECT current_schema()::text", &[])?;
+    rows.scalar()
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| StepError::other("the connection has no current schema"))
+}
+
+/// Runs `statements` in order, naming the op's line on failure.
+fn run(statements: &[String], line: u32) -> Result<(), StepError> {
+    for sql in statements {
+        log::debug(sql);
+        db::execute(sql, &[]).map_err(|error| StepError::at(line, error))?;
+    }
+    Ok(())
+}
+
+/// The tables the file changes, each once, in file order.
+fn changed_tables(file: &OpsFile) -> Vec<&str> {
+    let mut tables: Vec<&str> = Vec::new();
+    for located in &file.ops {
+        let t = located.op.table();
+        if !t.is_empty() && !tables.contains(&t) {
+            tables.push(t);
+        }
+    }
+    tables
+}
+
+/// What the trigger of `table` computes, from every op on it.
+fn sync_of(file: &OpsFile, table: &str) -> Sync {
+    let mut sync = Sync::default();
+    for located in file.ops.iter().filter(|l| l.op.table() == table) {
+        located.op.sync(&mut sync);
+    }
+    sync
+}
+
+fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
+    let resume = env::resume_from();
+    if resume.is_none() {
+        let schema = current_schema()?;
+        let before = Catalog::read(&schema, &config.history)?;
+        let cx = Cx {
+            schema: &schema,
+            catalog: Some(&before),
+        };
+        // Every check before anything runs.
+        for located in &file.ops {
+            if !located.op.creates_table()
+                && !located.op.table().is_empty()
+                && before.table(located.op.table()).is_none()
+            {
+                return Err(StepError::invalid_at(
+                    located.line,
+                    format!("{}: there is no table {}", located.op.describe(), located.op.table()),
+                ));
+            }
+            located
+                .op
+                .check(&cx)
+                .map_err(|m| StepError::invalid_at(located.line, m))?;
+        }
+        let tables = changed_tables(file);
+        for table in &tables {
+            if !sync_of(file, table).backfilled.is_empty() {
+                backfill::check_key(&cx.table(table)).map_err(|m| {
+                    let line = file.ops.iter().find(|l| l.op.table() == *table).map_or(0, |l| l.line);
+                    StepError::invalid_at(line, m)
+                })?;
+            }
+        }
+        for located in &file.ops {
+            let mut statements = Vec::new();
+            located.op.expand(&cx, &mut statements);
+            run(&statements, located.line)?;
+        }
+        let after = Catalog::read(&schema, &config.history)?;
+        make_version_schema(config, file, &schema, &after)?;
+        for table in &tables {
+            let sync = sync_of(file, table);
+            if sync.is_empty() {
+                continue;
+            }
+            let physical = after.table(table).expect("checked or made above");
+            let old = View::of(physical);
+            let mut new = old.clone();
+            for located in file.ops.iter().filter(|l| l.op.table() == *table) {
+                located.op.reshape(&mut new);
+            }
+            run(
+                &shape::trigger(&schema, &config.version, table, &sync, &old.columns, &new.columns),
+                0,
+            )?;
+        }
+        // The triggers commit before the backfill reads its range: every row
+        // written from here on is in both shapes already.
+        db::commit(&backfill::Checkpoint::start().encode())?;
+    }
+    let checkpoint = match resume {
+        Some(text) => backfill::Checkpoint::decode(&text)?,
+        None => backfill::Checkpoint::start(),
+    };
+    let schema = current_schema()?;
+    let work: Vec<(String, Vec<String>)> = changed_tables(file)
+        .into_iter()
+        .map(|t| (t.to_owned(), sync_of(file, t).backfilled))
+        .filter(|(_, columns)| !columns.is_empty())
+        .collect();
+    backfill::run(&schema, &work, &file.backfill, checkpoint)
+}
+
+/// The version schema and one view per table of `schema` in it.
+fn make_version_schema(config: &Config, file: &OpsFile, schema: &str, catalog: &Catalog) -> Result<(), StepError> {
+    let version_schema = shape::version_schema(schema, &config.version);
+    let invoker = server_version()? >= 150_000;
+    run(&[format!("CREATE SCHEMA {}", ident(&version_schema))], 0)?;
+    let changed = changed_tables(file);
+    let in_flight: Vec<String> = config
+        .in_flight
+        .iter()
+        .map(|v| shape::version_schema(schema, v))
+        .collect();
+    for table in &catalog.tables {
+        if !changed.contains(&table.name.as_str())
+            && let Some(definition) = in_flight_view(&in_flight, &table.name)?
+        {
+            // A table another migration in flight changes is seen here as
+            // that migration's new version sees it.
+            let options = if invoker { " WITH (security_invoker = true)" } else { "" };
+            run(
+                &[format!(
+                    "CREATE VIEW {}.{}{options} AS {definition}",
+                    ident(&version_schema),
+                    ident(&table.name)
+                )],
+                0,
+            )?;
+            continue;
+        }
+        let mut view = View::of(table);
+        for located in file.ops.iter().filter(|l| l.op.table() == table.name) {
+            located.op.reshape(&mut view);
+        }
+        run(&[view.create(schema, &version_schema, invoker)], 0)?;
+    }
+    Ok(())
+}
+
+/// The definition of the newest in-flight version's view of `table`.
+fn in_flight_view(version_schemas: &[String], table: &str) -> Result<Option<String>, StepError> {
+    for schema in version_schemas.iter().rev() {
+        let rows = db::query(
+            "SELECT pg_get_viewdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'v'",
+            &[Value::from(schema.as_str()), Value::from(table)],
+        )?;
+        if let Some(definition) = rows.scalar().and_then(Value::as_str) {
+            return Ok(Some(definition.trim_end_matches(';').to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+fn server_version() -> Result<i64, StepError> {
+    let rows = db::query("SELECT current_setting('server_version_num')::int8", &[])?;
+    Ok(rows.scalar().and_then(Value::as_i64).unwrap_or(0))
+}
+
+/// Drops a version schema and its views, if it is there.
+fn drop_version_schema(name: &str) -> Result<(), StepError> {
+    let views = db::query(
+        "SELECT viewname::text FROM pg_views WHERE schemaname = $1",
+        &[Value::from(name)],
+    )?;
+    let mut statements: Vec<String> = views
+        .rows
+        .iter()
+        .filter_map(|r| r.first().and_then(Value::as_str))
+        .map(|v| format!("DROP VIEW {}.{}", ident(name), ident(v)))
+        .collect();
+    statements.push(format!("DROP SCHEMA IF EXISTS {}", ident(name)));
+    run(&statements, 0)
+}
+
+fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
+    let schema = current_schema()?;
+    let catalog = Catalog::read(&schema, &config.history)?;
+    let cx = Cx {
+        schema: &schema,
+        catalog: Some(&catalog),
+    };
+    if env::resume_from().is_none() {
+        // The scans first, in a transaction of their own: they take no
+        // lock that stops writes, and the contract's locks are not held
+        // while they read the table.
+        for located in &file.ops {
+            let mut statements = Vec::new();
+            located.op.validate(&cx, &mut statements);
+            run(&statements, located.line)?;
+        }
+        db::commit("validated")?;
+    }
+    // The version schemas before this one are for applications that must
+    // be gone by now; those of migrations still in flight stay.
+    let own = shape::version_schema(&schema, &config.version);
+    let keep: Vec<String> = config
+        .in_flight
+        .iter()
+        .map(|v| shape::version_schema(&schema, v))
+        .chain([own.clone()])
+        .collect();
+    let older = db::query(
+        "SELECT nspname::text FROM pg_namespace WHERE left(nspname, length($1)) = $1 ORDER BY 1",
+        &[Value::from(format!("{schema}_v"))],
+    )?;
+    for name in older.rows.iter().filter_map(|r| r.first().and_then(Value::as_str)) {
+        if !keep.iter().any(|k| k == name) {
+            drop_version_schema(name)?;
+        }
+    }
+    // The contracts that drop data first, so that the host copies it for
+    // `down` before any statement here locks its table; the triggers last.
+    let first = file.ops.iter().filter(|l| l.op.contract_first());
+    for located in first.chain(file.ops.iter().filter(|l| !l.op.contract_first())) {
+        let mut statements = Vec::new();
+        located.op.contract(&cx, &mut statements);
+        run(&statements, located.line)?;
+    }
+    for table in changed_tables(file) {
+        run(&shape::drop_trigger(&schema, &config.version, table), 0)?;
+    }
+    Ok(())
+}
+
+fn abort(config: &Config, file: &OpsFile) -> Result<(), StepError> {
+    let schema = current_schema()?;
+    let catalog = Catalog::read(&schema, &config.history)?;
+    let cx = Cx {
+        schema: &schema,
+        catalog: Some(&catalog),
+    };
+    drop_version_schema(&shape::version_schema(&schema, &config.version))?;
+    for table in changed_tables(file) {
+        run(&shape::drop_trigger(&schema, &config.version, table), 0)?;
+    }
+    for located in file.ops.iter().rev() {
+        let mut statements = Vec::new();
+        located.op.abort(&cx, &mut statements);
+        run(&statements, located.line)?;
+    }
+    Ok(())
+}
+
+fn revert(file: &OpsFile) -> Result<(), StepError> {
+    let schema = current_schema()?;
+    let cx = Cx {
+        schema: &schema,
+        catalog: None,
+    };
+    let mut all = Vec::new();
+    for located in file.ops.iter().rev() {
+        let mut statements = Vec::new();
+        located
+            .op
+            .revert(&cx, &mut statements)
+            .map_err(|m| StepError::invalid_at(located.line, m))?;
+        all.push((statements, located.line));
+    }
+    for (statements, line) in all {
+        run(&statements, line)?;
+    }
+    Ok(())
+}
+
+/// What a phase would do, for `waymark plan`: the statements that need no
+/// catalog as SQL, the rest as sentences.
+fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
+    let schema = "public";
+    let cx = Cx { schema, catalog: None };
+    let mut actions = Vec::new();
+    let mut say = |line: u32, text: String| actions.push(Action { line, text });
+    match config.phase.as_str() {
+        "expand" => {
+            for located in &file.ops {
+                say(located.line, format!("-- {}", located.op.describe()));
+                let mut statements = Vec::new();
+                located.op.expand(&cx, &mut statements);
+                for s in statements {
+                    say(located.line, s);
+                }
+            }
+            say(
+                0,
+                format!(
+                    "-- create schema <schema>_v{} with a view of every table as the new version sees it",
+                    shape::version_tag(&config.version)
+                ),
+            );
+            for table in changed_tables(file) {
+                let sync = sync_of(file, table);
+                if !sync.is_empty() {
+                    say(
+                        0,
+                        format!("-- create the trigger keeping {table}'s old and new columns in step"),
+                    );
+                }
+                if !sync.backfilled.is_empty() {
+                    say(
+                        0,
+                        format!(
+                            "-- commit; backfill {table} in batches of {} keys: {}",
+                            file.backfill.batch_size,
+                            sync.backfilled.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        "complete" => {
+            for located in &file.ops {
+                let mut statements = Vec::new();
+                located.op.validate(&cx, &mut statements);
+                for s in statements {
+                    say(located.line, s);
+                }
+            }
+            say(0, "-- commit; drop the version schemas before this one".to_owned());
+            for located in &file.ops {
+                let mut statements = Vec::new();
+                located.op.contract(&cx, &mut statements);
+                for s in statements {
+                    say(located.line, s);
+                }
+            }
+            for table in changed_tables(file) {
+                say(0, format!("-- drop {table}'s sync trigger"));
+            }
+        }
+        "abort" => {
+            say(
+                0,
+                format!(
+                    "-- drop schema <schema>_v{} and the sync triggers",
+                    shape::version_tag(&config.version)
+                ),
+            );
+            for located in file.ops.iter().rev() {
+                let mut statements = Vec::new();
+                located.op.abort(&cx, &mut statements);
+                for s in statements {
+                    say(located.line, s);
+                }
+            }
+        }
+        _ => {
+            for located in file.ops.iter().rev() {
+                let mut statements = Vec::new();
+                match located.op.revert(&cx, &mut statements) {
+                    Ok(()) => statements.into_iter().for_each(|s| say(located.line, s)),
+                    Err(m) => say(located.line, format!("-- cannot be reverted: {m}")),
+                }
+            }
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(phase: &str) -> Config {
+        Config {
+            version: "20261204000001".to_owned(),
+            phase: phase.to_owned(),
+            history: String::new(),
+            in_flight: Vec::new(),
+        }
+    }
+
+    const SPLIT: &str = r#"
+[[op]]
+op = "add_column"
+table = "users"
+column = "first_name"
+type = "text"
+up = "split_part(name, ' ', 1)"
+
+[[op]]
+op = "drop_column"
+table = "users"
+column = "name"
+down = "first_name"
+"#;
+
+    #[test]
+    fn the_plan_of_each_phase_names_its_statements() {
+        let file = file::parse(SPLIT).unwrap();
+        let expand: Vec<String> = plan(&config("expand"), &file).into_iter().map(|a| a.text).collect();
+        assert!(
+            expand.contains(&"ALTER TABLE \"public\".\"users\" ADD COLUMN \"first_name\" text".to_owned()),
+            "{expand:?}"
+        );
+        assert!(
+            expand
+                .iter()
+                .any(|a| a.contains("backfill users in batches of 1000 keys: first_name")),
+            "{expand:?}"
+        );
+        let complete: Vec<String> = plan(&config("complete"), &file).into_iter().map(|a| a.text).collect();
+        assert!(
+            complete.contains(&"ALTER TABLE \"public\".\"users\" DROP COLUMN \"name\"".to_owned()),
+            "{complete:?}"
+        );
+        let revert: Vec<String> = plan(&config("revert"), &file).into_iter().map(|a| a.text).collect();
+        assert!(
+            revert[0].starts_with("-- cannot be reverted: drop_column users.name"),
+            "{revert:?}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_of_their_op() {
+        let e = file::parse("[[op]]\nop = \"add_column\"\ntable = \"t\"\ncolumn = \"c\"\ntype = \"int\"\n\n[[op]]\nop = \"rename_column\"\ntable = \"t\"\n")
+            .err()
+            .unwrap();
+        assert_eq!((e.line, e.message.as_str()), (7, "rename_column needs `column`"));
+    }
+}

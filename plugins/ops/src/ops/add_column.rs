@@ -1,0 +1,143 @@
+//! `add_column`: a column the old version does not know. With `up`, an
+//! expression over the old shape's columns, rows the old version writes
+//! get it computed and the rows already there are backfilled; `not_null`
+//! is validated and set by `complete`, once the old version is gone.
+
+use super::{Cx, Operation, cut, ident};
+use crate::file::RawOp;
+use crate::shape::{Sync, View};
+
+pub(crate) struct AddColumn {
+    table: String,
+    column: String,
+    type_: String,
+    default: Option<String>,
+    not_null: bool,
+    up: Option<String>,
+}
+
+impl AddColumn {
+    pub(crate) fn from_raw(raw: &RawOp) -> Result<Self, String> {
+        raw.only(&["table", "column", "type", "default", "not_null", "up"])?;
+        let op = AddColumn {
+            table: raw.required("table", &raw.table)?.to_owned(),
+            column: raw.required("column", &raw.column)?.to_owned(),
+            type_: raw.required("type", &raw.type_)?.to_owned(),
+            default: raw.default.clone(),
+            not_null: raw.not_null.unwrap_or(false),
+            up: raw.up.clone(),
+        };
+        if op.not_null && op.default.is_none() && op.up.is_none() {
+            return Err(format!(
+                "add_column {}.{}: not_null needs `default` or `up`, a value for the rows there are and those the old version writes",
+                op.table, op.column
+            ));
+        }
+        Ok(op)
+    }
+
+    fn constraint(&self) -> String {
+        cut(&format!("_waymark_nn_{}", self.column))
+    }
+}
+
+impl Operation for AddColumn {
+    fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn describe(&self) -> String {
+        format!("add column {}.{} {}", self.table, self.column, self.type_)
+    }
+
+    fn check(&self, cx: &Cx<'_>) -> Result<(), String> {
+        match cx.catalog.and_then(|c| c.table(&self.table)) {
+            Some(t) if t.column(&self.column).is_some() => {
+                Err(format!("table {} already has a column {}", self.table, self.column))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn expand(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+        let table = cx.table(&self.table);
+        let column = ident(&self.column);
+        match (&self.default, &self.up) {
+            // The rows there are get their value from the backfill, so the
+            // default is for new rows only.
+            (Some(default), Some(_)) => {
+                out.push(format!("ALTER TABLE {table} ADD COLUMN {column} {}", self.type_));
+                out.push(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {default}"
+                ));
+            }
+            // A constant default fills the rows there are without a rewrite
+            // (PostgreSQL 11 and later).
+            (Some(default), None) => {
+                out.push(format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} {} DEFAULT {default}",
+                    self.type_
+                ));
+            }
+            (None, _) => out.push(format!("ALTER TABLE {table} ADD COLUMN {column} {}", self.type_)),
+        }
+    }
+
+    fn reshape(&self, view: &mut View) {
+        view.show(&self.column, &self.column);
+    }
+
+    fn sync(&self, sync: &mut Sync) {
+        if let Some(up) = &self.up {
+            sync.from_old.push((self.column.clone(), up.clone()));
+            sync.backfilled.push(self.column.clone());
+        }
+    }
+
+    fn validate(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+        if self.not_null {
+            let table = cx.table(&self.table);
+            out.push(format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
+                ident(&self.constraint()),
+                ident(&self.column)
+            ));
+            out.push(format!(
+                "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+                ident(&self.constraint())
+            ));
+        }
+    }
+
+    fn contract(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+        if self.not_null {
+            // SET NOT NULL trusts the validated check and scans nothing.
+            let table = cx.table(&self.table);
+            out.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
+                ident(&self.column)
+            ));
+            out.push(format!(
+                "ALTER TABLE {table} DROP CONSTRAINT {}",
+                ident(&self.constraint())
+            ));
+        }
+    }
+
+    fn abort(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+        out.push(format!(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+            cx.table(&self.table),
+            ident(&self.column)
+        ));
+    }
+
+    fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+        out.push(format!(
+            "ALTER TABLE {} DROP COLUMN {}",
+            cx.table(&self.table),
+            ident(&self.column)
+        ));
+        Ok(())
+    }
+}

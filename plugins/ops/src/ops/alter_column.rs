@@ -1,0 +1,245 @@
+//! `alter_type`, `set_not_null` and `drop_not_null`: a column whose new
+//! shape the old version could not live with. The new shape is a hidden
+//! column beside the old one (`_waymark_new_<column>`), kept in step by
+//! the trigger both ways (`up` computes it from the old shape, `down` the
+//! old column from the new shape) and backfilled; `complete` drops the
+//! old column and gives the hidden one its name.
+
+use super::{Cx, Operation, cut, ident, shadow};
+use crate::catalog;
+use crate::file::RawOp;
+use crate::shape::{Sync, View};
+
+pub(crate) struct AlterColumn {
+    op: String,
+    table: String,
+    column: String,
+    /// The new type; `None`: the column's own.
+    type_: Option<String>,
+    default: Option<String>,
+    /// `Some(true)`: set, `Some(false)`: dropped, `None`: as the column is.
+    not_null: Option<bool>,
+    up: String,
+    down: String,
+}
+
+impl AlterColumn {
+    pub(crate) fn from_raw(raw: &RawOp) -> Result<Self, String> {
+        let table = raw.required("table", &raw.table)?.to_owned();
+        let column = raw.required("column", &raw.column)?.to_owned();
+        let (type_, not_null, up, down) = match raw.op.as_str() {
+            "alter_type" => {
+                raw.only(&["table", "column", "type", "default", "up", "down"])?;
+                (
+                    Some(raw.required("type", &raw.type_)?.to_owned()),
+                    None,
+                    raw.required("up", &raw.up)?.to_owned(),
+                    raw.required("down", &raw.down)?.to_owned(),
+                )
+            }
+            "set_not_null" => {
+                raw.only(&["table", "column", "up", "down"])?;
+                let up = raw.required("up", &raw.up).map_err(|e| {
+                    format!("{e}, the value for NULLs the old version writes, such as coalesce({column}, '')")
+                })?;
+                (
+                    None,
+                    Some(true),
+                    up.to_owned(),
+                    raw.down.clone().unwrap_or_else(|| ident(&column)),
+                )
+            }
+            _ => {
+                raw.only(&["table", "column", "up", "down"])?;
+                let down = raw
+                    .required("down", &raw.down)
+                    .map_err(|e| format!("{e}, the value the old version reads for NULLs the new one writes"))?;
+                (
+                    None,
+                    Some(false),
+                    raw.up.clone().unwrap_or_else(|| ident(&column)),
+                    down.to_owned(),
+                )
+            }
+        };
+        Ok(AlterColumn {
+            op: raw.op.clone(),
+            table,
+            column,
+            type_,
+            default: raw.default.clone(),
+            not_null,
+            up,
+            down,
+        })
+    }
+
+    fn shadow(&self) -> String {
+        shadow(&self.column)
+    }
+
+    fn constraint(&self) -> String {
+        cut(&format!("_waymark_nn_{}", self.column))
+    }
+
+    /// Whether the new shape is NOT NULL, as asked or as the column is.
+    fn not_null(&self, cx: &Cx<'_>) -> bool {
+        self.not_null.unwrap_or_else(|| {
+            cx.catalog
+                .and_then(|c| c.table(&self.table))
+                .and_then(|t| t.column(&self.column))
+                .is_some_and(|c| c.not_null)
+        })
+    }
+}
+
+impl Operation for AlterColumn {
+    fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn describe(&self) -> String {
+        match &self.type_ {
+            Some(t) => format!("change the type of {}.{} to {t}", self.table, self.column),
+            None => format!("{} on {}.{}", self.op, self.table, self.column),
+        }
+    }
+
+    fn check(&self, cx: &Cx<'_>) -> Result<(), String> {
+        let Some(table) = cx.catalog.and_then(|c| c.table(&self.table)) else {
+            return Ok(());
+        };
+        if table.column(&self.column).is_none() {
+            return Err(format!("table {} has no column {}", self.table, self.column));
+        }
+        let dependents = catalog::dependents(&cx.table(&self.table), &self.column).map_err(|e| format!("{e:?}"))?;
+        if !dependents.is_empty() {
+            return Err(format!(
+                "{} {}.{}: {} name the column, and they are not carried over to its new shape yet; drop them in a migration before this one and make them again after `complete`",
+                self.op,
+                self.table,
+                self.column,
+                dependents.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    fn expand(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+        let table = cx.table(&self.table);
+        let old = cx
+            .catalog
+            .and_then(|c| c.table(&self.table))
+            .and_then(|t| t.column(&self.column));
+        let type_ = match (&self.type_, old) {
+            (Some(t), _) => t.clone(),
+            (None, Some(c)) => c.type_.clone(),
+            (None, None) => format!("<the type of {}>", self.column),
+        };
+        out.push(format!(
+            "ALTER TABLE {table} ADD COLUMN {} {type_}",
+            ident(&self.shadow())
+        ));
+        // The default goes with the column when its type stays.
+        let default = match (&self.default, &self.type_) {
+            (Some(d), _) => Some(d.clone()),
+            (None, None) => old.and_then(|c| c.default.clone()),
+            (None, Some(_)) => None,
+        };
+        if let Some(default) = default {
+            out.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {default}",
+                ident(&self.shadow())
+            ));
+        }
+    }
+
+    fn reshape(&self, view: &mut View) {
+        view.show(&self.column, &self.shadow());
+    }
+
+    fn sync(&self, sync: &mut Sync) {
+        sync.from_old.push((self.shadow(), self.up.clone()));
+        sync.from_new.push((self.column.clone(), self.down.clone()));
+        sync.backfilled.push(self.shadow());
+    }
+
+    fn validate(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+        if self.not_null(cx) {
+            let table = cx.table(&self.table);
+            out.push(format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
+                ident(&self.constraint()),
+                ident(&self.shadow())
+            ));
+            out.push(format!(
+                "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+                ident(&self.constraint())
+            ));
+        }
+    }
+
+    fn contract(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+        let table = cx.table(&self.table);
+        // Renamed out of the way before it is dropped: its values are the
+        // new column's, converted, so the host keeps no copy of them.
+        let old = cut(&format!("_waymark_old_{}", self.column));
+        out.push(format!(
+            "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+            ident(&self.column),
+            ident(&old)
+        ));
+        out.push(format!(
+            "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+            ident(&self.shadow()),
+            ident(&self.column)
+        ));
+        out.push(format!("ALTER TABLE {table} DROP COLUMN {}", ident(&old)));
+        if self.not_null(cx) {
+            out.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
+                ident(&self.column)
+            ));
+            out.push(format!(
+                "ALTER TABLE {table} DROP CONSTRAINT {}",
+                ident(&self.constraint())
+            ));
+        }
+    }
+
+    fn abort(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+        out.push(format!(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+            cx.table(&self.table),
+            ident(&self.shadow())
+        ));
+    }
+
+    fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+        let table = cx.table(&self.table);
+        match self.not_null {
+            Some(true) => out.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {} DROP NOT NULL",
+                ident(&self.column)
+            )),
+            Some(false) => out.push(format!(
+                "UPDATE {table} SET {col} = ({down}) WHERE {col} IS NULL",
+                col = ident(&self.column),
+                down = self.down
+            )),
+            None => {
+                return Err(format!(
+                    "alter_type {}.{} cannot be undone after `complete` yet: its old type is gone with it",
+                    self.table, self.column
+                ));
+            }
+        }
+        if self.not_null == Some(false) {
+            out.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
+                ident(&self.column)
+            ));
+        }
+        Ok(())
+    }
+}
