@@ -122,6 +122,11 @@ pub(crate) enum Command {
     New {
         /// Name, e.g. create_users.
         name: String,
+        /// Write an ops.toml holding this expand/contract operation
+        /// (create_table, add_column, drop_column, rename_column,
+        /// rename_table, alter_type, set_not_null, drop_not_null, sql).
+        #[arg(long)]
+        op: Option<String>,
     },
     /// Record every migration up to VERSION as applied without running it,
     /// to adopt a database whose schema already exists; or, with --from,
@@ -406,6 +411,10 @@ pub(crate) struct PlanArgs {
     /// migration; --to V reverts everything after V, --steps N the newest N).
     #[arg(long, conflicts_with_all = ["single_transaction", "allow_out_of_order", "ignore_missing", "dry_run", "backup"])]
     pub(crate) down: bool,
+    /// Plan `complete` instead: the contract of each expanded migration
+    /// (up to --to). Shown only: a contract is not saved for `up --plan`.
+    #[arg(long, conflicts_with_all = ["down", "out", "single_transaction", "allow_out_of_order", "ignore_missing", "dry_run", "backup"])]
+    pub(crate) complete: bool,
     /// With --down: revert this many migrations.
     #[arg(long, requires = "down", conflicts_with = "to")]
     pub(crate) steps: Option<usize>,

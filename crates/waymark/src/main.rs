@@ -149,8 +149,8 @@ fn version(raw: &str, flag: &str) -> anyhow::Result<Version> {
 }
 
 async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
-    if let Command::New { name } = &cli.command {
-        let paths = scaffold(&settings.migrations, name, settings.layout).map_err(Error::from)?;
+    if let Command::New { name, op } = &cli.command {
+        let paths = scaffold(&settings.migrations, name, settings.layout, op.as_deref()).map_err(Error::from)?;
         out.created(&paths);
         return Ok(0);
     }
@@ -505,7 +505,10 @@ async fn dispatch(
             Ok(0)
         }
         Command::Plan(args) => {
-            let (plan, options) = if args.down {
+            let (plan, options) = if args.complete {
+                let to = args.up.to.as_deref().map(|v| version(v, "--to")).transpose()?;
+                (engine.plan_complete(set, to.as_ref()).await?, Default::default())
+            } else if args.down {
                 let target = down_target(args.up.to.as_deref(), args.steps, args.all)?;
                 let options = waymark_core::SavedOptions {
                     to: args

@@ -46,3 +46,45 @@ pub(super) fn read_ops(path: PathBuf) -> Result<(String, Script, Step), SourceEr
         }),
     ))
 }
+
+/// What `waymark new NAME --op OP` writes: the operation's fields, each
+/// with a line on what it takes.
+pub(super) fn template(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "create_table" => {
+            "op = \"create_table\"\ntable = \"accounts\"\n# Column definitions, as CREATE TABLE takes them.\ncolumns = [\"id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY\", \"name text NOT NULL\"]\n"
+        }
+        "add_column" => {
+            "op = \"add_column\"\ntable = \"users\"\ncolumn = \"active\"\ntype = \"boolean\"\n# For rows the new version inserts without it.\ndefault = \"true\"\n# Set by `waymark complete`, after a validated check.\nnot_null = true\n# Optional: computed from the old shape's columns for the rows there\n# are (backfilled) and those the old version writes.\n# up = \"email IS NOT NULL\"\n"
+        }
+        "drop_column" => {
+            "op = \"drop_column\"\ntable = \"users\"\ncolumn = \"legacy\"\n# Needed when the column is NOT NULL without a default: the value the\n# old version reads for rows the new one writes.\n# down = \"''\"\n"
+        }
+        "rename_column" => "op = \"rename_column\"\ntable = \"users\"\ncolumn = \"name\"\nto = \"full_name\"\n",
+        "rename_table" => "op = \"rename_table\"\ntable = \"users\"\nto = \"accounts\"\n",
+        "alter_type" => {
+            "op = \"alter_type\"\ntable = \"users\"\ncolumn = \"amount\"\ntype = \"numeric(12,2)\"\n# The new value from the old shape's columns, and the old from the new.\nup = \"amount::numeric(12,2)\"\ndown = \"round(amount)::integer\"\n"
+        }
+        "set_not_null" => {
+            "op = \"set_not_null\"\ntable = \"users\"\ncolumn = \"email\"\n# The value for NULLs the old version has written or still writes.\nup = \"coalesce(email, 'unknown')\"\n"
+        }
+        "drop_not_null" => {
+            "op = \"drop_not_null\"\ntable = \"users\"\ncolumn = \"email\"\n# The value the old version reads for NULLs the new one writes.\ndown = \"coalesce(email, '')\"\n"
+        }
+        "sql" => "op = \"sql\"\nup = \"CREATE INDEX CONCURRENTLY ...\"\n# Run by an abort or a revert.\ndown = \"DROP INDEX ...\"\n",
+        _ => return None,
+    })
+}
+
+/// Every operation `--op` takes, in the order the docs list them.
+pub(super) const OPERATIONS: &[&str] = &[
+    "create_table",
+    "add_column",
+    "drop_column",
+    "rename_column",
+    "rename_table",
+    "alter_type",
+    "set_not_null",
+    "drop_not_null",
+    "sql",
+];

@@ -11,7 +11,20 @@ use crate::version::Version;
 /// sequence (`1`, `2`, ...), a UTC timestamp otherwise; the files follow
 /// the folder's layout (flat files if it already uses them; dbmate's and
 /// goose's sections; Flyway's `V`/`U` pair, numbered on from the last).
-pub fn scaffold(dir: &Path, name: &str, layout: Layout) -> Result<Vec<PathBuf>, SourceError> {
+///
+/// With `op`, the migration is an `ops.toml` holding that expand/contract
+/// operation with its fields commented (waymark's folder layout only).
+pub fn scaffold(dir: &Path, name: &str, layout: Layout, op: Option<&str>) -> Result<Vec<PathBuf>, SourceError> {
+    let op = match op {
+        None => None,
+        Some(op) => Some(super::ops_file::template(op).ok_or_else(|| SourceError::BadName {
+            path: dir.join(name),
+            reason: format!(
+                "--op {op}: no such operation; the operations are {}",
+                super::ops_file::OPERATIONS.join(", ")
+            ),
+        })?),
+    };
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(SourceError::BadName {
             path: dir.join(name),
@@ -44,6 +57,35 @@ pub fn scaffold(dir: &Path, name: &str, layout: Layout) -> Result<Vec<PathBuf>, 
         _ => stamp,
     };
     let stem = format!("{version}_{name}");
+    if let Some(template) = op {
+        if !matches!(set.layout, Layout::Waymark | Layout::Diesel) || set.flat {
+            return Err(SourceError::BadName {
+                path: dir.to_owned(),
+                reason: format!(
+                    "an ops.toml migration is a folder of waymark's layout, and this folder is in {}'s",
+                    set.layout.as_str()
+                ),
+            });
+        }
+        let folder = dir.join(&stem);
+        let path = folder.join("ops.toml");
+        std::fs::create_dir(&folder)
+            .and_then(|()| {
+                std::fs::write(
+                    &path,
+                    format!(
+                        "# {stem}: `waymark up` expands, `waymark complete` contracts once the old\n\
+                         # version of the application is gone, `waymark down` before that aborts.\n\n\
+                         [[op]]\n{template}"
+                    ),
+                )
+            })
+            .map_err(|e| SourceError::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        return Ok(vec![path]);
+    }
     let header = |direction: &str| format!("-- {stem}: {direction}\n");
     let written = if set.layout == Layout::Flyway {
         let next = last.map_or(1, |v| {

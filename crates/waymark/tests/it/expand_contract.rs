@@ -526,3 +526,33 @@ fn ops_are_refused_off_postgres_mysql() {
 fn ops_are_refused_off_postgres_sqlite() {
     ops_are_refused_off_postgres(Kind::Sqlite);
 }
+
+#[test]
+fn new_op_scaffolds_each_operation_as_a_file_the_ops_step_reads_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    for op in [
+        "create_table",
+        "add_column",
+        "drop_column",
+        "rename_column",
+        "rename_table",
+        "alter_type",
+        "set_not_null",
+        "drop_not_null",
+        "sql",
+    ] {
+        let run = p.run(&db, &["new", "change", "--op", op]).ok();
+        let path = run.stdout.trim().to_owned();
+        assert!(path.ends_with("_change/ops.toml"), "{path}");
+        let text = std::fs::read_to_string(p.migrations().parent().unwrap().join(&path)).unwrap();
+        assert!(text.contains(&format!("op = \"{op}\"")), "{text}");
+        // The ops step reads what was written: plan shows its operation.
+        let plan = p.run(&db, &["plan"]).ok();
+        assert!(plan.stdout.contains("_change"), "{op}: {}", plan.stdout);
+        std::fs::remove_dir_all(p.migrations()).unwrap();
+    }
+    p.run(&db, &["new", "change", "--op", "rename_colum"]).code(2).stderr_has(
+        "--op rename_colum: no such operation; the operations are create_table, add_column,",
+    );
+}

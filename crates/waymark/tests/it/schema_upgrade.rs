@@ -65,6 +65,7 @@ fn upgrades_in_place(kind: Kind) {
         [
             ["1", "history, audit, checkpoint and pre-image tables"],
             ["2", "a checkpoint's direction in a column of its own"],
+            ["3", "a migration may be expanded: its expand done, its contract to come"],
         ]
     );
     assert_eq!(
@@ -88,7 +89,7 @@ fn upgrades_in_place(kind: Kind) {
     p.run(&db, &["down"]).ok();
     assert_eq!(
         db.rows("SELECT COUNT(*) FROM waymark_history_schema"),
-        [[Some("2".to_owned())]]
+        [[Some("3".to_owned())]]
     );
 }
 
@@ -118,10 +119,10 @@ fn newer_schema_refuses(kind: Kind) {
     );
     p.run(&db, &["up", "--to", "1"]).ok();
     db.execute(
-        "INSERT INTO waymark_history_schema (version, what, at) VALUES (3, 'from the future', '2026-01-01 00:00:00')",
+        "INSERT INTO waymark_history_schema (version, what, at) VALUES (4, 'from the future', '2026-01-01 00:00:00')",
     );
-    let said = "waymark_history_schema says waymark's tables have schema version 3, written by a newer waymark; this \
-                one knows versions up to 2 and will not read or change them";
+    let said = "waymark_history_schema says waymark's tables have schema version 4, written by a newer waymark; this \
+                one knows versions up to 3 and will not read or change them";
     for command in [&["status"][..], &["up"], &["down"], &["plan"]] {
         p.run(&db, command).code(1).stderr_has(said);
     }
