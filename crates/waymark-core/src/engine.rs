@@ -447,7 +447,12 @@ impl Engine {
         };
         let applied = |rows: Vec<waymark_db::HistoryRow>| -> Vec<(String, String)> {
             rows.into_iter()
-                .filter(|r| matches!(r.state, waymark_db::State::Applied | waymark_db::State::Baseline))
+                .filter(|r| {
+                    matches!(
+                        r.state,
+                        waymark_db::State::Applied | waymark_db::State::Baseline | waymark_db::State::Expanded
+                    )
+                })
                 .map(|r| (r.version, r.checksum))
                 .collect()
         };

@@ -332,8 +332,7 @@ fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
     }
     // The contracts that drop data first, so that the host copies it for
     // `down` before any statement here locks its table; the triggers last.
-    let first = file.ops.iter().filter(|l| l.op.contract_first());
-    for located in first.chain(file.ops.iter().filter(|l| !l.op.contract_first())) {
+    for located in contract_order(file) {
         let mut statements = Vec::new();
         located.op.contract(&cx, &mut statements);
         run(&statements, located.line)?;
@@ -342,6 +341,13 @@ fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         run(&shape::drop_trigger(&schema, &config.version, table), 0)?;
     }
     Ok(())
+}
+
+/// The contracts that drop data the host copies first, then the rest, each
+/// group in file order.
+fn contract_order(file: &OpsFile) -> impl Iterator<Item = &file::Located> {
+    let first = file.ops.iter().filter(|l| l.op.contract_first());
+    first.chain(file.ops.iter().filter(|l| !l.op.contract_first()))
 }
 
 fn abort(config: &Config, file: &OpsFile) -> Result<(), StepError> {
@@ -387,8 +393,10 @@ fn revert(file: &OpsFile) -> Result<(), StepError> {
 /// What a phase would do, for `waymark plan`: the statements that need no
 /// catalog as SQL, the rest as sentences.
 fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
-    let schema = "public";
-    let cx = Cx { schema, catalog: None };
+    let cx = Cx {
+        schema: "",
+        catalog: None,
+    };
     let mut actions = Vec::new();
     let mut say = |line: u32, text: String| actions.push(Action { line, text });
     match config.phase.as_str() {
@@ -437,7 +445,7 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
                 }
             }
             say(0, "-- commit; drop the version schemas before this one".to_owned());
-            for located in &file.ops {
+            for located in contract_order(file) {
                 let mut statements = Vec::new();
                 located.op.contract(&cx, &mut statements);
                 for s in statements {
@@ -510,7 +518,7 @@ down = "first_name"
         let file = file::parse(SPLIT).unwrap();
         let expand: Vec<String> = plan(&config("expand"), &file).into_iter().map(|a| a.text).collect();
         assert!(
-            expand.contains(&"ALTER TABLE \"public\".\"users\" ADD COLUMN \"first_name\" text".to_owned()),
+            expand.contains(&"ALTER TABLE \"users\" ADD COLUMN \"first_name\" text".to_owned()),
             "{expand:?}"
         );
         assert!(
@@ -521,7 +529,7 @@ down = "first_name"
         );
         let complete: Vec<String> = plan(&config("complete"), &file).into_iter().map(|a| a.text).collect();
         assert!(
-            complete.contains(&"ALTER TABLE \"public\".\"users\" DROP COLUMN \"name\"".to_owned()),
+            complete.contains(&"ALTER TABLE \"users\" DROP COLUMN \"name\"".to_owned()),
             "{complete:?}"
         );
         let revert: Vec<String> = plan(&config("revert"), &file).into_iter().map(|a| a.text).collect();

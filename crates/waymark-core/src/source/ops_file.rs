@@ -71,7 +71,9 @@ pub(super) fn template(op: &str) -> Option<&'static str> {
         "drop_not_null" => {
             "op = \"drop_not_null\"\ntable = \"users\"\ncolumn = \"email\"\n# The value the old version reads for NULLs the new one writes.\ndown = \"coalesce(email, '')\"\n"
         }
-        "sql" => "op = \"sql\"\nup = \"CREATE INDEX CONCURRENTLY ...\"\n# Run by an abort or a revert.\ndown = \"DROP INDEX ...\"\n",
+        "sql" => {
+            "op = \"sql\"\nup = \"CREATE INDEX CONCURRENTLY ...\"\n# Run by an abort or a revert.\ndown = \"DROP INDEX ...\"\n"
+        }
         _ => return None,
     })
 }

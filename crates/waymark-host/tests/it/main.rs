@@ -454,3 +454,39 @@ fn the_sandbox_grants_no_files_network_or_environment() {
         "{connect}"
     );
 }
+
+/// The built-in ops step's own unit tests (its file reading, names, views
+/// and trigger text) run natively, in a target folder of their own so as
+/// not to wait on this build's lock. The plugins are a workspace apart,
+/// which `cargo test --workspace` does not reach.
+#[test]
+fn the_ops_step_passes_its_unit_tests() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo
+        .args([
+            "test",
+            "--locked",
+            "--quiet",
+            "-p",
+            "waymark-ops-step",
+            "--manifest-path",
+        ])
+        .arg(root.join("plugins/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root.join("target/plugin-unit-tests"));
+    // The outer test run's settings describe its own build.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key == "RUSTFLAGS" {
+            cargo.env_remove(key);
+        }
+    }
+    let out = cargo.output().unwrap();
+    assert!(
+        out.status.success(),
+        "the ops step's unit tests failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -216,7 +216,7 @@ fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres(
     let plan = p.run(&db, &["plan"]).ok();
     assert!(
         plan.stdout
-            .contains("ALTER TABLE \"public\".\"users\" ADD COLUMN \"_waymark_new_amount\" numeric(12,2)"),
+            .contains("ALTER TABLE \"users\" ADD COLUMN \"_waymark_new_amount\" numeric(12,2)"),
         "{}",
         plan.stdout
     );
@@ -237,6 +237,32 @@ fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres(
         count(&db, "SELECT count(*) FROM users WHERE _waymark_new_amount IS NULL"),
         0
     );
+
+    // The contract, shown first: the scans before the locks, and no
+    // finding of lint's against it (SET NOT NULL follows a validated
+    // check, so it scans nothing).
+    let shown = p.run(&db, &["plan", "--complete", "--json"]).ok().json();
+    let contract = &shown["migrations"][0];
+    assert_eq!(contract["version"], "2");
+    let texts: Vec<&str> = contract["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["text"].as_str().unwrap())
+        .collect();
+    let validate = texts
+        .iter()
+        .position(|t| t.contains("VALIDATE CONSTRAINT \"_waymark_nn_email\""))
+        .unwrap();
+    let drop = texts
+        .iter()
+        .position(|t| t.contains("DROP COLUMN \"name\"") || t.contains("DROP COLUMN \"_waymark_old_amount\""))
+        .unwrap();
+    assert!(validate < drop, "{texts:?}");
+    let errors: Vec<&serde_json::Value> = contract["findings"]
+        .as_array()
+        .map_or(Vec::new(), |f| f.iter().filter(|f| f["severity"] == "error").collect());
+    assert!(errors.is_empty(), "{errors:?}");
 
     // The old application is gone; the new one writes on through complete.
     let old_writes = old.finish("old");
@@ -302,6 +328,14 @@ fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres(
         count(&db, "SELECT count(*) FROM pg_proc WHERE proname LIKE '_waymark%'"),
         0
     );
+
+    // After complete, a dropped column's type is gone with it: `down`
+    // says so and changes nothing.
+    let after = db.snapshot();
+    p.run(&db, &["down"]).code(1).stderr_has(
+        "ops.toml:46: drop_column people.name cannot be undone after `complete` yet: its column's type is gone with it",
+    );
+    assert_eq!(db.snapshot(), after);
 }
 
 #[test]
@@ -552,7 +586,7 @@ fn new_op_scaffolds_each_operation_as_a_file_the_ops_step_reads_postgres() {
         assert!(plan.stdout.contains("_change"), "{op}: {}", plan.stdout);
         std::fs::remove_dir_all(p.migrations()).unwrap();
     }
-    p.run(&db, &["new", "change", "--op", "rename_colum"]).code(2).stderr_has(
-        "--op rename_colum: no such operation; the operations are create_table, add_column,",
-    );
+    p.run(&db, &["new", "change", "--op", "rename_colum"])
+        .code(2)
+        .stderr_has("--op rename_colum: no such operation; the operations are create_table, add_column,");
 }

@@ -65,7 +65,10 @@ fn upgrades_in_place(kind: Kind) {
         [
             ["1", "history, audit, checkpoint and pre-image tables"],
             ["2", "a checkpoint's direction in a column of its own"],
-            ["3", "a migration may be expanded: its expand done, its contract to come"],
+            [
+                "3",
+                "a migration may be expanded: its expand done, its contract to come"
+            ],
         ]
     );
     assert_eq!(

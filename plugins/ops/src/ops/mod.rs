@@ -36,8 +36,12 @@ pub(crate) struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    /// `schema.table`, quoted.
+    /// `schema.table`, quoted; only `table` while planning, when the
+    /// connection's schema is not known.
     pub(crate) fn table(&self, table: &str) -> String {
+        if self.schema.is_empty() {
+            return ident(table);
+        }
         format!("{}.{}", ident(self.schema), ident(table))
     }
 }
