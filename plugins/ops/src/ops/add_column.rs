@@ -3,7 +3,7 @@
 //! get it computed and the rows already there are backfilled; `not_null`
 //! is validated and set by `complete`, once the old version is gone.
 
-use super::{Cx, Operation, cut, ident};
+use super::{Cx, NotNull, Operation, ident};
 use crate::file::RawOp;
 use crate::shape::{Sync, View};
 
@@ -36,8 +36,12 @@ impl AddColumn {
         Ok(op)
     }
 
-    fn constraint(&self) -> String {
-        cut(&format!("_waymark_nn_{}", self.column))
+    fn not_null_of<'a>(&'a self, table: &'a str) -> NotNull<'a> {
+        NotNull {
+            table,
+            checked: &self.column,
+            column: &self.column,
+        }
     }
 }
 
@@ -96,31 +100,13 @@ impl Operation for AddColumn {
 
     fn validate(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
         if self.not_null {
-            let table = cx.table(&self.table);
-            out.push(format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
-                ident(&self.constraint()),
-                ident(&self.column)
-            ));
-            out.push(format!(
-                "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
-                ident(&self.constraint())
-            ));
+            self.not_null_of(&cx.table(&self.table)).validate(out);
         }
     }
 
     fn contract(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
         if self.not_null {
-            // SET NOT NULL trusts the validated check and scans nothing.
-            let table = cx.table(&self.table);
-            out.push(format!(
-                "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
-                ident(&self.column)
-            ));
-            out.push(format!(
-                "ALTER TABLE {table} DROP CONSTRAINT {}",
-                ident(&self.constraint())
-            ));
+            self.not_null_of(&cx.table(&self.table)).set(out);
         }
     }
 

@@ -5,7 +5,7 @@
 //! old column from the new shape) and backfilled; `complete` drops the
 //! old column and gives the hidden one its name.
 
-use super::{Cx, Operation, cut, ident, shadow};
+use super::{Cx, NotNull, Operation, cut, ident, shadow};
 use crate::catalog;
 use crate::file::RawOp;
 use crate::shape::{Sync, View};
@@ -78,8 +78,12 @@ impl AlterColumn {
         shadow(&self.column)
     }
 
-    fn constraint(&self) -> String {
-        cut(&format!("_waymark_nn_{}", self.column))
+    fn not_null_of<'a>(&'a self, table: &'a str, shadow: &'a str) -> NotNull<'a> {
+        NotNull {
+            table,
+            checked: shadow,
+            column: &self.column,
+        }
     }
 
     /// Whether the new shape is NOT NULL, as asked or as the column is.
@@ -166,16 +170,8 @@ impl Operation for AlterColumn {
 
     fn validate(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
         if self.not_null(cx) {
-            let table = cx.table(&self.table);
-            out.push(format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
-                ident(&self.constraint()),
-                ident(&self.shadow())
-            ));
-            out.push(format!(
-                "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
-                ident(&self.constraint())
-            ));
+            let (table, shadow) = (cx.table(&self.table), self.shadow());
+            self.not_null_of(&table, &shadow).validate(out);
         }
     }
 
@@ -196,14 +192,8 @@ impl Operation for AlterColumn {
         ));
         out.push(format!("ALTER TABLE {table} DROP COLUMN {}", ident(&old)));
         if self.not_null(cx) {
-            out.push(format!(
-                "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
-                ident(&self.column)
-            ));
-            out.push(format!(
-                "ALTER TABLE {table} DROP CONSTRAINT {}",
-                ident(&self.constraint())
-            ));
+            let shadow = self.shadow();
+            self.not_null_of(&table, &shadow).set(out);
         }
     }
 

@@ -112,6 +112,48 @@ pub(crate) const NAMES: &[&str] = &[
     "sql",
 ];
 
+/// A `NOT NULL` made without a scan under a lock that stops writes: a
+/// check added `NOT VALID` and validated (by `complete`, in a transaction
+/// of its own), then `SET NOT NULL`, which trusts the validated check, and
+/// the check dropped.
+pub(crate) struct NotNull<'a> {
+    /// The table, quoted.
+    pub(crate) table: &'a str,
+    /// The column the check reads (before the contract renames it).
+    pub(crate) checked: &'a str,
+    /// The column that becomes NOT NULL (after the contract's renames).
+    pub(crate) column: &'a str,
+}
+
+impl NotNull<'_> {
+    fn constraint(&self) -> String {
+        cut(&format!("_waymark_nn_{}", self.column))
+    }
+
+    /// The check, added and validated.
+    pub(crate) fn validate(&self, out: &mut Vec<String>) {
+        let (table, constraint) = (self.table, ident(&self.constraint()));
+        out.push(format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {constraint} CHECK ({} IS NOT NULL) NOT VALID",
+            ident(self.checked)
+        ));
+        out.push(format!("ALTER TABLE {table} VALIDATE CONSTRAINT {constraint}"));
+    }
+
+    /// `SET NOT NULL`, and the check dropped.
+    pub(crate) fn set(&self, out: &mut Vec<String>) {
+        let table = self.table;
+        out.push(format!(
+            "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
+            ident(self.column)
+        ));
+        out.push(format!(
+            "ALTER TABLE {table} DROP CONSTRAINT {}",
+            ident(&self.constraint())
+        ));
+    }
+}
+
 /// `name` quoted as a PostgreSQL identifier.
 pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
