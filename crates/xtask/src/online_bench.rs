@@ -3,14 +3,16 @@
 //! a pgbench database while a reporting transaction reads the big tables
 //! for a few seconds every few seconds (the long reader that makes DDL
 //! queue), and a set of changes (an index, a foreign key, `NOT NULL`, a
-//! column with a default, a type change) is applied four ways in the same
+//! column with a default, a type change) is applied five ways in the same
 //! run, each on a fresh copy of the same data:
 //!
 //! - nothing applied: the baseline;
 //! - the naive files through psql;
 //! - the same files through waymark (its lock timeout and retry; lint's
 //!   refusal lifted, to measure the retry alone);
-//! - the safe rewrites lint suggests, through waymark.
+//! - the safe rewrites lint suggests, through waymark;
+//! - the changes as expand/contract (an `ops.toml`), expanded, backfilled
+//!   and contracted by waymark while pgbench writes.
 //!
 //! For each: failed transactions and latency percentiles from pgbench's
 //! per-transaction log (with `-R`, latency counts from when the
@@ -123,12 +125,47 @@ const SAFE: &[(&str, &str)] = &[
     ),
 ];
 
+/// The changes as expand/contract: an `ops.toml` whose expand runs first
+/// and whose contract (`waymark complete`) follows at once (pgbench writes
+/// through the tables, the "old" application, whose shape the changes keep:
+/// `abalance` stays `abalance`, `bbalance` stays an integer column to it),
+/// then the index and the foreign key, which need no second shape. The type
+/// change is on `pgbench_branches.bbalance`, which every transaction
+/// updates: `pgbench_history` has no primary key for the backfill to walk.
+const EXPAND: &[(&str, &str)] = &[
+    (
+        "1_reshape",
+        "[[op]]\nop = \"set_not_null\"\ntable = \"pgbench_accounts\"\ncolumn = \"abalance\"\n\
+         up = \"coalesce(abalance, 0)\"\n\n\
+         [[op]]\nop = \"add_column\"\ntable = \"pgbench_accounts\"\ncolumn = \"flagged\"\ntype = \"boolean\"\n\
+         default = \"false\"\nnot_null = true\n\n\
+         [[op]]\nop = \"alter_type\"\ntable = \"pgbench_branches\"\ncolumn = \"bbalance\"\ntype = \"bigint\"\n\
+         up = \"bbalance::bigint\"\ndown = \"bbalance::integer\"\n",
+    ),
+    (
+        "2_index",
+        "-- no-transaction\nCREATE INDEX CONCURRENTLY pgbench_accounts_abalance ON pgbench_accounts (abalance);\n",
+    ),
+    (
+        "3_foreign_key",
+        "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_branch FOREIGN KEY (bid) REFERENCES \
+         pgbench_branches (bid) NOT VALID;\n",
+    ),
+    (
+        "4_validate_foreign_key",
+        "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_branch;\n",
+    ),
+];
+
 /// How a way applies the changes.
 enum Way {
     Baseline,
     Psql,
     /// The files, and `[locks] timeout` if not the default.
     Waymark(&'static [(&'static str, &'static str)], Option<&'static str>),
+    /// [`EXPAND`]: `up --to 1` (the expand and its backfill), `complete`,
+    /// then `up`.
+    ExpandContract,
 }
 
 struct Measured {
@@ -154,7 +191,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     eprintln!("pgbench -i -s {}", bench.scale);
     bench.init("wm_online_base")?;
-    let ways: [(&'static str, Way); 5] = [
+    let ways: [(&'static str, Way); 6] = [
         ("no change (baseline)", Way::Baseline),
         ("naive files, psql", Way::Psql),
         ("naive files, waymark", Way::Waymark(NAIVE, None)),
@@ -163,6 +200,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             "lint's safe rewrites, waymark, `[locks] timeout = \"200ms\"`",
             Way::Waymark(SAFE, Some("200ms")),
         ),
+        ("expand/contract (ops.toml), waymark: up, complete", Way::ExpandContract),
     ];
     let mut rows = Vec::new();
     for _ in 0..bench.runs {
@@ -241,7 +279,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
          wait; the lock wait is the longest any pgbench session was seen waiting on a lock in `pg_stat_activity` \
          (sampled every 50 ms). \"p99 while applying\" is over the transactions that ended while the changes were \
          being applied (for the baseline: the same 5 s after the quiet start). \"waymark's retries\" counts the attempts that gave up waiting for a lock and \
-         were tried again. Release build. Rerun with `cargo xtask bench-online --write`.\n\n\
+         were tried again. The expand/contract way runs `up --to 1` (an `ops.toml`: `set_not_null` on \
+         `abalance`, the new column, and the type change on `pgbench_branches.bbalance`, which every transaction \
+         updates, since `pgbench_history` has no key for a backfill), `complete` at once, then the index and the \
+         foreign key; pgbench is its old application throughout. Release build. Rerun with `cargo xtask bench-online --write`.\n\n\
          | way | applied in | failed transactions | p50 ms | p99 ms (vs baseline) | p99 while applying ms | max ms \
          | longest lock wait ms | waymark's retries |\n|---|---|---|---|---|---|---|---|---|\n{table}{medians}\n\
          Target for the waymark runs: 0 failed, p99 within +20 % of the baseline, no wait longer than the lock \
@@ -279,6 +320,7 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
     let project = match way {
         Way::Waymark(files, timeout) => Some(project(&run_dir, files, std::ptr::eq(*files, NAIVE), *timeout)?),
         Way::Psql => Some(project(&run_dir, NAIVE, false, None)?),
+        Way::ExpandContract => Some(project(&run_dir, EXPAND, false, None)?),
         Way::Baseline => None,
     };
 
@@ -322,15 +364,15 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
                 0
             }
             (Way::Waymark(..), Some(p)) => {
-                let out = Command::new(waymark)
-                    .current_dir(p)
-                    .args(["--database-url", &url, "up"])
-                    .output()?;
-                let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-                std::fs::write(run_dir.join("waymark.err"), &stderr)?;
-                if !out.status.success() {
-                    bail!("waymark up failed: {stderr}");
+                let stderr = run_waymark(waymark, p, &url, &["up"], &run_dir)?;
+                stderr.matches("gave up waiting for a lock").count()
+            }
+            (Way::ExpandContract, Some(p)) => {
+                let mut stderr = String::new();
+                for args in [&["up", "--to", "1"][..], &["complete"], &["up"]] {
+                    stderr.push_str(&run_waymark(waymark, p, &url, args, &run_dir)?);
                 }
+                std::fs::write(run_dir.join("waymark.err"), &stderr)?;
                 stderr.matches("gave up waiting for a lock").count()
             }
         };
@@ -407,12 +449,33 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
 
 /// A waymark project of `files`, one migration each; `lifted` lets lint's
 /// refusal through, for the naive files; `timeout` is `[locks] timeout`.
+/// Runs one waymark command in the project; its stderr, also kept.
+fn run_waymark(waymark: &Path, project: &Path, url: &str, args: &[&str], run_dir: &Path) -> anyhow::Result<String> {
+    let out = Command::new(waymark)
+        .current_dir(project)
+        .args(["--database-url", url])
+        .args(args)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    std::fs::write(run_dir.join("waymark.err"), &stderr)?;
+    if !out.status.success() {
+        bail!("waymark {} failed: {stderr}", args.join(" "));
+    }
+    Ok(stderr)
+}
+
 fn project(dir: &Path, files: &[(&str, &str)], lifted: bool, timeout: Option<&str>) -> anyhow::Result<PathBuf> {
     let root = dir.join("project");
-    for (stem, sql) in files {
+    for (stem, text) in files {
         let folder = root.join("migrations").join(stem);
         std::fs::create_dir_all(&folder)?;
-        std::fs::write(folder.join("up.sql"), sql)?;
+        // A file of operations is an ops.toml; the rest are SQL.
+        let file = if text.starts_with("[[op]]") {
+            "ops.toml"
+        } else {
+            "up.sql"
+        };
+        std::fs::write(folder.join(file), text)?;
     }
     let mut config = String::new();
     if lifted {

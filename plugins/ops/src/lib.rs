@@ -312,14 +312,14 @@ fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         }
         db::commit("validated")?;
     }
-    // The version schemas before this one are for applications that must
-    // be gone by now; those of migrations still in flight stay.
-    let own = shape::version_schema(&schema, &config.version);
+    // The version schemas of the migrations still in flight stay; the
+    // others go, this one's too. Its application's search_path then falls
+    // through to the tables, which have its shape from here on, and no view
+    // is left to stop a later migration's DDL on them.
     let keep: Vec<String> = config
         .in_flight
         .iter()
         .map(|v| shape::version_schema(&schema, v))
-        .chain([own.clone()])
         .collect();
     let older = db::query(
         "SELECT nspname::text FROM pg_namespace WHERE left(nspname, length($1)) = $1 ORDER BY 1",
@@ -444,7 +444,10 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
                     say(located.line, s);
                 }
             }
-            say(0, "-- commit; drop the version schemas before this one".to_owned());
+            say(
+                0,
+                "-- commit; drop this version's schema and those before it not in flight".to_owned(),
+            );
             for located in contract_order(file) {
                 let mut statements = Vec::new();
                 located.op.contract(&cx, &mut statements);

@@ -437,15 +437,31 @@ impl<'a> Executor<'a> {
         // A batched step's lock budget is for one stretch of timeouts: a
         // long backfill that commits between two of them starts afresh,
         // its hours of work counting against no one's budget.
+        // Its lock waits ramp as an atomic migration's do, each stretch
+        // from the first timeout up: a DDL statement of its first batch
+        // queues the application behind it for 50 ms, not for the whole
+        // timeout, before it steps aside and waits outside the queue.
+        let fresh = || {
+            if self.db.init_sql_bounds_lock_wait() {
+                Attempts::new(&self.locks)
+            } else {
+                Attempts::ramped(&self.locks, self.db.dialect())
+            }
+        };
         let mut attempts: Option<(Attempts, Option<String>)> = None;
         let (failure, lock_wait) = loop {
+            let bound = match &attempts {
+                _ if !batched(m) => None,
+                Some((stretch, _)) => stretch.lock_wait(),
+                None => fresh().lock_wait(),
+            };
             let conn = if in_transaction {
-                self.db.begin().await?
+                self.db.begin_migration(bound).await?
             } else {
                 self.db.connection().await?
             };
             let (mut conn, outcome, lock_wait) = self
-                .run_step(conn, m, direction, false, resume_from.as_deref(), mode, None)
+                .run_step(conn, m, direction, false, resume_from.as_deref(), mode, bound)
                 .await?;
             let failure = match outcome {
                 Ok(report) if conn.in_transaction() => {
@@ -483,7 +499,7 @@ impl<'a> Executor<'a> {
             // The same stretch while no batch commits between timeouts.
             let mut stretch = match attempts.take() {
                 Some((stretch, from)) if from == reached => stretch,
-                _ => Attempts::new(&self.locks),
+                _ => fresh(),
             };
             let attempt = stretch.attempt;
             let Some(pause) = stretch.next(&wait) else {
@@ -681,6 +697,7 @@ impl<'a> Executor<'a> {
                 db: self.db.clone(),
                 version: m.version.to_string(),
                 run: run_name(m, direction),
+                lock_wait,
             }),
             progress: self.progress.clone(),
             label: m.label(),

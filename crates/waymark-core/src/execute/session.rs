@@ -21,6 +21,9 @@ pub(super) struct Batches {
     pub(super) version: String,
     /// The run its checkpoints are saved under (`up`, `down`, `complete`).
     pub(super) run: &'static str,
+    /// The bound on each batch's lock waits, where it is not the session's:
+    /// the attempt's, carried into every transaction after a commit point.
+    pub(super) lock_wait: Option<std::time::Duration>,
 }
 
 /// A migration's connection as a step sees it: each statement checked
@@ -481,7 +484,7 @@ impl StepEnv for StepSession {
             }
             conn.commit().await.map_err(step_error)?;
             tracing::debug!(migration = %self.label, checkpoint, "committed a batch");
-            self.conn = Some(db.begin().await.map_err(step_error)?);
+            self.conn = Some(db.begin_migration(batches.lock_wait).await.map_err(step_error)?);
             // A bound that is the transaction's ended with it; one that is
             // the session's (something to restore) still holds.
             let host = |e: Error| {

@@ -314,12 +314,15 @@ fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres(
         ),
         count(&db, "SELECT count(*) FROM people WHERE first_name LIKE 'of%'")
     );
-    // The new version's schema stays for its application; no trigger or
-    // hidden column is left.
+    // The version schema is gone too: the new application's search_path
+    // falls through to the tables, which have its shape now (it wrote on
+    // through the contract), and no view stops a later migration's DDL.
+    // No trigger or hidden column is left.
     assert_eq!(
-        columns(&db, V2, "users"),
-        ["id", "full_name", "amount", "email", "active"]
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'public_v2'"),
+        0
     );
+    db.execute("ALTER TABLE users ALTER COLUMN email TYPE varchar(200)");
     assert_eq!(
         count(&db, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE '_waymark%'"),
         0
@@ -484,13 +487,34 @@ fn two_migrations_in_flight_on_one_table_are_refused_naming_both_postgres() {
     let status = p.run(&db, &["status", "--json"]).ok().json();
     assert_eq!(status["migrations"][1]["state"], "expanded");
     assert_eq!(status["migrations"][2]["state"], "expanded");
-    p.run(&db, &["complete"]).ok().stderr_has("completed 2 migration(s)");
+    // Completing the first leaves the second's views working, over the
+    // renamed column.
+    p.run(&db, &["complete", "--to", "2"])
+        .ok()
+        .stderr_has("completed 1 migration(s)");
     assert_eq!(
         columns(&db, "public_v3", "users"),
         ["id", "full_name", "amount", "email"]
     );
     assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM public_v3.users WHERE full_name LIKE 'user %'"
+        ),
+        10
+    );
+    assert_eq!(
         count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'public_v2'"),
+        0
+    );
+    p.run(&db, &["complete"]).ok().stderr_has("completed 1 migration(s)");
+    assert_eq!(columns(&db, "public", "users"), ["id", "full_name", "amount", "email"]);
+    assert_eq!(columns(&db, "public", "people"), ["id", "label"]);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'public%' AND nspname <> 'public'"
+        ),
         0
     );
 }

@@ -220,15 +220,21 @@ fn a_backfill_waits_out_a_lock_from_its_last_commit_point(kind: Kind) {
     blocker.commit();
     let run = crate::common::Run::from(runner.wait_with_output().unwrap()).ok();
 
-    let (quote, holding) = match kind {
-        Kind::Postgres => ('"', String::new()),
+    // PostgreSQL's batch waits the ramp's first 50 ms, as an atomic
+    // migration's first attempt does; MySQL counts whole seconds.
+    let (quote, holding, waited) = match kind {
+        Kind::Postgres => ('"', String::new(), "gave up waiting for a lock after 50 ms"),
         // MariaDB names the row lock's holder exactly from InnoDB's lock
         // waits.
-        _ => ('`', format!("holding X row lock on `{}`.`users`)", db.name())),
+        _ => (
+            '`',
+            format!("holding X row lock on `{}`.`users`)", db.name()),
+            "gave up waiting for a lock after 1",
+        ),
     };
     for part in [
         format!("warning: 2_backfill: attempt 1 of 21: `UPDATE {quote}users{quote} SET email = lower(name) WHERE"),
-        "gave up waiting for a lock after 1".to_owned(),
+        waited.to_owned(),
         format!("it is held by pid {blocker_id} ("),
         holding,
     ] {
