@@ -301,14 +301,23 @@ fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         schema: &schema,
         catalog: Some(&catalog),
     };
-    if env::resume_from().is_none() {
-        // The scans first, in a transaction of their own: they take no
-        // lock that stops writes, and the contract's locks are not held
-        // while they read the table.
+    let resume = env::resume_from();
+    if resume.is_none() {
+        // The checks, added in a brief transaction of their own ...
         for located in &file.ops {
-            let mut statements = Vec::new();
-            located.op.validate(&cx, &mut statements);
-            run(&statements, located.line)?;
+            let (mut add, mut validate) = (Vec::new(), Vec::new());
+            located.op.validate(&cx, &mut add, &mut validate);
+            run(&add, located.line)?;
+        }
+        db::commit("checks added")?;
+    }
+    if resume.as_deref() != Some("validated") {
+        // ... then validated in another: the scans take no lock that stops
+        // writes, and the contract's locks are not held while they read.
+        for located in &file.ops {
+            let (mut add, mut validate) = (Vec::new(), Vec::new());
+            located.op.validate(&cx, &mut add, &mut validate);
+            run(&validate, located.line)?;
         }
         db::commit("validated")?;
     }
@@ -437,12 +446,19 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
             }
         }
         "complete" => {
+            let (mut add, mut validate) = (Vec::new(), Vec::new());
             for located in &file.ops {
-                let mut statements = Vec::new();
-                located.op.validate(&cx, &mut statements);
-                for s in statements {
-                    say(located.line, s);
-                }
+                let (mut a, mut v) = (Vec::new(), Vec::new());
+                located.op.validate(&cx, &mut a, &mut v);
+                add.extend(a.into_iter().map(|s| (located.line, s)));
+                validate.extend(v.into_iter().map(|s| (located.line, s)));
+            }
+            for (line, s) in add {
+                say(line, s);
+            }
+            say(0, "-- commit".to_owned());
+            for (line, s) in validate {
+                say(line, s);
             }
             say(
                 0,

@@ -259,6 +259,13 @@ fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres(
         .position(|t| t.contains("DROP COLUMN \"name\"") || t.contains("DROP COLUMN \"_waymark_old_amount\""))
         .unwrap();
     assert!(validate < drop, "{texts:?}");
+    // Each check is added in a brief transaction, and validated in
+    // another: ADD CONSTRAINT's lock is not held through the scan.
+    let added = texts
+        .iter()
+        .position(|t| t.contains("ADD CONSTRAINT \"_waymark_nn_email\""))
+        .unwrap();
+    assert!(texts[added..validate].contains(&"-- commit"), "{texts:?}");
     let errors: Vec<&serde_json::Value> = contract["findings"]
         .as_array()
         .map_or(Vec::new(), |f| f.iter().filter(|f| f["severity"] == "error").collect());

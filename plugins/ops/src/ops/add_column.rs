@@ -98,9 +98,9 @@ impl Operation for AddColumn {
         }
     }
 
-    fn validate(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+    fn validate(&self, cx: &Cx<'_>, add: &mut Vec<String>, validate: &mut Vec<String>) {
         if self.not_null {
-            self.not_null_of(&cx.table(&self.table)).validate(out);
+            self.not_null_of(&cx.table(&self.table)).validate(add, validate);
         }
     }
 

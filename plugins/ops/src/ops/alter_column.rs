@@ -168,10 +168,10 @@ impl Operation for AlterColumn {
         sync.backfilled.push(self.shadow());
     }
 
-    fn validate(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+    fn validate(&self, cx: &Cx<'_>, add: &mut Vec<String>, validate: &mut Vec<String>) {
         if self.not_null(cx) {
             let (table, shadow) = (cx.table(&self.table), self.shadow());
-            self.not_null_of(&table, &shadow).validate(out);
+            self.not_null_of(&table, &shadow).validate(add, validate);
         }
     }
 

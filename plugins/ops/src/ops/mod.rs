@@ -63,8 +63,10 @@ pub(crate) trait Operation {
     fn reshape(&self, _view: &mut View) {}
     /// What the sync trigger computes.
     fn sync(&self, _sync: &mut Sync) {}
-    /// The contract's scans, committed before the contract's DDL.
-    fn validate(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
+    /// The contract's checks: added `NOT VALID` (a brief lock that stops
+    /// writes) into `add`, and validated (a scan that does not) into
+    /// `validate`; each group commits on its own, before the contract's DDL.
+    fn validate(&self, _cx: &Cx<'_>, _add: &mut Vec<String>, _validate: &mut Vec<String>) {}
     /// The contract's statements.
     fn contract(&self, cx: &Cx<'_>, out: &mut Vec<String>);
     /// The abort's statements.
@@ -130,14 +132,17 @@ impl NotNull<'_> {
         cut(&format!("_waymark_nn_{}", self.column))
     }
 
-    /// The check, added and validated.
-    pub(crate) fn validate(&self, out: &mut Vec<String>) {
+    /// The check, added (into `add`) and validated (into `validate`).
+    /// Committed apart: `ADD CONSTRAINT` holds ACCESS EXCLUSIVE until its
+    /// transaction ends, and in one with the validation that would stop
+    /// every write for the whole scan.
+    pub(crate) fn validate(&self, add: &mut Vec<String>, validate: &mut Vec<String>) {
         let (table, constraint) = (self.table, ident(&self.constraint()));
-        out.push(format!(
+        add.push(format!(
             "ALTER TABLE {table} ADD CONSTRAINT {constraint} CHECK ({} IS NOT NULL) NOT VALID",
             ident(self.checked)
         ));
-        out.push(format!("ALTER TABLE {table} VALIDATE CONSTRAINT {constraint}"));
+        validate.push(format!("ALTER TABLE {table} VALIDATE CONSTRAINT {constraint}"));
     }
 
     /// `SET NOT NULL`, and the check dropped.
