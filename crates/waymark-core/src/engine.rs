@@ -116,10 +116,9 @@ pub enum Event<'a> {
         target: &'a str,
         /// Which.
         label: &'a str,
-        /// Up or down.
-        down: bool,
-        /// What was done: `applied`, `reverted`, or an ops.toml
-        /// migration's `expanded`, `completed` or `aborted`.
+        /// What was done, which says the direction too: `applied`,
+        /// `reverted`, or an ops.toml migration's `expanded`, `completed`
+        /// or `aborted`.
         done: &'static str,
         /// How long it took.
         duration: Duration,
@@ -808,8 +807,8 @@ pub(crate) fn config_of<'a>(m: &'a Migration, history: &str) -> std::borrow::Cow
 /// The name a run's checkpoint is saved under: its direction, or
 /// `complete` for a contract, which runs `up` too.
 pub(crate) fn run_name(m: &Migration, direction: Direction) -> &'static str {
-    match &m.step {
-        Step::Ops(o) if o.phase == OpsPhase::Complete => "complete",
+    match m.step.ops_phase() {
+        Some(OpsPhase::Complete) => "complete",
         _ => direction_name(direction),
     }
 }

@@ -16,7 +16,7 @@ mod tidy;
 mod verify_bench;
 use waymark_host::{Call, CallError, Dialect, Direction, Limits, StepEnv, StepFuture, StepHost, Value};
 
-const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-cutover [--scale N] [--runs N] [--write]\n       cargo xtask bench-corpus [--runs N] [--pg-url URL] [--corpus DIR] [--write]\n       cargo xtask bench-online [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-expand [--rows N] [--runs N] [--pg-url URL] [--write]";
+const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-cutover [--scale N] [--runs N] [--write]\n       cargo xtask bench-corpus [--runs N] [--pg-url URL] [--corpus DIR] [--write]\n       cargo xtask bench-online [--scale N] [--runs N] [--pg-url URL] [--write | --only WAY]\n       cargo xtask bench-expand [--rows N] [--runs N] [--pg-url URL] [--write]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

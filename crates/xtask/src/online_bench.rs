@@ -185,13 +185,27 @@ struct Measured {
 }
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let bench = PgBench::parse("bench-online", args, 1)?;
+    // `--only TEXT` keeps the baseline and the ways whose names hold TEXT,
+    // to look again at one way without the half hour the rest take; such a
+    // partial table is not written to BENCHMARKS.md.
+    let (only, args) = match args.iter().position(|a| a == "--only") {
+        Some(i) => {
+            let text = args.get(i + 1).context("--only TEXT")?.clone();
+            let rest: Vec<String> = args[..i].iter().chain(&args[i + 2..]).cloned().collect();
+            (Some(text), rest)
+        }
+        None => (None, args.to_vec()),
+    };
+    let bench = PgBench::parse("bench-online", &args, 1)?;
+    if only.is_some() && bench.write {
+        bail!("--only measures some ways only: it does not --write");
+    }
     let waymark = release_waymark()?;
     let work = std::env::temp_dir().join(format!("waymark-online-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     eprintln!("pgbench -i -s {}", bench.scale);
     bench.init("wm_online_base")?;
-    let ways: [(&'static str, Way); 6] = [
+    let mut ways: Vec<(&'static str, Way)> = vec![
         ("no change (baseline)", Way::Baseline),
         ("naive files, psql", Way::Psql),
         ("naive files, waymark", Way::Waymark(NAIVE, None)),
@@ -202,6 +216,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         ),
         ("expand/contract (ops.toml), waymark: up, complete", Way::ExpandContract),
     ];
+    if let Some(only) = &only {
+        ways.retain(|(name, way)| matches!(way, Way::Baseline) || name.contains(only.as_str()));
+    }
     let mut rows = Vec::new();
     for _ in 0..bench.runs {
         for (name, way) in &ways {

@@ -96,6 +96,7 @@ pub(crate) fn run(
         let pending = pending.join(" OR ");
         let bound = |n: usize| format!("${n}::{type_}");
         loop {
+            let started = std::time::Instant::now();
             let (lower, mut params) = match &checkpoint.after {
                 Some(after) => (format!("{k} > {} AND ", bound(1)), vec![from_json(after)]),
                 None => (String::new(), Vec::new()),
@@ -132,7 +133,7 @@ pub(crate) fn run(
                 log::info(&format!("backfilled {qualified}"));
                 break;
             }
-            pause(pace, touched)?;
+            pause(pace, touched, started.elapsed())?;
         }
     }
     Ok(())
@@ -146,12 +147,24 @@ fn next_table(checkpoint: &Checkpoint) -> Checkpoint {
     }
 }
 
-/// Keeps to the rate, then waits out replica lag.
-fn pause(pace: &Backfill, touched: u64) -> Result<(), StepError> {
-    if pace.rows_per_second > 0 && touched > 0 {
-        // The batch's own time is not subtracted: the rate is an upper bound.
-        let ms = touched.saturating_mul(1000) / u64::from(pace.rows_per_second);
-        env::pause(u32::try_from(ms.min(60_000)).unwrap_or(60_000));
+/// How long to pause after a batch that touched `touched` rows in `took`:
+/// the longer of the rate's and the nice ratio's, at most a minute.
+fn pause_ms(pace: &Backfill, touched: u64, took: std::time::Duration) -> u32 {
+    // The batch's own time is not subtracted from the rate's pause: the
+    // rate is an upper bound.
+    let rate_ms = match pace.rows_per_second {
+        0 => 0,
+        rate => touched.saturating_mul(1000) / u64::from(rate),
+    };
+    let nice_ms = (took.as_secs_f64() * 1000.0 * pace.nice_ratio.max(0.0)) as u64;
+    u32::try_from(rate_ms.max(nice_ms).min(60_000)).unwrap_or(60_000)
+}
+
+/// Keeps to the rate and the nice ratio, then waits out replica lag.
+fn pause(pace: &Backfill, touched: u64, took: std::time::Duration) -> Result<(), StepError> {
+    let ms = pause_ms(pace, touched, took);
+    if ms > 0 {
+        env::pause(ms);
     }
     loop {
         let lag = db::query(
@@ -195,5 +208,28 @@ fn from_json(value: &serde_json::Value) -> Value {
         serde_json::Value::Number(n) => Value::Integer(n.as_i64().unwrap_or_default()),
         serde_json::Value::String(s) => Value::Text(s.clone()),
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_pause_is_the_longer_of_the_rate_and_the_nice_ratio() {
+        let pace = |rows_per_second, nice_ratio| Backfill {
+            rows_per_second,
+            nice_ratio,
+            ..Backfill::default()
+        };
+        let took = Duration::from_millis(40);
+        assert_eq!(pause_ms(&pace(0, 0.0), 1000, took), 0);
+        assert_eq!(pause_ms(&pace(10_000, 0.0), 1000, took), 100);
+        assert_eq!(pause_ms(&pace(0, 1.5), 1000, took), 60);
+        assert_eq!(pause_ms(&pace(100_000, 1.5), 1000, took), 60);
+        assert_eq!(pause_ms(&pace(0, -1.0), 1000, took), 0);
+        assert_eq!(pause_ms(&pace(1, 0.0), 1000, took), 60_000);
     }
 }

@@ -4,6 +4,7 @@
 //! [backfill]
 //! batch_size = 1000           # keys per batch (default 1000)
 //! rows_per_second = 0         # 0: as fast as the database goes
+//! nice_ratio = 0.0            # pause this many times each batch's time
 //! max_replica_lag_ms = 10000  # wait while a replica is further behind
 //!
 //! [[op]]
@@ -41,6 +42,12 @@ pub(crate) struct Backfill {
     pub(crate) batch_size: u32,
     #[serde(default)]
     pub(crate) rows_per_second: u32,
+    /// After each batch, a pause of this many times the batch's own time
+    /// (gh-ost's `--nice-ratio`): 1.0 leaves the database half its time
+    /// for the application, whatever the hardware, where a fixed rate
+    /// would be too slow on a large server and too fast on a small one.
+    #[serde(default)]
+    pub(crate) nice_ratio: f64,
     #[serde(default = "default_max_lag")]
     pub(crate) max_replica_lag_ms: u64,
 }
@@ -50,6 +57,7 @@ impl Default for Backfill {
         Backfill {
             batch_size: default_batch_size(),
             rows_per_second: 0,
+            nice_ratio: 0.0,
             max_replica_lag_ms: default_max_lag(),
         }
     }
@@ -87,6 +95,9 @@ pub(crate) struct RawOp {
     pub(crate) up: Option<String>,
     pub(crate) down: Option<String>,
     pub(crate) columns: Option<Vec<String>>,
+    pub(crate) name: Option<String>,
+    pub(crate) check: Option<String>,
+    pub(crate) references: Option<String>,
 }
 
 /// Why the file cannot be read, and the line to look at (0: none).
@@ -118,6 +129,9 @@ impl RawOp {
             ("up", self.up.is_some()),
             ("down", self.down.is_some()),
             ("columns", self.columns.is_some()),
+            ("name", self.name.is_some()),
+            ("check", self.check.is_some()),
+            ("references", self.references.is_some()),
         ];
         for (name, present) in given {
             if present && !allowed.contains(&name) {

@@ -15,6 +15,7 @@
 
 mod backfill;
 mod catalog;
+mod direct;
 mod file;
 mod ops;
 mod shape;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use waymark_plugin_sdk::{Action, Description, Dialect, Direction, Step, StepError, Value, db, env, export_step, log};
 
 use catalog::Catalog;
+use direct::DirectCx;
 use file::OpsFile;
 use ops::{Cx, ident};
 use shape::{Sync, View};
@@ -32,7 +34,8 @@ use shape::{Sync, View};
 struct Config {
     /// The migration's version: names its version schema and triggers.
     version: String,
-    /// `expand`, `complete`, `abort` or `revert`.
+    /// `expand`, `complete`, `abort` or `revert` on PostgreSQL; `direct`
+    /// or `revert` elsewhere.
     phase: String,
     /// The history table's name: tables starting with it are waymark's.
     #[serde(default)]
@@ -44,7 +47,7 @@ struct Config {
 
 fn config() -> Result<Config, StepError> {
     let config: Config = env::config()?;
-    if !["expand", "complete", "abort", "revert"].contains(&config.phase.as_str()) {
+    if !["expand", "complete", "abort", "revert", "direct"].contains(&config.phase.as_str()) {
         return Err(StepError::other(format!("unknown phase {:?}", config.phase)));
     }
     Ok(config)
@@ -68,15 +71,20 @@ impl Step for Ops {
     fn plan(_direction: Direction, input: &str) -> Result<Vec<Action>, StepError> {
         let config = config()?;
         let file = read(input)?;
-        postgres_only()?;
+        if db::dialect() != Dialect::Postgres {
+            return direct_plan(&config, &file);
+        }
+        postgres_phase(&config)?;
         Ok(plan(&config, &file))
     }
 
     fn up(input: &str) -> Result<(), StepError> {
         let config = config()?;
         let file = read(input)?;
-        postgres_only()?;
-        match config.phase.as_str() {
+        if db::dialect() != Dialect::Postgres {
+            return direct_run(&config, &file, false);
+        }
+        match postgres_phase(&config)? {
             "expand" => expand(&config, &file),
             _ => complete(&config, &file),
         }
@@ -85,8 +93,10 @@ impl Step for Ops {
     fn down(input: &str) -> Result<(), StepError> {
         let config = config()?;
         let file = read(input)?;
-        postgres_only()?;
-        match config.phase.as_str() {
+        if db::dialect() != Dialect::Postgres {
+            return direct_run(&config, &file, true);
+        }
+        match postgres_phase(&config)? {
             "abort" => abort(&config, &file),
             _ => revert(&file),
         }
@@ -95,17 +105,98 @@ impl Step for Ops {
 
 export_step!(Ops);
 
-/// Expand/contract needs PostgreSQL's views and triggers; elsewhere the
-/// file is refused while the plan is made, before anything runs.
-fn postgres_only() -> Result<(), StepError> {
-    let name = match db::dialect() {
-        Dialect::Postgres => return Ok(()),
-        Dialect::Mysql => "MySQL/MariaDB",
-        Dialect::Sqlite => "SQLite",
+/// The phase on PostgreSQL, which has versions: not `direct`.
+fn postgres_phase(config: &Config) -> Result<&str, StepError> {
+    match config.phase.as_str() {
+        "direct" => Err(StepError::other(
+            "phase `direct` is for MySQL/MariaDB and SQLite; PostgreSQL expands",
+        )),
+        phase => Ok(phase),
+    }
+}
+
+/// The phase elsewhere, which has no versions: `direct` up, `revert`
+/// down; an expand/contract phase there is the engine's mistake.
+fn direct_phase(config: &Config, down: bool) -> Result<(), StepError> {
+    let expected = if down { "revert" } else { "direct" };
+    if config.phase != expected {
+        let name = if db::dialect() == Dialect::Mysql {
+            "MySQL/MariaDB"
+        } else {
+            "SQLite"
+        };
+        return Err(StepError::other(format!(
+            "phase `{}` needs PostgreSQL's version schemas and triggers; on {name} an ops.toml is applied at once (`{expected}`)",
+            config.phase
+        )));
+    }
+    Ok(())
+}
+
+/// MySQL/MariaDB and SQLite: every operation's change made (or, `down`,
+/// undone, in reverse order). What the dialect cannot do without a copy
+/// is refused before anything runs, since MySQL/MariaDB's DDL commits
+/// statement by statement.
+fn direct_run(config: &Config, file: &OpsFile, down: bool) -> Result<(), StepError> {
+    direct_phase(config, down)?;
+    let dialect = db::dialect();
+    let checking = DirectCx { dialect, live: false };
+    for located in in_order(file, down) {
+        direct_changes(located, &checking, down)?;
+    }
+    // Each op's change is made from the catalog as the ops before it left it.
+    let cx = DirectCx { dialect, live: true };
+    for located in in_order(file, down) {
+        let changes = direct_changes(located, &cx, down)?;
+        direct::run(&cx, &changes, located.line, &located.op.describe())?;
+    }
+    Ok(())
+}
+
+/// The ops in the order a run takes them: the file's up, reversed down.
+fn in_order(file: &OpsFile, down: bool) -> Vec<&file::Located> {
+    let mut ordered: Vec<&file::Located> = file.ops.iter().collect();
+    if down {
+        ordered.reverse();
+    }
+    ordered
+}
+
+/// One op's direct change, or its undoing, or why the dialect cannot make it.
+fn direct_changes(located: &file::Located, cx: &DirectCx, down: bool) -> Result<Vec<direct::Change>, StepError> {
+    let mut out = Vec::new();
+    let made = if down {
+        located.op.direct_revert(cx, &mut out)
+    } else {
+        located.op.direct(cx, &mut out)
     };
-    Err(StepError::other(format!(
-        "ops.toml runs on PostgreSQL only, not on {name}: expand/contract needs its version schemas of views and its triggers; write this migration as up.sql and down.sql"
-    )))
+    made.map(|()| out).map_err(|m| StepError::invalid_at(located.line, m))
+}
+
+/// What `direct_run` would send, for `waymark plan`; a refusal refuses
+/// the plan.
+fn direct_plan(config: &Config, file: &OpsFile) -> Result<Vec<Action>, StepError> {
+    let down = config.phase == "revert";
+    direct_phase(config, down)?;
+    let cx = DirectCx {
+        dialect: db::dialect(),
+        live: false,
+    };
+    let mut actions = Vec::new();
+    for located in in_order(file, down) {
+        let changes = direct_changes(located, &cx, down)?;
+        actions.push(Action {
+            line: located.line,
+            text: format!("-- {}", located.op.describe()),
+        });
+        for text in direct::shown(&cx, &changes) {
+            actions.push(Action {
+                line: located.line,
+                text,
+            });
+        }
+    }
+    Ok(actions)
 }
 
 /// The schema the tables live in.
@@ -126,25 +217,37 @@ fn run(statements: &[String], line: u32) -> Result<(), StepError> {
     Ok(())
 }
 
-/// The tables the file changes, each once, in file order.
-fn changed_tables(file: &OpsFile) -> Vec<&str> {
-    let mut tables: Vec<&str> = Vec::new();
-    for located in &file.ops {
-        let t = located.op.table();
-        if !t.is_empty() && !tables.contains(&t) {
-            tables.push(t);
-        }
-    }
-    tables
+/// A table the file changes.
+struct Changed<'a> {
+    name: &'a str,
+    /// The line of its first op, for the errors about the table as a whole.
+    line: u32,
+    /// What its trigger computes, from every op on it.
+    sync: Sync,
 }
 
-/// What the trigger of `table` computes, from every op on it.
-fn sync_of(file: &OpsFile, table: &str) -> Sync {
-    let mut sync = Sync::default();
-    for located in file.ops.iter().filter(|l| l.op.table() == table) {
-        located.op.sync(&mut sync);
+/// The tables the file changes, each once, in file order.
+fn changed_tables(file: &OpsFile) -> Vec<Changed<'_>> {
+    let mut tables: Vec<Changed<'_>> = Vec::new();
+    for located in &file.ops {
+        let name = located.op.table();
+        if name.is_empty() {
+            continue;
+        }
+        let at = match tables.iter().position(|t| t.name == name) {
+            Some(at) => at,
+            None => {
+                tables.push(Changed {
+                    name,
+                    line: located.line,
+                    sync: Sync::default(),
+                });
+                tables.len() - 1
+            }
+        };
+        located.op.sync(&mut tables[at].sync);
     }
-    sync
+    tables
 }
 
 fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
@@ -173,13 +276,8 @@ fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
                 .map_err(|m| StepError::invalid_at(located.line, m))?;
         }
         let tables = changed_tables(file);
-        for table in &tables {
-            if !sync_of(file, table).backfilled.is_empty() {
-                backfill::check_key(&cx.table(table)).map_err(|m| {
-                    let line = file.ops.iter().find(|l| l.op.table() == *table).map_or(0, |l| l.line);
-                    StepError::invalid_at(line, m)
-                })?;
-            }
+        for table in tables.iter().filter(|t| !t.sync.backfilled.is_empty()) {
+            backfill::check_key(&cx.table(table.name)).map_err(|m| StepError::invalid_at(table.line, m))?;
         }
         for located in &file.ops {
             let mut statements = Vec::new();
@@ -188,19 +286,31 @@ fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         }
         let after = Catalog::read(&schema, &config.history)?;
         make_version_schema(config, file, &schema, &after)?;
-        for table in &tables {
-            let sync = sync_of(file, table);
-            if sync.is_empty() {
-                continue;
-            }
-            let physical = after.table(table).expect("checked or made above");
+        for table in tables.iter().filter(|t| !t.sync.is_empty()) {
+            // An `sql` op of the same file may have dropped or renamed it.
+            let physical = after.table(table.name).ok_or_else(|| {
+                StepError::invalid_at(
+                    table.line,
+                    format!(
+                        "table {} is gone after the expand's statements ran; an `sql` op took it away",
+                        table.name
+                    ),
+                )
+            })?;
             let old = View::of(physical);
             let mut new = old.clone();
-            for located in file.ops.iter().filter(|l| l.op.table() == *table) {
+            for located in file.ops.iter().filter(|l| l.op.table() == table.name) {
                 located.op.reshape(&mut new);
             }
             run(
-                &shape::trigger(&schema, &config.version, table, &sync, &old.columns, &new.columns),
+                &shape::trigger(
+                    &schema,
+                    &config.version,
+                    table.name,
+                    &table.sync,
+                    &old.columns,
+                    &new.columns,
+                ),
                 0,
             )?;
         }
@@ -215,8 +325,8 @@ fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
     let schema = current_schema()?;
     let work: Vec<(String, Vec<String>)> = changed_tables(file)
         .into_iter()
-        .map(|t| (t.to_owned(), sync_of(file, t).backfilled))
-        .filter(|(_, columns)| !columns.is_empty())
+        .filter(|t| !t.sync.backfilled.is_empty())
+        .map(|t| (t.name.to_owned(), t.sync.backfilled))
         .collect();
     backfill::run(&schema, &work, &file.backfill, checkpoint)
 }
@@ -233,7 +343,7 @@ fn make_version_schema(config: &Config, file: &OpsFile, schema: &str, catalog: &
         .map(|v| shape::version_schema(schema, v))
         .collect();
     for table in &catalog.tables {
-        if !changed.contains(&table.name.as_str())
+        if !changed.iter().any(|c| c.name == table.name)
             && let Some(definition) = in_flight_view(&in_flight, &table.name)?
         {
             // A table another migration in flight changes is seen here as
@@ -347,7 +457,7 @@ fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         run(&statements, located.line)?;
     }
     for table in changed_tables(file) {
-        run(&shape::drop_trigger(&schema, &config.version, table), 0)?;
+        run(&shape::drop_trigger(&schema, &config.version, table.name), 0)?;
     }
     Ok(())
 }
@@ -368,7 +478,7 @@ fn abort(config: &Config, file: &OpsFile) -> Result<(), StepError> {
     };
     drop_version_schema(&shape::version_schema(&schema, &config.version))?;
     for table in changed_tables(file) {
-        run(&shape::drop_trigger(&schema, &config.version, table), 0)?;
+        run(&shape::drop_trigger(&schema, &config.version, table.name), 0)?;
     }
     for located in file.ops.iter().rev() {
         let mut statements = Vec::new();
@@ -425,8 +535,7 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
                     shape::version_tag(&config.version)
                 ),
             );
-            for table in changed_tables(file) {
-                let sync = sync_of(file, table);
+            for Changed { name: table, sync, .. } in changed_tables(file) {
                 if !sync.is_empty() {
                     say(
                         0,
@@ -472,7 +581,7 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
                 }
             }
             for table in changed_tables(file) {
-                say(0, format!("-- drop {table}'s sync trigger"));
+                say(0, format!("-- drop {}'s sync trigger", table.name));
             }
         }
         "abort" => {

@@ -411,7 +411,7 @@ impl<'a> Executor<'a> {
         // A contract leaves its migration `expanded` until it is done: the
         // expanded state, with its checkpoint, is what `complete` resumes
         // from, and a contract that fails leaves both versions working.
-        let contract = run_name(m, direction) == "complete";
+        let contract = m.step.ops_phase() == Some(OpsPhase::Complete);
         if !contract {
             claim
                 .record(&NewHistoryRow {
@@ -781,20 +781,14 @@ fn finished(
     on_event: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Applied {
     let duration = started.elapsed();
-    let done = match (&m.step, down) {
-        (Step::Ops(o), _) => match o.phase {
-            OpsPhase::Expand => "expanded",
-            OpsPhase::Complete => "completed",
-            OpsPhase::Abort => "aborted",
-            OpsPhase::Revert => "reverted",
-        },
-        (_, true) => "reverted",
-        (_, false) => "applied",
+    let done = match (m.step.ops_phase(), down) {
+        (Some(phase), _) => phase.done(),
+        (None, true) => "reverted",
+        (None, false) => "applied",
     };
     on_event(Event::Finished {
         target,
         label: &m.label(),
-        down,
         done,
         duration,
         preimages: &report.notes,
@@ -813,8 +807,8 @@ fn finished(
 /// The history row of a migration just applied.
 fn applied_row<'a>(m: &'a Migration, duration_ms: i64, backup: Option<&'a str>) -> NewHistoryRow<'a> {
     // An expand leaves its migration half-way, for `complete` to finish.
-    let state = match &m.step {
-        Step::Ops(o) if o.phase == OpsPhase::Expand => Recorded::Expanded,
+    let state = match m.step.ops_phase() {
+        Some(OpsPhase::Expand) => Recorded::Expanded,
         _ => Recorded::Applied,
     };
     NewHistoryRow {

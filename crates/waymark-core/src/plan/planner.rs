@@ -64,7 +64,8 @@ impl Planner<'_> {
         let pending = in_flight_beside(&status, self.pending(&status, options)?)?;
         let one = options.single_transaction || options.dry_run;
         let mut plan = self.empty(Way::Up, set, history, one, options.dry_run);
-        for m in pending {
+        for mut m in pending {
+            self.to_apply(&mut m);
             let resumes = batched(&m) && history.iter().any(|r| r.version == m.version.as_str());
             plan.migrations
                 .push(self.planned(m, Direction::Up, one, resumes, &[]).await?);
@@ -167,13 +168,33 @@ impl Planner<'_> {
         plan.way = Way::Redo;
         let again: Vec<Migration> = plan.migrations.iter().map(|p| p.migration.clone()).collect();
         for mut m in again {
-            if let Step::Ops(o) = &mut m.step {
-                o.phase = OpsPhase::Expand;
-            }
+            self.to_apply(&mut m);
             plan.migrations
                 .push(self.planned(m, Direction::Up, false, false, &[]).await?);
         }
         Ok(plan)
+    }
+
+    /// An ops step's `up`: an expand on PostgreSQL; elsewhere, with no
+    /// version schemas, the whole change at once.
+    fn to_apply(&self, m: &mut Migration) {
+        if let Step::Ops(o) = &mut m.step {
+            o.phase = if self.dialect == Dialect::Postgres {
+                OpsPhase::Expand
+            } else {
+                OpsPhase::Direct
+            };
+        }
+    }
+
+    /// Whether `m`'s `up` commits in batches here, before
+    /// [`Self::to_apply`] has set its phase: an ops step's does where it
+    /// expands.
+    fn batched_up(&self, m: &Migration) -> bool {
+        match &m.step {
+            Step::Ops(_) => self.dialect == Dialect::Postgres,
+            _ => batched(m),
+        }
     }
 
     fn empty(&self, way: Way, set: &MigrationSet, history: &[HistoryRow], one: bool, dry_run: bool) -> Plan {
@@ -238,7 +259,10 @@ impl Planner<'_> {
         // validated check, renames and drops once the old application is
         // gone, of its own scaffolding): lint would only flag the design.
         // Its expand is linted, with the user's types, defaults and `sql`.
-        let generated = matches!(&m.step, Step::Ops(o) if o.phase != OpsPhase::Expand);
+        let generated = matches!(
+            m.step.ops_phase(),
+            Some(OpsPhase::Complete | OpsPhase::Abort | OpsPhase::Revert)
+        );
         let findings = if generated {
             Vec::new()
         } else {
@@ -338,7 +362,7 @@ impl Planner<'_> {
             e.migration
                 .as_ref()
                 .zip(e.row.as_ref())
-                .is_some_and(|(m, row)| batched(m) && row.checksum == m.checksum)
+                .is_some_and(|(m, row)| self.batched_up(m) && row.checksum == m.checksum)
         };
         if let [only] = failed.as_slice()
             && resumable(only)
@@ -432,7 +456,7 @@ impl Planner<'_> {
                 )));
             }
             if options.single_transaction
-                && let Some(m) = pending.iter().find(|m| batched(m))
+                && let Some(m) = pending.iter().find(|m| self.batched_up(m))
             {
                 return Err(Error::Usage(format!(
                     "{flag} cannot include {}: its step commits in batches",

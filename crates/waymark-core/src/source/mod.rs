@@ -92,6 +92,14 @@ impl Step {
     pub fn has_contract(&self) -> bool {
         matches!(self, Step::Ops(_))
     }
+
+    /// The phase an ops step's run carries out; `None` for other steps.
+    pub fn ops_phase(&self) -> Option<OpsPhase> {
+        match self {
+            Step::Ops(o) => Some(o.phase),
+            _ => None,
+        }
+    }
 }
 
 /// An `ops.toml` migration, as far as the engine reads it, and what the
@@ -117,8 +125,11 @@ pub enum OpsPhase {
     Complete,
     /// `down` before `complete`: the expand undone.
     Abort,
-    /// `down` after `complete`: the whole change undone.
+    /// `down` after `complete`, or after `Direct`: the whole change undone.
     Revert,
+    /// `up` on MySQL/MariaDB and SQLite, which have no version schemas:
+    /// the whole change at once, applied with nothing to complete.
+    Direct,
 }
 
 impl OpsPhase {
@@ -129,6 +140,18 @@ impl OpsPhase {
             OpsPhase::Complete => "complete",
             OpsPhase::Abort => "abort",
             OpsPhase::Revert => "revert",
+            OpsPhase::Direct => "direct",
+        }
+    }
+
+    /// What a run of the phase did, as the terminal says it.
+    pub fn done(self) -> &'static str {
+        match self {
+            OpsPhase::Expand => "expanded",
+            OpsPhase::Complete => "completed",
+            OpsPhase::Abort => "aborted",
+            OpsPhase::Revert => "reverted",
+            OpsPhase::Direct => "applied",
         }
     }
 }

@@ -71,6 +71,9 @@ pub(super) fn template(op: &str) -> Option<&'static str> {
         "drop_not_null" => {
             "op = \"drop_not_null\"\ntable = \"users\"\ncolumn = \"email\"\n# The value the old version reads for NULLs the new one writes.\ndown = \"coalesce(email, '')\"\n"
         }
+        "add_constraint" => {
+            "op = \"add_constraint\"\ntable = \"orders\"\nname = \"orders_amount_positive\"\n# Enforced from `waymark complete`: added NOT VALID, then validated.\ncheck = \"amount > 0\"\n# Or a foreign key:\n# columns = [\"customer_id\"]\n# references = \"customers (id)\"\n"
+        }
         "sql" => {
             "op = \"sql\"\nup = \"CREATE INDEX CONCURRENTLY ...\"\n# Run by an abort or a revert.\ndown = \"DROP INDEX ...\"\n"
         }
@@ -88,5 +91,6 @@ pub(super) const OPERATIONS: &[&str] = &[
     "alter_type",
     "set_not_null",
     "drop_not_null",
+    "add_constraint",
     "sql",
 ];

@@ -342,9 +342,9 @@ fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres(
     // After complete, a dropped column's type is gone with it: `down`
     // says so and changes nothing.
     let after = db.snapshot();
-    p.run(&db, &["down"]).code(1).stderr_has(
-        "ops.toml:46: drop_column people.name cannot be undone after `complete` yet: its column's type is gone with it",
-    );
+    p.run(&db, &["down"])
+        .code(1)
+        .stderr_has("ops.toml:46: drop_column people.name cannot be undone yet: its column's type is gone with it");
     assert_eq!(db.snapshot(), after);
 }
 
@@ -560,53 +560,38 @@ fn bad_operations_are_refused_with_their_line_and_nothing_changes_postgres() {
 }
 
 /// MySQL/MariaDB and SQLite refuse an ops.toml before anything runs.
-fn ops_are_refused_off_postgres(kind: Kind) {
-    let db = TestDb::new(kind);
-    let p = Project::new();
-    p.migration(
-        "1_users",
-        "CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL);",
-        Some("DROP TABLE users;"),
-    );
-    p.run(&db, &["up"]).ok();
-    let before = db.snapshot();
-    p.file(
-        "migrations/2_rename/ops.toml",
-        "[[op]]\nop = \"rename_column\"\ntable = \"users\"\ncolumn = \"name\"\nto = \"full_name\"\n",
-    );
-    let name = if kind == Kind::Mysql { "MySQL/MariaDB" } else { "SQLite" };
-    p.run(&db, &["up"]).code(1).stderr_has(&format!(
-        "ops.toml runs on PostgreSQL only, not on {name}: expand/contract needs its version schemas of views and its triggers"
-    ));
-    assert_eq!(db.snapshot(), before);
-    assert_eq!(db.history().len(), 1);
-}
-
-#[test]
-fn ops_are_refused_off_postgres_mysql() {
-    ops_are_refused_off_postgres(Kind::Mysql);
-}
-
-#[test]
-fn ops_are_refused_off_postgres_sqlite() {
-    ops_are_refused_off_postgres(Kind::Sqlite);
-}
-
 #[test]
 fn new_op_scaffolds_each_operation_as_a_file_the_ops_step_reads_postgres() {
     let db = TestDb::new(Kind::Postgres);
     let p = Project::new();
-    for op in [
-        "create_table",
-        "add_column",
-        "drop_column",
-        "rename_column",
-        "rename_table",
-        "alter_type",
-        "set_not_null",
-        "drop_not_null",
-        "sql",
-    ] {
+    // The operations `new` knows and those the ops step knows are two
+    // lists, one in each crate: each names them in its error, and they
+    // must agree.
+    let listed = |text: &str| -> Vec<String> {
+        let after = &text[text.find("the operations are ").expect(text) + "the operations are ".len()..];
+        after
+            .lines()
+            .next()
+            .unwrap()
+            .split(", ")
+            .map(|s| s.trim_end_matches('.').to_owned())
+            .collect()
+    };
+    let refused = p.run(&db, &["new", "change", "--op", "rename_colum"]).code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("--op rename_colum: no such operation; the operations are create_table, add_column,"),
+        "{}",
+        refused.stderr
+    );
+    let known = listed(&refused.stderr);
+    p.file("migrations/1_unknown/ops.toml", "[[op]]\nop = \"rename_colum\"\n");
+    let step = p.run(&db, &["plan"]).code(1);
+    assert_eq!(listed(&step.stderr), known, "{}", step.stderr);
+    std::fs::remove_dir_all(p.migrations()).unwrap();
+
+    for op in &known {
         let run = p.run(&db, &["new", "change", "--op", op]).ok();
         let path = run.stdout.trim().to_owned();
         assert!(path.ends_with("_change/ops.toml"), "{path}");
@@ -617,7 +602,71 @@ fn new_op_scaffolds_each_operation_as_a_file_the_ops_step_reads_postgres() {
         assert!(plan.stdout.contains("_change"), "{op}: {}", plan.stdout);
         std::fs::remove_dir_all(p.migrations()).unwrap();
     }
-    p.run(&db, &["new", "change", "--op", "rename_colum"])
-        .code(2)
-        .stderr_has("--op rename_colum: no such operation; the operations are create_table, add_column,");
+}
+
+#[test]
+fn constraints_are_enforced_from_complete_and_a_failed_validation_keeps_both_versions_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 50);
+    p.run(&db, &["up"]).ok();
+    db.execute("CREATE TABLE teams (id bigint PRIMARY KEY); INSERT INTO teams VALUES (1); ALTER TABLE people ADD COLUMN team bigint");
+    p.file(
+        "migrations/2_rules/ops.toml",
+        r#"[[op]]
+op = "add_constraint"
+table = "users"
+name = "users_amount_positive"
+check = "amount >= 0"
+
+[[op]]
+op = "add_constraint"
+table = "people"
+name = "people_team"
+columns = ["team"]
+references = "teams (id)"
+"#,
+    );
+    let plan = p.run(&db, &["plan", "--complete"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    p.run(&db, &["up"]).ok();
+    // Expanded: the old version may still write what breaks the rules.
+    db.execute("INSERT INTO users (name, amount) VALUES ('old', -5)");
+    db.execute("UPDATE people SET team = 9 WHERE id = 1");
+    let plan = p.run(&db, &["plan", "--complete"]).ok();
+    assert!(
+        plan.stdout
+            .contains("ALTER TABLE \"users\" ADD CONSTRAINT \"users_amount_positive\" CHECK (amount >= 0) NOT VALID"),
+        "{}",
+        plan.stdout
+    );
+
+    // The validation names the rule the rows break; both versions still work.
+    p.run(&db, &["complete"]).code(1).stderr_has("users_amount_positive");
+    assert_eq!(db.history().last().unwrap(), &("2".to_owned(), "expanded".to_owned()));
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'public_v2'"),
+        1
+    );
+
+    db.execute("UPDATE users SET amount = 0 WHERE amount < 0; UPDATE people SET team = 1 WHERE team = 9");
+    p.run(&db, &["complete"]).ok();
+    assert_eq!(db.history().last().unwrap(), &("2".to_owned(), "applied".to_owned()));
+    assert_eq!(
+        db.rows("SELECT conname::text, convalidated::text FROM pg_constraint WHERE conname IN ('users_amount_positive', 'people_team') ORDER BY 1"),
+        vec![
+            vec![Some("people_team".into()), Some("true".into())],
+            vec![Some("users_amount_positive".into()), Some("true".into())],
+        ]
+    );
+
+    // `down` after complete drops them.
+    p.run(&db, &["down"]).ok();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_constraint WHERE conname IN ('users_amount_positive', 'people_team')"
+        ),
+        0
+    );
 }

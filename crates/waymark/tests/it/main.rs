@@ -19,6 +19,7 @@ mod layouts;
 mod lifecycle;
 mod lint;
 mod lock_waits;
+mod ops_direct;
 mod plugins;
 mod preimages;
 mod real_histories;

@@ -4,6 +4,7 @@
 //! is validated and set by `complete`, once the old version is gone.
 
 use super::{Cx, NotNull, Operation, ident};
+use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
 use crate::shape::{Sync, View};
 
@@ -124,6 +125,35 @@ impl Operation for AddColumn {
             cx.table(&self.table),
             ident(&self.column)
         ));
+        Ok(())
+    }
+
+    fn direct(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        if self.up.is_some() {
+            return Err(format!(
+                "add_column {}.{}: `up` is kept computed by a trigger while both versions run, which only PostgreSQL's expand/contract has; here add the column with a `default` and fill it in a batched migration of its own",
+                self.table, self.column
+            ));
+        }
+        let mut clause = format!("ADD COLUMN {} {}", cx.ident(&self.column), self.type_);
+        if let Some(default) = &self.default {
+            clause.push_str(&format!(" DEFAULT {default}"));
+        }
+        if self.not_null {
+            clause.push_str(" NOT NULL");
+        }
+        out.push(Change::Alter {
+            table: self.table.clone(),
+            clause,
+        });
+        Ok(())
+    }
+
+    fn direct_revert(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Alter {
+            table: self.table.clone(),
+            clause: format!("DROP COLUMN {}", cx.ident(&self.column)),
+        });
         Ok(())
     }
 }

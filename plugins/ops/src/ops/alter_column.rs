@@ -7,6 +7,7 @@
 
 use super::{Cx, NotNull, Operation, cut, ident, shadow};
 use crate::catalog;
+use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
 use crate::shape::{Sync, View};
 
@@ -83,6 +84,21 @@ impl AlterColumn {
             table,
             checked: shadow,
             column: &self.column,
+        }
+    }
+
+    fn irreversible(&self) -> String {
+        format!(
+            "alter_type {}.{} cannot be undone yet: its old type is gone with it",
+            self.table, self.column
+        )
+    }
+
+    /// MySQL/MariaDB's `MODIFY COLUMN`, which restates the whole column.
+    fn modify(&self, cx: &DirectCx, definition: String) -> Change {
+        Change::Alter {
+            table: self.table.clone(),
+            clause: format!("MODIFY COLUMN {} {definition}", cx.ident(&self.column)),
         }
     }
 
@@ -217,18 +233,60 @@ impl Operation for AlterColumn {
                 col = ident(&self.column),
                 down = self.down
             )),
-            None => {
-                return Err(format!(
-                    "alter_type {}.{} cannot be undone after `complete` yet: its old type is gone with it",
-                    self.table, self.column
-                ));
-            }
+            None => return Err(self.irreversible()),
         }
         if self.not_null == Some(false) {
             out.push(format!(
                 "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
                 ident(&self.column)
             ));
+        }
+        Ok(())
+    }
+
+    fn direct(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        cx.sqlite_rebuild(&self.describe())?;
+        let def = cx.column(&self.table, &self.column)?;
+        let definition = match (&self.type_, self.not_null) {
+            (Some(type_), _) => {
+                let mut d = def.with_type(type_);
+                if let Some(default) = &self.default {
+                    d.push_str(&format!(" DEFAULT {default}"));
+                }
+                d
+            }
+            (None, Some(true)) => {
+                // The NULLs there are, fixed first: the server refuses
+                // NOT NULL over them.
+                out.push(Change::Plain(format!(
+                    "UPDATE {table} SET {col} = ({up}) WHERE {col} IS NULL",
+                    table = cx.ident(&self.table),
+                    col = cx.ident(&self.column),
+                    up = self.up
+                )));
+                def.with_not_null(true)
+            }
+            (None, _) => def.with_not_null(false),
+        };
+        out.push(self.modify(cx, definition));
+        Ok(())
+    }
+
+    fn direct_revert(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        cx.sqlite_rebuild(&self.describe())?;
+        let def = cx.column(&self.table, &self.column)?;
+        match self.not_null {
+            Some(true) => out.push(self.modify(cx, def.with_not_null(false))),
+            Some(false) => {
+                out.push(Change::Plain(format!(
+                    "UPDATE {table} SET {col} = ({down}) WHERE {col} IS NULL",
+                    table = cx.ident(&self.table),
+                    col = cx.ident(&self.column),
+                    down = self.down
+                )));
+                out.push(self.modify(cx, def.with_not_null(true)));
+            }
+            None => return Err(self.irreversible()),
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! (nothing of the old shape changes), seen by the new version's view.
 
 use super::{Cx, Operation};
+use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
 
 pub(crate) struct CreateTable {
@@ -57,6 +58,20 @@ impl Operation for CreateTable {
 
     fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
         out.push(format!("DROP TABLE {}", cx.table(&self.table)));
+        Ok(())
+    }
+
+    fn direct(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Plain(format!(
+            "CREATE TABLE {} ({})",
+            cx.ident(&self.table),
+            self.columns.join(", ")
+        )));
+        Ok(())
+    }
+
+    fn direct_revert(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Plain(format!("DROP TABLE {}", cx.ident(&self.table))));
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! writes get a value the old version can read.
 
 use super::{Cx, Operation, ident};
+use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
 use crate::shape::{Sync, View};
 
@@ -21,6 +22,15 @@ impl DropColumn {
             column: raw.required("column", &raw.column)?.to_owned(),
             down: raw.down.clone(),
         })
+    }
+}
+
+impl DropColumn {
+    fn irreversible(&self) -> String {
+        format!(
+            "drop_column {}.{} cannot be undone yet: its column's type is gone with it",
+            self.table, self.column
+        )
     }
 }
 
@@ -76,9 +86,18 @@ impl Operation for DropColumn {
     fn abort(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
 
     fn revert(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) -> Result<(), String> {
-        Err(format!(
-            "drop_column {}.{} cannot be undone after `complete` yet: its column's type is gone with it",
-            self.table, self.column
-        ))
+        Err(self.irreversible())
+    }
+
+    fn direct(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Alter {
+            table: self.table.clone(),
+            clause: format!("DROP COLUMN {}", cx.ident(&self.column)),
+        });
+        Ok(())
+    }
+
+    fn direct_revert(&self, _cx: &DirectCx, _out: &mut Vec<Change>) -> Result<(), String> {
+        Err(self.irreversible())
     }
 }

@@ -15,6 +15,7 @@
 //!   undone, where that can be done from what is left.
 
 mod add_column;
+mod add_constraint;
 mod alter_column;
 mod create_table;
 mod drop_column;
@@ -23,6 +24,7 @@ mod rename_table;
 mod sql;
 
 use crate::catalog::Catalog;
+use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
 use crate::shape::{Sync, View};
 
@@ -79,6 +81,11 @@ pub(crate) trait Operation {
     fn contract_first(&self) -> bool {
         false
     }
+    /// MySQL/MariaDB and SQLite, which run no versions: the change made at
+    /// once (`up`), or why the dialect cannot make it without a copy.
+    fn direct(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String>;
+    /// ... and undone (`down`).
+    fn direct_revert(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String>;
     /// Whether it makes a new table rather than changing one.
     fn creates_table(&self) -> bool {
         false
@@ -90,6 +97,7 @@ pub(crate) fn from_raw(raw: &RawOp) -> Result<Box<dyn Operation>, String> {
     Ok(match raw.op.as_str() {
         "create_table" => Box::new(create_table::CreateTable::from_raw(raw)?),
         "add_column" => Box::new(add_column::AddColumn::from_raw(raw)?),
+        "add_constraint" => Box::new(add_constraint::AddConstraint::from_raw(raw)?),
         "drop_column" => Box::new(drop_column::DropColumn::from_raw(raw)?),
         "rename_column" => Box::new(rename_column::RenameColumn::from_raw(raw)?),
         "rename_table" => Box::new(rename_table::RenameTable::from_raw(raw)?),
@@ -111,6 +119,7 @@ pub(crate) const NAMES: &[&str] = &[
     "alter_type",
     "set_not_null",
     "drop_not_null",
+    "add_constraint",
     "sql",
 ];
 

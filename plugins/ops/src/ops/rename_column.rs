@@ -2,6 +2,7 @@
 //! through its view; the physical column is renamed by `complete`.
 
 use super::{Cx, Operation, ident};
+use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
 use crate::shape::View;
 
@@ -68,6 +69,22 @@ impl Operation for RenameColumn {
             ident(&self.to),
             ident(&self.column)
         ));
+        Ok(())
+    }
+
+    fn direct(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Alter {
+            table: self.table.clone(),
+            clause: format!("RENAME COLUMN {} TO {}", cx.ident(&self.column), cx.ident(&self.to)),
+        });
+        Ok(())
+    }
+
+    fn direct_revert(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Alter {
+            table: self.table.clone(),
+            clause: format!("RENAME COLUMN {} TO {}", cx.ident(&self.to), cx.ident(&self.column)),
+        });
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! through its view; the physical table is renamed by `complete`.
 
 use super::{Cx, Operation, ident};
+use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
 use crate::shape::View;
 
@@ -58,6 +59,22 @@ impl Operation for RenameTable {
             cx.table(&self.to),
             ident(&self.table)
         ));
+        Ok(())
+    }
+
+    fn direct(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Alter {
+            table: self.table.clone(),
+            clause: format!("RENAME TO {}", cx.ident(&self.to)),
+        });
+        Ok(())
+    }
+
+    fn direct_revert(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Alter {
+            table: self.to.clone(),
+            clause: format!("RENAME TO {}", cx.ident(&self.table)),
+        });
         Ok(())
     }
 }

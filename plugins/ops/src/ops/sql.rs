@@ -3,6 +3,7 @@
 //! what it makes.
 
 use super::{Cx, Operation};
+use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
 
 pub(crate) struct Sql {
@@ -44,6 +45,16 @@ impl Operation for Sql {
 
     fn revert(&self, _cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
         out.push(self.down.clone());
+        Ok(())
+    }
+
+    fn direct(&self, _cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Plain(self.up.clone()));
+        Ok(())
+    }
+
+    fn direct_revert(&self, _cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {
+        out.push(Change::Plain(self.down.clone()));
         Ok(())
     }
 }
