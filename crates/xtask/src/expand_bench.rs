@@ -31,6 +31,7 @@ const END: &str = "<!-- /expand-bench -->";
 const DB: &str = "waymark_bench_expand";
 const PGBENCH_SECONDS: &str = "10";
 
+/// The default pace (`nice_ratio = 1.0`); [`flat_out`] the other.
 const OPS: &str = r#"[backfill]
 batch_size = 1000
 
@@ -42,6 +43,11 @@ type = "bigint"
 up = "amount::bigint"
 down = "amount::integer"
 "#;
+
+/// The same change with the backfill pausing not at all.
+fn flat_out() -> String {
+    OPS.replace("batch_size = 1000\n", "batch_size = 1000\nnice_ratio = 0.0\n")
+}
 
 struct Options {
     rows: u64,
@@ -76,7 +82,9 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
 /// One run's figures.
 struct Run {
     rows: u64,
+    /// The whole `up` at the default pace, and with no pauses.
     backfill: Duration,
+    flat_out: Duration,
     base_tps: f64,
     old_tps: f64,
     new_tps: f64,
@@ -102,9 +110,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     for i in 0..o.runs {
         let run = once(&o, &url, &waymark, work.path(), &script)?;
         eprintln!(
-            "run {}: backfill {:.0} rows/s; writes {:.0} tps without the trigger, {:.0} as the old application, {:.0} as the new",
+            "run {}: backfill {:.0} rows/s ({:.0} flat out); writes {:.0} tps without the trigger, {:.0} as the old application, {:.0} as the new",
             i + 1,
             run.rows as f64 / run.backfill.as_secs_f64(),
+            run.rows as f64 / run.flat_out.as_secs_f64(),
             run.base_tps,
             run.old_tps,
             run.new_tps
@@ -122,6 +131,26 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn once(o: &Options, url: &str, waymark: &Path, dir: &Path, script: &Path) -> anyhow::Result<Run> {
+    fresh(o, url)?;
+    let base_tps = pgbench(url, script, None)?;
+    let rows = count(url)?;
+    let backfill = expand(url, waymark, dir, OPS)?;
+    let old_tps = pgbench(url, script, None)?;
+    let new_tps = pgbench(url, script, Some("-c search_path=public_v1,public"))?;
+    fresh(o, url)?;
+    let flat_out = expand(url, waymark, dir, &flat_out())?;
+    Ok(Run {
+        rows,
+        backfill,
+        flat_out,
+        base_tps,
+        old_tps,
+        new_tps,
+    })
+}
+
+/// The table, made afresh.
+fn fresh(o: &Options, url: &str) -> anyhow::Result<()> {
     psql(&o.admin, &format!("DROP DATABASE IF EXISTS {DB}"))?;
     psql(&o.admin, &format!("CREATE DATABASE {DB}"))?;
     psql(
@@ -132,14 +161,15 @@ fn once(o: &Options, url: &str, waymark: &Path, dir: &Path, script: &Path) -> an
             o.rows
         ),
     )?;
-    psql(url, "VACUUM ANALYZE accounts")?;
-    let base_tps = pgbench(url, script, None)?;
-    let rows = count(url)?;
+    psql(url, "VACUUM ANALYZE accounts")
+}
 
+/// How long `waymark up` takes to expand `ops` and backfill.
+fn expand(url: &str, waymark: &Path, dir: &Path, ops: &str) -> anyhow::Result<std::time::Duration> {
     let migrations = dir.join("migrations");
     let _ = std::fs::remove_dir_all(&migrations);
     std::fs::create_dir_all(migrations.join("1_amount"))?;
-    std::fs::write(migrations.join("1_amount/ops.toml"), OPS)?;
+    std::fs::write(migrations.join("1_amount/ops.toml"), ops)?;
     let started = Instant::now();
     sh(Command::new(waymark)
         .current_dir(dir)
@@ -150,15 +180,7 @@ fn once(o: &Options, url: &str, waymark: &Path, dir: &Path, script: &Path) -> an
     if left != 0 {
         bail!("{left} rows were not backfilled");
     }
-    let old_tps = pgbench(url, script, None)?;
-    let new_tps = pgbench(url, script, Some("-c search_path=public_v1,public"))?;
-    Ok(Run {
-        rows,
-        backfill,
-        base_tps,
-        old_tps,
-        new_tps,
-    })
+    Ok(backfill)
 }
 
 /// pgbench's throughput over `PGBENCH_SECONDS`, as `options` (PGOPTIONS)
@@ -214,6 +236,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn render(o: &Options, runs: &[Run], date: &str) -> String {
     let rate = median(runs.iter().map(|r| r.rows as f64 / r.backfill.as_secs_f64()).collect());
+    let flat_out = median(runs.iter().map(|r| r.rows as f64 / r.flat_out.as_secs_f64()).collect());
     let base = median(runs.iter().map(|r| r.base_tps).collect());
     let old = median(runs.iter().map(|r| r.old_tps).collect());
     let new = median(runs.iter().map(|r| r.new_tps).collect());
@@ -227,7 +250,8 @@ fn render(o: &Options, runs: &[Run], date: &str) -> String {
          registries this project uses): its figures are those it publishes.\n\n\
          | | waymark | pgroll (published) |\n\
          |---|---|---|\n\
-         | backfill, rows/s (whole `up`: DDL, trigger, backfill in committed batches of 1000) | {rate:.0} | 9,400 |\n\
+         | backfill, rows/s (whole `up`: DDL, trigger, backfill in committed batches of 1000), default `nice_ratio = 1.0` | {rate:.0} | 9,400 |\n\
+         | the same, `nice_ratio = 0.0` (no pause between batches) | {flat_out:.0} | |\n\
          | write throughput without the trigger (pgbench, 2 clients, UPDATE + INSERT) | {base:.0} tps | |\n\
          | with it, the old application writing | {old:.0} tps ({:.2}x slower) | 4.4x slower |\n\
          | with it, the new application writing through its version schema | {new:.0} tps ({:.2}x slower) | |\n\

@@ -298,7 +298,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
          being applied (for the baseline: the same 5 s after the quiet start). \"waymark's retries\" counts the attempts that gave up waiting for a lock and \
          were tried again. The expand/contract way runs `up --to 1` (an `ops.toml`: `set_not_null` on \
          `abalance`, the new column, and the type change on `pgbench_branches.bbalance`, which every transaction \
-         updates, since `pgbench_history` has no key for a backfill), `complete` at once, then the index and the \
+         updates, since `pgbench_history` has no key for a backfill; its backfill at the default `nice_ratio = 1.0`), `complete` at once, then the index and the \
          foreign key; pgbench is its old application throughout. Release build. Rerun with `cargo xtask bench-online --write`.\n\n\
          | way | applied in | failed transactions | p50 ms | p99 ms (vs baseline) | p99 while applying ms | max ms \
          | longest lock wait ms | waymark's retries |\n|---|---|---|---|---|---|---|---|---|\n{table}{medians}\n\
@@ -487,7 +487,7 @@ fn project(dir: &Path, files: &[(&str, &str)], lifted: bool, timeout: Option<&st
         let folder = root.join("migrations").join(stem);
         std::fs::create_dir_all(&folder)?;
         // A file of operations is an ops.toml; the rest are SQL.
-        let file = if text.starts_with("[[op]]") {
+        let file = if text.starts_with("[[op]]") || text.starts_with("[backfill]") {
             "ops.toml"
         } else {
             "up.sql"

@@ -76,6 +76,20 @@ impl Catalog {
     }
 }
 
+/// Whether index `name` of `schema` is valid (`indisvalid`): `None` when
+/// there is none, `Some(false)` for a concurrent build that stopped.
+pub(crate) fn index_valid(schema: &str, name: &str) -> Result<Option<bool>, StepError> {
+    let rows = db::query(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+        &[Value::from(schema), Value::from(name)],
+    )?;
+    Ok(rows
+        .rows
+        .first()
+        .map(|r| matches!(r.first(), Some(Value::Boolean(true)))))
+}
+
 /// `table`'s primary key, when it is one column: its name and type.
 pub(crate) fn single_key(qualified: &str) -> Result<Option<(String, String)>, StepError> {
     let rows = db::query(

@@ -328,7 +328,25 @@ fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         .filter(|t| !t.sync.backfilled.is_empty())
         .map(|t| (t.name.to_owned(), t.sync.backfilled))
         .collect();
-    backfill::run(&schema, &work, &file.backfill, checkpoint)
+    backfill::run(&schema, &work, &file.backfill, checkpoint)?;
+    // Then the indexes, built once over the finished columns, each between
+    // two transactions (the host commits the one in progress, which holds
+    // nothing since the backfill's last commit point). A resume comes back
+    // here and builds what is missing or was left invalid.
+    let catalog = Catalog::read(&schema, &config.history)?;
+    let cx = Cx {
+        schema: &schema,
+        catalog: Some(&catalog),
+    };
+    for located in &file.ops {
+        let mut statements = Vec::new();
+        located
+            .op
+            .expand_online(&cx, &mut statements)
+            .map_err(|m| StepError::invalid_at(located.line, m))?;
+        run(&statements, located.line)?;
+    }
+    Ok(())
 }
 
 /// The version schema and one view per table of `schema` in it.
@@ -430,6 +448,13 @@ fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
             run(&validate, located.line)?;
         }
         db::commit("validated")?;
+    }
+    // Indexes the old version may have used, dropped concurrently, each
+    // between two transactions; again on a resume, `IF EXISTS`.
+    for located in &file.ops {
+        let mut statements = Vec::new();
+        located.op.contract_online(&cx, &mut statements);
+        run(&statements, located.line)?;
     }
     // The version schemas of the migrations still in flight stay; the
     // others go, this one's too. Its application's search_path then falls
@@ -553,6 +578,14 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
                     );
                 }
             }
+            for located in &file.ops {
+                let mut statements = Vec::new();
+                // Planning reads no catalog, so this cannot fail here.
+                let _ = located.op.expand_online(&cx, &mut statements);
+                for s in statements {
+                    say(located.line, format!("{s} -- between transactions"));
+                }
+            }
         }
         "complete" => {
             let (mut add, mut validate) = (Vec::new(), Vec::new());
@@ -568,6 +601,13 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
             say(0, "-- commit".to_owned());
             for (line, s) in validate {
                 say(line, s);
+            }
+            for located in &file.ops {
+                let mut statements = Vec::new();
+                located.op.contract_online(&cx, &mut statements);
+                for s in statements {
+                    say(located.line, format!("{s} -- between transactions"));
+                }
             }
             say(
                 0,

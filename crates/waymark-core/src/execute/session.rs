@@ -359,6 +359,32 @@ impl StepSession {
         }
     }
 
+    /// A batched step's statement that cannot run in a transaction
+    /// (`CREATE INDEX CONCURRENTLY` and its kin), run between two: the
+    /// transaction in progress commits, under the last commit point's
+    /// checkpoint (so a step sends it right after a commit point, or its
+    /// work since then commits with it and is done again on a resume);
+    /// the statement runs on a connection of its own, its lock waits
+    /// unbounded as `attempt` has them; the next transaction begins.
+    async fn between_transactions(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, CallError> {
+        let Some(batches) = &self.batches else {
+            return Err(lost_connection());
+        };
+        let (db, lock_wait) = (batches.db.clone(), batches.lock_wait);
+        let conn = self.conn.take().ok_or_else(lost_connection)?;
+        conn.commit().await.map_err(step_error)?;
+        self.conn = Some(db.connection().await.map_err(step_error)?);
+        let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
+        let result = self.attempt(Op::Execute(sql, &params)).await;
+        // Back to the pool before the next is taken: a pool of one must do.
+        self.conn = None;
+        self.conn = Some(db.begin_migration(lock_wait).await.map_err(step_error)?);
+        if self.restore.is_none() {
+            self.bound_statements().await.map_err(host_error)?;
+        }
+        Ok(result?.count())
+    }
+
     pub(super) async fn unbound_statements(&mut self) -> Result<(), Error> {
         if let (Some(restore), Some(conn)) = (self.restore.take(), self.conn.as_mut()) {
             // On an aborted PostgreSQL transaction this fails, and the
@@ -406,6 +432,9 @@ impl StepEnv for StepSession {
     fn execute<'a>(&'a mut self, sql: &'a str, params: Vec<Value>) -> StepFuture<'a, Result<u64, CallError>> {
         Box::pin(async move {
             self.check(sql)?;
+            if self.batches.is_some() && self.in_transaction() && sql::concurrently(self.dialect, sql) {
+                return self.between_transactions(sql, params).await;
+            }
             let mark = self.notes.len();
             let put_back = self.before(sql, false).await?;
             let params: Vec<waymark_db::Value> = params.into_iter().map(to_db).collect();
@@ -487,15 +516,8 @@ impl StepEnv for StepSession {
             self.conn = Some(db.begin_migration(batches.lock_wait).await.map_err(step_error)?);
             // A bound that is the transaction's ended with it; one that is
             // the session's (something to restore) still holds.
-            let host = |e: Error| {
-                CallError::Database(DatabaseError {
-                    code: None,
-                    message: e.to_string(),
-                    position: None,
-                })
-            };
             if self.restore.is_none() {
-                self.bound_statements().await.map_err(host)?;
+                self.bound_statements().await.map_err(host_error)?;
             }
             Ok(())
         })
@@ -604,4 +626,13 @@ pub(super) fn step_error(e: DbError) -> DatabaseError {
             position: None,
         },
     }
+}
+
+/// A host-side failure, as the step hears it.
+fn host_error(e: Error) -> CallError {
+    CallError::Database(DatabaseError {
+        code: None,
+        message: e.to_string(),
+        position: None,
+    })
 }

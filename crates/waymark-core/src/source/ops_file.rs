@@ -74,6 +74,12 @@ pub(super) fn template(op: &str) -> Option<&'static str> {
         "add_constraint" => {
             "op = \"add_constraint\"\ntable = \"orders\"\nname = \"orders_amount_positive\"\n# Enforced from `waymark complete`: added NOT VALID, then validated.\ncheck = \"amount > 0\"\n# Or a foreign key:\n# columns = [\"customer_id\"]\n# references = \"customers (id)\"\n"
         }
+        "create_index" => {
+            "op = \"create_index\"\ntable = \"users\"\nname = \"users_email\"\n# Columns or expressions; built CONCURRENTLY after the backfill.\ncolumns = [\"lower(email)\"]\nunique = false\n"
+        }
+        "drop_index" => {
+            "op = \"drop_index\"\ntable = \"users\"\n# Dropped CONCURRENTLY by `waymark complete`: the old version may use it until then.\nname = \"users_legacy\"\n"
+        }
         "sql" => {
             "op = \"sql\"\nup = \"CREATE INDEX CONCURRENTLY ...\"\n# Run by an abort or a revert.\ndown = \"DROP INDEX ...\"\n"
         }
@@ -92,5 +98,7 @@ pub(super) const OPERATIONS: &[&str] = &[
     "set_not_null",
     "drop_not_null",
     "add_constraint",
+    "create_index",
+    "drop_index",
     "sql",
 ];

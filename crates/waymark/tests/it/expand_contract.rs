@@ -670,3 +670,124 @@ references = "teams (id)"
         0
     );
 }
+
+#[test]
+fn indexes_are_built_after_the_backfill_and_dropped_by_complete_concurrently_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 300);
+    p.run(&db, &["up"]).ok();
+    db.execute("CREATE INDEX users_name ON users (name)");
+    // A build a killed run left invalid, under the name the op uses: the
+    // expand drops it and builds it again.
+    db.execute("CREATE UNIQUE INDEX people_name ON people (id); UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'people_name'::regclass");
+    p.file(
+        "migrations/2_indexes/ops.toml",
+        r#"[[op]]
+op = "add_column"
+table = "users"
+column = "domain"
+type = "text"
+up = "split_part(email, '@', 2)"
+
+[[op]]
+op = "create_index"
+table = "users"
+name = "users_domain"
+columns = ["domain", "lower(name)"]
+
+[[op]]
+op = "create_index"
+table = "people"
+name = "people_name"
+columns = ["name"]
+unique = true
+
+[[op]]
+op = "drop_index"
+table = "users"
+name = "users_name"
+"#,
+    );
+    let plan = p.run(&db, &["plan"]).ok();
+    assert!(
+        plan.stdout.contains(
+            "CREATE INDEX CONCURRENTLY \"users_domain\" ON \"users\" (domain, lower(name)) -- between transactions"
+        ),
+        "{}",
+        plan.stdout
+    );
+    p.run(&db, &["up"]).ok();
+    let valid = |db: &TestDb| {
+        db.rows(
+            "SELECT c.relname::text, i.indisvalid::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname IN ('users_domain', 'people_name', 'users_name') ORDER BY 1",
+        )
+    };
+    assert_eq!(
+        valid(&db),
+        vec![
+            vec![
+                Some("people_name".into()),
+                Some("true".into()),
+                Some("CREATE UNIQUE INDEX people_name ON public.people USING btree (name)".into())
+            ],
+            vec![
+                Some("users_domain".into()),
+                Some("true".into()),
+                Some("CREATE INDEX users_domain ON public.users USING btree (domain, lower(name))".into())
+            ],
+            // The old version may still use it: it goes with `complete`.
+            vec![
+                Some("users_name".into()),
+                Some("true".into()),
+                Some("CREATE INDEX users_name ON public.users USING btree (name)".into())
+            ],
+        ]
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM users WHERE domain IS NULL AND email IS NOT NULL"
+        ),
+        0
+    );
+
+    let plan = p.run(&db, &["plan", "--complete"]).ok();
+    assert!(
+        plan.stdout
+            .contains("DROP INDEX CONCURRENTLY IF EXISTS \"users_name\" -- between transactions"),
+        "{}",
+        plan.stdout
+    );
+    p.run(&db, &["complete"]).ok();
+    assert_eq!(valid(&db).len(), 2, "{:?}", valid(&db));
+
+    // After complete, the dropped index cannot come back by `down`: it
+    // says so and changes nothing.
+    let after = db.snapshot();
+    p.run(&db, &["down"]).code(1).stderr_has(
+        "ops.toml:21: drop_index users_name cannot be undone yet: its definition is gone with it; make it again with create_index",
+    );
+    assert_eq!(db.snapshot(), after);
+}
+
+#[test]
+fn an_abort_drops_the_indexes_the_expand_built_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 50);
+    p.run(&db, &["up"]).ok();
+    let before = db.snapshot();
+    p.file(
+        "migrations/2_index/ops.toml",
+        "[[op]]\nop = \"create_index\"\ntable = \"users\"\nname = \"users_email\"\ncolumns = [\"email\"]\n",
+    );
+    p.run(&db, &["up"]).ok();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_email'"),
+        1
+    );
+    p.run(&db, &["down"]).ok();
+    assert_eq!(db.snapshot(), before);
+}

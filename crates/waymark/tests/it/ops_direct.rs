@@ -282,3 +282,48 @@ fn what_needs_versions_or_a_rebuild_is_refused_before_anything_runs() {
         assert_eq!(db.history(), vec![("1".to_owned(), "applied".to_owned())]);
     }
 }
+
+fn indexes_are_made_and_dropped_at_once(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    users(&p, &db);
+    db.execute("CREATE INDEX users_legacy ON users (legacy)");
+    p.file(
+        "migrations/2_index/ops.toml",
+        "[[op]]\nop = \"create_index\"\ntable = \"users\"\nname = \"users_email\"\ncolumns = [\"email\"]\nunique = true\n",
+    );
+    let plan = p.run(&db, &["plan"]).ok();
+    let shown = if kind == Kind::Mysql {
+        "ALTER TABLE `users` ADD UNIQUE INDEX `users_email` (email), ALGORITHM=INSTANT -- else ALGORITHM=INPLACE, LOCK=NONE; never a copy"
+    } else {
+        "CREATE UNIQUE INDEX \"users_email\" ON \"users\" (email)"
+    };
+    assert!(plan.stdout.contains(shown), "{}", plan.stdout);
+    let before = db.snapshot();
+    p.run(&db, &["up"]).ok();
+    assert!(db.snapshot().contains("users_email"), "{}", db.snapshot());
+    p.run(&db, &["down"]).ok();
+    assert_eq!(db.snapshot(), before);
+
+    p.file(
+        "migrations/3_drop/ops.toml",
+        "[[op]]\nop = \"drop_index\"\ntable = \"users\"\nname = \"users_legacy\"\n",
+    );
+    p.run(&db, &["up"]).ok();
+    assert!(!db.snapshot().contains("users_legacy"), "{}", db.snapshot());
+    let after = db.snapshot();
+    p.run(&db, &["down"])
+        .code(1)
+        .stderr_has("ops.toml:1: drop_index users_legacy cannot be undone yet");
+    assert_eq!(db.snapshot(), after);
+}
+
+#[test]
+fn indexes_are_made_and_dropped_at_once_mysql() {
+    indexes_are_made_and_dropped_at_once(Kind::Mysql);
+}
+
+#[test]
+fn indexes_are_made_and_dropped_at_once_sqlite() {
+    indexes_are_made_and_dropped_at_once(Kind::Sqlite);
+}

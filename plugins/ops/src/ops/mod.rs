@@ -17,8 +17,10 @@
 mod add_column;
 mod add_constraint;
 mod alter_column;
+mod create_index;
 mod create_table;
 mod drop_column;
+mod drop_index;
 mod rename_column;
 mod rename_table;
 mod sql;
@@ -69,6 +71,15 @@ pub(crate) trait Operation {
     /// writes) into `add`, and validated (a scan that does not) into
     /// `validate`; each group commits on its own, before the contract's DDL.
     fn validate(&self, _cx: &Cx<'_>, _add: &mut Vec<String>, _validate: &mut Vec<String>) {}
+    /// Statements the expand runs after the backfill, each outside any
+    /// transaction (an index built `CONCURRENTLY`); `cx.catalog` is
+    /// `None` while planning. Safe to run again on a resume.
+    fn expand_online(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) -> Result<(), String> {
+        Ok(())
+    }
+    /// Statements the contract runs after its validations, each outside
+    /// any transaction; safe to run again on a resume.
+    fn contract_online(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
     /// The contract's statements.
     fn contract(&self, cx: &Cx<'_>, out: &mut Vec<String>);
     /// The abort's statements.
@@ -102,6 +113,8 @@ pub(crate) fn from_raw(raw: &RawOp) -> Result<Box<dyn Operation>, String> {
         "rename_column" => Box::new(rename_column::RenameColumn::from_raw(raw)?),
         "rename_table" => Box::new(rename_table::RenameTable::from_raw(raw)?),
         "alter_type" | "set_not_null" | "drop_not_null" => Box::new(alter_column::AlterColumn::from_raw(raw)?),
+        "create_index" => Box::new(create_index::CreateIndex::from_raw(raw)?),
+        "drop_index" => Box::new(drop_index::DropIndex::from_raw(raw)?),
         "sql" => Box::new(sql::Sql::from_raw(raw)?),
         other => {
             return Err(format!("unknown op {other:?}; the operations are {}", NAMES.join(", ")));
@@ -120,6 +133,8 @@ pub(crate) const NAMES: &[&str] = &[
     "set_not_null",
     "drop_not_null",
     "add_constraint",
+    "create_index",
+    "drop_index",
     "sql",
 ];
 
