@@ -217,6 +217,16 @@ pub(crate) fn run(cx: &DirectCx, changes: &[Change], line: u32, what: &str) -> R
     Ok(())
 }
 
+/// `error` with `note` added to its message.
+pub(crate) fn with_note(mut error: StepError, note: &str) -> StepError {
+    match &mut error {
+        StepError::Statement(s) => s.error.message.push_str(note),
+        StepError::InvalidInput(i) => i.message.push_str(note),
+        StepError::Other(m) => m.push_str(note),
+    }
+    error
+}
+
 fn execute(sql: &str, line: u32) -> Result<(), StepError> {
     log::debug(sql);
     db::execute(sql, &[]).map(drop).map_err(|e| StepError::at(line, e))

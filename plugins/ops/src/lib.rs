@@ -146,9 +146,25 @@ fn direct_run(config: &Config, file: &OpsFile, down: bool) -> Result<(), StepErr
     }
     // Each op's change is made from the catalog as the ops before it left it.
     let cx = DirectCx { dialect, live: true };
+    let mut done: Vec<String> = Vec::new();
     for located in in_order(file, down) {
-        let changes = direct_changes(located, &cx, down)?;
-        direct::run(&cx, &changes, located.line, &located.op.describe())?;
+        let made = direct_changes(located, &cx, down)
+            .and_then(|changes| direct::run(&cx, &changes, located.line, &located.op.describe()));
+        if let Err(e) = made {
+            // SQLite rolls back; MySQL/MariaDB's DDL has committed as it ran,
+            // and whoever repairs the migration needs to know how far.
+            return Err(match dialect {
+                Dialect::Mysql if !done.is_empty() => direct::with_note(
+                    e,
+                    &format!(
+                        "; these ops before it are done and stay (MySQL/MariaDB commits each ALTER): {}",
+                        done.join("; ")
+                    ),
+                ),
+                _ => e,
+            });
+        }
+        done.push(format!("ops.toml:{} {}", located.line, located.op.describe()));
     }
     Ok(())
 }

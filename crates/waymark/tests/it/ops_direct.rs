@@ -249,6 +249,23 @@ down = "legacy"
         db.rows("SELECT legacy FROM users ORDER BY id"),
         vec![vec![Some("7".into())], vec![Some("8".into())]]
     );
+
+    // After an op that ran, the refusal says what stays done: MySQL's DDL
+    // has committed.
+    p.run(&db, &["repair", "--rolled-back"]).ok();
+    std::fs::remove_dir_all(p.migrations().join("2_widen")).unwrap();
+    p.file(
+        "migrations/3_rename_widen/ops.toml",
+        "[[op]]\nop = \"rename_column\"\ntable = \"users\"\ncolumn = \"name\"\nto = \"full_name\"\n\n\
+         [[op]]\nop = \"alter_type\"\ntable = \"users\"\ncolumn = \"legacy\"\ntype = \"BIGINT\"\nup = \"legacy\"\ndown = \"legacy\"\n",
+    );
+    p.run(&db, &["up"]).code(1).stderr_has(
+        "; these ops before it are done and stay (MySQL/MariaDB commits each ALTER): ops.toml:1 rename column users.name to full_name",
+    );
+    assert_eq!(
+        db.rows("SELECT full_name FROM users WHERE id = 1"),
+        vec![vec![Some("ann".into())]]
+    );
 }
 
 #[test]
