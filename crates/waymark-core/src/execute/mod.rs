@@ -699,6 +699,7 @@ impl<'a> Executor<'a> {
                 run: run_name(m, direction),
                 lock_wait,
             }),
+            dry_run,
             progress: self.progress.clone(),
             label: m.label(),
             statement_timeout: None,

@@ -36,6 +36,8 @@ pub(super) struct StepSession {
     pub(super) access: Option<Access>,
     pub(super) dialect: Dialect,
     pub(super) batches: Option<Batches>,
+    /// A dry run: one transaction, rolled back, that nothing may commit.
+    pub(super) dry_run: bool,
     pub(super) progress: Option<Progress>,
     pub(super) label: String,
     /// How long one statement of a component step may run: epochs cannot
@@ -433,6 +435,16 @@ impl StepEnv for StepSession {
         Box::pin(async move {
             self.check(sql)?;
             if self.batches.is_some() && self.in_transaction() && sql::concurrently(self.dialect, sql) {
+                if self.dry_run {
+                    return Err(CallError::Database(DatabaseError {
+                        code: None,
+                        message: format!(
+                            "a dry run cannot run `{}`: it runs everything in one transaction that is rolled back, and this runs only outside one; `waymark plan` shows it",
+                            waymark_db::one_line(sql, 60)
+                        ),
+                        position: None,
+                    }));
+                }
                 return self.between_transactions(sql, params).await;
             }
             let mark = self.notes.len();

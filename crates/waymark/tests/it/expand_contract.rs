@@ -783,6 +783,14 @@ fn an_abort_drops_the_indexes_the_expand_built_postgres() {
         "migrations/2_index/ops.toml",
         "[[op]]\nop = \"create_index\"\ntable = \"users\"\nname = \"users_email\"\ncolumns = [\"email\"]\n",
     );
+    // A dry run, one transaction rolled back, cannot build it: lint says so
+    // before anything runs (and the session would refuse to commit the
+    // dry run's transaction for it), committing nothing.
+    p.run(&db, &["up", "--dry-run"])
+        .code(6)
+        .stderr_has("migrations/2_index/ops.toml:1: [concurrently-in-transaction]");
+    assert_eq!(db.snapshot(), before);
+    assert_eq!(db.history().len(), 1);
     p.run(&db, &["up"]).ok();
     assert_eq!(
         count(&db, "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_email'"),
