@@ -782,7 +782,7 @@ pub(crate) fn script_for(m: &Migration, direction: Direction) -> &Script {
 pub(crate) fn batched(m: &Migration) -> bool {
     match &m.step {
         Step::Component(c) => c.transaction == Transaction::Batches,
-        Step::Ops(o) => matches!(o.phase, OpsPhase::Expand | OpsPhase::Complete),
+        Step::Ops(o) => o.phase.batched(),
         Step::Sql => false,
     }
 }

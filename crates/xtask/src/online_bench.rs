@@ -72,21 +72,19 @@ const NAIVE: &[(&str, &str)] = &[
     ),
 ];
 
+/// The index and the foreign key as lint's fixes write them, which the
+/// expand/contract way runs after its `ops.toml` too.
+const INDEX_CONCURRENTLY: &str =
+    "-- no-transaction\nCREATE INDEX CONCURRENTLY pgbench_accounts_abalance ON pgbench_accounts (abalance);\n";
+const FOREIGN_KEY_NOT_VALID: &str = "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_branch FOREIGN KEY (bid) \
+     REFERENCES pgbench_branches (bid) NOT VALID;\n";
+const VALIDATE_FOREIGN_KEY: &str = "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_branch;\n";
+
 /// The same changes as lint's fixes write them.
 const SAFE: &[(&str, &str)] = &[
-    (
-        "1_index",
-        "-- no-transaction\nCREATE INDEX CONCURRENTLY pgbench_accounts_abalance ON pgbench_accounts (abalance);\n",
-    ),
-    (
-        "2_foreign_key",
-        "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_branch FOREIGN KEY (bid) REFERENCES \
-         pgbench_branches (bid) NOT VALID;\n",
-    ),
-    (
-        "3_validate_foreign_key",
-        "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_branch;\n",
-    ),
+    ("1_index", INDEX_CONCURRENTLY),
+    ("2_foreign_key", FOREIGN_KEY_NOT_VALID),
+    ("3_validate_foreign_key", VALIDATE_FOREIGN_KEY),
     (
         "4_check_not_null",
         "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_abalance_nn CHECK (abalance IS NOT NULL) \
@@ -142,19 +140,9 @@ const EXPAND: &[(&str, &str)] = &[
          [[op]]\nop = \"alter_type\"\ntable = \"pgbench_branches\"\ncolumn = \"bbalance\"\ntype = \"bigint\"\n\
          up = \"bbalance::bigint\"\ndown = \"bbalance::integer\"\n",
     ),
-    (
-        "2_index",
-        "-- no-transaction\nCREATE INDEX CONCURRENTLY pgbench_accounts_abalance ON pgbench_accounts (abalance);\n",
-    ),
-    (
-        "3_foreign_key",
-        "ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_branch FOREIGN KEY (bid) REFERENCES \
-         pgbench_branches (bid) NOT VALID;\n",
-    ),
-    (
-        "4_validate_foreign_key",
-        "ALTER TABLE pgbench_accounts VALIDATE CONSTRAINT pgbench_accounts_branch;\n",
-    ),
+    ("2_index", INDEX_CONCURRENTLY),
+    ("3_foreign_key", FOREIGN_KEY_NOT_VALID),
+    ("4_validate_foreign_key", VALIDATE_FOREIGN_KEY),
 ];
 
 /// How a way applies the changes.

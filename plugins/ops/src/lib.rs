@@ -26,7 +26,7 @@ use waymark_plugin_sdk::{Action, Description, Dialect, Direction, Step, StepErro
 use catalog::Catalog;
 use direct::DirectCx;
 use file::OpsFile;
-use ops::{Cx, ident};
+use ops::{Cx, Operation, ident};
 use shape::{Sync, View};
 
 /// What the engine tells the step.
@@ -233,6 +233,44 @@ fn run(statements: &[String], line: u32) -> Result<(), StepError> {
     Ok(())
 }
 
+/// Statements, each with the line of the op that wrote it.
+type Lines = Vec<(u32, String)>;
+
+/// What `phase` writes for each of `ops`, in order, each statement with
+/// its op's line: what a run sends and what `plan` shows.
+fn written<'a>(
+    ops: impl IntoIterator<Item = &'a file::Located>,
+    phase: impl Fn(&dyn Operation, &mut Vec<String>),
+) -> Lines {
+    let mut out = Vec::new();
+    for located in ops {
+        let mut statements = Vec::new();
+        phase(located.op.as_ref(), &mut statements);
+        out.extend(statements.into_iter().map(|s| (located.line, s)));
+    }
+    out
+}
+
+/// Runs `written` statements in order, each naming its op's line.
+fn run_written(statements: &Lines) -> Result<(), StepError> {
+    for (line, sql) in statements {
+        run(std::slice::from_ref(sql), *line)?;
+    }
+    Ok(())
+}
+
+/// The contract's checks: those added `NOT VALID`, and their validations.
+fn checks(file: &OpsFile, cx: &Cx<'_>) -> (Lines, Lines) {
+    let (mut add, mut validate) = (Vec::new(), Vec::new());
+    for located in &file.ops {
+        let (mut a, mut v) = (Vec::new(), Vec::new());
+        located.op.validate(cx, &mut a, &mut v);
+        add.extend(a.into_iter().map(|s| (located.line, s)));
+        validate.extend(v.into_iter().map(|s| (located.line, s)));
+    }
+    (add, validate)
+}
+
 /// A table the file changes.
 struct Changed<'a> {
     name: &'a str,
@@ -268,8 +306,9 @@ fn changed_tables(file: &OpsFile) -> Vec<Changed<'_>> {
 
 fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
     let resume = env::resume_from();
+    let schema = current_schema()?;
+    let tables = changed_tables(file);
     if resume.is_none() {
-        let schema = current_schema()?;
         let before = Catalog::read(&schema, &config.history)?;
         let cx = Cx {
             schema: &schema,
@@ -291,15 +330,10 @@ fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
                 .check(&cx)
                 .map_err(|m| StepError::invalid_at(located.line, m))?;
         }
-        let tables = changed_tables(file);
         for table in tables.iter().filter(|t| !t.sync.backfilled.is_empty()) {
             backfill::check_key(&cx.table(table.name)).map_err(|m| StepError::invalid_at(table.line, m))?;
         }
-        for located in &file.ops {
-            let mut statements = Vec::new();
-            located.op.expand(&cx, &mut statements);
-            run(&statements, located.line)?;
-        }
+        run_written(&written(&file.ops, |op, out| op.expand(&cx, out)))?;
         let after = Catalog::read(&schema, &config.history)?;
         make_version_schema(config, file, &schema, &after)?;
         for table in tables.iter().filter(|t| !t.sync.is_empty()) {
@@ -338,8 +372,7 @@ fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         Some(text) => backfill::Checkpoint::decode(&text)?,
         None => backfill::Checkpoint::start(),
     };
-    let schema = current_schema()?;
-    let work: Vec<(String, Vec<String>)> = changed_tables(file)
+    let work: Vec<(String, Vec<String>)> = tables
         .into_iter()
         .filter(|t| !t.sync.backfilled.is_empty())
         .map(|t| (t.name.to_owned(), t.sync.backfilled))
@@ -446,32 +479,21 @@ fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         catalog: Some(&catalog),
     };
     let resume = env::resume_from();
+    let (add, validate) = checks(file, &cx);
     if resume.is_none() {
         // The checks, added in a brief transaction of their own ...
-        for located in &file.ops {
-            let (mut add, mut validate) = (Vec::new(), Vec::new());
-            located.op.validate(&cx, &mut add, &mut validate);
-            run(&add, located.line)?;
-        }
+        run_written(&add)?;
         db::commit("checks added")?;
     }
     if resume.as_deref() != Some("validated") {
         // ... then validated in another: the scans take no lock that stops
         // writes, and the contract's locks are not held while they read.
-        for located in &file.ops {
-            let (mut add, mut validate) = (Vec::new(), Vec::new());
-            located.op.validate(&cx, &mut add, &mut validate);
-            run(&validate, located.line)?;
-        }
+        run_written(&validate)?;
         db::commit("validated")?;
     }
     // Indexes the old version may have used, dropped concurrently, each
     // between two transactions; again on a resume, `IF EXISTS`.
-    for located in &file.ops {
-        let mut statements = Vec::new();
-        located.op.contract_online(&cx, &mut statements);
-        run(&statements, located.line)?;
-    }
+    run_written(&written(&file.ops, |op, out| op.contract_online(&cx, out)))?;
     // The version schemas of the migrations still in flight stay; the
     // others go, this one's too. Its application's search_path then falls
     // through to the tables, which have its shape from here on, and no view
@@ -492,11 +514,7 @@ fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
     }
     // The contracts that drop data first, so that the host copies it for
     // `down` before any statement here locks its table; the triggers last.
-    for located in contract_order(file) {
-        let mut statements = Vec::new();
-        located.op.contract(&cx, &mut statements);
-        run(&statements, located.line)?;
-    }
+    run_written(&written(contract_order(file), |op, out| op.contract(&cx, out)))?;
     for table in changed_tables(file) {
         run(&shape::drop_trigger(&schema, &config.version, table.name), 0)?;
     }
@@ -521,12 +539,7 @@ fn abort(config: &Config, file: &OpsFile) -> Result<(), StepError> {
     for table in changed_tables(file) {
         run(&shape::drop_trigger(&schema, &config.version, table.name), 0)?;
     }
-    for located in file.ops.iter().rev() {
-        let mut statements = Vec::new();
-        located.op.abort(&cx, &mut statements);
-        run(&statements, located.line)?;
-    }
-    Ok(())
+    run_written(&written(file.ops.iter().rev(), |op, out| op.abort(&cx, out)))
 }
 
 fn revert(file: &OpsFile) -> Result<(), StepError> {
@@ -594,23 +607,13 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
                     );
                 }
             }
-            for located in &file.ops {
-                let mut statements = Vec::new();
-                // Planning reads no catalog, so this cannot fail here.
-                let _ = located.op.expand_online(&cx, &mut statements);
-                for s in statements {
-                    say(located.line, format!("{s} -- between transactions"));
-                }
+            // Planning reads no catalog, so this cannot fail here.
+            for (line, s) in written(&file.ops, |op, out| op.expand_online(&cx, out).unwrap_or_default()) {
+                say(line, format!("{s} -- between transactions"));
             }
         }
         "complete" => {
-            let (mut add, mut validate) = (Vec::new(), Vec::new());
-            for located in &file.ops {
-                let (mut a, mut v) = (Vec::new(), Vec::new());
-                located.op.validate(&cx, &mut a, &mut v);
-                add.extend(a.into_iter().map(|s| (located.line, s)));
-                validate.extend(v.into_iter().map(|s| (located.line, s)));
-            }
+            let (add, validate) = checks(file, &cx);
             for (line, s) in add {
                 say(line, s);
             }
@@ -618,23 +621,15 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
             for (line, s) in validate {
                 say(line, s);
             }
-            for located in &file.ops {
-                let mut statements = Vec::new();
-                located.op.contract_online(&cx, &mut statements);
-                for s in statements {
-                    say(located.line, format!("{s} -- between transactions"));
-                }
+            for (line, s) in written(&file.ops, |op, out| op.contract_online(&cx, out)) {
+                say(line, format!("{s} -- between transactions"));
             }
             say(
                 0,
                 "-- commit; drop this version's schema and those before it not in flight".to_owned(),
             );
-            for located in contract_order(file) {
-                let mut statements = Vec::new();
-                located.op.contract(&cx, &mut statements);
-                for s in statements {
-                    say(located.line, s);
-                }
+            for (line, s) in written(contract_order(file), |op, out| op.contract(&cx, out)) {
+                say(line, s);
             }
             for table in changed_tables(file) {
                 say(0, format!("-- drop {}'s sync trigger", table.name));
@@ -648,12 +643,8 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
                     shape::version_tag(&config.version)
                 ),
             );
-            for located in file.ops.iter().rev() {
-                let mut statements = Vec::new();
-                located.op.abort(&cx, &mut statements);
-                for s in statements {
-                    say(located.line, s);
-                }
+            for (line, s) in written(file.ops.iter().rev(), |op, out| op.abort(&cx, out)) {
+                say(line, s);
             }
         }
         _ => {

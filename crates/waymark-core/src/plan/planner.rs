@@ -180,24 +180,28 @@ impl Planner<'_> {
         Ok(plan)
     }
 
-    /// An ops step's `up`: an expand on PostgreSQL; elsewhere, with no
-    /// version schemas, the whole change at once.
+    /// An ops step's `up` phase: an expand on PostgreSQL; elsewhere, with
+    /// no version schemas, the whole change at once.
+    fn up_phase(&self) -> OpsPhase {
+        if self.dialect == Dialect::Postgres {
+            OpsPhase::Expand
+        } else {
+            OpsPhase::Direct
+        }
+    }
+
+    /// Sets an ops step's phase for `up`.
     fn to_apply(&self, m: &mut Migration) {
         if let Step::Ops(o) = &mut m.step {
-            o.phase = if self.dialect == Dialect::Postgres {
-                OpsPhase::Expand
-            } else {
-                OpsPhase::Direct
-            };
+            o.phase = self.up_phase();
         }
     }
 
     /// Whether `m`'s `up` commits in batches here, before
-    /// [`Self::to_apply`] has set its phase: an ops step's does where it
-    /// expands.
+    /// [`Self::to_apply`] has set its phase.
     fn batched_up(&self, m: &Migration) -> bool {
         match &m.step {
-            Step::Ops(_) => self.dialect == Dialect::Postgres,
+            Step::Ops(_) => self.up_phase().batched(),
             _ => batched(m),
         }
     }

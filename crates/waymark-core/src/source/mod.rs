@@ -144,6 +144,12 @@ impl OpsPhase {
         }
     }
 
+    /// Whether a run of the phase commits in batches: an expand commits its
+    /// triggers before its backfill, a contract its scans before its DDL.
+    pub fn batched(self) -> bool {
+        matches!(self, OpsPhase::Expand | OpsPhase::Complete)
+    }
+
     /// What a run of the phase did, as the terminal says it.
     pub fn done(self) -> &'static str {
         match self {
