@@ -75,7 +75,7 @@ impl Step for Ops {
             return direct_plan(&config, &file);
         }
         postgres_phase(&config)?;
-        Ok(plan(&config, &file))
+        plan(&config, &file)
     }
 
     fn up(input: &str) -> Result<(), StepError> {
@@ -251,6 +251,21 @@ fn written<'a>(
     out
 }
 
+/// The statements an online phase (`expand_online`, `contract_online`)
+/// writes for `ops`, or the first op's refusal, naming its line.
+fn written_online<'a>(
+    ops: impl IntoIterator<Item = &'a file::Located>,
+    phase: impl Fn(&dyn Operation, &mut Vec<String>) -> Result<(), String>,
+) -> Result<Lines, StepError> {
+    let mut out = Vec::new();
+    for located in ops {
+        let mut statements = Vec::new();
+        phase(located.op.as_ref(), &mut statements).map_err(|m| StepError::invalid_at(located.line, m))?;
+        out.extend(statements.into_iter().map(|s| (located.line, s)));
+    }
+    Ok(out)
+}
+
 /// Runs `written` statements in order, each naming its op's line.
 fn run_written(statements: &Lines) -> Result<(), StepError> {
     for (line, sql) in statements {
@@ -387,15 +402,7 @@ fn expand(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         schema: &schema,
         catalog: Some(&catalog),
     };
-    for located in &file.ops {
-        let mut statements = Vec::new();
-        located
-            .op
-            .expand_online(&cx, &mut statements)
-            .map_err(|m| StepError::invalid_at(located.line, m))?;
-        run(&statements, located.line)?;
-    }
-    Ok(())
+    run_written(&written_online(&file.ops, |op, out| op.expand_online(&cx, out))?)
 }
 
 /// The version schema and one view per table of `schema` in it.
@@ -491,9 +498,10 @@ fn complete(config: &Config, file: &OpsFile) -> Result<(), StepError> {
         run_written(&validate)?;
         db::commit("validated")?;
     }
-    // Indexes the old version may have used, dropped concurrently, each
-    // between two transactions; again on a resume, `IF EXISTS`.
-    run_written(&written(&file.ops, |op, out| op.contract_online(&cx, out)))?;
+    // Indexes the old version may have used, dropped concurrently, and
+    // unique constraints' indexes, built concurrently, each between two
+    // transactions; on a resume, what is done is not done again.
+    run_written(&written_online(&file.ops, |op, out| op.contract_online(&cx, out))?)?;
     // The version schemas of the migrations still in flight stay; the
     // others go, this one's too. Its application's search_path then falls
     // through to the tables, which have its shape from here on, and no view
@@ -565,7 +573,7 @@ fn revert(file: &OpsFile) -> Result<(), StepError> {
 
 /// What a phase would do, for `waymark plan`: the statements that need no
 /// catalog as SQL, the rest as sentences.
-fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
+fn plan(config: &Config, file: &OpsFile) -> Result<Vec<Action>, StepError> {
     let cx = Cx {
         schema: "",
         catalog: None,
@@ -607,8 +615,7 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
                     );
                 }
             }
-            // Planning reads no catalog, so this cannot fail here.
-            for (line, s) in written(&file.ops, |op, out| op.expand_online(&cx, out).unwrap_or_default()) {
+            for (line, s) in written_online(&file.ops, |op, out| op.expand_online(&cx, out))? {
                 say(line, format!("{s} -- between transactions"));
             }
         }
@@ -621,7 +628,7 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
             for (line, s) in validate {
                 say(line, s);
             }
-            for (line, s) in written(&file.ops, |op, out| op.contract_online(&cx, out)) {
+            for (line, s) in written_online(&file.ops, |op, out| op.contract_online(&cx, out))? {
                 say(line, format!("{s} -- between transactions"));
             }
             say(
@@ -657,7 +664,7 @@ fn plan(config: &Config, file: &OpsFile) -> Vec<Action> {
             }
         }
     }
-    actions
+    Ok(actions)
 }
 
 #[cfg(test)]
@@ -691,7 +698,11 @@ down = "first_name"
     #[test]
     fn the_plan_of_each_phase_names_its_statements() {
         let file = file::parse(SPLIT).unwrap();
-        let expand: Vec<String> = plan(&config("expand"), &file).into_iter().map(|a| a.text).collect();
+        let expand: Vec<String> = plan(&config("expand"), &file)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.text)
+            .collect();
         assert!(
             expand.contains(&"ALTER TABLE \"users\" ADD COLUMN \"first_name\" text".to_owned()),
             "{expand:?}"
@@ -702,15 +713,54 @@ down = "first_name"
                 .any(|a| a.contains("backfill users in batches of 1000 keys: first_name")),
             "{expand:?}"
         );
-        let complete: Vec<String> = plan(&config("complete"), &file).into_iter().map(|a| a.text).collect();
+        let complete: Vec<String> = plan(&config("complete"), &file)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.text)
+            .collect();
         assert!(
             complete.contains(&"ALTER TABLE \"users\" DROP COLUMN \"name\"".to_owned()),
             "{complete:?}"
         );
-        let revert: Vec<String> = plan(&config("revert"), &file).into_iter().map(|a| a.text).collect();
+        let revert: Vec<String> = plan(&config("revert"), &file)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.text)
+            .collect();
         assert!(
             revert[0].starts_with("-- cannot be reverted: drop_column users.name"),
             "{revert:?}"
+        );
+    }
+
+    #[test]
+    fn a_not_null_column_with_a_constant_default_needs_no_check_at_complete() {
+        let text = |up: &str| {
+            format!(
+                "[[op]]\nop = \"add_column\"\ntable = \"t\"\ncolumn = \"c\"\ntype = \"int\"\ndefault = \"0\"\nnot_null = true\n{up}"
+            )
+        };
+        let phases = |text: &str| {
+            let file = file::parse(text).unwrap();
+            let phase =
+                |p: &str| -> Vec<String> { plan(&config(p), &file).unwrap().into_iter().map(|a| a.text).collect() };
+            (phase("expand"), phase("complete"))
+        };
+        let (expand, complete) = phases(&text(""));
+        assert!(
+            expand.contains(&"ALTER TABLE \"t\" ADD COLUMN \"c\" int DEFAULT 0 NOT NULL".to_owned()),
+            "{expand:?}"
+        );
+        assert!(!complete.iter().any(|s| s.contains("_waymark_nn_c")), "{complete:?}");
+        // With `up`, the backfill fills it first: NOT NULL waits.
+        let (expand, complete) = phases(&text("up = \"1\"\n"));
+        assert!(
+            expand.contains(&"ALTER TABLE \"t\" ADD COLUMN \"c\" int".to_owned()),
+            "{expand:?}"
+        );
+        assert!(
+            complete.contains(&"ALTER TABLE \"t\" ALTER COLUMN \"c\" SET NOT NULL".to_owned()),
+            "{complete:?}"
         );
     }
 

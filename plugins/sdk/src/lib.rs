@@ -169,6 +169,18 @@ impl StepError {
     pub fn other(message: impl Into<String>) -> Self {
         StepError::Other(message.into())
     }
+
+    /// The failure for a person, as a step passes it on inside its own
+    /// message: the database's words with its code, or the step's.
+    pub fn message(&self) -> String {
+        match self {
+            StepError::Statement(StatementError { error, .. }) => match &error.code {
+                Some(code) => format!("{} ({code})", error.message),
+                None => error.message.clone(),
+            },
+            StepError::InvalidInput(InputError { message, .. }) | StepError::Other(message) => message.clone(),
+        }
+    }
 }
 
 impl From<i64> for Value {

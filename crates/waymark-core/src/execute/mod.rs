@@ -328,7 +328,7 @@ impl<'a> Executor<'a> {
         }
         let retired = self.retire_waiting(&mut conn, m, direction, waiting).await?;
         let script = script_for(m, direction);
-        let (conn, outcome, timed_out) = self.run_step(conn, m, direction, false, None, mode, lock_wait).await?;
+        let (mut conn, outcome, timed_out) = self.run_step(conn, m, direction, false, None, mode, lock_wait).await?;
         let preimages = match outcome {
             Ok(report) => report.after(retired),
             Err(failure) => {
@@ -353,7 +353,15 @@ impl<'a> Executor<'a> {
                 conn.record_and_commit(&applied_row(m, duration_ms, backup.as_deref()))
                     .await?
             }
-            Direction::Down => conn.forget_and_commit(m.version.as_str()).await?,
+            Direction::Down => {
+                // An ops migration's abort may follow a contract that
+                // stopped part-way: its checkpoint goes with the abort, or
+                // the next `up` would take it for a contract to finish.
+                if matches!(m.step, Step::Ops(_)) {
+                    conn.clear_checkpoint(m.version.as_str()).await?;
+                }
+                conn.forget_and_commit(m.version.as_str()).await?
+            }
         }
         Ok(Some(preimages))
     }

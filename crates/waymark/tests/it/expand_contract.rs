@@ -799,3 +799,60 @@ fn an_abort_drops_the_indexes_the_expand_built_postgres() {
     p.run(&db, &["down"]).ok();
     assert_eq!(db.snapshot(), before);
 }
+
+#[test]
+fn a_unique_constraint_is_built_concurrently_by_complete_and_a_duplicate_keeps_both_versions_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 50);
+    p.run(&db, &["up"]).ok();
+    p.file(
+        "migrations/2_unique/ops.toml",
+        "[[op]]\nop = \"add_constraint\"\ntable = \"users\"\nname = \"users_email_unique\"\ncolumns = [\"email\"]\nunique = true\n",
+    );
+    let index = |db: &TestDb| {
+        db.rows(
+            "SELECT i.indisvalid::text, coalesce(k.contype::text, '-') FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid \
+             WHERE c.relname = 'users_email_unique'",
+        )
+    };
+    p.run(&db, &["up"]).ok();
+    let plan = p.run(&db, &["plan", "--complete"]).ok();
+    for shown in [
+        "CREATE UNIQUE INDEX CONCURRENTLY \"users_email_unique\" ON \"users\" (\"email\") -- between transactions",
+        "ALTER TABLE \"users\" ADD CONSTRAINT \"users_email_unique\" UNIQUE USING INDEX \"users_email_unique\"",
+    ] {
+        assert!(plan.stdout.contains(shown), "{shown}\n{}", plan.stdout);
+    }
+    // Expanded: the old version may still write a duplicate; nothing
+    // enforces the rule yet.
+    db.execute("INSERT INTO users (name, email) VALUES ('again', 'u1@x')");
+    assert!(index(&db).is_empty(), "{:?}", index(&db));
+
+    // The build fails on the duplicate, names the constraint, and leaves
+    // both versions working; its invalid build stays until the next try.
+    p.run(&db, &["complete"])
+        .code(1)
+        .stderr_has("ops.toml:1")
+        .stderr_has("could not create unique index \"users_email_unique\"");
+    assert_eq!(db.history().last().unwrap(), &("2".to_owned(), "expanded".to_owned()));
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'public_v2'"),
+        1
+    );
+    assert_eq!(index(&db), vec![vec![Some("false".into()), Some("-".into())]]);
+
+    // An abort then takes the invalid build away too.
+    p.run(&db, &["down"]).ok();
+    assert!(index(&db).is_empty(), "{:?}", index(&db));
+    p.run(&db, &["up"]).ok();
+    db.execute("DELETE FROM users WHERE name = 'again'");
+    p.run(&db, &["complete"]).ok();
+    assert_eq!(db.history().last().unwrap(), &("2".to_owned(), "applied".to_owned()));
+    assert_eq!(index(&db), vec![vec![Some("true".into()), Some("u".into())]]);
+
+    // `down` after complete drops the constraint and its index.
+    p.run(&db, &["down"]).ok();
+    assert!(index(&db).is_empty(), "{:?}", index(&db));
+}

@@ -344,3 +344,60 @@ fn indexes_are_made_and_dropped_at_once_mysql() {
 fn indexes_are_made_and_dropped_at_once_sqlite() {
     indexes_are_made_and_dropped_at_once(Kind::Sqlite);
 }
+
+/// A unique constraint: MySQL/MariaDB's is an index built in place;
+/// SQLite, which cannot add a constraint without a rebuild, gets the
+/// unique index that enforces the same rule. Rows that break it fail
+/// the `up` with the server's words, and nothing is left behind.
+fn a_unique_constraint_is_added_at_once_and_duplicates_refuse_it(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    users(&p, &db);
+    db.execute("INSERT INTO users (id, name) VALUES (3, 'ann')");
+    p.file(
+        "migrations/2_unique/ops.toml",
+        "[[op]]\nop = \"add_constraint\"\ntable = \"users\"\nname = \"users_name_unique\"\ncolumns = [\"name\"]\nunique = true\n",
+    );
+    let plan = p.run(&db, &["plan"]).ok();
+    let shown = if kind == Kind::Mysql {
+        "ALTER TABLE `users` ADD CONSTRAINT `users_name_unique` UNIQUE (`name`), ALGORITHM=INSTANT -- else ALGORITHM=INPLACE, LOCK=NONE; never a copy"
+    } else {
+        "CREATE UNIQUE INDEX \"users_name_unique\" ON \"users\" (\"name\")"
+    };
+    assert!(plan.stdout.contains(shown), "{}", plan.stdout);
+
+    let before = db.snapshot();
+    let duplicate = if kind == Kind::Mysql {
+        "Duplicate entry 'ann' for key 'users_name_unique'"
+    } else {
+        "UNIQUE constraint failed: users.name"
+    };
+    p.run(&db, &["up"])
+        .code(1)
+        .stderr_has("ops.toml:1")
+        .stderr_has(duplicate);
+    assert_eq!(db.snapshot(), before);
+    assert!(!db.history().contains(&("2".to_owned(), "applied".to_owned())));
+    if kind == Kind::Mysql {
+        // Its DDL is not transactional: the failure is recorded, for a
+        // person to say what stands.
+        p.run(&db, &["repair", "--rolled-back"]).ok();
+    }
+
+    db.execute("DELETE FROM users WHERE id = 3");
+    let before = db.snapshot();
+    p.run(&db, &["up"]).ok();
+    assert!(db.snapshot().contains("users_name_unique"), "{}", db.snapshot());
+    p.run(&db, &["down"]).ok();
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn a_unique_constraint_is_added_at_once_and_duplicates_refuse_it_mysql() {
+    a_unique_constraint_is_added_at_once_and_duplicates_refuse_it(Kind::Mysql);
+}
+
+#[test]
+fn a_unique_constraint_is_added_at_once_and_duplicates_refuse_it_sqlite() {
+    a_unique_constraint_is_added_at_once_and_duplicates_refuse_it(Kind::Sqlite);
+}

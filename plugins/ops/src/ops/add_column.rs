@@ -2,6 +2,10 @@
 //! expression over the old shape's columns, rows the old version writes
 //! get it computed and the rows already there are backfilled; `not_null`
 //! is validated and set by `complete`, once the old version is gone.
+//! With a constant `default` and no `up`, `NOT NULL` comes with the
+//! column: PostgreSQL 11 and later fill the rows there are from the
+//! default without a rewrite or a scan, and the old version, which does
+//! not know the column, cannot write a NULL into it.
 
 use super::{Cx, NotNull, Operation, ident};
 use crate::direct::{Change, DirectCx};
@@ -35,6 +39,12 @@ impl AddColumn {
             ));
         }
         Ok(op)
+    }
+
+    /// Whether `NOT NULL` waits for `complete`: with `up`, the backfill
+    /// must fill the column first; without a default, it cannot be.
+    fn not_null_at_complete(&self) -> bool {
+        self.not_null && (self.up.is_some() || self.default.is_none())
     }
 
     fn not_null_of<'a>(&'a self, table: &'a str) -> NotNull<'a> {
@@ -79,8 +89,9 @@ impl Operation for AddColumn {
             // A constant default fills the rows there are without a rewrite
             // (PostgreSQL 11 and later).
             (Some(default), None) => {
+                let not_null = if self.not_null { " NOT NULL" } else { "" };
                 out.push(format!(
-                    "ALTER TABLE {table} ADD COLUMN {column} {} DEFAULT {default}",
+                    "ALTER TABLE {table} ADD COLUMN {column} {} DEFAULT {default}{not_null}",
                     self.type_
                 ));
             }
@@ -100,13 +111,13 @@ impl Operation for AddColumn {
     }
 
     fn validate(&self, cx: &Cx<'_>, add: &mut Vec<String>, validate: &mut Vec<String>) {
-        if self.not_null {
+        if self.not_null_at_complete() {
             self.not_null_of(&cx.table(&self.table)).validate(add, validate);
         }
     }
 
     fn contract(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
-        if self.not_null {
+        if self.not_null_at_complete() {
             self.not_null_of(&cx.table(&self.table)).set(out);
         }
     }

@@ -132,7 +132,7 @@ impl Operation for AlterColumn {
         if table.column(&self.column).is_none() {
             return Err(format!("table {} has no column {}", self.table, self.column));
         }
-        let dependents = catalog::dependents(&cx.table(&self.table), &self.column).map_err(|e| format!("{e:?}"))?;
+        let dependents = catalog::dependents(&cx.table(&self.table), &self.column).map_err(|e| e.message())?;
         if !dependents.is_empty() {
             return Err(format!(
                 "{} {}.{}: {} name the column, and they are not carried over to its new shape yet; drop them in a migration before this one and make them again after `complete`",

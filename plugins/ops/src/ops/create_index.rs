@@ -55,23 +55,18 @@ impl Operation for CreateIndex {
     fn expand(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
 
     fn expand_online(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
-        let index = cx.table(&self.name);
-        if cx.catalog.is_some() {
-            match catalog::index_valid(cx.schema, &self.name).map_err(|e| format!("{e:?}"))? {
-                Some(true) => return Ok(()),
-                // An earlier run's build, stopped part-way.
-                Some(false) => out.push(format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")),
-                None => {}
-            }
-        }
-        out.push(format!(
-            "CREATE {}INDEX CONCURRENTLY {} ON {} ({})",
-            self.unique(),
-            ident(&self.name),
-            cx.table(&self.table),
-            self.columns.join(", ")
-        ));
-        Ok(())
+        build_concurrently(
+            cx,
+            &self.name,
+            format!(
+                "CREATE {}INDEX CONCURRENTLY {} ON {} ({})",
+                self.unique(),
+                ident(&self.name),
+                cx.table(&self.table),
+                self.columns.join(", ")
+            ),
+            out,
+        )
     }
 
     fn contract(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
@@ -106,6 +101,22 @@ impl Operation for CreateIndex {
         out.push(drop_index(cx, &self.table, &self.name));
         Ok(())
     }
+}
+
+/// `create`, an index `name` built `CONCURRENTLY`, unless a valid one is
+/// there already (a resume); an invalid one, a build a killed run or a
+/// duplicate stopped, is dropped first. `cx.catalog` is `None` while
+/// planning, which shows the build alone.
+pub(super) fn build_concurrently(cx: &Cx<'_>, name: &str, create: String, out: &mut Vec<String>) -> Result<(), String> {
+    if cx.catalog.is_some() {
+        match catalog::index_valid(cx.schema, name).map_err(|e| e.message())? {
+            Some(true) => return Ok(()),
+            Some(false) => out.push(format!("DROP INDEX CONCURRENTLY IF EXISTS {}", cx.table(name))),
+            None => {}
+        }
+    }
+    out.push(create);
+    Ok(())
 }
 
 /// `DROP INDEX` as each dialect takes it.

@@ -39,8 +39,9 @@ impl Operation for DropIndex {
 
     fn expand(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
 
-    fn contract_online(&self, cx: &Cx<'_>, out: &mut Vec<String>) {
+    fn contract_online(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
         out.push(format!("DROP INDEX CONCURRENTLY IF EXISTS {}", cx.table(&self.name)));
+        Ok(())
     }
 
     fn contract(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}

@@ -78,8 +78,11 @@ pub(crate) trait Operation {
         Ok(())
     }
     /// Statements the contract runs after its validations, each outside
-    /// any transaction; safe to run again on a resume.
-    fn contract_online(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
+    /// any transaction; `cx.catalog` is `None` while planning. Safe to run
+    /// again on a resume.
+    fn contract_online(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) -> Result<(), String> {
+        Ok(())
+    }
     /// The contract's statements.
     fn contract(&self, cx: &Cx<'_>, out: &mut Vec<String>);
     /// The abort's statements.
