@@ -8,9 +8,8 @@
 //! committed with the last key as its checkpoint, and touches only rows
 //! whose new columns are still NULL, so that a row the new version wrote
 //! meanwhile is left as it wrote it. Between batches it keeps to
-//! `rows_per_second` and `nice_ratio`, backs off further while its batches
-//! run slower than they can (see [`Pacer`]), and waits while a replica is
-//! further behind than `max_replica_lag_ms`.
+//! `rows_per_second` and waits while a replica is further behind than
+//! `max_replica_lag_ms`.
 
 use serde::{Deserialize, Serialize};
 use waymark_plugin_sdk::{StepError, Value, db, env, log};
@@ -78,7 +77,6 @@ pub(crate) fn run(
         .map(|(t, _)| estimate(&format!("{}.{}", ident(schema), ident(t))))
         .sum();
     let mut done = 0u64;
-    let mut pacer = Pacer::new(pace);
     env::progress(0, Some(total));
     while let Some((table, columns)) = work.get(checkpoint.table) {
         let qualified = format!("{}.{}", ident(schema), ident(table));
@@ -135,7 +133,7 @@ pub(crate) fn run(
                 log::info(&format!("backfilled {qualified}"));
                 break;
             }
-            pause(pace, pacer.pause_ms(touched, started.elapsed()))?;
+            pause(pace, touched, started.elapsed())?;
         }
     }
     Ok(())
@@ -149,65 +147,22 @@ fn next_table(checkpoint: &Checkpoint) -> Checkpoint {
     }
 }
 
-/// The pause after each batch, backing off while the database is busy.
-///
-/// A batch that takes longer per row than the backfill's fastest recent
-/// batches is competing with the application for the same CPU, disk or
-/// locks: the nice ratio's pause is then stretched by that slowdown, so a
-/// batch twice as slow as it can be is followed by a pause four times its
-/// floor. The signal is the backfill's own timing, which needs no
-/// privilege and no guess at the server's size; where gh-ost counts the
-/// server's running threads against a threshold the user must choose,
-/// this adapts to whatever the server is. The floor rises by 1 % a batch,
-/// so one lucky batch (a warm cache, a quiet moment) is forgotten within
-/// a few dozen, and only batches that touched at least half a batch of
-/// rows count: a batch of keys the new version already wrote is cheap for
-/// a reason that says nothing about load.
-pub(crate) struct Pacer<'a> {
-    pace: &'a Backfill,
-    /// The fastest recent time per touched row, in microseconds.
-    floor_us: Option<f64>,
+/// How long to pause after a batch that touched `touched` rows in `took`:
+/// the longer of the rate's and the nice ratio's, at most a minute.
+fn pause_ms(pace: &Backfill, touched: u64, took: std::time::Duration) -> u32 {
+    // The batch's own time is not subtracted from the rate's pause: the
+    // rate is an upper bound.
+    let rate_ms = match pace.rows_per_second {
+        0 => 0,
+        rate => touched.saturating_mul(1000) / u64::from(rate),
+    };
+    let nice_ms = (took.as_secs_f64() * 1000.0 * pace.nice_ratio.max(0.0)) as u64;
+    u32::try_from(rate_ms.max(nice_ms).min(60_000)).unwrap_or(60_000)
 }
 
-impl<'a> Pacer<'a> {
-    pub(crate) fn new(pace: &'a Backfill) -> Self {
-        Pacer { pace, floor_us: None }
-    }
-
-    /// How long to pause after a batch that touched `touched` rows in
-    /// `took`: the longer of the rate's and the nice ratio's (stretched by
-    /// the slowdown), at most a minute.
-    pub(crate) fn pause_ms(&mut self, touched: u64, took: std::time::Duration) -> u32 {
-        // The batch's own time is not subtracted from the rate's pause:
-        // the rate is an upper bound.
-        let rate_ms = match self.pace.rows_per_second {
-            0 => 0,
-            rate => touched.saturating_mul(1000) / u64::from(rate),
-        };
-        let took_ms = took.as_secs_f64() * 1000.0;
-        let slowdown = self.slowdown(touched, took_ms);
-        let nice_ms = (took_ms * self.pace.nice_ratio.max(0.0) * slowdown) as u64;
-        u32::try_from(rate_ms.max(nice_ms).min(60_000)).unwrap_or(60_000)
-    }
-
-    /// How many times slower per row this batch ran than the floor (1 at
-    /// least), updating the floor.
-    fn slowdown(&mut self, touched: u64, took_ms: f64) -> f64 {
-        if touched == 0 || touched < u64::from(self.pace.batch_size) / 2 {
-            return 1.0;
-        }
-        let per_row = took_ms * 1000.0 / touched as f64;
-        let floor = match self.floor_us {
-            Some(floor) => (floor * 1.01).min(per_row),
-            None => per_row,
-        };
-        self.floor_us = Some(floor);
-        if floor <= 0.0 { 1.0 } else { (per_row / floor).max(1.0) }
-    }
-}
-
-/// Pauses `ms`, then waits out replica lag.
-fn pause(pace: &Backfill, ms: u32) -> Result<(), StepError> {
+/// Keeps to the rate and the nice ratio, then waits out replica lag.
+fn pause(pace: &Backfill, touched: u64, took: std::time::Duration) -> Result<(), StepError> {
+    let ms = pause_ms(pace, touched, took);
     if ms > 0 {
         env::pause(ms);
     }
@@ -262,58 +217,19 @@ mod tests {
 
     use super::*;
 
-    fn pace(rows_per_second: u32, nice_ratio: f64) -> Backfill {
-        Backfill {
+    #[test]
+    fn the_pause_is_the_longer_of_the_rate_and_the_nice_ratio() {
+        let pace = |rows_per_second, nice_ratio| Backfill {
             rows_per_second,
             nice_ratio,
             ..Backfill::default()
-        }
-    }
-
-    #[test]
-    fn the_pause_is_the_longer_of_the_rate_and_the_nice_ratio() {
+        };
         let took = Duration::from_millis(40);
-        let first = |pace: Backfill, touched| Pacer::new(&pace).pause_ms(touched, took);
-        assert_eq!(first(pace(0, 0.0), 1000), 0);
-        assert_eq!(first(pace(10_000, 0.0), 1000), 100);
-        assert_eq!(first(pace(0, 1.5), 1000), 60);
-        assert_eq!(first(pace(100_000, 1.5), 1000), 60);
-        assert_eq!(first(pace(0, -1.0), 1000), 0);
-        assert_eq!(first(pace(1, 0.0), 1000), 60_000);
-    }
-
-    #[test]
-    fn a_batch_slower_than_the_floor_stretches_the_pause_by_its_slowdown() {
-        let pace = pace(0, 1.0);
-        let mut pacer = Pacer::new(&pace);
-        let ms = Duration::from_millis;
-        assert_eq!(pacer.pause_ms(1000, ms(40)), 40);
-        // Twice as slow per row (against a floor risen 1 %): twice the
-        // time, and nearly twice again the pause.
-        assert_eq!(pacer.pause_ms(1000, ms(80)), 158);
-        // As fast as the floor again: the plain nice ratio.
-        assert_eq!(pacer.pause_ms(1000, ms(40)), 40);
-        // A batch of mostly rows already written says nothing of load,
-        // and does not lower the floor.
-        assert_eq!(pacer.pause_ms(10, ms(1)), 1);
-        assert_eq!(pacer.pause_ms(1000, ms(40)), 40);
-        // Flat out stays flat out, however slow.
-        let flat = self::pace(0, 0.0);
-        let mut pacer = Pacer::new(&flat);
-        pacer.pause_ms(1000, ms(40));
-        assert_eq!(pacer.pause_ms(1000, ms(400)), 0);
-    }
-
-    #[test]
-    fn a_lucky_batch_is_forgotten_as_the_floor_rises() {
-        let pace = pace(0, 1.0);
-        let mut pacer = Pacer::new(&pace);
-        let ms = Duration::from_millis;
-        pacer.pause_ms(1000, ms(20));
-        // Batches that take 40 ms look twice as slow at first; within
-        // 70 batches the floor has risen to meet them.
-        assert_eq!(pacer.pause_ms(1000, ms(40)), 79);
-        let last = (0..70).map(|_| pacer.pause_ms(1000, ms(40))).last().unwrap();
-        assert_eq!(last, 40);
+        assert_eq!(pause_ms(&pace(0, 0.0), 1000, took), 0);
+        assert_eq!(pause_ms(&pace(10_000, 0.0), 1000, took), 100);
+        assert_eq!(pause_ms(&pace(0, 1.5), 1000, took), 60);
+        assert_eq!(pause_ms(&pace(100_000, 1.5), 1000, took), 60);
+        assert_eq!(pause_ms(&pace(0, -1.0), 1000, took), 0);
+        assert_eq!(pause_ms(&pace(1, 0.0), 1000, took), 60_000);
     }
 }

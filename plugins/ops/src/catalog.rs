@@ -90,6 +90,16 @@ pub(crate) fn index_valid(schema: &str, name: &str) -> Result<Option<bool>, Step
         .map(|r| matches!(r.first(), Some(Value::Boolean(true)))))
 }
 
+/// `pg_get_indexdef` of index `name` of `schema`, if there is one.
+pub(crate) fn index_definition(schema: &str, name: &str) -> Result<Option<String>, StepError> {
+    let rows = db::query(
+        "SELECT pg_get_indexdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'i'",
+        &[Value::from(schema), Value::from(name)],
+    )?;
+    Ok(rows.scalar().and_then(Value::as_str).map(str::to_owned))
+}
+
 /// `table`'s primary key, when it is one column: its name and type.
 pub(crate) fn single_key(qualified: &str) -> Result<Option<(String, String)>, StepError> {
     let rows = db::query(

@@ -211,6 +211,7 @@ fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres(
     tables(&p, 3000);
     p.run(&db, &["up"]).ok();
     let before_users = count(&db, "SELECT count(*) FROM users");
+    let before = db.snapshot();
 
     p.file("migrations/2_reshape/ops.toml", RESHAPE);
     let plan = p.run(&db, &["plan"]).ok();
@@ -339,13 +340,33 @@ fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres(
         0
     );
 
-    // After complete, a dropped column's type is gone with it: `down`
-    // says so and changes nothing.
-    let after = db.snapshot();
-    p.run(&db, &["down"])
-        .code(1)
-        .stderr_has("ops.toml:46: drop_column people.name cannot be undone yet: its column's type is gone with it");
-    assert_eq!(db.snapshot(), after);
+    // After complete, `down` gives the old shape back from the definitions
+    // complete saved: the dropped column with its type and NOT NULL, its
+    // kept values put back and `down` computed for the rows written since;
+    // the type changed back and its default restored.
+    db.execute("INSERT INTO people (first_name, last_name) VALUES ('after', 'complete')");
+    let plan = p.run(&db, &["plan", "--down"]).ok();
+    assert!(
+        plan.stdout
+            .contains("-- add column people.name back as complete saved it; the host puts its kept values back"),
+        "{}",
+        plan.stdout
+    );
+    p.run(&db, &["down"]).ok();
+    // (email's varchar is the test's own change after complete, above.)
+    assert_eq!(
+        db.snapshot(),
+        before.replace("users.email text YES", "users.email character varying YES")
+    );
+    assert_eq!(db.history(), vec![("1".to_owned(), "applied".to_owned())]);
+    assert_eq!(
+        db.rows("SELECT name FROM people WHERE id IN (1, (SELECT max(id) FROM people)) ORDER BY id"),
+        vec![vec![Some("first1 last1".into())], vec![Some("after complete".into())]]
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM waymark_history_ops"), 0);
+    // And up again: the same migration expands afresh.
+    p.run(&db, &["up"]).ok();
+    assert_eq!(db.history().last().unwrap(), &("2".to_owned(), "expanded".to_owned()));
 }
 
 #[test]
@@ -763,13 +784,29 @@ name = "users_name"
     p.run(&db, &["complete"]).ok();
     assert_eq!(valid(&db).len(), 2, "{:?}", valid(&db));
 
-    // After complete, the dropped index cannot come back by `down`: it
-    // says so and changes nothing.
-    let after = db.snapshot();
-    p.run(&db, &["down"]).code(1).stderr_has(
-        "ops.toml:21: drop_index users_name cannot be undone yet: its definition is gone with it; make it again with create_index",
+    // After complete, `down` builds the dropped index again as complete
+    // saved it, and drops those the migration made.
+    p.run(&db, &["down"]).ok();
+    assert_eq!(
+        valid(&db),
+        vec![vec![
+            Some("users_name".into()),
+            Some("true".into()),
+            Some("CREATE INDEX users_name ON public.users USING btree (name)".into())
+        ]]
     );
+
+    // A definition complete did not save (a migration completed by an
+    // older waymark) refuses the revert before any statement runs.
+    p.run(&db, &["up"]).ok();
+    p.run(&db, &["complete"]).ok();
+    db.execute("DELETE FROM waymark_history_ops");
+    let after = db.snapshot();
+    p.run(&db, &["down"])
+        .code(1)
+        .stderr_has("ops.toml:21: drop_index users_name cannot be undone: complete saved no definition of it");
     assert_eq!(db.snapshot(), after);
+    assert_eq!(db.history().last().unwrap(), &("2".to_owned(), "applied".to_owned()));
 }
 
 #[test]

@@ -10,6 +10,7 @@
 use super::{Cx, NotNull, Operation, ident};
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 use crate::shape::{Sync, View};
 
 pub(crate) struct AddColumn {
@@ -130,7 +131,7 @@ impl Operation for AddColumn {
         ));
     }
 
-    fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+    fn revert(&self, cx: &Cx<'_>, _saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String> {
         out.push(format!(
             "ALTER TABLE {} DROP COLUMN {}",
             cx.table(&self.table),

@@ -15,6 +15,7 @@
 use super::{Cx, Operation, ident};
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 
 pub(crate) struct AddConstraint {
     table: String,
@@ -160,7 +161,7 @@ impl Operation for AddConstraint {
         }
     }
 
-    fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+    fn revert(&self, cx: &Cx<'_>, _saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String> {
         out.push(format!(
             "ALTER TABLE {} DROP CONSTRAINT {}",
             cx.table(&self.table),

@@ -3,12 +3,16 @@
 //! column beside the old one (`_waymark_new_<column>`), kept in step by
 //! the trigger both ways (`up` computes it from the old shape, `down` the
 //! old column from the new shape) and backfilled; `complete` drops the
-//! old column and gives the hidden one its name.
+//! old column and gives the hidden one its name, having saved the old
+//! column's definition. A revert after `complete` changes the type back
+//! (each value computed by `down`, a rewrite of the table under its
+//! lock: a way back, not an online change) and restores the default.
 
 use super::{Cx, NotNull, Operation, cut, ident, shadow};
 use crate::catalog;
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 use crate::shape::{Sync, View};
 
 pub(crate) struct AlterColumn {
@@ -94,6 +98,13 @@ impl AlterColumn {
         )
     }
 
+    fn unsaved(&self) -> String {
+        format!(
+            "alter_type {}.{} cannot be undone: complete saved no definition of its old column (it was completed by a waymark that did not save them)",
+            self.table, self.column
+        )
+    }
+
     /// MySQL/MariaDB's `MODIFY COLUMN`, which restates the whole column.
     fn modify(&self, cx: &DirectCx, definition: String) -> Change {
         Change::Alter {
@@ -104,12 +115,8 @@ impl AlterColumn {
 
     /// Whether the new shape is NOT NULL, as asked or as the column is.
     fn not_null(&self, cx: &Cx<'_>) -> bool {
-        self.not_null.unwrap_or_else(|| {
-            cx.catalog
-                .and_then(|c| c.table(&self.table))
-                .and_then(|t| t.column(&self.column))
-                .is_some_and(|c| c.not_null)
-        })
+        self.not_null
+            .unwrap_or_else(|| cx.column(&self.table, &self.column).is_some_and(|c| c.not_null))
     }
 }
 
@@ -221,8 +228,36 @@ impl Operation for AlterColumn {
         ));
     }
 
-    fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+    fn saves(&self, cx: &Cx<'_>) -> Result<Option<Definition>, String> {
+        if self.type_.is_none() {
+            return Ok(None);
+        }
+        Ok(cx.column(&self.table, &self.column).map(Definition::of))
+    }
+
+    fn revert(&self, cx: &Cx<'_>, saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String> {
         let table = cx.table(&self.table);
+        let column = ident(&self.column);
+        if self.type_.is_some() {
+            match saved {
+                Some(Definition::Column { type_, default, .. }) => {
+                    // The new default may not convert to the old type.
+                    out.push(format!("ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"));
+                    out.push(format!(
+                        "ALTER TABLE {table} ALTER COLUMN {column} TYPE {type_} USING ({})",
+                        self.down
+                    ));
+                    if let Some(default) = default {
+                        out.push(format!("ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {default}"));
+                    }
+                }
+                _ if cx.catalog.is_none() => out.push(format!(
+                    "-- change {}.{} back to its type before complete, as complete saved it, each value computed by `down`",
+                    self.table, self.column
+                )),
+                _ => return Err(self.unsaved()),
+            }
+        }
         match self.not_null {
             Some(true) => out.push(format!(
                 "ALTER TABLE {table} ALTER COLUMN {} DROP NOT NULL",
@@ -233,7 +268,7 @@ impl Operation for AlterColumn {
                 col = ident(&self.column),
                 down = self.down
             )),
-            None => return Err(self.irreversible()),
+            None => {}
         }
         if self.not_null == Some(false) {
             out.push(format!(

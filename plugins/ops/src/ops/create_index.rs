@@ -8,6 +8,7 @@ use super::{Cx, Operation, ident};
 use crate::catalog;
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 
 pub(crate) struct CreateIndex {
     table: String,
@@ -75,7 +76,7 @@ impl Operation for CreateIndex {
         out.push(format!("DROP INDEX IF EXISTS {}", cx.table(&self.name)));
     }
 
-    fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+    fn revert(&self, cx: &Cx<'_>, _saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String> {
         out.push(format!("DROP INDEX {}", cx.table(&self.name)));
         Ok(())
     }

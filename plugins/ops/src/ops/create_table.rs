@@ -4,6 +4,7 @@
 use super::{Cx, Operation};
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 
 pub(crate) struct CreateTable {
     table: String,
@@ -56,7 +57,7 @@ impl Operation for CreateTable {
         out.push(format!("DROP TABLE IF EXISTS {}", cx.table(&self.table)));
     }
 
-    fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+    fn revert(&self, cx: &Cx<'_>, _saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String> {
         out.push(format!("DROP TABLE {}", cx.table(&self.table)));
         Ok(())
     }

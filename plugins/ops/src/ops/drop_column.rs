@@ -1,11 +1,17 @@
 //! `drop_column`: the new version no longer sees the column; `complete`
-//! drops it (the host keeps a copy of its data for `down`). With `down`,
-//! an expression over the new shape's columns, rows the new version
-//! writes get a value the old version can read.
+//! drops it (the host keeps a copy of its data for `down`, and the
+//! contract saves its definition). With `down`, an expression over the new
+//! shape's columns, rows the new version writes get a value the old
+//! version can read, then and after a revert.
+//!
+//! A revert after `complete` adds the column back as it was (type,
+//! default), the host puts its kept values back, the rows written since
+//! get `down` (or the default), and a `NOT NULL` column is made so again.
 
 use super::{Cx, Operation, ident};
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 use crate::shape::{Sync, View};
 
 pub(crate) struct DropColumn {
@@ -29,6 +35,13 @@ impl DropColumn {
     fn irreversible(&self) -> String {
         format!(
             "drop_column {}.{} cannot be undone yet: its column's type is gone with it",
+            self.table, self.column
+        )
+    }
+
+    fn unsaved(&self) -> String {
+        format!(
+            "drop_column {}.{} cannot be undone: complete saved no definition of the column (it was completed by a waymark that did not save them)",
             self.table, self.column
         )
     }
@@ -85,8 +98,40 @@ impl Operation for DropColumn {
 
     fn abort(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
 
-    fn revert(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) -> Result<(), String> {
-        Err(self.irreversible())
+    fn saves(&self, cx: &Cx<'_>) -> Result<Option<Definition>, String> {
+        Ok(cx.column(&self.table, &self.column).map(Definition::of))
+    }
+
+    fn revert(&self, cx: &Cx<'_>, saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String> {
+        let (table, column) = (cx.table(&self.table), ident(&self.column));
+        let Some(Definition::Column {
+            type_,
+            default,
+            not_null,
+        }) = saved
+        else {
+            if cx.catalog.is_none() {
+                out.push(format!(
+                    "-- add column {}.{} back as complete saved it; the host puts its kept values back",
+                    self.table, self.column
+                ));
+                return Ok(());
+            }
+            return Err(self.unsaved());
+        };
+        let default_clause = default.as_ref().map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
+        // The host puts the kept values back as soon as this has run.
+        out.push(format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {type_}{default_clause}"
+        ));
+        if *not_null {
+            if let Some(down) = &self.down {
+                // Rows written since complete, which no copy holds.
+                out.push(format!("UPDATE {table} SET {column} = ({down}) WHERE {column} IS NULL"));
+            }
+            out.push(format!("ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL"));
+        }
+        Ok(())
     }
 
     fn direct(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {

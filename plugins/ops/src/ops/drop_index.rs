@@ -1,10 +1,15 @@
 //! `drop_index`: an index the new version no longer needs, dropped
 //! `CONCURRENTLY` by `complete` (the old version may still use it until
-//! then), between two of the contract's transactions.
+//! then), between two of the contract's transactions. The contract saves
+//! its definition first; a revert builds it again from that, in the
+//! revert's transaction (so not concurrently: writes to the table wait
+//! for the build, as they do for any `CREATE INDEX`).
 
 use super::{Cx, Operation};
+use crate::catalog;
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 
 pub(crate) struct DropIndex {
     table: String,
@@ -48,8 +53,27 @@ impl Operation for DropIndex {
 
     fn abort(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
 
-    fn revert(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) -> Result<(), String> {
-        Err(self.irreversible())
+    fn saves(&self, cx: &Cx<'_>) -> Result<Option<Definition>, String> {
+        Ok(catalog::index_definition(cx.schema, &self.name)
+            .map_err(|e| e.message())?
+            .map(Definition::Index))
+    }
+
+    fn revert(&self, cx: &Cx<'_>, saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String> {
+        match saved {
+            Some(Definition::Index(create)) => out.push(create.clone()),
+            _ if cx.catalog.is_none() => out.push(format!(
+                "-- create index {} on {} again as complete saved it",
+                self.name, self.table
+            )),
+            _ => {
+                return Err(format!(
+                    "drop_index {} cannot be undone: complete saved no definition of it (it was completed by a waymark that did not save them, or the index was gone already)",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn direct(&self, cx: &DirectCx, out: &mut Vec<Change>) -> Result<(), String> {

@@ -25,9 +25,10 @@ mod rename_column;
 mod rename_table;
 mod sql;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Column};
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 use crate::shape::{Sync, View};
 
 /// What an operation runs against.
@@ -39,7 +40,12 @@ pub(crate) struct Cx<'a> {
     pub(crate) catalog: Option<&'a Catalog>,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    /// `table.column` as the catalog has it; `None` while planning.
+    pub(crate) fn column(&self, table: &str, column: &str) -> Option<&'a Column> {
+        self.catalog.and_then(|c| c.table(table)).and_then(|t| t.column(column))
+    }
+
     /// `schema.table`, quoted; only `table` while planning, when the
     /// connection's schema is not known.
     pub(crate) fn table(&self, table: &str) -> String {
@@ -87,8 +93,16 @@ pub(crate) trait Operation {
     fn contract(&self, cx: &Cx<'_>, out: &mut Vec<String>);
     /// The abort's statements.
     fn abort(&self, cx: &Cx<'_>, out: &mut Vec<String>);
+    /// What its contract destroys that `revert` needs (the host keeps a
+    /// dropped column's values, not its definition), read just before the
+    /// contract's first transaction, which saves it.
+    fn saves(&self, _cx: &Cx<'_>) -> Result<Option<Definition>, String> {
+        Ok(None)
+    }
     /// The statements undoing a completed operation, or why it cannot be.
-    fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String>;
+    /// `saved` is what `saves` read; `None` while planning (`cx.catalog`
+    /// is `None` then too), which says in words what it will run.
+    fn revert(&self, cx: &Cx<'_>, saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String>;
     /// Whether its contract drops data the host keeps a copy of: such a
     /// contract runs first, so that the copy is read before any other
     /// statement of the contract locks the table.

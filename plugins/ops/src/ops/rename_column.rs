@@ -4,6 +4,7 @@
 use super::{Cx, Operation, ident};
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 use crate::shape::View;
 
 pub(crate) struct RenameColumn {
@@ -62,7 +63,7 @@ impl Operation for RenameColumn {
 
     fn abort(&self, _cx: &Cx<'_>, _out: &mut Vec<String>) {}
 
-    fn revert(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+    fn revert(&self, cx: &Cx<'_>, _saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String> {
         out.push(format!(
             "ALTER TABLE {} RENAME COLUMN {} TO {}",
             cx.table(&self.table),

@@ -5,6 +5,7 @@
 use super::{Cx, Operation};
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
+use crate::saved::Definition;
 
 pub(crate) struct Sql {
     up: String,
@@ -43,7 +44,7 @@ impl Operation for Sql {
         out.push(self.down.clone());
     }
 
-    fn revert(&self, _cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+    fn revert(&self, _cx: &Cx<'_>, _saved: Option<&Definition>, out: &mut Vec<String>) -> Result<(), String> {
         out.push(self.down.clone());
         Ok(())
     }
