@@ -374,6 +374,18 @@ impl Engine {
         Ok(entries(set, self.db.history().await?))
     }
 
+    /// The version schema of each expanded migration of `entries`
+    /// (PostgreSQL): `(version, schema)`, for the new application's
+    /// `search_path`.
+    pub async fn version_schemas(&self, entries: &[Entry]) -> Result<Vec<(String, String)>, Error> {
+        let expanded: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.state == crate::State::Expanded)
+            .map(|e| e.version.as_str())
+            .collect();
+        Ok(self.db.version_schemas(&expanded).await?)
+    }
+
     /// The copies of dropped data that applied migrations keep for their
     /// `down`.
     pub async fn preimages(&self) -> Result<Vec<waymark_db::Preimage>, Error> {

@@ -7,6 +7,7 @@ use sqlx::Row;
 use crate::conn::{Conn, ConnInner, Database, with_conn};
 use crate::dialect::Dialect;
 use crate::error::DbError;
+use crate::value::Value;
 
 /// Where the history is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +213,8 @@ impl Database {
             h.checkpoints(dialect),
             h.preimages(dialect),
             h.quoted(dialect, "_schema"),
+            // The ops step's saved definitions (plugins/ops/src/saved.rs).
+            h.quoted(dialect, "_ops"),
         ];
         for table in copies.chain(own) {
             conn.execute(&format!("DROP TABLE IF EXISTS {table}")).await?;
@@ -534,5 +537,49 @@ impl Conn {
         with_conn!(&mut self.inner, c => sqlx::query(&sql).bind(version).execute(c).await.map(|r| r.rows_affected()))
             .map_err(|e| DbError::query(format!("removing the checkpoint of version {version}"), e))?;
         Ok(())
+    }
+}
+
+impl Database {
+    /// The version schemas of the expand/contract migrations `versions`
+    /// (PostgreSQL; none elsewhere): each version whose schema exists, and
+    /// the schema's name. The ops step names it `<current schema>_v<the
+    /// version, lower case, each character not [a-z0-9] as _>`, cut to 63
+    /// bytes (plugins/ops/src/shape.rs); only a schema that exists is
+    /// named, so a mismatch shows as a missing name, which the
+    /// expand/contract tests would see.
+    pub async fn version_schemas(&self, versions: &[&str]) -> Result<Vec<(String, String)>, DbError> {
+        if self.dialect() != Dialect::Postgres || versions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.connection().await?;
+        let schema = conn.query_rows("SELECT current_schema()::text", &[], 1).await?;
+        let Some(Value::Text(schema)) = schema.rows.first().and_then(|r| r.first()) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        for version in versions {
+            let tag: String = version
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+                .collect();
+            let mut name = format!("{schema}_v{tag}");
+            let mut end = name.len().min(63);
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name.truncate(end);
+            let exists = conn
+                .query_rows(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                    &[Value::Text(name.clone())],
+                    1,
+                )
+                .await?;
+            if !exists.rows.is_empty() {
+                found.push(((*version).to_owned(), name));
+            }
+        }
+        Ok(found)
     }
 }

@@ -501,7 +501,8 @@ async fn dispatch(
         Command::Status => {
             let entries = engine.status(set).await?;
             let kept = engine.preimages().await?;
-            out.status(set, &entries, &kept, cli.global.verbose > 0);
+            let schemas = engine.version_schemas(&entries).await?;
+            out.status(set, &entries, &kept, &schemas, cli.global.verbose > 0);
             Ok(0)
         }
         Command::Plan(args) => {

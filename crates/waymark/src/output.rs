@@ -176,7 +176,20 @@ impl Output {
         }
     }
 
-    pub(crate) fn status(&self, set: &MigrationSet, entries: &[Entry], kept: &[Preimage], verbose: bool) {
+    pub(crate) fn status(
+        &self,
+        set: &MigrationSet,
+        entries: &[Entry],
+        kept: &[Preimage],
+        schemas: &[(String, String)],
+        verbose: bool,
+    ) {
+        let schema_of = |e: &Entry| {
+            schemas
+                .iter()
+                .find(|(v, _)| v == e.version.as_str())
+                .map(|(_, s)| s.as_str())
+        };
         let kept_by =
             |e: &Entry| -> Vec<&Preimage> { kept.iter().filter(|p| p.version == e.version.as_str()).collect() };
         // A copy whose migration is no longer applied was left by a `down`
@@ -194,6 +207,7 @@ impl Output {
                 .iter()
                 .map(|e| json::EntryJson {
                     preimages: kept_by(e).into_iter().filter(|p| !waiting.contains(p)).collect(),
+                    version_schema: schema_of(e),
                     ..json::EntryJson::from(e)
                 })
                 .collect();
@@ -242,6 +256,15 @@ impl Output {
             ]);
         }
         outln!("{table}");
+        for e in entries {
+            if let Some(schema) = schema_of(e) {
+                outln!(
+                    "{} is expanded: its new version reads and writes through schema {schema}, first on its \
+                     search_path; `waymark complete` contracts it",
+                    e.label()
+                );
+            }
+        }
         for e in entries {
             let copies: Vec<&Preimage> = kept_by(e).into_iter().filter(|p| !waiting.contains(p)).collect();
             if copies.is_empty() {

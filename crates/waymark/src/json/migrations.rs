@@ -16,7 +16,7 @@ pub(crate) struct EntryJson<'a> {
     /// Its name.
     pub(crate) name: &'a str,
     /// `pending`, `applied`, `baseline`, `running`, `failed`, `modified`,
-    /// `missing` or `out-of-order`.
+    /// `missing`, `out-of-order` or `expanded`.
     pub(crate) state: &'a str,
     /// Its up script (or `step.toml`), if a file has this version.
     pub(crate) file: Option<String>,
@@ -41,6 +41,10 @@ pub(crate) struct EntryJson<'a> {
     pub(crate) backup_id: Option<&'a str>,
     /// Copies of dropped data kept for its `down`.
     pub(crate) preimages: Vec<&'a Preimage>,
+    /// An expanded migration's version schema (PostgreSQL): the new
+    /// application puts it first on its `search_path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) version_schema: Option<&'a str>,
 }
 
 impl<'a> From<&'a Entry> for EntryJson<'a> {
@@ -66,6 +70,7 @@ impl<'a> From<&'a Entry> for EntryJson<'a> {
                 waymark_core::Step::Ops(_) => Some(true),
             }),
             preimages: Vec::new(),
+            version_schema: None,
         }
     }
 }

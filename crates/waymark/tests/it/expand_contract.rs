@@ -228,6 +228,17 @@ fn old_and_new_applications_write_through_expand_backfill_and_complete_postgres(
     assert!(up.stderr.contains("2_reshape"), "{}", up.stderr);
     let status = p.run(&db, &["status", "--json"]).ok().json();
     assert_eq!(status["migrations"][1]["state"], "expanded");
+    // Status names the schema the new application selects.
+    assert_eq!(status["migrations"][1]["version_schema"], V2);
+    assert!(status["migrations"][0].get("version_schema").is_none(), "{status:#}");
+    let shown = p.run(&db, &["status"]).ok();
+    assert!(
+        shown.stdout.contains(
+            "2_reshape is expanded: its new version reads and writes through schema public_v2, first on its search_path"
+        ),
+        "{}",
+        shown.stdout
+    );
 
     // Both applications write side by side.
     let new = Writer::start(&db.url, true);
