@@ -478,6 +478,15 @@ async fn undo(state: &mut State, path: &Path) -> Result<(), CutoverError> {
     // Replication into the new server, from now on: writes were held all
     // the while, so nothing happened on the old one since it stopped.
     subscribe(state, &mut new, to).await?;
+    // The launcher starts the subscription's worker a moment after the
+    // commit, and a switch run right after this undo checks that it runs:
+    // wait for it, a while at most (if it never starts, the readiness
+    // check says so).
+    let subscription = state.subscription_into(to);
+    let waiting = std::time::Instant::now();
+    while !new.subscription_running(&subscription).await? && waiting.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     state.live = from;
     let mut console = open_console(state).await?;
     point_traffic(state, console.as_mut(), from).await?;

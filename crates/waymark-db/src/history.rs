@@ -561,7 +561,13 @@ impl Database {
         for version in versions {
             let tag: String = version
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             let mut name = format!("{schema}_v{tag}");
             let mut end = name.len().min(63);
