@@ -5,8 +5,10 @@
 //! version can read, then and after a revert.
 //!
 //! A revert after `complete` adds the column back as it was (type,
-//! default), the host puts its kept values back, the rows written since
-//! get `down` (or the default), and a `NOT NULL` column is made so again.
+//! default) and the host puts its kept values back. A `NOT NULL` column's
+//! rows written since `complete` get `down` (or the default), and it is
+//! made `NOT NULL` again; a nullable one's are left NULL (or the default),
+//! since a kept NULL and a row written since look alike by then.
 
 use super::{Cx, Operation, ident};
 use crate::direct::{Change, DirectCx};
