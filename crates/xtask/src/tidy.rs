@@ -31,6 +31,7 @@ const CODE_MAP: &[(&str, &[&str], &[&str])] = &[
         &["sqlx", "wasmtime", "wasmtime-wasi"],
     ),
     ("waymark-testkit", &[], &["wasmtime", "anyhow", "clap"]),
+    ("waymark-load", &[], &["sqlx", "wasmtime", "anyhow", "clap"]),
     ("xtask", &["waymark-host", "waymark-testkit"], &[]),
 ];
 
