@@ -182,7 +182,8 @@ impl Error {
                     .to_owned(),
             ),
             Error::Lint { .. } => Some(
-                "nothing was applied; write it the safe way each fix says, or, if the lock is meant, say so beside                  the statement: `-- waymark:allow <rule> <reason>` (`waymark lint --rules` explains each rule)"
+                "nothing was applied; write it the safe way each fix says, or, if the lock is meant, say so beside \
+                 the statement: `-- waymark:allow <rule> <reason>` (`waymark lint --rules` explains each rule)"
                     .to_owned(),
             ),
             Error::Db(DbError::LockTimeout { .. }) => {

@@ -20,3 +20,17 @@ impl fmt::Display for ScriptError {
 }
 
 impl std::error::Error for ScriptError {}
+
+/// Why the load could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A client could not connect: found before the baseline starts.
+    #[error("the workload could not connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    /// The scratch database cannot be used or filled.
+    #[error("scratch database {url}: {message}")]
+    Scratch { url: String, message: String },
+    /// Nothing to run.
+    #[error("{0}")]
+    Usage(String),
+}

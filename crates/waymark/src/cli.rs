@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 ok, 1 a migration or step failed (or was refused), 2 usage
 /// or configuration error, 3 verification found differences, 4 could not
-/// get the lock in time, 5 a cutover refused, 6 a lint error not allowed.
+/// get the lock in time, 5 a cutover refused, 6 a lint error not allowed,
+/// 7 a rehearsal's verdict failed.
 #[derive(Debug, Parser)]
 #[command(name = "waymark", version, max_term_width = 100)]
 pub(crate) struct Cli {
@@ -152,6 +153,89 @@ pub(crate) enum Command {
     /// Move to another server with a way back (PostgreSQL).
     #[command(subcommand)]
     Cutover(CutoverCommand),
+    /// Rehearse the pending migrations on a scratch database under a
+    /// workload: a baseline, each migration, and after, with latency,
+    /// errors and lock waits per phase and a verdict (exit 7 when it fails).
+    Rehearse(RehearseArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RehearseArgs {
+    /// The database to rehearse on, which waymark may change: never the
+    /// configured one unless --scratch-is-the-database.
+    #[arg(long, value_name = "URL")]
+    pub(crate) scratch: String,
+    /// First fill the scratch database as a copy of this database of the
+    /// same PostgreSQL server (CREATE DATABASE ... TEMPLATE, which needs
+    /// nobody else connected to it); the scratch database must not exist.
+    #[arg(long, value_name = "DATABASE")]
+    pub(crate) template: Option<String>,
+    /// Rehearse on a scratch database that already holds tables (a copy
+    /// you restored yourself), without --template.
+    #[arg(long)]
+    pub(crate) scratch_may_hold_data: bool,
+    /// Let --scratch be the configured database itself.
+    #[arg(long)]
+    pub(crate) scratch_is_the_database: bool,
+    /// A workload script in pgbench's format, FILE or FILE@WEIGHT
+    /// (repeatable): each run of a script is one transaction.
+    #[arg(long = "workload", value_name = "FILE[@WEIGHT]", required = true)]
+    pub(crate) workloads: Vec<String>,
+    /// A long reading transaction, a script in the same format, run every
+    /// --every on a connection of its own: long readers are what make a
+    /// migration's locks queue.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) reporter: Option<PathBuf>,
+    /// How often the reporter starts.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub(crate) every: Duration,
+    /// Connections running the workload.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) clients: u32,
+    /// Transactions per second over all clients, arriving as pgbench -R
+    /// schedules them (latency counts from the scheduled start); without
+    /// it, as fast as the clients go.
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// How long the workload runs alone first.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub(crate) baseline: Duration,
+    /// How long it runs after the last migration.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub(crate) after: Duration,
+    /// Fail when a phase's p99 latency exceeds the baseline's by more than
+    /// this, e.g. 20%; `off` checks no latency (on a machine too noisy for
+    /// it, gate on errors and lock waits alone).
+    #[arg(long, value_parser = parse_percent, default_value = "20%")]
+    pub(crate) max_p99_increase: f64,
+    /// Fail when more workload transactions than this fail.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) max_errors: u64,
+    /// Fail when a workload session waits longer than this on a lock a
+    /// migration holds or queues for.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub(crate) max_lock_wait: Duration,
+    /// `:scale` in the workload scripts.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) scale: i64,
+    /// Seeds the workload's random draws, to run it again the same way.
+    #[arg(long)]
+    pub(crate) random_seed: Option<u64>,
+    /// Rehearse only the migrations up to and including this version.
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+}
+
+/// A percentage, or `off` (infinite: never exceeded).
+fn parse_percent(s: &str) -> Result<f64, String> {
+    if s.trim() == "off" {
+        return Ok(f64::INFINITY);
+    }
+    let number = s.trim().strip_suffix('%').unwrap_or(s.trim());
+    match number.parse::<f64>() {
+        Ok(p) if p >= 0.0 && p.is_finite() => Ok(p),
+        _ => Err("write it as a percentage, like 20%, or off".to_owned()),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod json;
 mod output;
+mod rehearse;
 mod sarif;
 
 use std::io::IsTerminal;
@@ -36,6 +37,7 @@ mod exit {
     pub(crate) const LOCK: u8 = 4;
     pub(crate) const REFUSED: u8 = 5;
     pub(crate) const LINT: u8 = 6;
+    pub(crate) const VERDICT: u8 = 7;
 }
 
 fn main() -> ExitCode {
@@ -65,7 +67,7 @@ fn main() -> ExitCode {
 /// and digest on both cores.
 fn runtime_for(command: &Command, settings: &Settings) -> std::io::Result<tokio::runtime::Runtime> {
     let parallel = match command {
-        Command::Backup(_) | Command::Cutover(_) => true,
+        Command::Backup(_) | Command::Cutover(_) | Command::Rehearse(_) => true,
         Command::Up(args) => args.up.backup || settings.backup_before_up,
         _ => false,
     };
@@ -104,6 +106,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
     if let Some(e) = e.downcast_ref::<BackupError>() {
         return backup_code(e);
+    }
+    if let Some(e) = e.downcast_ref::<waymark_load::LoadError>() {
+        return match e {
+            waymark_load::LoadError::Connect { .. } => exit::FAILED,
+            waymark_load::LoadError::Scratch { .. } | waymark_load::LoadError::Usage(_) => exit::USAGE,
+        };
     }
     if let Some(e) = e.downcast_ref::<CutoverError>() {
         return match e {
@@ -173,6 +181,9 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
     out.ignored(&set);
     if let Command::Lint { versions, format, .. } = &cli.command {
         return lint(&set, versions, settings, out, *format).await;
+    }
+    if let Command::Rehearse(args) = &cli.command {
+        return rehearse::rehearse(args, settings, &set, out).await;
     }
     let mut engine = connect(settings).await?;
     if let Some(progress) = out.step_progress() {
@@ -632,7 +643,12 @@ async fn dispatch(
             out.backup_created(&dir, &manifest);
             Ok(0)
         }
-        Command::New { .. } | Command::Lint { .. } | Command::Plugin(_) | Command::Backup(_) | Command::Cutover(_) => {
+        Command::New { .. }
+        | Command::Lint { .. }
+        | Command::Plugin(_)
+        | Command::Backup(_)
+        | Command::Cutover(_)
+        | Command::Rehearse(_) => {
             unreachable!("handled before connecting")
         }
     }

@@ -32,6 +32,8 @@ macro_rules! outln {
     }};
 }
 
+mod rehearsal;
+
 pub(crate) struct Output {
     json: bool,
     quiet: bool,
@@ -50,7 +52,7 @@ impl Output {
         );
     }
 
-    fn note(&self, line: &str) {
+    pub(crate) fn note(&self, line: &str) {
         if !self.quiet {
             eprintln!("{line}");
         }

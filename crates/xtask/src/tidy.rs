@@ -27,12 +27,12 @@ const CODE_MAP: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "waymark",
-        &["waymark-core", "waymark-backup", "waymark-cutover"],
+        &["waymark-core", "waymark-backup", "waymark-cutover", "waymark-load"],
         &["sqlx", "wasmtime", "wasmtime-wasi"],
     ),
     ("waymark-testkit", &[], &["wasmtime", "anyhow", "clap"]),
-    ("waymark-load", &[], &["sqlx", "wasmtime", "anyhow", "clap"]),
-    ("xtask", &["waymark-host", "waymark-testkit"], &[]),
+    ("waymark-load", &[], &["wasmtime", "anyhow", "clap"]),
+    ("xtask", &["waymark-host", "waymark-testkit", "waymark-load"], &[]),
 ];
 
 /// Each crate's name and the names of its (non-dev) dependencies.

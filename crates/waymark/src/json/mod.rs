@@ -11,6 +11,7 @@ mod backup;
 mod cutover;
 mod migrations;
 mod plugin;
+mod rehearse;
 
 use schemars::JsonSchema;
 #[cfg(test)]
@@ -24,6 +25,9 @@ pub(crate) use migrations::{
     PlanReply, Repaired, RepairedMigration, RuleJson, Rules, StatusReply, Verified,
 };
 pub(crate) use plugin::{Described, Inspected, PluginTested, TestStage};
+pub(crate) use rehearse::{
+    CheckJson, ErrorJson, LatencyJson, PhaseJson, Rehearsed, RehearsedMigration, WaitJson, WindowJson,
+};
 
 /// A command's reply: `ok` and the command's own fields beside it.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -138,6 +142,7 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
             "waymark cutover complete --json",
             of::<CutoverCompleted>(),
         ),
+        ("rehearse", "waymark rehearse --json", of::<Rehearsed>()),
         (
             "error",
             "what any command prints with --json when it fails before it has a report",

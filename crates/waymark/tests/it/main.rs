@@ -23,6 +23,7 @@ mod ops_direct;
 mod plugins;
 mod preimages;
 mod real_histories;
+mod rehearse;
 mod saved_plans;
 mod schema_upgrade;
 mod settings;

@@ -1,0 +1,432 @@
+//! `waymark rehearse` (docs/design/0007-rehearse.md): the pending
+//! migrations applied to a scratch database exactly as `up` would, while
+//! a workload runs through a baseline, each migration and after; the
+//! phases' latency, errors and lock waits, and a verdict against the
+//! thresholds with its own exit code.
+//!
+//! The load runs on the runtime's worker threads; the migrations on this
+//! task, as `up` runs them. The executor's events enter the phases on the
+//! load's clock, so a phase's edges are the migration's own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use waymark_core::{Error, Event, MigrationSet, UpOptions, redact};
+use waymark_load::{Blocker, Clock, Load, LoadOptions, PhaseKind, Recording, Script, Waits};
+
+use crate::cli::RehearseArgs;
+use crate::config::Settings;
+use crate::json::{
+    CheckJson, ErrorBody, ErrorJson, LatencyJson, PhaseJson, Rehearsed, RehearsedMigration, WaitJson, WindowJson,
+};
+use crate::output::Output;
+
+/// Reads and checks every script before anything connects: a workload
+/// that cannot run is refused naming its file and line.
+fn script(spec: &str) -> Result<Script, Error> {
+    let (file, weight) = waymark_load::split_spec(spec).map_err(Error::Usage)?;
+    let text = std::fs::read_to_string(file).map_err(|e| Error::Usage(format!("workload {file}: {e}")))?;
+    Script::parse(file, &text, weight).map_err(|e| Error::Usage(format!("workload {e}")))
+}
+
+/// The parts of a database URL that say which database it is: the
+/// scheme's family, the host (any loopback name is one), the port (the
+/// default written out) and the database.
+fn identity(url: &str) -> Option<(String, String, u16, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (family, default_port) = match scheme {
+        "postgres" | "postgresql" => ("postgres", 5432),
+        "mysql" | "mariadb" => ("mysql", 3306),
+        _ => return None,
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse().ok()?),
+        _ => (authority, default_port),
+    };
+    let host = match host.trim_matches(['[', ']']) {
+        "" | "localhost" | "127.0.0.1" | "::1" => "localhost".to_owned(),
+        h => h.to_ascii_lowercase(),
+    };
+    Some((family.to_owned(), host, port, database.to_owned()))
+}
+
+pub(crate) async fn rehearse(
+    args: &RehearseArgs,
+    settings: &Settings,
+    set: &MigrationSet,
+    out: &Output,
+) -> anyhow::Result<u8> {
+    let scripts = args
+        .workloads
+        .iter()
+        .map(|w| script(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    let reporter = match &args.reporter {
+        Some(path) => Some((script(&path.display().to_string())?, args.every)),
+        None => None,
+    };
+    let to = args.to.as_deref().map(|v| crate::version(v, "--to")).transpose()?;
+    let scratch = redact(&args.scratch);
+    if identity(&args.scratch).is_none() {
+        return Err(Error::Usage(format!(
+            "--scratch {scratch}: a rehearsal runs on PostgreSQL or MySQL/MariaDB (postgres:// or mysql://)"
+        ))
+        .into());
+    }
+    if !args.scratch_is_the_database && identity(&args.scratch) == identity(&settings.database_url) {
+        return Err(Error::Usage(format!(
+            "--scratch {scratch} is the configured database: a rehearsal changes its scratch database, so name a copy \
+             (or say --scratch-is-the-database if changing this one is what you want)"
+        ))
+        .into());
+    }
+    if let Some(template) = &args.template {
+        waymark_load::create_from_template(&args.scratch, template).await?;
+        out.note(&format!("rehearsal: {scratch} created as a copy of \"{template}\""));
+    } else if !args.scratch_may_hold_data {
+        let (count, some) = waymark_load::tables(&args.scratch).await?;
+        if count > 0 {
+            return Err(Error::Usage(format!(
+                "--scratch {scratch} holds {count} table(s) ({}{}): a rehearsal may change them; say \
+                 --scratch-may-hold-data if it is a copy made for this, or fill a new database with --template",
+                some.join(", "),
+                if count > some.len() as u64 { ", ..." } else { "" }
+            ))
+            .into());
+        }
+    }
+    let engine = crate::connect(&Settings {
+        database_url: args.scratch.clone(),
+        ..settings.clone()
+    })
+    .await?;
+    let result = run(args, &engine, set, out, scripts, reporter, to).await;
+    engine.close().await;
+    result
+}
+
+async fn run(
+    args: &RehearseArgs,
+    engine: &waymark_core::Engine,
+    set: &MigrationSet,
+    out: &Output,
+    scripts: Vec<Script>,
+    reporter: Option<(Script, Duration)>,
+    to: Option<waymark_core::Version>,
+) -> anyhow::Result<u8> {
+    let scratch = redact(&args.scratch);
+    let up = UpOptions {
+        to,
+        ..UpOptions::default()
+    };
+    // Everything `up` would refuse is refused here, before any load.
+    let plan = engine.plan(set, &up).await?;
+    if plan.migrations.is_empty() {
+        return Err(Error::Usage(format!(
+            "nothing to rehearse: {scratch} has every migration applied{}",
+            if up.to.is_some() { " up to --to" } else { "" }
+        ))
+        .into());
+    }
+    let options = LoadOptions {
+        url: args.scratch.clone(),
+        clients: args.clients,
+        rate: args.rate,
+        scripts,
+        reporter,
+        scale: args.scale,
+        seed: args.random_seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        }),
+    };
+    let clock = Arc::new(Clock::start());
+    let load = Load::start(&options, clock.clone()).await?;
+    out.note(&format!(
+        "rehearsal on {scratch}: {} client(s){}, baseline {}",
+        args.clients,
+        args.rate
+            .map(|r| format!(" at {r} transaction(s)/s"))
+            .unwrap_or_default(),
+        humantime::format_duration(args.baseline)
+    ));
+    let interrupted = tokio::select! {
+        () = tokio::time::sleep(args.baseline) => false,
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    let mut result = Ok(Vec::new());
+    if !interrupted {
+        let phases = clock.clone();
+        let mut on_event = |event: Event<'_>| {
+            if let Event::Started { label, .. } = &event {
+                phases.enter(*label, PhaseKind::Migration);
+            }
+            out.progress(&event);
+        };
+        let applying = engine.up(set, &up, &mut on_event);
+        result = tokio::select! {
+            r = applying => r,
+            _ = tokio::signal::ctrl_c() => {
+                let recording = load.stop().await;
+                drop(recording);
+                return Err(interrupted_error(&scratch));
+            }
+        };
+        clock.enter("after", PhaseKind::Between);
+        tokio::select! {
+            () = tokio::time::sleep(args.after) => {}
+            _ = tokio::signal::ctrl_c() => {
+                load.stop().await;
+                return Err(interrupted_error(&scratch));
+            }
+        }
+    }
+    let recording = load.stop().await;
+    if interrupted {
+        return Err(interrupted_error(&scratch));
+    }
+    let (applied, failure) = match result {
+        Ok(applied) => (applied, None),
+        Err(Error::Migration { failure, applied }) => {
+            let error = Error::Migration {
+                failure,
+                applied: Vec::new(),
+            };
+            let body = ErrorBody {
+                message: error.to_string(),
+                hint: error.hint(),
+            };
+            (applied, Some(body))
+        }
+        // Refused before anything ran (lint on a big table, the lock):
+        // nothing was rehearsed.
+        Err(e) => return Err(e.into()),
+    };
+    let report = report(args, &scratch, &recording, &applied, failure);
+    let passed = report.failure.is_none() && report.verdict.iter().all(|c| c.passed);
+    out.rehearsal(&report, passed);
+    Ok(if report.failure.is_some() {
+        crate::exit::FAILED
+    } else if passed {
+        0
+    } else {
+        crate::exit::VERDICT
+    })
+}
+
+fn interrupted_error(scratch: &str) -> anyhow::Error {
+    Error::Usage(format!(
+        "rehearsal interrupted: the scratch database {scratch} is left as it is, for inspection"
+    ))
+    .into()
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn latency(stats: &waymark_load::Stats) -> LatencyJson {
+    LatencyJson {
+        p50_ms: stats.quantile(0.50).map(ms),
+        p95_ms: stats.quantile(0.95).map(ms),
+        p99_ms: stats.quantile(0.99).map(ms),
+        max_ms: stats.max().map(ms),
+    }
+}
+
+/// The figures, and each threshold checked against them.
+fn report(
+    args: &RehearseArgs,
+    scratch: &str,
+    recording: &Recording,
+    applied: &[waymark_core::Applied],
+    failure: Option<ErrorBody>,
+) -> Rehearsed {
+    let phases: Vec<PhaseJson> = recording
+        .phases
+        .iter()
+        .map(|p| PhaseJson {
+            name: p.phase.name.clone(),
+            kind: match p.phase.kind {
+                PhaseKind::Baseline => "baseline",
+                PhaseKind::Migration => "migration",
+                PhaseKind::Between => "after",
+            },
+            start_ms: ms(p.phase.start),
+            duration_ms: ms(p.duration()),
+            transactions: p.stats.transactions,
+            throughput: (p.throughput() * 10.0).round() / 10.0,
+            latency: latency(&p.stats),
+            errors: p
+                .stats
+                .errors
+                .iter()
+                .map(|(code, e)| ErrorJson {
+                    code: code.clone(),
+                    count: e.count,
+                    message: e.message.clone(),
+                })
+                .collect(),
+            lock_waits: p
+                .waits
+                .iter()
+                .map(|w| {
+                    let (blocker, statement, application) = match &w.blocker {
+                        Blocker::Migration { statement } => ("migration", Some(statement.clone()), None),
+                        Blocker::Workload => ("workload", None, None),
+                        Blocker::Other { application, statement } => {
+                            ("other", Some(statement.clone()), Some(application.clone()))
+                        }
+                    };
+                    WaitJson {
+                        waiter: w.waiter,
+                        query: w.query.clone(),
+                        start_ms: ms(w.start),
+                        duration_ms: ms(w.duration),
+                        blocker,
+                        statement,
+                        application,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let mut verdict = Vec::new();
+    let baseline = recording
+        .of_kind(PhaseKind::Baseline)
+        .next()
+        .and_then(|p| p.stats.quantile(0.99));
+    let latency_checked = args.max_p99_increase.is_finite();
+    for p in recording
+        .phases
+        .iter()
+        .filter(|p| latency_checked && p.phase.kind != PhaseKind::Baseline)
+    {
+        let Some(p99) = p.stats.quantile(0.99) else {
+            continue;
+        };
+        let limit = format!("+{}% over the baseline", args.max_p99_increase);
+        match baseline {
+            Some(base) => {
+                let increase = (p99.as_secs_f64() / base.as_secs_f64().max(1e-6) - 1.0) * 100.0;
+                verdict.push(CheckJson {
+                    check: "p99",
+                    phase: Some(p.phase.name.clone()),
+                    measured: format!("{:.1} ms, {increase:+.0}% against {:.1} ms", ms(p99), ms(base)),
+                    limit,
+                    passed: increase <= args.max_p99_increase,
+                });
+            }
+            None => verdict.push(CheckJson {
+                check: "p99",
+                phase: Some(p.phase.name.clone()),
+                measured: format!(
+                    "{:.1} ms, and no transaction committed in the baseline to compare with",
+                    ms(p99)
+                ),
+                limit,
+                passed: false,
+            }),
+        }
+    }
+    let errors: u64 = recording.phases.iter().map(|p| p.stats.failed()).sum();
+    verdict.push(CheckJson {
+        check: "errors",
+        phase: None,
+        measured: format!("{errors} failed transaction(s)"),
+        limit: format!("{}", args.max_errors),
+        passed: errors <= args.max_errors,
+    });
+    let not_sampled = match &recording.waits {
+        Waits::Sampled(_) => None,
+        Waits::NotSampled(why) => Some(why.clone()),
+    };
+    if not_sampled.is_none() {
+        let longest = recording
+            .phases
+            .iter()
+            .flat_map(|p| &p.waits)
+            .filter(|w| matches!(w.blocker, Blocker::Migration { .. }))
+            .max_by_key(|w| w.duration);
+        verdict.push(CheckJson {
+            check: "lock_wait",
+            phase: None,
+            measured: match longest {
+                Some(w) => match &w.blocker {
+                    Blocker::Migration { statement } => format!(
+                        "{:.0} ms behind the migration's \"{}\"",
+                        ms(w.duration),
+                        one_line(statement, 80)
+                    ),
+                    _ => unreachable!("filtered"),
+                },
+                None => "no workload session seen waiting on a migration".to_owned(),
+            },
+            limit: humantime::format_duration(args.max_lock_wait).to_string(),
+            passed: longest.is_none_or(|w| w.duration <= args.max_lock_wait),
+        });
+    }
+    Rehearsed {
+        scratch: scratch.to_owned(),
+        clients: args.clients,
+        rate: args.rate,
+        phases,
+        reporter: recording.reporter.as_ref().map(latency),
+        lock_waits_not_sampled: not_sampled,
+        migrations: applied
+            .iter()
+            .map(|a| RehearsedMigration {
+                version: a.version.to_string(),
+                name: a.name.clone(),
+                duration_ms: ms(a.duration),
+            })
+            .collect(),
+        failure,
+        verdict,
+        timeline: recording
+            .windows
+            .iter()
+            .map(|w| WindowJson {
+                start_ms: ms(w.start),
+                transactions: w.transactions,
+                failed: w.failed,
+                p50_ms: w.p50.map(ms),
+                p99_ms: w.p99.map(ms),
+                max_ms: w.max.map(ms),
+            })
+            .collect(),
+    }
+}
+
+/// `text` on one line, cut to `max` characters.
+pub(crate) fn one_line(text: &str, max: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > max {
+        format!("{}...", line.chars().take(max).collect::<String>())
+    } else {
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_database_is_known_under_its_other_names() {
+        let a = identity("postgres://u:p@localhost/app");
+        assert_eq!(a, identity("postgresql://other@127.0.0.1:5432/app?sslmode=disable"));
+        assert_ne!(a, identity("postgres://localhost/app_rehearsal"));
+        assert_ne!(a, identity("postgres://localhost:5433/app"));
+        assert_ne!(a, identity("mysql://localhost/app"));
+        assert_eq!(
+            identity("mariadb://root@127.0.0.1/test"),
+            identity("mysql://localhost:3306/test")
+        );
+        assert_eq!(identity("sqlite://waymark.db"), None);
+    }
+}

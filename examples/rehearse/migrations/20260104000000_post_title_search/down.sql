@@ -1,0 +1,2 @@
+-- no-transaction
+DROP INDEX CONCURRENTLY posts_by_title;
