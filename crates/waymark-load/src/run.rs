@@ -4,11 +4,12 @@
 //!
 //! With a rate, arrivals are Poisson, as pgbench's `-R`: each client waits
 //! an exponentially distributed time of mean `clients / rate` after the
-//! previous transaction's scheduled start, and a transaction's latency
-//! counts from its scheduled start, not from when a free client sent it.
-//! A client held up behind a lock then shows the wait in every
+//! previous transaction's scheduled start, and a transaction the client
+//! could not start on time (it was still busy with the one before) counts
+//! its latency from its scheduled start, not from when the client got to
+//! it. A client held up behind a lock then shows the wait in every
 //! transaction it owes, instead of quietly sending fewer (coordinated
-//! omission).
+//! omission). A client that was idle counts from when its timer woke it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +145,19 @@ impl Load {
     }
 }
 
+/// How a client's wait for its next scheduled start ended.
+enum Wake {
+    Stopped,
+    /// The schedule had passed before it could wait: the client was busy
+    /// (held up behind a lock, say), and the transaction's latency counts
+    /// from its schedule, wait included.
+    Late,
+    /// It slept and woke at this offset. The timer wakes up to a
+    /// millisecond after the schedule; that lag is the generator's, not
+    /// the database's, and the latency counts from the waking.
+    Woken(Duration),
+}
+
 struct Client {
     url: String,
     name: &'static str,
@@ -160,13 +174,15 @@ impl Client {
         let mut conn = Some(conn);
         let mut scheduled = self.clock.elapsed();
         loop {
-            match gap {
+            let start = match gap {
                 Some(gap) => {
                     // Exponential gap: -ln(U) * mean, U in (0, 1].
                     let u = 1.0 - self.random.unit();
                     scheduled += Duration::from_secs_f64(-u.ln() * gap);
-                    if self.wait_until(scheduled).await {
-                        break;
+                    match self.wait_until(scheduled).await {
+                        Wake::Stopped => break,
+                        Wake::Late => scheduled,
+                        Wake::Woken(at) => at,
                     }
                 }
                 None => {
@@ -174,8 +190,9 @@ impl Client {
                         break;
                     }
                     scheduled = self.clock.elapsed();
+                    scheduled
                 }
-            }
+            };
             let mut pick = self.random.uniform(0, total as i64 - 1) as u64;
             let index = scripts
                 .iter()
@@ -185,7 +202,7 @@ impl Client {
                     hit
                 })
                 .unwrap_or(0);
-            match self.transaction(&mut conn, &scripts[index], scheduled).await {
+            match self.transaction(&mut conn, &scripts[index], start).await {
                 Some(sample) => samples.push(sample),
                 None => break,
             }
@@ -202,10 +219,12 @@ impl Client {
         let mut scheduled = self.clock.elapsed();
         loop {
             scheduled += every;
-            if self.wait_until(scheduled).await {
-                break;
-            }
-            match self.transaction(&mut conn, &script, scheduled).await {
+            let start = match self.wait_until(scheduled).await {
+                Wake::Stopped => break,
+                Wake::Late => scheduled,
+                Wake::Woken(at) => at,
+            };
+            match self.transaction(&mut conn, &script, start).await {
                 Some(sample) => samples.push(sample),
                 None => break,
             }
@@ -216,21 +235,27 @@ impl Client {
         samples
     }
 
-    /// Sleeps until `offset` on the clock; true if told to stop first.
-    async fn wait_until(&mut self, offset: Duration) -> bool {
+    /// Sleeps until `offset` on the clock.
+    async fn wait_until(&mut self, offset: Duration) -> Wake {
         if *self.stopped.borrow() {
-            return true;
+            return Wake::Stopped;
+        }
+        if self.clock.elapsed() >= offset {
+            return Wake::Late;
         }
         let at = tokio::time::Instant::from_std(self.clock.at(offset));
         tokio::select! {
-            () = tokio::time::sleep_until(at) => *self.stopped.borrow(),
-            _ = self.stopped.changed() => true,
+            () = tokio::time::sleep_until(at) => {
+                if *self.stopped.borrow() { Wake::Stopped } else { Wake::Woken(self.clock.elapsed()) }
+            }
+            _ = self.stopped.changed() => Wake::Stopped,
         }
     }
 
-    /// Runs one transaction of `script`, scheduled at `scheduled`. `None`
-    /// when the load stopped and the grace ran out while it ran.
-    async fn transaction(&mut self, conn: &mut Option<Conn>, script: &Script, scheduled: Duration) -> Option<Sample> {
+    /// Runs one transaction of `script`, its latency counted from
+    /// `start`. `None` when the load stopped and the grace ran out while it
+    /// ran.
+    async fn transaction(&mut self, conn: &mut Option<Conn>, script: &Script, start: Duration) -> Option<Sample> {
         let mut stopped = self.stopped.clone();
         let grace = async move {
             while !*stopped.borrow() {
@@ -297,7 +322,7 @@ impl Client {
         };
         Some(Sample {
             end_us: end.as_micros() as u64,
-            latency_us: end.saturating_sub(scheduled).as_micros() as u64,
+            latency_us: end.saturating_sub(start).as_micros() as u64,
             error,
         })
     }

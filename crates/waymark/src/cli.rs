@@ -193,8 +193,8 @@ pub(crate) struct RehearseArgs {
     #[arg(long, default_value_t = 4)]
     pub(crate) clients: u32,
     /// Transactions per second over all clients, arriving as pgbench -R
-    /// schedules them (latency counts from the scheduled start); without
-    /// it, as fast as the clients go.
+    /// schedules them (a transaction a busy client starts late counts from
+    /// its schedule); without it, as fast as the clients go.
     #[arg(long)]
     pub(crate) rate: Option<f64>,
     /// How long the workload runs alone first.
