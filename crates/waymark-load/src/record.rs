@@ -19,8 +19,8 @@ pub(crate) struct Sample {
     pub(crate) end_us: u64,
     /// From its scheduled start to its end.
     pub(crate) latency_us: u64,
-    /// Its error: the code (SQLSTATE, MySQL's error number, `connection`
-    /// or `script`) and the message.
+    /// Its error: the code (SQLSTATE, MySQL's error number, `connection`,
+    /// `script` or `unfinished`) and the message.
     pub(crate) error: Option<Box<(String, String)>>,
 }
 

@@ -56,7 +56,7 @@ pub struct Load {
 }
 
 /// How long clients get, once told to stop, to finish the transaction in
-/// hand before it is given up and counted as still running.
+/// hand before it is given up and counted as failed (`unfinished`).
 const GRACE: Duration = Duration::from_secs(5);
 
 impl Load {
@@ -202,10 +202,7 @@ impl Client {
                     hit
                 })
                 .unwrap_or(0);
-            match self.transaction(&mut conn, &scripts[index], start).await {
-                Some(sample) => samples.push(sample),
-                None => break,
-            }
+            samples.push(self.transaction(&mut conn, &scripts[index], start).await);
         }
         if let Some(conn) = conn {
             conn.close().await;
@@ -224,10 +221,7 @@ impl Client {
                 Wake::Late => scheduled,
                 Wake::Woken(at) => at,
             };
-            match self.transaction(&mut conn, &script, start).await {
-                Some(sample) => samples.push(sample),
-                None => break,
-            }
+            samples.push(self.transaction(&mut conn, &script, start).await);
         }
         if let Some(conn) = conn {
             conn.close().await;
@@ -253,9 +247,10 @@ impl Client {
     }
 
     /// Runs one transaction of `script`, its latency counted from
-    /// `start`. `None` when the load stopped and the grace ran out while it
-    /// ran.
-    async fn transaction(&mut self, conn: &mut Option<Conn>, script: &Script, start: Duration) -> Option<Sample> {
+    /// `start`. One still running when the grace after the stop runs out
+    /// is given up and counted as failed, `unfinished`: a transaction stuck
+    /// that long is what a rehearsal is for.
+    async fn transaction(&mut self, conn: &mut Option<Conn>, script: &Script, start: Duration) -> Sample {
         let mut stopped = self.stopped.clone();
         let grace = async move {
             while !*stopped.borrow() {
@@ -306,7 +301,18 @@ impl Client {
         };
         let result = tokio::select! {
             r = run => r,
-            () = grace => return None,
+            () = grace => {
+                // Its connection is mid-statement: dropped, not reused.
+                conn.take();
+                Err(Failure {
+                    code: "unfinished".to_owned(),
+                    message: format!(
+                        "still running {} s after the load stopped, and given up",
+                        GRACE.as_secs()
+                    ),
+                    lost: true,
+                })
+            }
         };
         let end = self.clock.elapsed();
         let error = match result {
@@ -320,10 +326,10 @@ impl Client {
                 Some(Box::new((failure.code, failure.message)))
             }
         };
-        Some(Sample {
+        Sample {
             end_us: end.as_micros() as u64,
             latency_us: end.saturating_sub(start).as_micros() as u64,
             error,
-        })
+        }
     }
 }

@@ -51,7 +51,8 @@ pub(crate) struct PhaseJson {
     #[serde(flatten)]
     pub(crate) latency: LatencyJson,
     /// Failed transactions by code (SQLSTATE on PostgreSQL, the error
-    /// number on MySQL/MariaDB, `connection`, or `script`).
+    /// number on MySQL/MariaDB, `connection`, `script`, or `unfinished`:
+    /// still running 5 s after the load stopped).
     pub(crate) errors: Vec<ErrorJson>,
     /// Lock waits of workload sessions that began in it.
     pub(crate) lock_waits: Vec<WaitJson>,
@@ -73,7 +74,8 @@ pub(crate) struct LatencyJson {
 /// One error code.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct ErrorJson {
-    /// The SQLSTATE, MySQL's error number, `connection` or `script`.
+    /// The SQLSTATE, MySQL's error number, `connection`, `script` or
+    /// `unfinished`.
     pub(crate) code: String,
     /// Failed transactions with this code.
     pub(crate) count: u64,

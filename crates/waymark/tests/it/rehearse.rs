@@ -354,3 +354,48 @@ fn scratch_rows(scratch: &Scratch<'_>, sql: &str) -> String {
         n.to_string()
     })
 }
+
+/// A transaction still stuck 5 s after the load stopped is given up and
+/// counted as failed, `unfinished`: the verdict cannot pass over it.
+#[test]
+fn a_transaction_still_running_after_the_stop_counts_as_unfinished_postgres() {
+    let source = TestDb::new(Kind::Postgres);
+    source.execute(ROWS);
+    let scratch = Scratch::of(&source);
+    let project = Project::new();
+    project.migration("1_change", "ALTER TABLE accounts ADD COLUMN flagged boolean;\n", None);
+    project.file("stuck.sql", "SELECT pg_sleep(60);\n");
+    let run = project
+        .run(
+            &source,
+            &[
+                "rehearse",
+                "--json",
+                "--scratch",
+                &scratch.url,
+                "--template",
+                source.name(),
+                "--workload",
+                "stuck.sql",
+                "--clients",
+                "1",
+                "--baseline",
+                "1s",
+                "--after",
+                "1s",
+            ],
+        )
+        .code(7);
+    let report = run.json();
+    let failed: Vec<&serde_json::Value> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["errors"].as_array().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 1, "{report:#}");
+    assert_eq!(failed[0]["code"], "unfinished", "{report:#}");
+    assert_eq!(failed[0]["count"], 1, "{report:#}");
+    assert_eq!(check(&report, "errors")["passed"], false, "{report:#}");
+    assert_eq!(report["migrations"][0]["name"], "change", "{report:#}");
+}
