@@ -207,7 +207,7 @@ fn a_dropped_column_the_workload_reads_fails_the_verdict_by_sqlstate_postgres() 
 }
 
 #[test]
-fn a_rehearsal_refuses_bad_workloads_and_databases_before_anything_runs_postgres() {
+fn a_rehearsal_refuses_bad_workloads_databases_and_blocking_locks_with_nothing_applied_postgres() {
     let source = TestDb::new(Kind::Postgres);
     source.execute(ROWS);
     let scratch = Scratch::of(&source);
@@ -251,6 +251,23 @@ fn a_rehearsal_refuses_bad_workloads_and_databases_before_anything_runs_postgres
         .code(2)
         .stderr_has("holds 1 table(s) (public.keep_me)");
     assert!(other.history().is_empty());
+
+    // Lint refuses a blocking index on a table it counts as big: the
+    // rehearsal ends with exit 6 and nothing applied to the copy.
+    let scratch = Scratch::of(&source);
+    let refused = self::project("CREATE INDEX accounts_balance ON accounts (balance);\n");
+    refused.file("waymark.toml", "[lint]\nsmall_table_rows = 100\n");
+    let run = on_the_terminal(&refused, &source, &scratch, &[]).code(6);
+    assert!(run.stderr.contains("up refused"), "{}", run.stderr);
+    assert!(run.stderr.contains("create-index"), "{}", run.stderr);
+    assert_eq!(
+        scratch_rows(
+            &scratch,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_balance'"
+        ),
+        "0"
+    );
+    drop(scratch);
 
     // --template never replaces a database.
     project
