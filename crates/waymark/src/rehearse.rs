@@ -42,11 +42,21 @@ fn identity(url: &str) -> Option<(String, String, u16, String)> {
     let rest = rest.split(['?', '#']).next().unwrap_or(rest);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse().ok()?),
-        _ => (authority, default_port),
+    let (host, port) = match authority.strip_prefix('[') {
+        // An IPv6 address, its colons inside the brackets.
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']')?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, port.parse().ok()?),
+                None => (host, default_port),
+            }
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().ok()?),
+            None => (authority, default_port),
+        },
     };
-    let host = match host.trim_matches(['[', ']']) {
+    let host = match host {
         "" | "localhost" | "127.0.0.1" | "::1" => "localhost".to_owned(),
         h => h.to_ascii_lowercase(),
     };
@@ -456,5 +466,8 @@ mod tests {
             identity("mysql://localhost:3306/test")
         );
         assert_eq!(identity("sqlite://waymark.db"), None);
+        assert_eq!(identity("postgres://[::1]/app"), a);
+        assert_eq!(identity("postgres://u@[::1]:5432/app"), a);
+        assert_ne!(identity("postgres://[fe80::1]:5433/app"), a);
     }
 }
