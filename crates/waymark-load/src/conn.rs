@@ -10,6 +10,9 @@ use std::str::FromStr;
 use sqlx::{ConnectOptions, Connection};
 
 use crate::error::LoadError;
+/// `url` without its password (in the userinfo or a `password` query
+/// parameter), for messages: the one every waymark message uses.
+pub(crate) use waymark_db::redact;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -120,20 +123,6 @@ fn failure(e: sqlx::Error) -> Failure {
             message: e.to_string(),
             lost: true,
         },
-    }
-}
-
-/// `url` without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }
 

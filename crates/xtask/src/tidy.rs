@@ -31,7 +31,7 @@ const CODE_MAP: &[(&str, &[&str], &[&str])] = &[
         &["sqlx", "wasmtime", "wasmtime-wasi"],
     ),
     ("waymark-testkit", &[], &["wasmtime", "anyhow", "clap"]),
-    ("waymark-load", &[], &["wasmtime", "anyhow", "clap"]),
+    ("waymark-load", &["waymark-db"], &["wasmtime", "anyhow", "clap"]),
     ("xtask", &["waymark-host", "waymark-testkit", "waymark-load"], &[]),
 ];
 
