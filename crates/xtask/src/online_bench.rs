@@ -152,8 +152,8 @@ enum Way {
     /// The files, and `[locks] timeout` if not the default.
     Waymark(&'static [(&'static str, &'static str)], Option<&'static str>),
     /// [`EXPAND`]: `up --to 1` (the expand and its backfill), `complete`,
-    /// then `up`.
-    ExpandContract,
+    /// then `up`; with `[backfill]` settings other than the defaults.
+    ExpandContract(Option<String>),
 }
 
 struct Measured {
@@ -184,9 +184,20 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         None => (None, args.to_vec()),
     };
+    // `--backfill "nice_ratio = 2.0"` gives the expand/contract way's
+    // backfill other settings than the defaults the table is about; such a
+    // run is not written to BENCHMARKS.md either.
+    let (backfill, args) = match args.iter().position(|a| a == "--backfill") {
+        Some(i) => {
+            let text = args.get(i + 1).context("--backfill TOML")?.clone();
+            let rest: Vec<String> = args[..i].iter().chain(&args[i + 2..]).cloned().collect();
+            (Some(text), rest)
+        }
+        None => (None, args),
+    };
     let bench = PgBench::parse("bench-online", &args, 1)?;
-    if only.is_some() && bench.write {
-        bail!("--only measures some ways only: it does not --write");
+    if (only.is_some() || backfill.is_some()) && bench.write {
+        bail!("--only and --backfill measure what the table is not about: they do not --write");
     }
     let waymark = release_waymark()?;
     let work = std::env::temp_dir().join(format!("waymark-online-bench-{}", std::process::id()));
@@ -202,7 +213,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             "lint's safe rewrites, waymark, `[locks] timeout = \"200ms\"`",
             Way::Waymark(SAFE, Some("200ms")),
         ),
-        ("expand/contract (ops.toml), waymark: up, complete", Way::ExpandContract),
+        (
+            "expand/contract (ops.toml), waymark: up, complete",
+            Way::ExpandContract(backfill),
+        ),
     ];
     if let Some(only) = &only {
         ways.retain(|(name, way)| matches!(way, Way::Baseline) || name.contains(only.as_str()));
@@ -325,7 +339,13 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
     let project = match way {
         Way::Waymark(files, timeout) => Some(project(&run_dir, files, std::ptr::eq(*files, NAIVE), *timeout)?),
         Way::Psql => Some(project(&run_dir, NAIVE, false, None)?),
-        Way::ExpandContract => Some(project(&run_dir, EXPAND, false, None)?),
+        Way::ExpandContract(None) => Some(project(&run_dir, EXPAND, false, None)?),
+        Way::ExpandContract(Some(backfill)) => {
+            let first = format!("[backfill]\n{backfill}\n\n{}", EXPAND[0].1);
+            let mut files = vec![(EXPAND[0].0, first.as_str())];
+            files.extend_from_slice(&EXPAND[1..]);
+            Some(project(&run_dir, &files, false, None)?)
+        }
         Way::Baseline => None,
     };
 
@@ -372,7 +392,7 @@ fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way
                 let stderr = run_waymark(waymark, p, &url, &["up"], &run_dir)?;
                 stderr.matches("gave up waiting for a lock").count()
             }
-            (Way::ExpandContract, Some(p)) => {
+            (Way::ExpandContract(_), Some(p)) => {
                 let mut stderr = String::new();
                 for args in [&["up", "--to", "1"][..], &["complete"], &["up"]] {
                     stderr.push_str(&run_waymark(waymark, p, &url, args, &run_dir)?);

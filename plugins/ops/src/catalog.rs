@@ -13,11 +13,26 @@ pub(crate) struct Column {
     pub(crate) default: Option<String>,
 }
 
-/// A table and its columns in order.
+/// An index as the catalog describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Index {
+    pub(crate) name: String,
+    /// `pg_get_indexdef`: a whole `CREATE [UNIQUE] INDEX` statement.
+    pub(crate) definition: String,
+    /// The columns it reads: keys, `INCLUDE`d, in expressions and in its
+    /// predicate (`pg_depend`), in the table's order; empty for an index
+    /// behind a constraint, whose columns the constraint names.
+    pub(crate) columns: Vec<String>,
+    /// The primary key, unique or exclusion constraint it enforces.
+    pub(crate) constraint: Option<String>,
+}
+
+/// A table, its columns in order and its indexes.
 #[derive(Debug, Clone)]
 pub(crate) struct Table {
     pub(crate) name: String,
     pub(crate) columns: Vec<Column>,
+    pub(crate) indexes: Vec<Index>,
 }
 
 impl Table {
@@ -65,10 +80,54 @@ impl Catalog {
                 _ => tables.push(Table {
                     name: table,
                     columns: vec![column],
+                    indexes: Vec::new(),
                 }),
             }
         }
-        Ok(Catalog { tables })
+        let mut catalog = Catalog { tables };
+        catalog.read_indexes(schema)?;
+        Ok(catalog)
+    }
+
+    /// Each table's indexes, one row per index and column it reads.
+    fn read_indexes(&mut self, schema: &str) -> Result<(), StepError> {
+        let rows = db::query(
+            "SELECT t.relname::text, ci.relname::text, pg_get_indexdef(i.indexrelid), con.conname::text, \
+                    a.attname::text \
+             FROM pg_index i \
+             JOIN pg_class ci ON ci.oid = i.indexrelid \
+             JOIN pg_class t ON t.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = t.relnamespace \
+             LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid \
+                  AND con.contype IN ('p', 'u', 'x') \
+             LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid \
+                  AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid AND d.refobjsubid > 0 \
+             LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = d.refobjsubid \
+             WHERE n.nspname = $1 AND t.relkind IN ('r', 'p') AND NOT t.relispartition \
+             ORDER BY 1, 2, a.attnum",
+            &[Value::from(schema)],
+        )?;
+        for row in &rows.rows {
+            let text = |i: usize| row.get(i).and_then(Value::as_str).map(str::to_owned);
+            let (Some(table), Some(name)) = (text(0), text(1)) else {
+                continue;
+            };
+            let Some(table) = self.tables.iter_mut().find(|t| t.name == table) else {
+                continue;
+            };
+            if table.indexes.last().is_none_or(|i| i.name != name) {
+                table.indexes.push(Index {
+                    name,
+                    definition: text(2).unwrap_or_default(),
+                    columns: Vec::new(),
+                    constraint: text(3),
+                });
+            }
+            if let (Some(index), Some(column)) = (table.indexes.last_mut(), text(4)) {
+                index.columns.push(column);
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn table(&self, name: &str) -> Option<&Table> {
@@ -116,16 +175,13 @@ pub(crate) fn single_key(qualified: &str) -> Result<Option<(String, String)>, St
     Ok(Some((text(0), text(1))))
 }
 
-/// The indexes and constraints that name `column` of `qualified` (its
-/// own, and foreign keys of other tables pointing at it).
-pub(crate) fn dependents(qualified: &str, column: &str) -> Result<Vec<String>, StepError> {
+/// The constraints that name `column` of `qualified` (its own, and
+/// foreign keys of other tables pointing at it). Indexes are not among
+/// them: those not behind a constraint are built again over a changed
+/// column's new shape (`twin`).
+pub(crate) fn constraints_on(qualified: &str, column: &str) -> Result<Vec<String>, StepError> {
     let rows = db::query(
-        "SELECT ci.relname::text FROM pg_index i \
-           JOIN pg_class ci ON ci.oid = i.indexrelid \
-           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
-          WHERE i.indrelid = $1::regclass AND a.attname = $2 \
-         UNION \
-         SELECT c.conname::text FROM pg_constraint c \
+        "SELECT c.conname::text FROM pg_constraint c \
            JOIN pg_attribute a ON a.attrelid = $1::regclass AND a.attname = $2 \
           WHERE c.contype IN ('c', 'f', 'u', 'p', 'x') \
             AND ((c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)) \

@@ -20,6 +20,7 @@ mod file;
 mod ops;
 mod saved;
 mod shape;
+mod twin;
 
 use serde::Deserialize;
 use waymark_plugin_sdk::{Action, Description, Dialect, Direction, Step, StepError, Value, db, env, export_step, log};

@@ -66,7 +66,7 @@ pub(super) fn template(op: &str) -> Option<&'static str> {
             "op = \"alter_type\"\ntable = \"users\"\ncolumn = \"amount\"\ntype = \"numeric(12,2)\"\n# The new value from the old shape's columns, and the old from the new.\nup = \"amount::numeric(12,2)\"\ndown = \"round(amount)::integer\"\n"
         }
         "set_not_null" => {
-            "op = \"set_not_null\"\ntable = \"users\"\ncolumn = \"email\"\n# The value for NULLs the old version has written or still writes.\nup = \"coalesce(email, 'unknown')\"\n"
+            "op = \"set_not_null\"\ntable = \"users\"\ncolumn = \"email\"\n# The value for NULLs the old version has written or still writes.\nup = \"coalesce(email, 'unknown')\"\n# What the old version reads, and what a `down` after `complete` puts\n# back: without it, the NULLs stay as `up` made them.\n# down = \"nullif(email, 'unknown')\"\n"
         }
         "drop_not_null" => {
             "op = \"drop_not_null\"\ntable = \"users\"\ncolumn = \"email\"\n# The value the old version reads for NULLs the new one writes.\ndown = \"coalesce(email, '')\"\n"

@@ -904,3 +904,141 @@ fn a_unique_constraint_is_built_concurrently_by_complete_and_a_duplicate_keeps_b
     p.run(&db, &["down"]).ok();
     assert!(index(&db).is_empty(), "{:?}", index(&db));
 }
+
+/// A type change and a `NOT NULL` on indexed columns: every index that
+/// reads them (a plain one, a unique one over two columns, an expression
+/// with a predicate reading both) is built again over the hidden columns
+/// by `up`, takes its old name at `complete`, and survives a revert; an
+/// abort leaves none behind. A constraint on a changed column is still
+/// refused, naming it.
+#[test]
+fn a_changed_columns_indexes_are_built_again_over_its_new_shape_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    tables(&p, 300);
+    p.run(&db, &["up"]).ok();
+    db.execute(
+        "CREATE INDEX users_amount ON users (amount); \
+         CREATE UNIQUE INDEX users_name_amount ON users (name, amount); \
+         CREATE INDEX users_email_lower ON users (lower(email)) WHERE amount > 10; \
+         ALTER TABLE people ADD CONSTRAINT people_name_long CHECK (length(name) > 1)",
+    );
+    let before = db.snapshot();
+    let indexes = |db: &TestDb| {
+        db.rows(
+            "SELECT c.relname::text, i.indisvalid::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'users'::regclass \
+             AND NOT i.indisprimary ORDER BY 1",
+        )
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(Option::unwrap_or_default)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect::<Vec<_>>()
+    };
+
+    // A constraint is not carried over: refused before anything runs.
+    p.file(
+        "migrations/2_reshape/ops.toml",
+        "[[op]]\nop = \"alter_type\"\ntable = \"people\"\ncolumn = \"name\"\ntype = \"varchar(200)\"\nup = \"name\"\ndown = \"name\"\n",
+    );
+    p.run(&db, &["up"]).code(1).stderr_has(
+        "ops.toml:1: alter_type people.name: constraints people_name_long name the column, and constraints are not carried over to its new shape yet (its indexes are)",
+    );
+    assert_eq!(db.snapshot(), before);
+    assert_eq!(db.history().len(), 1);
+
+    p.file(
+        "migrations/2_reshape/ops.toml",
+        r#"[[op]]
+op = "alter_type"
+table = "users"
+column = "amount"
+type = "bigint"
+up = "(amount / 10)::bigint"
+down = "(amount * 10)::integer"
+
+[[op]]
+op = "set_not_null"
+table = "users"
+column = "email"
+up = "coalesce(email, 'none')"
+down = "nullif(email, 'none')"
+"#,
+    );
+    let plan = p.run(&db, &["plan"]).ok();
+    assert!(
+        plan.stdout
+            .contains("-- the indexes that read users.amount, built again over its new shape"),
+        "{}",
+        plan.stdout
+    );
+
+    // Expanded: the old indexes as they were, and their twins over the
+    // hidden columns, valid; an index over both changed columns once.
+    p.run(&db, &["up"]).ok();
+    let twins = [
+        "_waymark_ix_users_amount | true | CREATE INDEX _waymark_ix_users_amount ON public.users USING btree (_waymark_new_amount)",
+        "_waymark_ix_users_email_lower | true | CREATE INDEX _waymark_ix_users_email_lower ON public.users USING btree (lower(_waymark_new_email)) WHERE (_waymark_new_amount > 10)",
+        "_waymark_ix_users_name_amount | true | CREATE UNIQUE INDEX _waymark_ix_users_name_amount ON public.users USING btree (name, _waymark_new_amount)",
+    ];
+    let old = [
+        "users_amount | true | CREATE INDEX users_amount ON public.users USING btree (amount)",
+        "users_email_lower | true | CREATE INDEX users_email_lower ON public.users USING btree (lower(email)) WHERE (amount > 10)",
+        "users_name_amount | true | CREATE UNIQUE INDEX users_name_amount ON public.users USING btree (name, amount)",
+    ];
+    assert_eq!(indexes(&db), [twins.as_slice(), old.as_slice()].concat());
+    // The unique twin holds for the old application's writes too: 7 and 8
+    // are both 0 in the new shape.
+    db.execute("INSERT INTO users (name, amount, email) VALUES ('twin', 7, 'a@x')");
+    let duplicate = std::process::Command::new("psql")
+        .args(["-X", "-q", "-d", &db.url, "-c"])
+        .arg("INSERT INTO users (name, amount, email) VALUES ('twin', 8, 'b@x')")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&duplicate.stderr).contains("_waymark_ix_users_name_amount"),
+        "{duplicate:?}"
+    );
+    db.execute("DELETE FROM users WHERE name = 'twin'");
+
+    // Aborted: no twin is left, and the database is as it was.
+    p.run(&db, &["down"]).ok();
+    assert_eq!(indexes(&db), old);
+    assert_eq!(db.snapshot(), before);
+
+    // Completed: the twins under the old names, over the new columns.
+    p.run(&db, &["up"]).ok();
+    let plan = p.run(&db, &["plan", "--complete"]).ok();
+    assert!(
+        plan.stdout
+            .contains("-- the indexes built again over amount's new shape renamed to the old indexes' names"),
+        "{}",
+        plan.stdout
+    );
+    p.run(&db, &["complete"]).ok();
+    assert_eq!(indexes(&db), old);
+    assert_eq!(
+        db.rows("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'amount'"),
+        vec![vec![Some("bigint".to_owned())]]
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM users WHERE amount > 10 AND lower(email) = 'u200@x'"
+        ),
+        1
+    );
+
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'none'"), 100);
+
+    // Reverted: the old type back, the indexes with it, and the NULLs
+    // `set_not_null` replaced put back by its `down`.
+    p.run(&db, &["down"]).ok();
+    assert_eq!(indexes(&db), old);
+    assert_eq!(db.snapshot(), before);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email IS NULL"), 100);
+}

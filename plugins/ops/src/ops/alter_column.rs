@@ -4,16 +4,20 @@
 //! the trigger both ways (`up` computes it from the old shape, `down` the
 //! old column from the new shape) and backfilled; `complete` drops the
 //! old column and gives the hidden one its name, having saved the old
-//! column's definition. A revert after `complete` changes the type back
+//! column's definition. The column's indexes are built again over the
+//! hidden column, concurrently, after the backfill (`twin`), and take the
+//! old ones' names at `complete`. A revert after `complete` changes the type back
 //! (each value computed by `down`, a rewrite of the table under its
 //! lock: a way back, not an online change) and restores the default.
 
+use super::create_index::build_concurrently;
 use super::{Cx, NotNull, Operation, cut, ident, shadow};
 use crate::catalog;
 use crate::direct::{Change, DirectCx};
 use crate::file::RawOp;
 use crate::saved::Definition;
 use crate::shape::{Sync, View};
+use crate::twin;
 
 pub(crate) struct AlterColumn {
     op: String,
@@ -113,6 +117,24 @@ impl AlterColumn {
         }
     }
 
+    /// The column's indexes, built again over its hidden column unless a
+    /// valid build is there (a resume).
+    /// `planned` says what it does while planning, when the indexes are
+    /// not known.
+    fn build_twins(&self, cx: &Cx<'_>, out: &mut Vec<String>, planned: &str) -> Result<(), String> {
+        let Some(physical) = cx.catalog.and_then(|c| c.table(&self.table)) else {
+            out.push(format!(
+                "-- the indexes that read {}.{}, {planned}",
+                self.table, self.column
+            ));
+            return Ok(());
+        };
+        for twin in twin::of(physical, &self.column)? {
+            build_concurrently(cx, &twin.name, twin.create, out)?;
+        }
+        Ok(())
+    }
+
     /// Whether the new shape is NOT NULL, as asked or as the column is.
     fn not_null(&self, cx: &Cx<'_>) -> bool {
         self.not_null
@@ -139,14 +161,14 @@ impl Operation for AlterColumn {
         if table.column(&self.column).is_none() {
             return Err(format!("table {} has no column {}", self.table, self.column));
         }
-        let dependents = catalog::dependents(&cx.table(&self.table), &self.column).map_err(|e| e.message())?;
-        if !dependents.is_empty() {
+        let constraints = catalog::constraints_on(&cx.table(&self.table), &self.column).map_err(|e| e.message())?;
+        if !constraints.is_empty() {
             return Err(format!(
-                "{} {}.{}: {} name the column, and they are not carried over to its new shape yet; drop them in a migration before this one and make them again after `complete`",
+                "{} {}.{}: constraints {} name the column, and constraints are not carried over to its new shape yet (its indexes are); drop them in a migration before this one and add them again after `complete`",
                 self.op,
                 self.table,
                 self.column,
-                dependents.join(", ")
+                constraints.join(", ")
             ));
         }
         Ok(())
@@ -185,6 +207,20 @@ impl Operation for AlterColumn {
         view.show(&self.column, &self.shadow());
     }
 
+    fn expand_online(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+        self.build_twins(
+            cx,
+            out,
+            "built again over its new shape, one at a time, without stopping writes",
+        )
+    }
+
+    /// Again before the contract drops the old column, which drops the
+    /// old indexes: a twin that is missing or invalid by then is built.
+    fn contract_online(&self, cx: &Cx<'_>, out: &mut Vec<String>) -> Result<(), String> {
+        self.build_twins(cx, out, "built again over its new shape where up left none valid")
+    }
+
     fn sync(&self, sync: &mut Sync) {
         sync.from_old.push((self.shadow(), self.up.clone()));
         sync.from_new.push((self.column.clone(), self.down.clone()));
@@ -214,6 +250,25 @@ impl Operation for AlterColumn {
             ident(&self.column)
         ));
         out.push(format!("ALTER TABLE {table} DROP COLUMN {}", ident(&old)));
+        // The old indexes went with the old column; the twins take their
+        // names.
+        match cx.catalog.and_then(|c| c.table(&self.table)) {
+            Some(physical) => {
+                // `contract_online`, which ran first, refused an index
+                // whose definition it could not rewrite.
+                for twin in twin::of(physical, &self.column).unwrap_or_default() {
+                    out.push(format!(
+                        "ALTER INDEX {} RENAME TO {}",
+                        cx.table(&twin.name),
+                        ident(&twin.of.name)
+                    ));
+                }
+            }
+            None => out.push(format!(
+                "-- the indexes built again over {}'s new shape renamed to the old indexes' names",
+                self.column
+            )),
+        }
         if self.not_null(cx) {
             let shadow = self.shadow();
             self.not_null_of(&table, &shadow).set(out);
@@ -259,10 +314,18 @@ impl Operation for AlterColumn {
             }
         }
         match self.not_null {
-            Some(true) => out.push(format!(
-                "ALTER TABLE {table} ALTER COLUMN {} DROP NOT NULL",
-                ident(&self.column)
-            )),
+            Some(true) => {
+                out.push(format!("ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL"));
+                // The old column, and with it which values were NULL, is
+                // gone; a `down` given (`nullif(email, 'unknown')`) says
+                // how to tell them, and puts them back.
+                if self.down != column {
+                    out.push(format!(
+                        "UPDATE {table} SET {column} = ({down}) WHERE {column} IS DISTINCT FROM ({down})",
+                        down = self.down
+                    ));
+                }
+            }
             Some(false) => out.push(format!(
                 "UPDATE {table} SET {col} = ({down}) WHERE {col} IS NULL",
                 col = ident(&self.column),
