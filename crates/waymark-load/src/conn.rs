@@ -94,6 +94,27 @@ impl Conn {
         };
     }
 
+    /// MySQL/MariaDB's `CONNECTION_ID()`, by which the sampler tells the
+    /// workload's sessions from the rest (MySQL has no
+    /// `application_name`); `None` on PostgreSQL.
+    pub(crate) async fn mysql_id(&mut self) -> Result<Option<u64>, Failure> {
+        match self {
+            Conn::Pg(_) => Ok(None),
+            Conn::MySql(c) => sqlx::query_scalar::<_, u64>("SELECT CONNECTION_ID()")
+                .fetch_one(&mut *c)
+                .await
+                .map(Some)
+                .map_err(failure),
+        }
+    }
+
+    pub(crate) fn mysql(&mut self) -> Option<&mut sqlx::MySqlConnection> {
+        match self {
+            Conn::MySql(c) => Some(c),
+            Conn::Pg(_) => None,
+        }
+    }
+
     pub(crate) fn pg(&mut self) -> Option<&mut sqlx::PgConnection> {
         match self {
             Conn::Pg(c) => Some(c),

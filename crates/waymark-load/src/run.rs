@@ -22,7 +22,7 @@ use crate::conn::{CLIENT_NAME, Conn, Failure, REPORTER_NAME};
 use crate::error::LoadError;
 use crate::random::Random;
 use crate::record::{Recording, Sample};
-use crate::sampler::Sampler;
+use crate::sampler::{Sampler, Sessions};
 use crate::script::{Script, Sql, Vars};
 
 /// What to run, and how hard.
@@ -76,15 +76,16 @@ impl Load {
                 "--rate must be a positive number of transactions per second".to_owned(),
             ));
         }
+        let sessions = Arc::new(Sessions::default());
         let mut conns = Vec::new();
         for _ in 0..options.clients {
-            conns.push(Conn::open(&options.url, CLIENT_NAME).await?);
+            conns.push(open(&options.url, CLIENT_NAME, &sessions).await?);
         }
         let reporter_conn = match &options.reporter {
-            Some(_) => Some(Conn::open(&options.url, REPORTER_NAME).await?),
+            Some(_) => Some(open(&options.url, REPORTER_NAME, &sessions).await?),
             None => None,
         };
-        let sampler = Sampler::start(&options.url, clock.clone()).await?;
+        let sampler = Sampler::start(&options.url, clock.clone(), sessions.clone()).await?;
         let (stop, stopped) = watch::channel(false);
         let scripts: Arc<[Script]> = options.scripts.clone().into();
         // Each client's mean gap between scheduled starts.
@@ -96,6 +97,7 @@ impl Load {
                 let client = Client {
                     url: options.url.clone(),
                     name: CLIENT_NAME,
+                    sessions: sessions.clone(),
                     clock: clock.clone(),
                     stopped: stopped.clone(),
                     vars: Vars::new(options.scale, i as i64, options.seed as i64),
@@ -109,6 +111,7 @@ impl Load {
                 let client = Client {
                     url: options.url.clone(),
                     name: REPORTER_NAME,
+                    sessions: sessions.clone(),
                     clock: clock.clone(),
                     stopped,
                     vars: Vars::new(options.scale, i64::from(options.clients), options.seed as i64),
@@ -158,9 +161,26 @@ enum Wake {
     Woken(Duration),
 }
 
+/// A workload connection, registered with `sessions` on MySQL/MariaDB.
+async fn open(url: &str, name: &'static str, sessions: &Sessions) -> Result<Conn, LoadError> {
+    let mut conn = Conn::open(url, name).await?;
+    match conn.mysql_id().await {
+        Ok(Some(id)) => sessions.add(id, name),
+        Ok(None) => {}
+        Err(failure) => {
+            return Err(LoadError::Connect {
+                url: crate::conn::redact(url),
+                message: failure.message,
+            });
+        }
+    }
+    Ok(conn)
+}
+
 struct Client {
     url: String,
     name: &'static str,
+    sessions: Arc<Sessions>,
     clock: Arc<Clock>,
     stopped: watch::Receiver<bool>,
     vars: Vars,
@@ -272,7 +292,7 @@ impl Client {
                 }
             };
             if conn.is_none() {
-                *conn = Some(Conn::open(&self.url, self.name).await.map_err(|e| Failure {
+                *conn = Some(open(&self.url, self.name, &self.sessions).await.map_err(|e| Failure {
                     code: "connection".to_owned(),
                     message: e.to_string(),
                     lost: true,

@@ -10,11 +10,24 @@
 //! between two samples can be missed; one that is seen is measured from
 //! its start to the last sample that saw it.
 //!
-//! MySQL/MariaDB are not sampled yet: the report says so rather than
-//! reporting no waits.
+//!
+//! MySQL/MariaDB have no `application_name`, and MariaDB ships with
+//! `performance_schema`, which names metadata lock holders, turned off.
+//! So there the workload's sessions are known by their `CONNECTION_ID()`
+//! (registered as each connects, [`Sessions`]), and a wait is read from
+//! `information_schema.PROCESSLIST` (a `Waiting for ... lock` state and
+//! how long it has lasted) and, for row locks, `INNODB_TRX` with
+//! `INNODB_LOCK_WAITS` naming the blocking session. A metadata lock wait
+//! is attributed to the session in the scratch database that is not the
+//! workload's and is running a statement: there, waymark's executor, so
+//! the statement is the migration's. (The scratch database is the
+//! rehearsal's own; another program using it would be taken for the
+//! migration.) MySQL 8, which has no `TIME_MS` and no
+//! `INNODB_LOCK_WAITS`, is read to the second and its row locks' blockers
+//! are not named.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -62,6 +75,22 @@ pub enum Waits {
     NotSampled(String),
 }
 
+/// The workload's MySQL/MariaDB sessions by `CONNECTION_ID()`, and
+/// whether each is a client or the reporter; a client that reconnects
+/// adds its new session.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions(Mutex<HashMap<u64, &'static str>>);
+
+impl Sessions {
+    pub(crate) fn add(&self, id: u64, name: &'static str) {
+        self.0.lock().expect("never poisoned").insert(id, name);
+    }
+
+    fn name(&self, id: u64) -> Option<&'static str> {
+        self.0.lock().expect("never poisoned").get(&id).copied()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Sampler {
     stop: Option<watch::Sender<bool>>,
@@ -70,23 +99,16 @@ pub(crate) struct Sampler {
 }
 
 impl Sampler {
-    pub(crate) async fn start(url: &str, clock: Arc<Clock>) -> Result<Sampler, LoadError> {
+    pub(crate) async fn start(url: &str, clock: Arc<Clock>, sessions: Arc<Sessions>) -> Result<Sampler, LoadError> {
         let conn = Conn::open(url, SAMPLER_NAME).await?;
-        if let Conn::MySql(_) = conn {
-            conn.close().await;
-            return Ok(Sampler {
-                stop: None,
-                task: None,
-                not_sampled: Some(
-                    "lock waits are not sampled on MySQL/MariaDB yet: the latencies show them, the report cannot name their blocker"
-                        .to_owned(),
-                ),
-            });
-        }
         let (stop, stopped) = watch::channel(false);
+        let task = match conn {
+            Conn::Pg(_) => tokio::spawn(sample(conn, clock, stopped)),
+            Conn::MySql(_) => tokio::spawn(sample_mysql(conn, clock, sessions, stopped)),
+        };
         Ok(Sampler {
             stop: Some(stop),
-            task: Some(tokio::spawn(sample(conn, clock, stopped))),
+            task: Some(task),
             not_sampled: None,
         })
     }
@@ -206,6 +228,170 @@ async fn sample(mut conn: Conn, clock: Arc<Clock>, mut stopped: watch::Receiver<
     }
 }
 
+/// The sessions of the scratch database but the sampler's: id, state,
+/// milliseconds in that state, statement, command.
+const MARIADB_SESSIONS: &str = "SELECT CAST(ID AS SIGNED), CAST(COALESCE(STATE, '') AS CHAR), \
+       CAST(TIME_MS AS DOUBLE), CAST(LEFT(COALESCE(INFO, ''), 1000) AS CHAR), CAST(COMMAND AS CHAR) \
+  FROM information_schema.PROCESSLIST WHERE DB <=> DATABASE() AND ID <> CONNECTION_ID()";
+const MYSQL_SESSIONS: &str = "SELECT CAST(ID AS SIGNED), CAST(COALESCE(STATE, '') AS CHAR), \
+       CAST(TIME AS DOUBLE) * 1000, CAST(LEFT(COALESCE(INFO, ''), 1000) AS CHAR), CAST(COMMAND AS CHAR) \
+  FROM information_schema.PROCESSLIST WHERE DB <=> DATABASE() AND ID <> CONNECTION_ID()";
+
+/// The transactions waiting for a row lock: the waiting session, seconds
+/// waited, its statement and the blocking session.
+const MARIADB_ROW_WAITS: &str = "SELECT CAST(r.trx_mysql_thread_id AS SIGNED), \
+       CAST(TIMESTAMPDIFF(MICROSECOND, r.trx_wait_started, NOW(6)) AS DOUBLE) / 1e6, \
+       CAST(LEFT(COALESCE(r.trx_query, ''), 300) AS CHAR), CAST(b.trx_mysql_thread_id AS SIGNED) \
+  FROM information_schema.INNODB_TRX r \
+  LEFT JOIN information_schema.INNODB_LOCK_WAITS w ON w.requesting_trx_id = r.trx_id \
+  LEFT JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id \
+ WHERE r.trx_state = 'LOCK WAIT'";
+const MYSQL_ROW_WAITS: &str = "SELECT CAST(r.trx_mysql_thread_id AS SIGNED), \
+       CAST(TIMESTAMPDIFF(MICROSECOND, r.trx_wait_started, NOW(6)) AS DOUBLE) / 1e6, \
+       CAST(LEFT(COALESCE(r.trx_query, ''), 300) AS CHAR), CAST(NULL AS SIGNED) \
+  FROM information_schema.INNODB_TRX r WHERE r.trx_state = 'LOCK WAIT'";
+
+type Session = (i64, String, f64, String, String);
+type RowWait = (i64, f64, String, Option<i64>);
+
+/// What the sampler has seen of the MySQL/MariaDB sessions so far.
+#[derive(Default)]
+struct MySqlWaits {
+    waits: Vec<Wait>,
+    /// The wait each session is in, as an index into `waits`.
+    ongoing: HashMap<i64, usize>,
+    /// The last statement each session outside the workload ran: the
+    /// one its transaction holds the lock for, when it is idle now.
+    last: HashMap<i64, String>,
+}
+
+impl MySqlWaits {
+    /// One sample, taken `now` on the clock.
+    fn sample(&mut self, now: Duration, sessions: &Sessions, all: &[Session], rows: &[RowWait]) {
+        for (id, _, _, info, _) in all {
+            if sessions.name(*id as u64).is_none() && !info.is_empty() {
+                self.last.insert(*id, own_statement(info).to_owned());
+            }
+        }
+        // The executor: the session outside the workload running a
+        // statement, or else holding one in an open transaction.
+        let migration = all
+            .iter()
+            .filter(|(id, ..)| sessions.name(*id as u64).is_none())
+            .min_by_key(|(_, _, _, info, command)| (command == "Sleep", info.is_empty()))
+            .and_then(|(id, ..)| self.last.get(id))
+            .map(|statement| Blocker::Migration {
+                statement: statement.clone(),
+            });
+        let mut waiting: Vec<(i64, &'static str, &str, Duration, Blocker)> = Vec::new();
+        for (id, state, ms, info, _) in all {
+            let Some(name) = sessions.name(*id as u64) else {
+                continue;
+            };
+            if state.starts_with("Waiting for") && state.contains("lock") {
+                let blocker = migration.clone().unwrap_or(Blocker::Workload);
+                waiting.push((*id, name, info, Duration::from_secs_f64(ms.max(0.0) / 1000.0), blocker));
+            }
+        }
+        for (id, seconds, query, blocking) in rows {
+            let Some(name) = sessions.name(*id as u64) else {
+                continue;
+            };
+            let blocker = match blocking {
+                Some(b) if sessions.name(*b as u64).is_some() => Blocker::Workload,
+                Some(b) => Blocker::Migration {
+                    statement: self.last.get(b).cloned().unwrap_or_default(),
+                },
+                None => Blocker::Other {
+                    application: "a session MySQL does not name".to_owned(),
+                    statement: String::new(),
+                },
+            };
+            waiting.push((*id, name, query, Duration::from_secs_f64(seconds.max(0.0)), blocker));
+        }
+        let mut still: HashMap<i64, usize> = HashMap::new();
+        for (id, name, query, waited, blocker) in waiting {
+            let start = now.saturating_sub(waited);
+            // The same wait as the last sample's if it began at about the
+            // same time (the server's clock and ours read apart).
+            let same = self.ongoing.get(&id).copied().filter(|&i| {
+                let w = &self.waits[i];
+                w.query == query.trim() && w.start.abs_diff(start) < INTERVAL * 2
+            });
+            let index = match same {
+                Some(i) => i,
+                None => {
+                    self.waits.push(Wait {
+                        waiter: if name == REPORTER_NAME { "reporter" } else { "client" },
+                        query: query.trim().to_owned(),
+                        start,
+                        duration: waited,
+                        blocker: blocker.clone(),
+                    });
+                    self.waits.len() - 1
+                }
+            };
+            let wait = &mut self.waits[index];
+            wait.duration = wait.duration.max(waited);
+            if matches!(blocker, Blocker::Migration { .. }) && !matches!(wait.blocker, Blocker::Migration { .. }) {
+                wait.blocker = blocker;
+            }
+            still.insert(id, index);
+        }
+        self.ongoing = still;
+    }
+}
+
+async fn sample_mysql(
+    mut conn: Conn,
+    clock: Arc<Clock>,
+    sessions: Arc<Sessions>,
+    mut stopped: watch::Receiver<bool>,
+) -> Waits {
+    let mut seen = MySqlWaits::default();
+    let mut ticks = tokio::time::interval(INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let failure = async {
+        let my = conn.mysql().ok_or("not a MySQL/MariaDB connection".to_owned())?;
+        let version: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
+            .fetch_one(&mut *my)
+            .await
+            .map_err(|e| format!("the lock sampler could not read the server's version: {e}"))?;
+        let (all_sql, rows_sql) = if version.contains("MariaDB") {
+            (MARIADB_SESSIONS, MARIADB_ROW_WAITS)
+        } else {
+            (MYSQL_SESSIONS, MYSQL_ROW_WAITS)
+        };
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stopped.changed() => return Ok(()),
+            }
+            let now = clock.elapsed();
+            let all: Vec<Session> = sqlx::query_as(all_sql)
+                .fetch_all(&mut *my)
+                .await
+                .map_err(|e| format!("the lock sampler's query failed: {e}"))?;
+            let rows: Vec<RowWait> = sqlx::query_as(rows_sql)
+                .fetch_all(&mut *my)
+                .await
+                .map_err(|e| format!("the lock sampler's query failed: {e}"))?;
+            seen.sample(now, &sessions, &all, &rows);
+        }
+    }
+    .await
+    .err();
+    conn.close().await;
+    match failure {
+        Some(reason) => Waits::NotSampled(reason),
+        None => {
+            let mut waits = seen.waits;
+            waits.sort_by_key(|w| w.start);
+            Waits::Sampled(waits)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +408,68 @@ mod tests {
         );
         assert_eq!(own_statement("begin;\nSET LOCAL lock_timeout = '1s';"), "");
         assert_eq!(own_statement("BEGINNING"), "BEGINNING");
+    }
+
+    #[test]
+    fn a_mysql_wait_behind_the_executor_is_the_migrations_and_lasts_across_samples() {
+        let sessions = Sessions::default();
+        sessions.add(11, CLIENT_NAME);
+        sessions.add(12, REPORTER_NAME);
+        let mut seen = MySqlWaits::default();
+        let session = |id: i64, state: &str, ms: f64, info: &str, command: &str| {
+            (id, state.to_owned(), ms, info.to_owned(), command.to_owned())
+        };
+        let reading = session(12, "User sleep", 900.0, "SELECT SLEEP(2)", "Query");
+        let alter = session(
+            40,
+            "Waiting for table metadata lock",
+            200.0,
+            "ALTER TABLE accounts ADD COLUMN c int",
+            "Query",
+        );
+        let queued = |ms| {
+            session(
+                11,
+                "Waiting for table metadata lock",
+                ms,
+                "UPDATE accounts SET balance = 1",
+                "Query",
+            )
+        };
+        let lock_runner = session(41, "", 5000.0, "", "Sleep");
+        let at = Duration::from_millis;
+        seen.sample(
+            at(1000),
+            &sessions,
+            &[reading.clone(), alter.clone(), queued(100.0), lock_runner.clone()],
+            &[],
+        );
+        seen.sample(
+            at(1050),
+            &sessions,
+            &[reading, alter, queued(151.0), lock_runner.clone()],
+            &[],
+        );
+        // The alter is done: the client's wait is over; a row lock behind
+        // another client follows.
+        seen.sample(
+            at(1100),
+            &sessions,
+            &[lock_runner],
+            &[(11, 0.02, "UPDATE accounts SET balance = 2".to_owned(), Some(12))],
+        );
+        assert_eq!(seen.waits.len(), 2, "{:#?}", seen.waits);
+        let first = &seen.waits[0];
+        assert_eq!(first.waiter, "client");
+        assert_eq!(first.start, at(900));
+        assert_eq!(first.duration, at(151));
+        assert_eq!(
+            first.blocker,
+            Blocker::Migration {
+                statement: "ALTER TABLE accounts ADD COLUMN c int".to_owned()
+            }
+        );
+        assert_eq!(seen.waits[1].blocker, Blocker::Workload);
+        assert_eq!(seen.waits[1].query, "UPDATE accounts SET balance = 2");
     }
 }

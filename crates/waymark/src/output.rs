@@ -14,6 +14,57 @@ use waymark_core::{
 };
 use waymark_cutover::{CompareReport, Prepared, Side, Status as CutoverStatus, SwitchReport, SyncProgress};
 
+/// Progress as log lines, for stderr that is not a terminal: one every
+/// 5 s at most, and the last, each with the rate and the time left at the
+/// rate of the step's work so far.
+#[derive(Default)]
+struct ProgressLines {
+    /// When the last line was written.
+    last: Option<std::time::Instant>,
+    /// The step reporting, when it began and where it began.
+    run: Option<(String, std::time::Instant, u64)>,
+}
+
+impl ProgressLines {
+    fn line(&mut self, label: &str, done: u64, total: Option<u64>, now: std::time::Instant) -> Option<String> {
+        match &self.run {
+            Some((l, _, from)) if l == label && *from <= done => {}
+            _ => self.run = Some((label.to_owned(), now, done)),
+        }
+        let finished = total.is_some_and(|t| done >= t);
+        if self.last.is_some_and(|at| now - at < std::time::Duration::from_secs(5)) && !finished {
+            return None;
+        }
+        self.last = Some(now);
+        let Some(t) = total.filter(|t| *t > 0) else {
+            return Some(format!("{label}: {done}"));
+        };
+        let (_, began, from) = self.run.as_ref().expect("set above");
+        let elapsed = (now - *began).as_secs_f64();
+        let rate = (done - from) as f64 / elapsed;
+        let pace = if elapsed >= 1.0 && rate > 0.0 && !finished {
+            let left = t.saturating_sub(done) as f64 / rate;
+            format!(
+                ", {rate:.0}/s, eta {}",
+                short_duration(std::time::Duration::from_secs_f64(left))
+            )
+        } else {
+            String::new()
+        };
+        Some(format!("{label}: {done}/{t} ({}%{pace})", done * 100 / t))
+    }
+}
+
+/// `1h02m`, `3m07s`, `42s`.
+fn short_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
@@ -533,18 +584,15 @@ impl Output {
                 },
             ));
         }
-        let last = std::sync::Mutex::new(None::<std::time::Instant>);
+        let lines = std::sync::Mutex::new(ProgressLines::default());
         Some(std::sync::Arc::new(
             move |label: &str, done: u64, total: Option<u64>| {
-                let mut last = last.lock().unwrap();
-                let finished = total.is_some_and(|t| done >= t);
-                if last.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(5)) && !finished {
-                    return;
-                }
-                *last = Some(std::time::Instant::now());
-                match total {
-                    Some(t) if t > 0 => eprintln!("{label}: {done}/{t} ({}%)", done * 100 / t),
-                    _ => eprintln!("{label}: {done}"),
+                if let Some(line) = lines
+                    .lock()
+                    .unwrap()
+                    .line(label, done, total, std::time::Instant::now())
+                {
+                    eprintln!("{line}");
                 }
             },
         ))
@@ -1132,5 +1180,43 @@ fn age(created: &str, now: chrono::DateTime<chrono::Utc>) -> String {
         s if s < 7200 => format!("{} min", s / 60),
         s if s < 172_800 => format!("{} h", s / 3600),
         s => format!("{} days", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::ProgressLines;
+
+    #[test]
+    fn progress_lines_say_the_rate_and_the_time_left_at_most_every_5_s() {
+        let mut lines = ProgressLines::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(
+            lines.line("1_reshape", 0, Some(1000), at(0)).unwrap(),
+            "1_reshape: 0/1000 (0%)"
+        );
+        assert_eq!(lines.line("1_reshape", 50, Some(1000), at(2)), None);
+        assert_eq!(
+            lines.line("1_reshape", 100, Some(1000), at(10)).unwrap(),
+            "1_reshape: 100/1000 (10%, 10/s, eta 1m30s)"
+        );
+        // The last is always said, without an eta.
+        assert_eq!(
+            lines.line("1_reshape", 1000, Some(1000), at(11)).unwrap(),
+            "1_reshape: 1000/1000 (100%)"
+        );
+        // Another step starts its own count and clock.
+        assert_eq!(
+            lines.line("2_more", 10, Some(20), at(20)).unwrap(),
+            "2_more: 10/20 (50%)"
+        );
+        assert_eq!(
+            lines.line("2_more", 15, Some(20), at(25)).unwrap(),
+            "2_more: 15/20 (75%, 1/s, eta 5s)"
+        );
+        assert_eq!(lines.line("3_open", 7, None, at(40)).unwrap(), "3_open: 7");
     }
 }

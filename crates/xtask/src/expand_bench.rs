@@ -31,7 +31,7 @@ const END: &str = "<!-- /expand-bench -->";
 const DB: &str = "waymark_bench_expand";
 const PGBENCH_SECONDS: &str = "10";
 
-/// The default pace (`nice_ratio = 1.0`); [`flat_out`] the other.
+/// The default pace (`nice_ratio = 3.0`); [`flat_out`] the other.
 const OPS: &str = r#"[backfill]
 batch_size = 1000
 
@@ -250,7 +250,7 @@ fn render(o: &Options, runs: &[Run], date: &str) -> String {
          registries this project uses): its figures are those it publishes.\n\n\
          | | waymark | pgroll (published) |\n\
          |---|---|---|\n\
-         | backfill, rows/s (whole `up`: DDL, trigger, backfill in committed batches of 1000), default `nice_ratio = 1.0` | {rate:.0} | 9,400 |\n\
+         | backfill, rows/s (whole `up`: DDL, trigger, backfill in committed batches of 1000), default `nice_ratio = 3.0` | {rate:.0} | 9,400 |\n\
          | the same, `nice_ratio = 0.0` (no pause between batches) | {flat_out:.0} | |\n\
          | write throughput without the trigger (pgbench, 2 clients, UPDATE + INSERT) | {base:.0} tps | |\n\
          | with it, the old application writing | {old:.0} tps ({:.2}x slower) | 4.4x slower |\n\

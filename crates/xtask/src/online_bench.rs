@@ -300,7 +300,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
          being applied (for the baseline: the same 5 s after the quiet start). \"waymark's retries\" counts the attempts that gave up waiting for a lock and \
          were tried again. The expand/contract way runs `up --to 1` (an `ops.toml`: `set_not_null` on \
          `abalance`, the new column, and the type change on `pgbench_branches.bbalance`, which every transaction \
-         updates, since `pgbench_history` has no key for a backfill; its backfill at the default `nice_ratio = 1.0`), `complete` at once, then the index and the \
+         updates, since `pgbench_history` has no key for a backfill; its backfill at the default `nice_ratio = 3.0`), `complete` at once, then the index and the \
          foreign key; pgbench is its old application throughout. Release build. Rerun with `cargo xtask bench-online --write`.\n\n\
          | way | applied in | failed transactions | p50 ms | p99 ms (vs baseline) | p99 while applying ms | max ms \
          | longest lock wait ms | waymark's retries |\n|---|---|---|---|---|---|---|---|---|\n{table}{medians}\n\

@@ -416,3 +416,88 @@ fn a_transaction_still_running_after_the_stop_counts_as_unfinished_postgres() {
     assert_eq!(check(&report, "errors")["passed"], false, "{report:#}");
     assert_eq!(report["migrations"][0]["name"], "change", "{report:#}");
 }
+
+/// On MariaDB, whose `performance_schema` is off by default: the clients'
+/// wait behind an `ALTER TABLE` queued for the reporter's metadata lock
+/// is still seen, and named by the migration's statement.
+#[test]
+fn a_metadata_lock_wait_on_mariadb_is_named_by_the_migrations_statement_mysql() {
+    let source = TestDb::new(Kind::Mysql);
+    // The scratch database, filled as a restore would fill it.
+    let scratch = TestDb::new(Kind::Mysql);
+    scratch.execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, note text); \
+         INSERT INTO accounts SELECT seq, 0, CONCAT('n', seq) FROM seq_1_to_2000",
+    );
+    let p = Project::new();
+    p.migration("1_change", "ALTER TABLE accounts ADD COLUMN flag int;\n", None);
+    p.file(
+        "workload.sql",
+        "\\set id random(1, 2000)\nBEGIN;\nUPDATE accounts SET balance = balance + 1 WHERE id = :id;\n\
+         SELECT balance, note FROM accounts WHERE id = :id;\nCOMMIT;\n",
+    );
+    // A reader always in a transaction: the ALTER queues for its lock,
+    // and the clients queue behind the ALTER.
+    p.file(
+        "report.sql",
+        "BEGIN;\nSELECT count(*) FROM accounts;\nSELECT SLEEP(1.5);\nCOMMIT;\n",
+    );
+    let run = p
+        .run(
+            &source,
+            &[
+                "rehearse",
+                "--json",
+                "--scratch",
+                &scratch.url,
+                "--scratch-may-hold-data",
+                "--workload",
+                "workload.sql",
+                "--reporter",
+                "report.sql",
+                "--every",
+                "1s",
+                "--clients",
+                "2",
+                "--rate",
+                "40",
+                "--baseline",
+                "2s",
+                "--after",
+                "1s",
+                "--max-lock-wait",
+                "20ms",
+                "--max-p99-increase",
+                "off",
+            ],
+        )
+        .code(7);
+    let report = run.json();
+    assert_eq!(report["lock_waits_not_sampled"], serde_json::Value::Null, "{report:#}");
+    let phases = report["phases"].as_array().unwrap();
+    let waits = phases[1]["lock_waits"].as_array().unwrap();
+    let behind: Vec<&serde_json::Value> = waits.iter().filter(|w| w["blocker"] == "migration").collect();
+    assert!(!behind.is_empty(), "{report:#}");
+    assert!(
+        behind.iter().all(|w| w["statement"]
+            .as_str()
+            .unwrap()
+            .contains("ALTER TABLE accounts ADD COLUMN flag")),
+        "{report:#}"
+    );
+    assert!(
+        behind
+            .iter()
+            .any(|w| w["waiter"] == "client" && w["query"].as_str().unwrap().starts_with("UPDATE accounts")),
+        "{report:#}"
+    );
+    assert_eq!(check(&report, "lock_wait")["passed"], false, "{report:#}");
+    // The scratch database has the column; the configured one is untouched.
+    assert_eq!(
+        scratch.rows(
+            "SELECT count(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'flag'"
+        ),
+        [[Some("1".to_owned())]]
+    );
+    assert!(source.history().is_empty());
+}
