@@ -47,9 +47,9 @@ pub(crate) struct Backfill {
     /// of its time for the application, whatever the hardware, where a
     /// fixed rate would be too slow on a large server and too fast on a
     /// small one. 3.0 by default: under pgbench on 2 cores, 1.0 and 2.0
-    /// left the application's p99 45-140 % over its baseline through a
-    /// 5M-row backfill, 3.0 15-30 %, still backfilling at 3.8x pgroll's
-    /// published rate (docs/BENCHMARKS.md).
+    /// left the application's p99 45-107 % over its baseline through a
+    /// 5M-row backfill, 3.0 12-30 % (median 15 % of 5 runs), still
+    /// backfilling at 4x pgroll's published rate (docs/BENCHMARKS.md).
     #[serde(default = "default_nice_ratio")]
     pub(crate) nice_ratio: f64,
     #[serde(default = "default_max_lag")]
