@@ -403,6 +403,14 @@ impl Engine {
         self.settle_types(plan).await
     }
 
+    /// [`plan`](Self::plan), then weighed as `up` weighs it: an
+    /// error-level finding on a table big enough for its lock to hurt
+    /// refuses it here, before anything runs. Read-only.
+    pub async fn plan_weighed(&self, set: &MigrationSet, options: &UpOptions) -> Result<Plan, Error> {
+        let plan = self.plan(set, options).await?;
+        self.weigh(plan).await
+    }
+
     /// Settles the type changes whose old type lint could not see, from
     /// the catalog: a change that rewrites nothing (a varchar widened) is
     /// no finding; one that rewrites says from what.

@@ -133,10 +133,10 @@ async fn run(
         ..UpOptions::default()
     };
     // What the plan refuses (a failed or modified migration, one out of
-    // order) is refused here, before any load. Lint's refusal of a lock on
-    // a big table is `up`'s own, weighed under its lock: it comes after
-    // the baseline, and ends the rehearsal with nothing applied.
-    let plan = engine.plan(set, &up).await?;
+    // order, lint's refusal of a lock on a table big enough for it to
+    // hurt) is refused here, before any load. `up` weighs the findings
+    // again under its lock, as it always does.
+    let plan = engine.plan_weighed(set, &up).await?;
     if plan.migrations.is_empty() {
         return Err(Error::Usage(format!(
             "nothing to rehearse: {scratch} has every migration applied{}",

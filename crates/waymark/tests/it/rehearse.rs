@@ -252,14 +252,16 @@ fn a_rehearsal_refuses_bad_workloads_databases_and_blocking_locks_with_nothing_a
         .stderr_has("holds 1 table(s) (public.keep_me)");
     assert!(other.history().is_empty());
 
-    // Lint refuses a blocking index on a table it counts as big: the
-    // rehearsal ends with exit 6 and nothing applied to the copy.
+    // Lint refuses a blocking index on a table it counts as big, weighed
+    // on the copy: the rehearsal ends with exit 6 before any load ran, and
+    // nothing applied to the copy.
     let scratch = Scratch::of(&source);
     let refused = self::project("CREATE INDEX accounts_balance ON accounts (balance);\n");
     refused.file("waymark.toml", "[lint]\nsmall_table_rows = 100\n");
     let run = on_the_terminal(&refused, &source, &scratch, &[]).code(6);
     assert!(run.stderr.contains("up refused"), "{}", run.stderr);
     assert!(run.stderr.contains("create-index"), "{}", run.stderr);
+    assert!(!run.stderr.contains("rehearsal on"), "the load started: {}", run.stderr);
     assert_eq!(
         scratch_rows(
             &scratch,
