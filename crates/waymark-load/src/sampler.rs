@@ -10,7 +10,6 @@
 //! between two samples can be missed; one that is seen is measured from
 //! its start to the last sample that saw it.
 //!
-//!
 //! MySQL/MariaDB have no `application_name`, and MariaDB ships with
 //! `performance_schema`, which names metadata lock holders, turned off.
 //! So there the workload's sessions are known by their `CONNECTION_ID()`
@@ -53,6 +52,30 @@ pub struct Wait {
     pub duration: Duration,
     /// Whom it waited behind.
     pub blocker: Blocker,
+}
+
+impl Wait {
+    /// A wait first seen `now`, `waited` long already, by a session of the
+    /// workload named `session` (a client's or the reporter's).
+    fn new(session: &str, query: &str, now: Duration, waited: Duration, blocker: Blocker) -> Wait {
+        Wait {
+            waiter: if session == REPORTER_NAME { "reporter" } else { "client" },
+            query: query.trim().to_owned(),
+            start: now.saturating_sub(waited),
+            duration: waited,
+            blocker,
+        }
+    }
+
+    /// The same wait seen again: it lasted at least `waited`, and a sample
+    /// that saw the executor among its blockers puts it down to the
+    /// migration.
+    fn seen_again(&mut self, waited: Duration, blocker: Blocker) {
+        self.duration = self.duration.max(waited);
+        if matches!(blocker, Blocker::Migration { .. }) && !matches!(self.blocker, Blocker::Migration { .. }) {
+            self.blocker = blocker;
+        }
+    }
 }
 
 /// Whom a wait was behind.
@@ -200,21 +223,10 @@ async fn sample(mut conn: Conn, clock: Arc<Clock>, mut stopped: watch::Receiver<
                 }
             };
             let key = (pid, (started_epoch * 1e6) as i64);
-            let wait = waits.entry(key).or_insert_with(|| Wait {
-                waiter: if application == REPORTER_NAME {
-                    "reporter"
-                } else {
-                    "client"
-                },
-                query: query.trim().to_owned(),
-                start: now.saturating_sub(waited),
-                duration: waited,
-                blocker: blocker.clone(),
-            });
-            wait.duration = wait.duration.max(waited);
-            if matches!(blocker, Blocker::Migration { .. }) && !matches!(wait.blocker, Blocker::Migration { .. }) {
-                wait.blocker = blocker;
-            }
+            waits
+                .entry(key)
+                .or_insert_with(|| Wait::new(&application, &query, now, waited, blocker.clone()))
+                .seen_again(waited, blocker);
         }
     };
     conn.close().await;
@@ -321,21 +333,11 @@ impl MySqlWaits {
             let index = match same {
                 Some(i) => i,
                 None => {
-                    self.waits.push(Wait {
-                        waiter: if name == REPORTER_NAME { "reporter" } else { "client" },
-                        query: query.trim().to_owned(),
-                        start,
-                        duration: waited,
-                        blocker: blocker.clone(),
-                    });
+                    self.waits.push(Wait::new(name, query, now, waited, blocker.clone()));
                     self.waits.len() - 1
                 }
             };
-            let wait = &mut self.waits[index];
-            wait.duration = wait.duration.max(waited);
-            if matches!(blocker, Blocker::Migration { .. }) && !matches!(wait.blocker, Blocker::Migration { .. }) {
-                wait.blocker = blocker;
-            }
+            self.waits[index].seen_again(waited, blocker);
             still.insert(id, index);
         }
         self.ongoing = still;

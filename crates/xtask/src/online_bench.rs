@@ -176,25 +176,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // `--only TEXT` keeps the baseline and the ways whose names hold TEXT,
     // to look again at one way without the half hour the rest take; such a
     // partial table is not written to BENCHMARKS.md.
-    let (only, args) = match args.iter().position(|a| a == "--only") {
-        Some(i) => {
-            let text = args.get(i + 1).context("--only TEXT")?.clone();
-            let rest: Vec<String> = args[..i].iter().chain(&args[i + 2..]).cloned().collect();
-            (Some(text), rest)
-        }
-        None => (None, args.to_vec()),
-    };
+    let (only, args) = take(args, "--only", "TEXT")?;
     // `--backfill "nice_ratio = 2.0"` gives the expand/contract way's
     // backfill other settings than the defaults the table is about; such a
     // run is not written to BENCHMARKS.md either.
-    let (backfill, args) = match args.iter().position(|a| a == "--backfill") {
-        Some(i) => {
-            let text = args.get(i + 1).context("--backfill TOML")?.clone();
-            let rest: Vec<String> = args[..i].iter().chain(&args[i + 2..]).cloned().collect();
-            (Some(text), rest)
-        }
-        None => (None, args),
-    };
+    let (backfill, args) = take(&args, "--backfill", "TOML")?;
     let bench = PgBench::parse("bench-online", &args, 1)?;
     if (only.is_some() || backfill.is_some()) && bench.write {
         bail!("--only and --backfill measure what the table is not about: they do not --write");
@@ -318,6 +304,18 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         write_section(BEGIN, END, &out)?;
     }
     Ok(())
+}
+
+/// `flag VALUE` taken out of `args`, if there: its value and the rest.
+fn take(args: &[String], flag: &str, value: &str) -> anyhow::Result<(Option<String>, Vec<String>)> {
+    Ok(match args.iter().position(|a| a == flag) {
+        Some(i) => {
+            let text = args.get(i + 1).with_context(|| format!("{flag} {value}"))?.clone();
+            let rest = args[..i].iter().chain(&args[i + 2..]).cloned().collect();
+            (Some(text), rest)
+        }
+        None => (None, args.to_vec()),
+    })
 }
 
 fn measure(bench: &PgBench, waymark: &Path, work: &Path, name: &'static str, way: &Way) -> anyhow::Result<Measured> {
