@@ -264,6 +264,7 @@ pub struct Engine {
     db: Database,
     steps: Arc<Steps>,
     progress: Option<Progress>,
+    statements: Option<OnStatement>,
     /// What `up` does about dropped data.
     preimages: PreimageMode,
     locks: LockPolicy,
@@ -285,6 +286,31 @@ impl std::fmt::Debug for Engine {
 /// and the total, when the step knows it.
 pub type Progress = Arc<dyn Fn(&str, u64, Option<u64>) + Send + Sync>;
 
+/// Receives each statement a step ran, once it ended.
+pub type OnStatement = Arc<dyn Fn(&StatementRun<'_>) + Send + Sync>;
+
+/// One statement a step ran, as the executor saw it.
+#[derive(Debug)]
+pub struct StatementRun<'a> {
+    /// The migration's label.
+    pub migration: &'a str,
+    /// The statement as the step sent it.
+    pub sql: &'a str,
+    /// When it was sent (the first time, where a lock wait had it tried
+    /// again).
+    pub started: std::time::Instant,
+    /// Until it ended, its retries included.
+    pub duration: Duration,
+    /// What the database said, if it failed.
+    pub error: Option<String>,
+    /// Whether it ran inside a transaction, which holds its locks until
+    /// the end; outside one they ended with it.
+    pub in_transaction: bool,
+    /// The relation locks it took that its transaction did not hold
+    /// before (PostgreSQL, inside a transaction; empty elsewhere).
+    pub locks: &'a [waymark_db::TracedLock],
+}
+
 impl Engine {
     /// Connects and prepares the step host.
     pub async fn connect(options: &EngineOptions) -> Result<Self, Error> {
@@ -300,6 +326,7 @@ impl Engine {
             db,
             steps,
             progress: None,
+            statements: None,
             preimages: options.preimages,
             locks: options.locks.clone(),
             on_lock_retry: None,
@@ -311,6 +338,13 @@ impl Engine {
     /// Sends steps' progress reports to `progress`.
     pub fn on_progress(&mut self, progress: Progress) {
         self.progress = Some(progress);
+    }
+
+    /// Tells `tell` of each statement a step runs, with the locks it took
+    /// (which costs a look at `pg_locks` before and after each statement
+    /// inside a transaction).
+    pub fn on_statement(&mut self, tell: OnStatement) {
+        self.statements = Some(tell);
     }
 
     /// Tells `tell` of each lock wait that timed out and is tried again.
@@ -365,6 +399,7 @@ impl Engine {
     fn executor(&self) -> Executor<'_> {
         Executor::new(&self.db, &self.steps, self.db.url())
             .with_progress(self.progress.clone())
+            .with_statements(self.statements.clone())
             .with_locks(self.locks.clone(), self.on_lock_retry.clone())
     }
 

@@ -26,8 +26,8 @@ mod steps;
 mod version;
 
 pub use engine::{
-    Applied, DownTarget, Engine, EngineOptions, Event, PreimageMode, PreimageNote, Progress, RepairAction,
-    RepairOptions, SMALL_TABLE_ROWS, UpOptions, VerifyReport, lint,
+    Applied, DownTarget, Engine, EngineOptions, Event, OnStatement, PreimageMode, PreimageNote, Progress, RepairAction,
+    RepairOptions, SMALL_TABLE_ROWS, StatementRun, UpOptions, VerifyReport, lint,
 };
 pub use error::{Error, MigrationFailure, SourceError};
 pub use execute::{

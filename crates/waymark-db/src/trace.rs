@@ -66,6 +66,41 @@ const LOCKS: &str = "SELECT l.relation::int8, l.mode::text FROM pg_locks l \
      WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND l.database = \
      (SELECT oid FROM pg_database WHERE datname = current_database())";
 
+/// The relation locks this session holds, named: what a statement in a
+/// transaction took shows as the difference before and after it.
+const HELD: &str = "SELECT l.mode::text, l.relation::regclass::text, coalesce(c.relkind::text, '') FROM pg_locks l \
+     LEFT JOIN pg_class c ON c.oid = l.relation \
+     WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND l.database = \
+     (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND l.relation NOT IN (SELECT oid FROM pg_class WHERE relnamespace = 'pg_catalog'::regnamespace)";
+
+impl Conn {
+    /// The relation locks this session holds (PostgreSQL; none elsewhere,
+    /// where no catalog shows them without `performance_schema`). A
+    /// relation dropped in the transaction is named by its oid.
+    pub async fn held_locks(&mut self) -> Result<Vec<TracedLock>, DbError> {
+        if self.dialect() != Dialect::Postgres {
+            return Ok(Vec::new());
+        }
+        let rows = self.query_rows(HELD, &[], crate::dump::MANY).await?;
+        let mut locks: Vec<TracedLock> = rows
+            .rows
+            .into_iter()
+            .filter_map(|r| match r.as_slice() {
+                [Value::Text(mode), Value::Text(relation), Value::Text(kind)] => Some(TracedLock {
+                    mode: mode_name(mode),
+                    relation: relation.clone(),
+                    kind: kind_name(kind),
+                }),
+                _ => None,
+            })
+            .collect();
+        locks.sort();
+        locks.dedup();
+        Ok(locks)
+    }
+}
+
 impl Database {
     /// Begins a trace (PostgreSQL only). Its statements wait at most
     /// `lock_wait` for a lock, whatever the session's setting; with

@@ -53,6 +53,11 @@ impl Clock {
         self.start.elapsed()
     }
 
+    /// When it started.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
     /// The instant of an offset from the start.
     pub(crate) fn at(&self, offset: Duration) -> Instant {
         self.start + offset

@@ -168,8 +168,13 @@ pub(crate) struct RehearseArgs {
     /// First fill the scratch database as a copy of this database of the
     /// same PostgreSQL server (CREATE DATABASE ... TEMPLATE, which needs
     /// nobody else connected to it); the scratch database must not exist.
-    #[arg(long, value_name = "DATABASE")]
+    #[arg(long, value_name = "DATABASE", conflicts_with = "from_backup")]
     pub(crate) template: Option<String>,
+    /// First fill the scratch database from this backup set, verified
+    /// before a row is written and every row read back after, as `backup
+    /// restore` does; the scratch database must exist and be empty.
+    #[arg(long, value_name = "DIR", conflicts_with = "scratch_may_hold_data")]
+    pub(crate) from_backup: Option<PathBuf>,
     /// Rehearse on a scratch database that already holds tables (a copy
     /// you restored yourself), without --template.
     #[arg(long)]
@@ -224,6 +229,10 @@ pub(crate) struct RehearseArgs {
     /// Rehearse only the migrations up to and including this version.
     #[arg(long)]
     pub(crate) to: Option<String>,
+    /// Also write the report as one self-contained HTML file: latency over
+    /// time with each migration statement marked, and the tables.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
 }
 
 /// A percentage, or `off` (infinite: never exceeded).

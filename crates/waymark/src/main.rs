@@ -10,6 +10,7 @@ mod config;
 mod json;
 mod output;
 mod rehearse;
+mod report;
 mod sarif;
 
 use std::io::IsTerminal;
@@ -304,16 +305,7 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
             Ok(0)
         }
         BackupCommand::Restore { dir, to } => {
-            let target = ConnectOptions {
-                url: to.clone(),
-                init_sql: settings.init_sql.clone(),
-                history: HistoryTable {
-                    name: settings.history_table.clone(),
-                    schema: settings.history_schema.clone(),
-                },
-                lock_timeout: settings.lock_timeout,
-                lock_wait: None,
-            };
+            let target = connect_options(settings, to);
             let mut progress = out.backup_progress();
             let report = waymark_backup::restore_to(dir, &target, &mut *progress).await?;
             out.backup_restored(&report, &redact(to));
@@ -323,8 +315,9 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
     }
 }
 
-async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
-    let connect = |url: &str| ConnectOptions {
+/// How waymark connects to `url` for a backup's restore or a cutover.
+fn connect_options(settings: &Settings, url: &str) -> ConnectOptions {
+    ConnectOptions {
         url: url.to_owned(),
         init_sql: settings.init_sql.clone(),
         history: HistoryTable {
@@ -333,7 +326,11 @@ async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) ->
         },
         lock_timeout: settings.lock_timeout,
         lock_wait: None,
-    };
+    }
+}
+
+async fn cutover(command: &CutoverCommand, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
+    let connect = |url: &str| connect_options(settings, url);
     match command {
         CutoverCommand::Verify {
             source,

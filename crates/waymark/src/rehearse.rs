@@ -8,16 +8,18 @@
 //! task, as `up` runs them. The executor's events enter the phases on the
 //! load's clock, so a phase's edges are the migration's own.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use waymark_core::{Error, Event, MigrationSet, UpOptions, redact};
 use waymark_load::{Blocker, Clock, Load, LoadOptions, PhaseKind, Recording, Script, Waits};
 
 use crate::cli::RehearseArgs;
 use crate::config::Settings;
 use crate::json::{
-    CheckJson, ErrorBody, ErrorJson, LatencyJson, PhaseJson, Rehearsed, RehearsedMigration, WaitJson, WindowJson,
+    CheckJson, ErrorBody, ErrorJson, LatencyJson, PhaseJson, Rehearsed, RehearsedMigration, RehearsedStatement,
+    WaitJson, WindowJson,
 };
 use crate::output::Output;
 
@@ -97,27 +99,85 @@ pub(crate) async fn rehearse(
         waymark_load::create_from_template(&args.scratch, template).await?;
         out.note(&format!("rehearsal: {scratch} created as a copy of \"{template}\""));
     } else if !args.scratch_may_hold_data {
+        // A restore needs an empty database too: said here in the
+        // rehearsal's words, before the restore says it in its own.
         let (count, some) = waymark_load::tables(&args.scratch).await?;
         if count > 0 {
-            return Err(Error::Usage(format!(
-                "--scratch {scratch} holds {count} table(s) ({}{}): a rehearsal may change them; say \
-                 --scratch-may-hold-data if it is a copy made for this, or fill a new database with --template",
+            let some = format!(
+                "{}{}",
                 some.join(", "),
                 if count > some.len() as u64 { ", ..." } else { "" }
-            ))
+            );
+            return Err(Error::Usage(match args.from_backup {
+                Some(_) => format!(
+                    "--scratch {scratch} holds {count} table(s) ({some}): --from-backup restores only into an \
+                     empty database, and a rehearsal never replaces one"
+                ),
+                None => format!(
+                    "--scratch {scratch} holds {count} table(s) ({some}): a rehearsal may change them; say \
+                     --scratch-may-hold-data if it is a copy made for this, or fill a new database with \
+                     --template or --from-backup"
+                ),
+            })
             .into());
         }
     }
-    let engine = crate::connect(&Settings {
+    if let Some(dir) = &args.from_backup {
+        let mut progress = out.backup_progress();
+        let restored =
+            waymark_backup::restore_to(dir, &crate::connect_options(settings, &args.scratch), &mut *progress)
+                .await
+                .with_context(|| {
+                    format!(
+                        "--from-backup {} (the scratch database {scratch} is left as the restore left it)",
+                        dir.display()
+                    )
+                })?;
+        drop(progress);
+        out.note(&format!(
+            "rehearsal: {scratch} restored from backup {} ({} table(s), {} row(s), each read back and checked)",
+            restored.id, restored.tables, restored.rows
+        ));
+    }
+    let mut engine = crate::connect(&Settings {
         database_url: args.scratch.clone(),
         ..settings.clone()
     })
     .await?;
-    let result = run(args, &engine, set, out, scripts, reporter, to).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let tell = seen.clone();
+    engine.on_statement(Arc::new(move |s: &waymark_core::StatementRun<'_>| {
+        tell.lock().unwrap_or_else(|e| e.into_inner()).push(Statement {
+            migration: s.migration.to_owned(),
+            sql: one_line(s.sql, 300),
+            started: s.started,
+            duration: s.duration,
+            error: s.error.clone(),
+            in_transaction: s.in_transaction,
+            locks: s
+                .locks
+                .iter()
+                .map(|l| format!("{} on {} ({})", l.mode, l.relation, l.kind))
+                .collect(),
+        });
+    }));
+    let result = run(args, &engine, set, out, scripts, reporter, to, &seen).await;
     engine.close().await;
     result
 }
 
+/// A statement the executor ran, as it told of it.
+struct Statement {
+    migration: String,
+    sql: String,
+    started: Instant,
+    duration: Duration,
+    error: Option<String>,
+    in_transaction: bool,
+    locks: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run(
     args: &RehearseArgs,
     engine: &waymark_core::Engine,
@@ -126,6 +186,7 @@ async fn run(
     scripts: Vec<Script>,
     reporter: Option<(Script, Duration)>,
     to: Option<waymark_core::Version>,
+    seen: &Mutex<Vec<Statement>>,
 ) -> anyhow::Result<u8> {
     let scratch = redact(&args.scratch);
     let up = UpOptions {
@@ -223,8 +284,13 @@ async fn run(
         // nothing was rehearsed.
         Err(e) => return Err(e.into()),
     };
-    let report = report(args, &scratch, &recording, &applied, failure);
+    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
+    let report = report(args, &scratch, &recording, &clock, &applied, &seen, failure);
     let passed = report.failure.is_none() && report.verdict.iter().all(|c| c.passed);
+    if let Some(path) = &args.report {
+        std::fs::write(path, crate::report::html(&report, passed))
+            .map_err(|e| Error::Usage(format!("--report {}: {e}", path.display())))?;
+    }
     out.rehearsal(&report, passed);
     Ok(if report.failure.is_some() {
         crate::exit::FAILED
@@ -263,7 +329,9 @@ fn report(
     args: &RehearseArgs,
     scratch: &str,
     recording: &Recording,
+    clock: &Clock,
     applied: &[waymark_core::Applied],
+    seen: &[Statement],
     failure: Option<ErrorBody>,
 ) -> Rehearsed {
     let phases: Vec<PhaseJson> = recording
@@ -408,6 +476,7 @@ fn report(
             passed: longest.is_none_or(|w| w.duration <= args.max_lock_wait),
         });
     }
+    let statements = statements(seen, clock, &phases);
     Rehearsed {
         scratch: scratch.to_owned(),
         clients: args.clients,
@@ -423,6 +492,7 @@ fn report(
                 duration_ms: ms(a.duration),
             })
             .collect(),
+        statements,
         failure,
         verdict,
         timeline: recording
@@ -438,6 +508,34 @@ fn report(
             })
             .collect(),
     }
+}
+
+/// Each statement on the load's clock, with the workload's waits behind
+/// it: a wait is the statement's when the sampler saw the executor
+/// running (or last to run) that text, in that migration's phase.
+fn statements(seen: &[Statement], clock: &Clock, phases: &[PhaseJson]) -> Vec<RehearsedStatement> {
+    let same = |a: &str, b: &str| one_line(a, 200) == one_line(b, 200);
+    seen.iter()
+        .map(|s| {
+            let waits: Vec<&WaitJson> = phases
+                .iter()
+                .filter(|p| p.name == s.migration)
+                .flat_map(|p| &p.lock_waits)
+                .filter(|w| w.blocker == "migration" && w.statement.as_deref().is_some_and(|t| same(t, &s.sql)))
+                .collect();
+            RehearsedStatement {
+                migration: s.migration.clone(),
+                sql: s.sql.clone(),
+                start_ms: ms(s.started.saturating_duration_since(clock.started())),
+                duration_ms: ms(s.duration),
+                in_transaction: s.in_transaction,
+                locks: s.locks.clone(),
+                error: s.error.clone(),
+                waits: waits.len() as u64,
+                longest_wait_ms: waits.iter().map(|w| w.duration_ms).reduce(f64::max),
+            }
+        })
+        .collect()
 }
 
 /// `text` on one line, cut to `max` characters.

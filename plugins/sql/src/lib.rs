@@ -81,7 +81,8 @@ fn run(input: &str) -> Result<(), StepError> {
     // Inside a transaction, send the whole file in one round trip, as a
     // database client would. If it fails, the host's savepoint has undone
     // all of it, and running the statements one by one finds the failing
-    // one, so the error can name its line.
+    // one, so the error can name its line. (A host that times each
+    // statement, as a rehearsal does, refuses the script to get here.)
     if statements.len() > 1 && database::in_transaction() {
         let script: Vec<&str> = statements.iter().map(|s| s.text).collect();
         // Each delimiter on a line of its own: a statement may end in a

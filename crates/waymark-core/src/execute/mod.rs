@@ -33,7 +33,9 @@ pub use self::locks::{LockPolicy, LockRetry, OnLockRetry, Retried};
 use self::session::{Batches, Preimages, StepReport, StepSession, to_put_back};
 pub(crate) use self::trace::trace;
 pub use self::trace::{SeenLock, Trace, TraceStop, TracedMigration, TracedStatement};
-use crate::engine::{Applied, Event, PreimageMode, Progress, batched, config_of, host_dialect, run_name, script_for};
+use crate::engine::{
+    Applied, Event, OnStatement, PreimageMode, Progress, batched, config_of, host_dialect, run_name, script_for,
+};
 use crate::error::Error;
 use crate::plan::{Plan, Strategy};
 use crate::source::{Migration, OpsPhase, Step, Transaction};
@@ -73,6 +75,7 @@ pub struct Executor<'a> {
     /// name a fleet gives it.
     target: &'a str,
     progress: Option<Progress>,
+    statements: Option<OnStatement>,
     /// The backup taken before the plan ran, recorded with each migration
     /// applied.
     backup_id: Option<String>,
@@ -95,6 +98,7 @@ impl<'a> Executor<'a> {
             steps,
             target,
             progress: None,
+            statements: None,
             backup_id: None,
             locks: LockPolicy::default(),
             on_lock_retry: None,
@@ -111,6 +115,12 @@ impl<'a> Executor<'a> {
     /// Sends steps' progress reports to `progress`.
     pub fn with_progress(mut self, progress: Option<Progress>) -> Self {
         self.progress = progress;
+        self
+    }
+
+    /// Tells `tell` of each statement a step runs.
+    pub fn with_statements(mut self, tell: Option<OnStatement>) -> Self {
+        self.statements = tell;
         self
     }
 
@@ -709,6 +719,8 @@ impl<'a> Executor<'a> {
             }),
             dry_run,
             progress: self.progress.clone(),
+            statements: self.statements.clone(),
+            whole_scripts: self.statements.is_none() || !matches!(m.step, Step::Sql),
             label: m.label(),
             statement_timeout: None,
             restore: None,

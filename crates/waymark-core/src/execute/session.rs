@@ -10,7 +10,7 @@ use waymark_host::{CallError, DatabaseError, Rows, StepEnv, StepFailure, StepFut
 
 use super::RetryTeller;
 use super::locks::{Attempts, LockPolicy, LockWait, Retried, Watch, watched};
-use crate::engine::{PreimageNote, Progress};
+use crate::engine::{OnStatement, PreimageNote, Progress, StatementRun};
 use crate::error::Error;
 use crate::source::{Access, Migration};
 use crate::sql::{self, drops, permission};
@@ -39,6 +39,14 @@ pub(super) struct StepSession {
     /// A dry run: one transaction, rolled back, that nothing may commit.
     pub(super) dry_run: bool,
     pub(super) progress: Option<Progress>,
+    /// Told of each statement run, with the locks it took.
+    pub(super) statements: Option<OnStatement>,
+    /// Whether a whole script may go in one call. The built-in SQL step
+    /// sends its file as one script, falling back to one statement at a
+    /// time if the script fails (having run nothing); a listener that
+    /// wants each statement's time and locks gets them by refusing the
+    /// script, which sends the step down that path.
+    pub(super) whole_scripts: bool,
     pub(super) label: String,
     /// How long one statement of a component step may run: epochs cannot
     /// interrupt a host call, so the database must.
@@ -282,6 +290,55 @@ impl StepSession {
     /// and holds nothing (outside a transaction) it is tried again after
     /// its blockers' end or a pause, within the lock policy's budget.
     async fn attempt(&mut self, op: Op<'_>) -> Result<Done, CallError> {
+        let Some(tell) = self.statements.clone() else {
+            return self.attempt_unwatched(op).await;
+        };
+        let in_transaction = self.in_transaction();
+        let before = match in_transaction {
+            true => self.held_locks().await,
+            false => None,
+        };
+        let started = std::time::Instant::now();
+        let result = self.attempt_unwatched(op).await;
+        let duration = started.elapsed();
+        // After a failure the transaction is aborted (PostgreSQL): nothing
+        // more can be asked of it.
+        let locks = match (&before, &result) {
+            (Some(before), Ok(_)) => self
+                .held_locks()
+                .await
+                .map(|after| after.into_iter().filter(|l| !before.contains(l)).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        tell(&StatementRun {
+            migration: &self.label,
+            sql: op.sql(),
+            started,
+            duration,
+            error: result.as_ref().err().map(|e| match e {
+                CallError::Database(e) => e.message.clone(),
+                CallError::Denied(message) => message.clone(),
+            }),
+            in_transaction,
+            locks: &locks,
+        });
+        result
+    }
+
+    /// The relation locks the session's transaction holds, where they can
+    /// be seen; a failure to look is no failure of the step's.
+    async fn held_locks(&mut self) -> Option<Vec<waymark_db::TracedLock>> {
+        match self.conn.as_mut()?.held_locks().await {
+            Ok(locks) => Some(locks),
+            Err(e) => {
+                tracing::debug!("reading the session's locks: {e}");
+                None
+            }
+        }
+    }
+
+    async fn attempt_unwatched(&mut self, op: Op<'_>) -> Result<Done, CallError> {
         // `CREATE INDEX CONCURRENTLY` (and its kin) waits for every older
         // transaction to end, which blocks no application query; cut short
         // by the lock timeout it would leave an invalid index behind. It
@@ -495,6 +552,13 @@ impl StepEnv for StepSession {
     fn execute_script<'a>(&'a mut self, sql: &'a str) -> StepFuture<'a, Result<u64, CallError>> {
         Box::pin(async move {
             self.check(sql)?;
+            if !self.whole_scripts {
+                return Err(CallError::Database(DatabaseError {
+                    code: None,
+                    message: "each statement is watched: send them one at a time".to_owned(),
+                    position: None,
+                }));
+            }
             let mark = self.notes.len();
             let put_back = self.before(sql, true).await?;
             let result = self.attempt(Op::Script(sql)).await;

@@ -26,7 +26,8 @@ pub(crate) use migrations::{
 };
 pub(crate) use plugin::{Described, Inspected, PluginTested, TestStage};
 pub(crate) use rehearse::{
-    CheckJson, ErrorJson, LatencyJson, PhaseJson, Rehearsed, RehearsedMigration, WaitJson, WindowJson,
+    CheckJson, ErrorJson, LatencyJson, PhaseJson, Rehearsed, RehearsedMigration, RehearsedStatement, WaitJson,
+    WindowJson,
 };
 
 /// A command's reply: `ok` and the command's own fields beside it.

@@ -25,6 +25,8 @@ pub(crate) struct Rehearsed {
     pub(crate) lock_waits_not_sampled: Option<String>,
     /// The migrations applied, in order.
     pub(crate) migrations: Vec<RehearsedMigration>,
+    /// Each statement the migrations' steps ran, in order.
+    pub(crate) statements: Vec<RehearsedStatement>,
     /// The migration that failed, if one did.
     pub(crate) failure: Option<ErrorBody>,
     /// Each threshold checked.
@@ -113,6 +115,33 @@ pub(crate) struct RehearsedMigration {
     pub(crate) name: String,
     /// How long it took, in milliseconds.
     pub(crate) duration_ms: f64,
+}
+
+/// One statement a migration's step ran.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct RehearsedStatement {
+    /// The migration's label.
+    pub(crate) migration: String,
+    /// The statement, on one line (cut at 300 characters).
+    pub(crate) sql: String,
+    /// When it was sent, in milliseconds from the start of the load.
+    pub(crate) start_ms: f64,
+    /// How long it ran, its lock waits and retries included, in
+    /// milliseconds.
+    pub(crate) duration_ms: f64,
+    /// Whether it ran in a transaction, which held its locks until the
+    /// migration's commit; outside one they ended with the statement.
+    pub(crate) in_transaction: bool,
+    /// The relation locks it took that its transaction did not hold
+    /// before: `ACCESS EXCLUSIVE on accounts (table)` (PostgreSQL, in a
+    /// transaction; empty elsewhere).
+    pub(crate) locks: Vec<String>,
+    /// What the database said, if it failed.
+    pub(crate) error: Option<String>,
+    /// Workload lock waits seen behind it.
+    pub(crate) waits: u64,
+    /// The longest of them, in milliseconds.
+    pub(crate) longest_wait_ms: Option<f64>,
 }
 
 /// One threshold.

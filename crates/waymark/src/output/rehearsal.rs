@@ -80,6 +80,7 @@ impl Output {
                 );
             }
         }
+        statements(r);
         if let Some(why) = &r.lock_waits_not_sampled {
             outln!("lock waits: not measured: {why}");
         }
@@ -97,5 +98,59 @@ impl Output {
                 c.limit
             );
         }
+    }
+}
+
+/// Lines shown of the statements that mattered; all are in `--json` and
+/// `--report`.
+const STATEMENTS_SHOWN: usize = 10;
+
+/// Modes that stop the application's writes (or more) while held.
+const BLOCKING: [&str; 4] = [
+    "SHARE on",
+    "SHARE ROW EXCLUSIVE on",
+    "EXCLUSIVE on",
+    "ACCESS EXCLUSIVE on",
+];
+
+/// The statements that mattered: slow, failed, or holding a lock that
+/// stops writes until their migration commits (the waits behind them are
+/// on the lines above).
+fn statements(r: &Rehearsed) {
+    let notable: Vec<&json::RehearsedStatement> = r
+        .statements
+        .iter()
+        .filter(|s| {
+            s.duration_ms >= 100.0
+                || s.error.is_some()
+                || s.locks.iter().any(|l| BLOCKING.iter().any(|b| l.starts_with(b)))
+        })
+        .collect();
+    for s in notable.iter().take(STATEMENTS_SHOWN) {
+        let mut line = format!(
+            "{}: \"{}\" {}",
+            s.migration,
+            one_line(&s.sql, 80),
+            cell(Some(s.duration_ms))
+        );
+        let blocking: Vec<&str> = s
+            .locks
+            .iter()
+            .filter(|l| BLOCKING.iter().any(|b| l.starts_with(b)))
+            .map(String::as_str)
+            .collect();
+        if !blocking.is_empty() {
+            line.push_str(&format!(", took {}", blocking.join(", ")));
+        }
+        if s.error.is_some() {
+            line.push_str(", failed");
+        }
+        outln!("{line}");
+    }
+    if notable.len() > STATEMENTS_SHOWN {
+        outln!(
+            "... and {} more statement(s) that were slow or locked: --json or --report lists them all",
+            notable.len() - STATEMENTS_SHOWN
+        );
     }
 }
