@@ -17,6 +17,7 @@ mod run;
 mod sampler;
 mod scratch;
 mod script;
+mod timer;
 
 pub use clock::{Clock, Phase, PhaseKind};
 pub use conn::{CLIENT_NAME, REPORTER_NAME};

@@ -9,7 +9,9 @@
 //! its latency from its scheduled start, not from when the client got to
 //! it. A client held up behind a lock then shows the wait in every
 //! transaction it owes, instead of quietly sending fewer (coordinated
-//! omission). A client that was idle counts from when its timer woke it.
+//! omission). A client that was idle counts from its schedule too, as
+//! pgbench does: its own timer (`timer.rs`) wakes it within tens of
+//! microseconds of it, where tokio's would be up to a millisecond late.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use crate::random::Random;
 use crate::record::{Recording, Sample};
 use crate::sampler::{Sampler, Sessions};
 use crate::script::{Script, Sql, Vars};
+use crate::timer::Timer;
 
 /// What to run, and how hard.
 #[derive(Debug, Clone)]
@@ -87,6 +90,8 @@ impl Load {
         };
         let sampler = Sampler::start(&options.url, clock.clone(), sessions.clone()).await?;
         let (stop, stopped) = watch::channel(false);
+        // Its thread ends with the last client.
+        let timer = Timer::start();
         let scripts: Arc<[Script]> = options.scripts.clone().into();
         // Each client's mean gap between scheduled starts.
         let gap = options.rate.map(|r| f64::from(options.clients) / r);
@@ -99,6 +104,7 @@ impl Load {
                     name: CLIENT_NAME,
                     sessions: sessions.clone(),
                     clock: clock.clone(),
+                    timer: timer.clone(),
                     stopped: stopped.clone(),
                     vars: Vars::new(options.scale, i as i64, options.seed as i64),
                     random: Random::seeded(options.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
@@ -113,6 +119,7 @@ impl Load {
                     name: REPORTER_NAME,
                     sessions: sessions.clone(),
                     clock: clock.clone(),
+                    timer: timer.clone(),
                     stopped,
                     vars: Vars::new(options.scale, i64::from(options.clients), options.seed as i64),
                     random: Random::seeded(!options.seed),
@@ -155,10 +162,8 @@ enum Wake {
     /// (held up behind a lock, say), and the transaction's latency counts
     /// from its schedule, wait included.
     Late,
-    /// It slept and woke at this offset. The timer wakes up to a
-    /// millisecond after the schedule; that lag is the generator's, not
-    /// the database's, and the latency counts from the waking.
-    Woken(Duration),
+    /// It slept until the schedule.
+    Woken,
 }
 
 /// A workload connection, registered with `sessions` on MySQL/MariaDB.
@@ -182,6 +187,7 @@ struct Client {
     name: &'static str,
     sessions: Arc<Sessions>,
     clock: Arc<Clock>,
+    timer: Timer,
     stopped: watch::Receiver<bool>,
     vars: Vars,
     random: Random,
@@ -201,8 +207,7 @@ impl Client {
                     scheduled += Duration::from_secs_f64(-u.ln() * gap);
                     match self.wait_until(scheduled).await {
                         Wake::Stopped => break,
-                        Wake::Late => scheduled,
-                        Wake::Woken(at) => at,
+                        Wake::Late | Wake::Woken => scheduled,
                     }
                 }
                 None => {
@@ -238,8 +243,7 @@ impl Client {
             scheduled += every;
             let start = match self.wait_until(scheduled).await {
                 Wake::Stopped => break,
-                Wake::Late => scheduled,
-                Wake::Woken(at) => at,
+                Wake::Late | Wake::Woken => scheduled,
             };
             samples.push(self.transaction(&mut conn, &script, start).await);
         }
@@ -257,10 +261,9 @@ impl Client {
         if self.clock.elapsed() >= offset {
             return Wake::Late;
         }
-        let at = tokio::time::Instant::from_std(self.clock.at(offset));
         tokio::select! {
-            () = tokio::time::sleep_until(at) => {
-                if *self.stopped.borrow() { Wake::Stopped } else { Wake::Woken(self.clock.elapsed()) }
+            () = self.timer.sleep_until(self.clock.at(offset)) => {
+                if *self.stopped.borrow() { Wake::Stopped } else { Wake::Woken }
             }
             _ = self.stopped.changed() => Wake::Stopped,
         }

@@ -88,8 +88,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     ];
     for run in 0..bench.runs {
         for (i, rate) in [(0, None), (2, Some(settings.rate))] {
+            // Each run starts after a checkpoint: the WAL of the run before
+            // would otherwise end in one mid-run, a stall of a few hundred
+            // milliseconds that lands on whichever tool is running and
+            // decides its p99.
+            bench.psql("CHECKPOINT")?;
             eprintln!("run {} of {}, {}: pgbench", run + 1, bench.runs, results[i].0);
             results[i].2.push(pgbench(&url, &script, &settings, rate, work.path())?);
+            bench.psql("CHECKPOINT")?;
             eprintln!("run {} of {}, {}: waymark-load", run + 1, bench.runs, results[i].0);
             results[i + 1]
                 .2
@@ -224,7 +230,7 @@ fn render(bench: &PgBench, s: &Settings, results: &[(&str, &str, Vec<Measured>)]
         "{BEGIN}\n### The rehearsal's load generator against pgbench\n\n\
          `cargo xtask bench-load --runs {}` on {}, {}: pgbench's TPC-B-like transaction as a script file, \
          read by both tools; pgbench scale {}, {} clients (pgbench `-j 2`, waymark-load on a 2-thread runtime), \
-         {} s per run, the tools alternating; medians of {} runs. pgbench's figures come from its \
+         {} s per run, each after a `CHECKPOINT`, the tools alternating; medians of {} runs. pgbench's figures come from its \
          per-transaction log (`-l`), its tps from its own summary; at a fixed rate (`-R {}`) both count latency \
          from the scheduled start. Release build.\n\n\
          | way | tool | transactions | failed | tps | p50 ms | p99 ms |\n|---|---|---:|---:|---:|---:|---:|\n",
