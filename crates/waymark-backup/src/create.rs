@@ -565,6 +565,7 @@ mod tests {
             history: Default::default(),
             lock_timeout: Duration::from_secs(5),
             lock_wait: None,
+            connect_timeout: None,
         })
         .await
         .unwrap();

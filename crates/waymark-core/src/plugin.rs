@@ -196,6 +196,7 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
         history: history.clone(),
         lock_timeout: std::time::Duration::from_secs(10),
         lock_wait: None,
+        connect_timeout: None,
     };
     if let Some(setup) = &options.setup {
         let sql = std::fs::read_to_string(setup).map_err(|e| Error::Usage(format!("{}: {e}", setup.display())))?;

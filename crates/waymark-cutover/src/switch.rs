@@ -597,5 +597,6 @@ pub(crate) fn connect_options(url: &str) -> ConnectOptions {
         history: Default::default(),
         lock_timeout: Duration::from_secs(10),
         lock_wait: None,
+        connect_timeout: None,
     }
 }

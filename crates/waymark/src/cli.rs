@@ -153,10 +153,47 @@ pub(crate) enum Command {
     /// Move to another server with a way back (PostgreSQL).
     #[command(subcommand)]
     Cutover(CutoverCommand),
+    /// Roll the migrations out to a fleet of databases, wave by wave, as a
+    /// fleet file describes (docs/guide/fleet.md).
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Rehearse the pending migrations on a scratch database under a
     /// workload: a baseline, each migration, and after, with latency,
     /// errors and lock waits per phase and a verdict (exit 7 when it fails).
     Rehearse(RehearseArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FleetCommand {
+    /// Where each target stands: up to date, pending, needing repair (its
+    /// history has a failed, modified, missing or out-of-order migration),
+    /// or unreachable. Exit 3 when any target is not up to date.
+    Status(FleetArgs),
+    /// Apply the pending migrations, wave by wave: up to `parallel` targets
+    /// of a wave at once, then its gate. Halts (exit 1) when a wave has
+    /// more failures than its max_failures or its gate fails, saying what
+    /// was done, what failed and what is left. Run it again to resume.
+    /// Exit 3 when every wave ran but a target failed within its wave's
+    /// budget.
+    Up(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FleetArgs {
+    /// The fleet file.
+    #[arg(long, env = "WAYMARK_FLEET", default_value = "fleet.toml")]
+    pub(crate) fleet: PathBuf,
+    /// Take only the targets of shard i of N (i counts from 0), for N
+    /// runners sharing the fleet: a Kubernetes indexed Job, a CI matrix.
+    #[arg(long, value_name = "i/N")]
+    pub(crate) shard: Option<String>,
+    /// How long to try to reach each target before counting it as
+    /// unreachable.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s")]
+    pub(crate) connect_timeout: Duration,
+    /// How many targets `status` looks at at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub(crate) parallel: usize,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 
 mod cli;
 mod config;
+mod fleet;
 mod json;
 mod output;
 mod rehearse;
@@ -68,7 +69,7 @@ fn main() -> ExitCode {
 /// and digest on both cores.
 fn runtime_for(command: &Command, settings: &Settings) -> std::io::Result<tokio::runtime::Runtime> {
     let parallel = match command {
-        Command::Backup(_) | Command::Cutover(_) | Command::Rehearse(_) => true,
+        Command::Backup(_) | Command::Cutover(_) | Command::Rehearse(_) | Command::Fleet(_) => true,
         Command::Up(args) => args.up.backup || settings.backup_before_up,
         _ => false,
     };
@@ -102,7 +103,7 @@ fn init_tracing(cli: &Cli) {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<ConfigError>().is_some() {
+    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<waymark_fleet::FleetError>().is_some() {
         return exit::USAGE;
     }
     if let Some(e) = e.downcast_ref::<BackupError>() {
@@ -185,6 +186,9 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
     }
     if let Command::Rehearse(args) = &cli.command {
         return rehearse::rehearse(args, settings, &set, out).await;
+    }
+    if let Command::Fleet(command) = &cli.command {
+        return fleet::fleet(command, settings, &set, out).await;
     }
     let mut engine = connect(settings).await?;
     if let Some(progress) = out.step_progress() {
@@ -326,6 +330,7 @@ fn connect_options(settings: &Settings, url: &str) -> ConnectOptions {
         },
         lock_timeout: settings.lock_timeout,
         lock_wait: None,
+        connect_timeout: None,
     }
 }
 
@@ -475,7 +480,14 @@ fn limits(settings: &Settings) -> Limits {
 }
 
 async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
-    let options = EngineOptions {
+    let options = engine_options(settings);
+    tracing::debug!("connecting to {}", redact(&settings.database_url));
+    Ok(Engine::connect(&options).await?)
+}
+
+/// How the engine connects to the configured database and runs its steps.
+fn engine_options(settings: &Settings) -> EngineOptions {
+    EngineOptions {
         connect: ConnectOptions {
             url: settings.database_url.clone(),
             init_sql: settings.init_sql.clone(),
@@ -485,6 +497,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
             },
             lock_timeout: settings.lock_timeout,
             lock_wait: settings.locks.timeout,
+            connect_timeout: None,
         },
         limits: limits(settings),
         cache_dir: None,
@@ -492,9 +505,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
         locks: settings.locks.clone(),
         small_table_rows: settings.small_table_rows,
         severities: settings.severities.clone(),
-    };
-    tracing::debug!("connecting to {}", redact(&settings.database_url));
-    Ok(Engine::connect(&options).await?)
+    }
 }
 
 async fn dispatch(
@@ -645,6 +656,7 @@ async fn dispatch(
         | Command::Plugin(_)
         | Command::Backup(_)
         | Command::Cutover(_)
+        | Command::Fleet(_)
         | Command::Rehearse(_) => {
             unreachable!("handled before connecting")
         }

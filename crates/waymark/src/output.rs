@@ -83,6 +83,7 @@ macro_rules! outln {
     }};
 }
 
+mod fleet;
 mod rehearsal;
 
 pub(crate) struct Output {

@@ -27,8 +27,19 @@ const CODE_MAP: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "waymark",
-        &["waymark-core", "waymark-backup", "waymark-cutover", "waymark-load"],
+        &[
+            "waymark-core",
+            "waymark-backup",
+            "waymark-cutover",
+            "waymark-load",
+            "waymark-fleet",
+        ],
         &["sqlx", "wasmtime", "wasmtime-wasi"],
+    ),
+    (
+        "waymark-fleet",
+        &["waymark-core"],
+        &["sqlx", "wasmtime", "wasmtime-wasi", "anyhow", "clap"],
     ),
     ("waymark-testkit", &[], &["wasmtime", "anyhow", "clap"]),
     ("waymark-load", &["waymark-db"], &["wasmtime", "anyhow", "clap"]),

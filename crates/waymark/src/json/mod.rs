@@ -9,6 +9,7 @@
 
 mod backup;
 mod cutover;
+mod fleet;
 mod migrations;
 mod plugin;
 mod rehearse;
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 pub(crate) use backup::{BackupCreated, BackupList, BackupRestored, BackupVerified, ListedBackup};
 pub(crate) use cutover::{Compared, CutoverCompleted, CutoverPrepared, CutoverStatus, Switched};
+pub(crate) use fleet::{FleetGate, FleetRollout, FleetStatus, FleetTarget, FleetTargetStatus, FleetWave};
 pub(crate) use migrations::{
     Adopted, AppliedMigration, AppliedReply, Baselined, Created, EntryJson, IgnoredFile, Linted, LintedMigration,
     PlanReply, Repaired, RepairedMigration, RuleJson, Rules, StatusReply, Verified,
@@ -113,6 +115,8 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
             "waymark backup restore --json",
             of::<BackupRestored<'static>>(),
         ),
+        ("fleet-status", "waymark fleet status --json", of::<FleetStatus>()),
+        ("fleet-up", "waymark fleet up --json", of::<FleetRollout>()),
         (
             "cutover-verify",
             "waymark cutover verify --json",

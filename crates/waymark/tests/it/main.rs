@@ -12,6 +12,7 @@ mod corpus;
 mod cutover;
 mod expand_contract;
 mod failures;
+mod fleet;
 mod guide;
 mod hostile;
 mod json_contract;

@@ -1,0 +1,149 @@
+//! `waymark fleet`: the fleet file's targets, through `waymark-fleet`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use waymark_core::{MigrationSet, Steps};
+use waymark_fleet::{EngineRunner, Inventory, Outcome, Rollout, Shard, Standing};
+
+use crate::cli::{FleetArgs, FleetCommand};
+use crate::config::Settings;
+use crate::exit;
+use crate::json::{FleetGate, FleetRollout, FleetStatus, FleetTarget, FleetTargetStatus, FleetWave};
+use crate::output::Output;
+
+pub(crate) async fn fleet(
+    command: &FleetCommand,
+    settings: &Settings,
+    set: &MigrationSet,
+    out: &Output,
+) -> anyhow::Result<u8> {
+    let (FleetCommand::Status(args) | FleetCommand::Up(args)) = command;
+    // Everything is checked before anything connects.
+    let inventory = Inventory::load(&args.fleet)?;
+    let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
+    let mut options = crate::engine_options(settings);
+    options.connect.connect_timeout = Some(args.connect_timeout);
+    let runner = EngineRunner {
+        set,
+        steps: Arc::new(Steps::new(options.limits.clone(), options.cache_dir.clone())?),
+        options,
+    };
+    match command {
+        FleetCommand::Status(_) => status(args, &inventory, shard, set, &runner, out).await,
+        FleetCommand::Up(_) => {
+            let rollout = waymark_fleet::roll_out(&inventory, shard, &runner, &mut |u| out.fleet_update(&u)).await;
+            let reply = rollout_json(args, &rollout);
+            // A failure within a wave's budget let the rollout go on, but
+            // that target is still not up to date: a pipeline must see it.
+            let failed = rollout.waves.iter().any(|w| w.failures() > 0);
+            out.fleet_rollout(&reply, rollout.halted.is_none() && !failed);
+            Ok(match (&rollout.halted, failed) {
+                (Some(_), _) => exit::FAILED,
+                (None, true) => exit::DIFFERENCES,
+                (None, false) => 0,
+            })
+        }
+    }
+}
+
+async fn status(
+    args: &FleetArgs,
+    inventory: &Inventory,
+    shard: Option<Shard>,
+    set: &MigrationSet,
+    runner: &EngineRunner<'_>,
+    out: &Output,
+) -> anyhow::Result<u8> {
+    let seen = waymark_fleet::status(inventory, shard, set, runner, args.parallel).await;
+    let mut totals = BTreeMap::new();
+    let targets: Vec<FleetTargetStatus> = seen
+        .into_iter()
+        .map(|t| {
+            *totals.entry(t.standing.as_str()).or_insert(0) += 1;
+            let (migrations, detail) = match &t.standing {
+                Standing::Pending(labels) => (labels.clone(), String::new()),
+                Standing::NeedsRepair(_, versions) => (versions.clone(), String::new()),
+                other => (Vec::new(), other.detail()),
+            };
+            FleetTargetStatus {
+                name: t.name,
+                wave: t.wave,
+                state: t.standing.as_str(),
+                migrations,
+                detail,
+                duration_ms: ms(t.duration),
+            }
+        })
+        .collect();
+    let all_up_to_date = targets.iter().all(|t| t.state == "up-to-date");
+    out.fleet_status(
+        &FleetStatus {
+            fleet: args.fleet.display().to_string(),
+            targets,
+            totals,
+        },
+        all_up_to_date,
+    );
+    Ok(if all_up_to_date { 0 } else { exit::DIFFERENCES })
+}
+
+fn rollout_json(args: &FleetArgs, rollout: &Rollout) -> FleetRollout {
+    let mut totals = BTreeMap::new();
+    let waves = rollout
+        .waves
+        .iter()
+        .map(|w| {
+            *totals.entry("not-started").or_insert(0) += w.not_started.len();
+            FleetWave {
+                name: w.name.clone(),
+                state: w.state.as_str(),
+                max_failures: w.allowed,
+                targets: w
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        *totals.entry(t.outcome.as_str()).or_insert(0) += 1;
+                        let (applied, error, hint) = match &t.outcome {
+                            Outcome::Applied(labels) => (labels.clone(), None, None),
+                            Outcome::Failed { message, hint, applied } => {
+                                (applied.clone(), Some(message.clone()), hint.clone())
+                            }
+                            Outcome::Skipped(why) | Outcome::Unreachable(why) | Outcome::Locked(why) => {
+                                (Vec::new(), Some(why.clone()), None)
+                            }
+                            Outcome::UpToDate => (Vec::new(), None, None),
+                        };
+                        FleetTarget {
+                            name: t.name.clone(),
+                            outcome: t.outcome.as_str(),
+                            applied,
+                            error,
+                            hint,
+                            duration_ms: ms(t.duration),
+                        }
+                    })
+                    .collect(),
+                not_started: w.not_started.clone(),
+                gate: w.gate.as_ref().map(|g| FleetGate {
+                    passed: g.passed,
+                    paused_ms: ms(g.paused),
+                    code: g.code,
+                    message: g.message.clone(),
+                }),
+            }
+        })
+        .collect();
+    FleetRollout {
+        fleet: args.fleet.display().to_string(),
+        shard: args.shard.clone(),
+        waves,
+        halted: rollout.halted.as_ref().map(ToString::to_string),
+        totals,
+        duration_ms: ms(rollout.duration),
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}

@@ -1,0 +1,130 @@
+//! `waymark fleet`: a line per target as the rollout goes (stderr), then
+//! the matrix or the report, wave by wave (stdout).
+
+use waymark_fleet::{Outcome, Update};
+
+use super::Output;
+use crate::json::{FleetRollout, FleetStatus};
+
+fn totals(totals: &std::collections::BTreeMap<&'static str, usize>) -> String {
+    totals
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Output {
+    /// One line per event of a rollout, on stderr. Each finished target
+    /// says how it went, so a log of the run reads as its record.
+    pub(crate) fn fleet_update(&self, update: &Update<'_>) {
+        if self.quiet {
+            return;
+        }
+        match update {
+            Update::WaveStarted { wave, targets } => eprintln!("{wave}: {targets} target(s)"),
+            Update::Started { .. } => {}
+            Update::Finished { wave, report, again } => {
+                let took = format!("{:.2} s", report.duration.as_secs_f64());
+                let what = match &report.outcome {
+                    Outcome::UpToDate => "up to date".to_owned(),
+                    Outcome::Applied(labels) => format!("applied {}", labels.join(", ")),
+                    Outcome::Locked(_) if *again => {
+                        "locked by another runner; trying again after the rest of the wave".to_owned()
+                    }
+                    Outcome::Failed { message, .. } => format!("FAILED: {message}"),
+                    other @ (Outcome::Skipped(why) | Outcome::Unreachable(why) | Outcome::Locked(why)) => {
+                        format!("{}: {why}", other.as_str().to_uppercase())
+                    }
+                };
+                eprintln!("  {wave}: {} {what} ({took})", report.name);
+            }
+            Update::Gate { wave } => eprintln!("{wave}: gate"),
+        }
+    }
+
+    pub(crate) fn fleet_rollout(&self, r: &FleetRollout, ok: bool) {
+        if self.json {
+            self.reply(ok, r);
+            return;
+        }
+        let mut table = self.table(&["wave", "target", "outcome", "migrations", "time"]);
+        for w in &r.waves {
+            for t in &w.targets {
+                table.add_row(vec![
+                    w.name.clone(),
+                    t.name.clone(),
+                    t.outcome.to_owned(),
+                    t.applied.join(", "),
+                    format!("{:.2} s", t.duration_ms / 1000.0),
+                ]);
+            }
+        }
+        outln!("{table}");
+        for w in &r.waves {
+            let failures: Vec<&crate::json::FleetTarget> = w.targets.iter().filter(|t| t.error.is_some()).collect();
+            outln!(
+                "wave {}: {} ({} ran, {} failed of {} allowed, {} not started)",
+                w.name,
+                w.state,
+                w.targets.len(),
+                failures.len(),
+                w.max_failures,
+                w.not_started.len()
+            );
+            for t in failures {
+                outln!("  {} {}: {}", t.outcome, t.name, t.error.as_deref().unwrap_or_default());
+                if let Some(hint) = &t.hint {
+                    outln!("    hint: {hint}");
+                }
+            }
+            if let Some(gate) = &w.gate {
+                match &gate.message {
+                    Some(message) => outln!("  gate failed: {message}"),
+                    None => outln!("  gate passed"),
+                }
+            }
+        }
+        outln!("totals: {}", totals(&r.totals));
+        match &r.halted {
+            Some(why) => outln!("halted: {why}; fix it and run the same command again to resume"),
+            None => {
+                let left: Vec<&str> = r
+                    .waves
+                    .iter()
+                    .flat_map(|w| &w.targets)
+                    .filter(|t| t.error.is_some())
+                    .map(|t| t.name.as_str())
+                    .collect();
+                if left.is_empty() {
+                    outln!("done in {:.1} s", r.duration_ms / 1000.0);
+                } else {
+                    outln!(
+                        "every wave ran in {:.1} s, within its failure budget; not up to date: {}",
+                        r.duration_ms / 1000.0,
+                        left.join(", ")
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn fleet_status(&self, s: &FleetStatus, ok: bool) {
+        if self.json {
+            self.reply(ok, s);
+            return;
+        }
+        let mut table = self.table(&["target", "wave", "state", "detail"]);
+        for t in &s.targets {
+            let detail = if t.migrations.is_empty() {
+                t.detail.clone()
+            } else {
+                t.migrations.join(", ")
+            };
+            table.add_row(vec![t.name.clone(), t.wave.clone(), t.state.to_owned(), detail]);
+        }
+        outln!("{table}");
+        outln!("totals: {}", totals(&s.totals));
+    }
+}

@@ -1,0 +1,408 @@
+//! `waymark fleet`: one fleet file over SQLite, PostgreSQL and MariaDB
+//! databases, rolled out wave by wave with the real binary.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{BIN, Kind, Project, Run, TestDb, cache_dir};
+
+/// The migrations every fleet test applies. The second inserts one row,
+/// so a count of its rows says how many times it ran.
+fn project() -> Project {
+    let p = Project::new();
+    p.migration(
+        "1_accounts",
+        "CREATE TABLE accounts (id INT PRIMARY KEY, name VARCHAR(50));",
+        Some("DROP TABLE accounts;"),
+    );
+    p.migration(
+        "2_rollout_log",
+        "CREATE TABLE rollout_log (id INT);\nINSERT INTO rollout_log (id) VALUES (1);",
+        Some("DROP TABLE rollout_log;"),
+    );
+    p
+}
+
+fn fleet(p: &Project, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(p.dir.path())
+        .env_remove("DATABASE_URL")
+        .env("WAYMARK_CACHE_DIR", cache_dir())
+        .env("NO_COLOR", "1")
+        .arg("fleet")
+        .args(args);
+    cmd
+}
+
+fn run(p: &Project, args: &[&str]) -> Run {
+    Run::from(fleet(p, args).output().unwrap())
+}
+
+fn target(name: &str, db: &TestDb, labels: &str) -> String {
+    format!(
+        "[[target]]\nname = \"{name}\"\nurl = \"{}\"\nlabels = {labels}\n\n",
+        db.url
+    )
+}
+
+/// How many times the second migration ran on `db`: its row count, or 0
+/// when its table is not there.
+fn runs_of_log(db: &TestDb) -> usize {
+    if !db.tables().iter().any(|t| t == "rollout_log") {
+        return 0;
+    }
+    db.rows("SELECT COUNT(*) FROM rollout_log")[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn versions(db: &TestDb) -> Vec<String> {
+    db.history().into_iter().map(|(v, _)| v).collect()
+}
+
+fn wave<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+        .unwrap()
+}
+
+#[test]
+fn a_fleet_of_three_dialects_goes_in_waves_halts_on_one_failure_and_resumes_after_the_fix() {
+    let p = project();
+    let sqlite: Vec<TestDb> = (0..50).map(|_| TestDb::new(Kind::Sqlite)).collect();
+    let pg: Vec<TestDb> = (0..10).map(|_| TestDb::new(Kind::Postgres)).collect();
+    let my: Vec<TestDb> = (0..5).map(|_| TestDb::new(Kind::Mysql)).collect();
+    let mut file = String::new();
+    for (i, db) in sqlite.iter().enumerate() {
+        let labels = if i == 0 {
+            "{ tier = \"canary\" }"
+        } else {
+            "{ kind = \"sqlite\" }"
+        };
+        file += &target(&format!("lite-{i}"), db, labels);
+    }
+    for (i, db) in pg.iter().enumerate() {
+        file += &target(&format!("pg-{i}"), db, "{ kind = \"postgres\" }");
+    }
+    for (i, db) in my.iter().enumerate() {
+        file += &target(&format!("maria-{i}"), db, "{ kind = \"mariadb\" }");
+    }
+    file += r#"
+[[wave]]
+name = "canary"
+select = { tier = "canary" }
+gate = { check = "test \"$WAYMARK_FLEET_WAVE $WAYMARK_FLEET_TARGETS\" = 'canary lite-0'" }
+
+[[wave]]
+name = "postgres"
+select = { kind = "postgres" }
+parallel = 3
+
+[[wave]]
+name = "rest"
+select = "*"
+parallel = 8
+max_failures = "10%"
+"#;
+    p.file("fleet.toml", &file);
+    // One PostgreSQL target of the second wave already has the table the
+    // second migration creates, so that migration fails there (and rolls
+    // back, PostgreSQL's DDL being transactional).
+    pg[6].execute("CREATE TABLE rollout_log (id INT)");
+
+    let first = run(&p, &["up", "--json"]).code(1);
+    let json = first.json();
+    assert_eq!(json["ok"], false);
+    assert_eq!(
+        json["halted"], "wave \"postgres\" had 1 failed target(s) and allows 0",
+        "{}",
+        first.stderr
+    );
+    let canary = wave(&json, "canary");
+    assert_eq!(canary["state"], "done");
+    assert_eq!(
+        canary["targets"][0]["applied"],
+        serde_json::json!(["1_accounts", "2_rollout_log"])
+    );
+    assert_eq!(canary["gate"]["passed"], true);
+    let second = wave(&json, "postgres");
+    assert_eq!(second["state"], "failed");
+    let failed: Vec<&serde_json::Value> = second["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["outcome"] != "applied")
+        .collect();
+    assert_eq!(failed.len(), 1, "{second:#}");
+    assert_eq!(failed[0]["name"], "pg-6");
+    assert_eq!(failed[0]["outcome"], "failed");
+    assert_eq!(failed[0]["applied"], serde_json::json!(["1_accounts"]));
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("2_rollout_log") && error.contains("already exists"),
+        "{error}"
+    );
+    // Once the budget was spent no target of the wave started; those
+    // running (three at once) finished.
+    let ran = second["targets"].as_array().unwrap().len();
+    let not_started = second["not_started"].as_array().unwrap().len();
+    assert_eq!(ran + not_started, 10);
+    assert!(
+        not_started >= 1,
+        "pg-6 is the seventh of ten, three at a time: {second:#}"
+    );
+    let rest = wave(&json, "rest");
+    assert_eq!(rest["state"], "not-started");
+    assert_eq!(rest["not_started"].as_array().unwrap().len(), 54);
+    assert!(first.stderr.contains("pg-6 FAILED: "), "{}", first.stderr);
+    // The third wave was not touched; the failing target kept its first
+    // migration and nothing of its second.
+    for db in sqlite[1..].iter().chain(&my) {
+        assert!(versions(db).is_empty(), "{}", db.url);
+    }
+    assert_eq!(versions(&pg[6]), vec!["1"]);
+
+    // The matrix says the same.
+    let status = run(&p, &["status", "--json"]).code(3);
+    let status = status.json();
+    assert_eq!(status["totals"]["pending"], 65 - 1 - ran + 1);
+    assert_eq!(status["totals"]["up-to-date"], 1 + ran - 1);
+    let pg6 = status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "pg-6")
+        .unwrap();
+    assert_eq!(pg6["state"], "pending");
+    assert_eq!(pg6["migrations"], serde_json::json!(["2_rollout_log"]));
+
+    // The fix, and the same command again: every target ends with each
+    // migration applied once.
+    pg[6].execute("DROP TABLE rollout_log");
+    let again = run(&p, &["up", "--json"]).ok();
+    let json = again.json();
+    assert_eq!(json["halted"], serde_json::Value::Null);
+    assert_eq!(wave(&json, "canary")["targets"][0]["outcome"], "up-to-date");
+    assert_eq!(json["totals"]["applied"], 65 - 1 - ran + 1, "{}", again.stdout);
+    for db in sqlite.iter().chain(&pg).chain(&my) {
+        assert_eq!(versions(db), vec!["1", "2"], "{}", db.url);
+        assert_eq!(runs_of_log(db), 1, "{}", db.url);
+    }
+    run(&p, &["status"]).ok();
+}
+
+/// A fleet file of 16 new SQLite and 4 new PostgreSQL databases, `t0`
+/// to `t19`, in one wave of four at a time.
+fn twenty_targets(p: &Project) -> Vec<TestDb> {
+    let dbs: Vec<TestDb> = (0..16)
+        .map(|_| TestDb::new(Kind::Sqlite))
+        .chain((0..4).map(|_| TestDb::new(Kind::Postgres)))
+        .collect();
+    let file: String = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| target(&format!("t{i}"), db, "{}"))
+        .collect();
+    p.file("fleet.toml", format!("{file}[[wave]]\nselect = \"*\"\nparallel = 4\n"));
+    dbs
+}
+
+#[test]
+fn two_runners_together_and_four_shards_each_apply_every_migration_once() {
+    let p = project();
+    let dbs = twenty_targets(&p);
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            fleet(&p, &["up", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in runners {
+        Run::from(r.wait_with_output().unwrap()).ok();
+    }
+    for db in &dbs {
+        assert_eq!(runs_of_log(db), 1, "{}", db.url);
+    }
+
+    // Four shards on a fresh fleet: together they take every target once.
+    let dbs = twenty_targets(&p);
+    let shards: Vec<_> = (0..4)
+        .map(|i| {
+            fleet(&p, &["up", "--json", "--shard", &format!("{i}/4")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut taken: Vec<String> = Vec::new();
+    for s in shards {
+        let run = Run::from(s.wait_with_output().unwrap()).ok();
+        for t in run.json()["waves"][0]["targets"].as_array().unwrap() {
+            assert_eq!(t["outcome"], "applied", "{t}");
+            taken.push(t["name"].as_str().unwrap().to_owned());
+        }
+    }
+    taken.sort();
+    let mut all: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    all.sort();
+    assert_eq!(taken, all);
+    for db in &dbs {
+        assert_eq!(runs_of_log(db), 1, "{}", db.url);
+    }
+}
+
+#[test]
+fn a_runner_killed_mid_wave_and_run_again_applies_each_migration_once() {
+    let p = project();
+    // Slow enough that the kill lands with targets left.
+    p.migration("3_slow", "SELECT pg_sleep(0.4);", None);
+    let dbs: Vec<TestDb> = (0..8).map(|_| TestDb::new(Kind::Postgres)).collect();
+    let file: String = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| target(&format!("t{i}"), db, "{}"))
+        .collect();
+    p.file("fleet.toml", format!("{file}[[wave]]\nselect = \"*\"\nparallel = 2\n"));
+    let mut child = fleet(&p, &["up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        if line.unwrap().contains(" applied ") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = dbs.iter().filter(|db| versions(db) == ["1", "2", "3"]).count();
+    assert!(
+        (1..8).contains(&done),
+        "killed after the first target: {done} of 8 done"
+    );
+
+    let again = run(&p, &["up", "--json"]).ok();
+    let json = again.json();
+    assert_eq!(json["totals"]["up-to-date"], done, "{}", again.stdout);
+    for db in &dbs {
+        assert_eq!(versions(db), vec!["1", "2", "3"], "{}", db.url);
+        assert_eq!(runs_of_log(db), 1, "{}", db.url);
+    }
+}
+
+#[test]
+fn an_unreachable_target_is_a_counted_failure_within_the_connect_timeout_and_a_failing_gate_halts() {
+    let p = project();
+    let first: Vec<TestDb> = (0..2).map(|_| TestDb::new(Kind::Sqlite)).collect();
+    let last = TestDb::new(Kind::Sqlite);
+    let mut file: String = first
+        .iter()
+        .enumerate()
+        .map(|(i, db)| target(&format!("a{i}"), db, "{ w = \"1\" }"))
+        .collect();
+    file += "[[target]]\nname = \"gone\"\nurl = \"postgres://postgres@127.0.0.1:1/gone\"\nlabels = { w = \"1\" }\n\n";
+    file += &target("b", &last, "{}");
+    file += "[[wave]]\nname = \"first\"\nselect = { w = \"1\" }\nparallel = 3\nmax_failures = 1\ngate = { check = \"echo probing; echo 'error rate 7%' >&2; exit 2\" }\n\n[[wave]]\nname = \"second\"\nselect = \"*\"\n";
+    p.file("fleet.toml", &file);
+    let started = Instant::now();
+    let out = run(&p, &["up", "--json", "--connect-timeout", "2s"]).code(1);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let json = out.json();
+    let w = wave(&json, "first");
+    assert_eq!(w["state"], "gate-failed");
+    let gone = w["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "gone")
+        .unwrap();
+    assert_eq!(gone["outcome"], "unreachable");
+    let error = gone["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("could not connect to postgres://postgres@127.0.0.1:1/gone: ") && error.contains("refused"),
+        "{error}"
+    );
+    assert_eq!(w["gate"]["code"], 2);
+    assert_eq!(
+        json["halted"],
+        "the gate after wave \"first\" failed: `echo probing; echo 'error rate 7%' >&2; exit 2` exited with 2: error rate 7%"
+    );
+    assert_eq!(wave(&json, "second")["not_started"], serde_json::json!(["b"]));
+    for db in &first {
+        assert_eq!(versions(db), vec!["1", "2"]);
+    }
+    assert!(versions(&last).is_empty());
+
+    let status = run(&p, &["status", "--connect-timeout", "2s"]).code(3);
+    assert!(
+        status.stdout.contains("gone") && status.stdout.contains("unreachable"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("totals: 1 pending, 1 unreachable, 2 up-to-date"),
+        "{}",
+        status.stdout
+    );
+
+    // With a gate that passes, every wave runs; the unreachable target is
+    // within its wave's budget, but the fleet is not up to date, and the
+    // exit code says so.
+    p.file("fleet.toml", file.replace("exit 2", "exit 0"));
+    let out = run(&p, &["up", "--connect-timeout", "2s"]).code(3);
+    assert!(
+        out.stdout.contains("within its failure budget; not up to date: gone"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(versions(&last), vec!["1", "2"]);
+}
+
+#[test]
+fn a_bad_fleet_file_is_refused_by_line_before_anything_connects() {
+    let p = project();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("never.db").display());
+    let good = format!("[[target]]\nname = \"a\"\nurl = \"{url}\"\n\n[[wave]]\nselect = \"*\"\n");
+    let cases = [
+        (
+            good.replace("[[wave]]", "[[wave]]\nparalel = 2"),
+            "fleet.toml:6: unknown field `paralel`",
+        ),
+        (
+            good.replace(&format!("url = \"{url}\""), "url_env = \"WAYMARK_TEST_NO_SUCH_URL\""),
+            "fleet.toml:3: target \"a\": url_env = \"WAYMARK_TEST_NO_SUCH_URL\", but that environment variable is not set",
+        ),
+        (
+            good.replace("select = \"*\"", "select = { tier = \"canary\" }"),
+            "fleet.toml:5: wave \"wave 1\" selects no target",
+        ),
+        (
+            format!("{good}max_failures = \"120%\"\n"),
+            "fleet.toml:7: wave \"wave 1\": max_failures = \"120%\"; a share is at most 100%",
+        ),
+    ];
+    for (file, message) in cases {
+        p.file("fleet.toml", &file);
+        run(&p, &["up"]).code(2).stderr_has(&format!("error: {message}"));
+    }
+    run(&p, &["up", "--fleet", "elsewhere.toml"])
+        .code(2)
+        .stderr_has("error: elsewhere.toml: No such file");
+    p.file("fleet.toml", &good);
+    run(&p, &["up", "--shard", "2/2"])
+        .code(2)
+        .stderr_has("--shard 2/2: the index counts from 0");
+    assert!(!dir.path().join("never.db").exists(), "nothing connected");
+}
