@@ -28,4 +28,4 @@ pub use inventory::{Budget, Inventory, Target, Wave};
 pub use rollout::{Halt, Outcome, Rollout, Runner, TargetReport, Update, WaveReport, WaveState, roll_out};
 pub use shard::Shard;
 pub use status::{Standing, TargetStatus, status};
-pub use target::EngineRunner;
+pub use target::{EngineRunner, OnEvent, Prepare};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use waymark_core::{DbError, Engine, EngineOptions, Error, MigrationSet, Steps, UpOptions};
+use waymark_core::{DbError, Engine, EngineOptions, Error, Event, MigrationSet, Steps, UpOptions};
 
 use crate::inventory::Target;
 use crate::rollout::{Outcome, Runner};
@@ -15,9 +15,15 @@ use crate::status::Standing;
 /// wait for a reader to finish, which a brief `status` elsewhere can need.
 const FIRST_TRY_LOCK: Duration = Duration::from_secs(1);
 
+/// Sets a target's engine up before it runs, given the target's name:
+/// listeners that name the target in what they report.
+pub type Prepare = Arc<dyn Fn(&str, &mut Engine) + Send + Sync>;
+
+/// Receives each engine event of a target, with the target's name.
+pub type OnEvent = Arc<dyn Fn(&str, &Event<'_>) + Send + Sync>;
+
 /// The real [`Runner`]: an [`Engine`] per target, every engine sharing one
 /// step host, so each component is loaded once for the whole fleet.
-#[derive(Debug)]
 pub struct EngineRunner<'a> {
     /// The migrations to apply.
     pub set: &'a MigrationSet,
@@ -25,6 +31,21 @@ pub struct EngineRunner<'a> {
     pub options: EngineOptions,
     /// The step host the engines share.
     pub steps: Arc<Steps>,
+    /// Run on each engine before it applies anything.
+    pub prepare: Option<Prepare>,
+    /// Told of each migration's start and end on each target.
+    pub on_event: Option<OnEvent>,
+}
+
+impl std::fmt::Debug for EngineRunner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineRunner")
+            .field("migrations", &self.set.migrations.len())
+            .field("options", &self.options)
+            .field("prepare", &self.prepare.is_some())
+            .field("on_event", &self.on_event.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineRunner<'_> {
@@ -54,7 +75,7 @@ impl EngineRunner<'_> {
 
 impl Runner for EngineRunner<'_> {
     async fn run(&self, target: &Target, patient: bool) -> Outcome {
-        let engine = match self.connect(target, patient).await {
+        let mut engine = match self.connect(target, patient).await {
             Ok(engine) => engine,
             Err(e) => {
                 return match Standing::of_error(&e) {
@@ -63,13 +84,23 @@ impl Runner for EngineRunner<'_> {
                 };
             }
         };
-        let outcome = apply(&engine, self.set).await;
+        if let Some(prepare) = &self.prepare {
+            prepare(&target.name, &mut engine);
+        }
+        let tell = self.on_event.clone();
+        let name = target.name.as_str();
+        let mut on_event = move |event: Event<'_>| {
+            if let Some(tell) = &tell {
+                tell(name, &event);
+            }
+        };
+        let outcome = apply(&engine, self.set, &mut on_event).await;
         engine.close().await;
         outcome
     }
 }
 
-async fn apply(engine: &Engine, set: &MigrationSet) -> Outcome {
+async fn apply(engine: &Engine, set: &MigrationSet, on_event: &mut (dyn FnMut(Event<'_>) + Send)) -> Outcome {
     // A look first: an up-to-date target costs one read and no lock.
     match engine.status(set).await.map(|entries| Standing::of(&entries)) {
         Ok(Standing::UpToDate { .. }) => return Outcome::UpToDate,
@@ -82,7 +113,7 @@ async fn apply(engine: &Engine, set: &MigrationSet) -> Outcome {
         Ok(_) => {}
         Err(e) => return failed(&e, Vec::new()),
     }
-    match engine.up(set, &UpOptions::default(), &mut |_| {}).await {
+    match engine.up(set, &UpOptions::default(), on_event).await {
         // Another runner got there between the look and the lock.
         Ok(applied) if applied.is_empty() => Outcome::UpToDate,
         Ok(applied) => Outcome::Applied(applied.iter().map(|a| format!("{}_{}", a.version, a.name)).collect()),

@@ -69,6 +69,13 @@ pub(crate) struct Global {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Append what happens to FILE as it happens, one JSON object per line
+    /// (docs/json/events.schema.json): each migration's start and end, each
+    /// statement with its time and locks, each lock retry, and under
+    /// `fleet` each wave and target. Costs a look at pg_locks around each
+    /// statement in a transaction on PostgreSQL.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub(crate) events: Option<PathBuf>,
     /// More detail on stderr (-v, -vv, -vvv).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
     pub(crate) verbose: u8,
@@ -194,6 +201,11 @@ pub(crate) struct FleetArgs {
     /// How many targets `status` looks at at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) parallel: usize,
+    /// `up`: keep FILE up to date with the rollout in Prometheus text
+    /// format (each target's state, duration and migrations applied), for
+    /// the node exporter's textfile collector; name it `*.prom` there.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

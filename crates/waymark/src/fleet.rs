@@ -8,8 +8,10 @@ use waymark_fleet::{EngineRunner, Inventory, Outcome, Rollout, Shard, Standing};
 
 use crate::cli::{FleetArgs, FleetCommand};
 use crate::config::Settings;
+use crate::events::ms;
 use crate::exit;
-use crate::json::{FleetGate, FleetRollout, FleetStatus, FleetTarget, FleetTargetStatus, FleetWave};
+use crate::json::{EventKind, FleetGate, FleetRollout, FleetStatus, FleetTarget, FleetTargetStatus, FleetWave};
+use crate::metrics::Metrics;
 use crate::output::Output;
 
 pub(crate) async fn fleet(
@@ -24,16 +26,51 @@ pub(crate) async fn fleet(
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
     let mut options = crate::engine_options(settings);
     options.connect.connect_timeout = Some(args.connect_timeout);
-    let runner = EngineRunner {
+    let mut runner = EngineRunner {
         set,
         steps: Arc::new(Steps::new(options.limits.clone(), options.cache_dir.clone())?),
         options,
+        prepare: None,
+        on_event: None,
     };
+    if let Some(log) = &out.events {
+        let (for_engine, for_events) = (log.clone(), log.clone());
+        runner.prepare = Some(Arc::new(move |target: &str, engine: &mut waymark_core::Engine| {
+            engine.on_statement(for_engine.statements(target));
+            engine.on_lock_retry(for_engine.lock_retries(target, None));
+        }));
+        runner.on_event = Some(Arc::new(move |target: &str, event: &waymark_core::Event<'_>| {
+            for_events.engine(target, event);
+        }));
+    }
     match command {
         FleetCommand::Status(_) => status(args, &inventory, shard, set, &runner, out).await,
         FleetCommand::Up(_) => {
-            let rollout = waymark_fleet::roll_out(&inventory, shard, &runner, &mut |u| out.fleet_update(&u)).await;
+            let mut metrics = args
+                .metrics_file
+                .as_deref()
+                .map(|path| Metrics::start(path, &inventory, shard))
+                .transpose()?;
+            let rollout = waymark_fleet::roll_out(&inventory, shard, &runner, &mut |u| {
+                out.fleet_update(&u);
+                if let Some(metrics) = metrics.as_mut() {
+                    metrics.update(&u);
+                }
+            })
+            .await;
+            if let Some(metrics) = metrics.as_mut() {
+                metrics.finish(&rollout);
+            }
             let reply = rollout_json(args, &rollout);
+            if let Some(log) = &out.events {
+                log.write(
+                    None,
+                    EventKind::RolloutFinished {
+                        halted: reply.halted.clone(),
+                        totals: &reply.totals,
+                    },
+                );
+            }
             // A failure within a wave's budget let the rollout go on, but
             // that target is still not up to date: a pipeline must see it.
             let failed = rollout.waves.iter().any(|w| w.failures() > 0);
@@ -142,8 +179,4 @@ fn rollout_json(args: &FleetArgs, rollout: &Rollout) -> FleetRollout {
         totals,
         duration_ms: ms(rollout.duration),
     }
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }

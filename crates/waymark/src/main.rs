@@ -7,8 +7,10 @@
 
 mod cli;
 mod config;
+mod events;
 mod fleet;
 mod json;
+mod metrics;
 mod output;
 mod rehearse;
 mod report;
@@ -45,7 +47,16 @@ mod exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli);
-    let out = Output::new(cli.global.json, cli.global.quiet);
+    let mut out = Output::new(cli.global.json, cli.global.quiet);
+    if let Some(path) = &cli.global.events {
+        match events::EventLog::open(path) {
+            Ok(log) => out.events = Some(log),
+            Err(e) => {
+                out.error(&e.into(), None);
+                return ExitCode::from(exit::USAGE);
+            }
+        }
+    }
     let result = config::load(&cli.global).and_then(|settings| {
         let runtime =
             runtime_for(&cli.command, &settings).map_err(|e| anyhow!("could not start the async runtime: {e}"))?;
@@ -194,7 +205,13 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
     if let Some(progress) = out.step_progress() {
         engine.on_progress(progress);
     }
-    engine.on_lock_retry(out.lock_retries());
+    match &out.events {
+        Some(log) => {
+            engine.on_lock_retry(log.lock_retries(engine.url(), Some(out.lock_retries())));
+            engine.on_statement(log.statements(engine.url()));
+        }
+        None => engine.on_lock_retry(out.lock_retries()),
+    }
     tracing::info!("database {} ({})", engine.url(), engine.dialect().name());
     let result = dispatch(cli, settings, out, &engine, &set).await;
     engine.close().await;
@@ -586,7 +603,7 @@ async fn dispatch(
             let saved = saved_plan(path, "up")?;
             let backup = (up.backup || settings.backup_before_up).then(|| backup_options(settings, None, None));
             let result = engine.apply_saved(set, &saved, backup.as_ref(), &mut progress).await;
-            finish(out, "up", result)
+            finish(out, engine.url(), "up", result)
         }
         Command::Up(cli::UpRunArgs { up: args, plan: None }) => {
             let mut options = up_options(args)?;
@@ -594,26 +611,31 @@ async fn dispatch(
                 options.backup = Some(backup_options(settings, None, None));
             }
             let result = engine.up(set, &options, &mut progress).await;
-            finish(out, if args.dry_run { "up --dry-run" } else { "up" }, result)
+            finish(
+                out,
+                engine.url(),
+                if args.dry_run { "up --dry-run" } else { "up" },
+                result,
+            )
         }
         Command::Down(cli::DownArgs { plan: Some(path), .. }) => {
             let saved = saved_plan(path, "down")?;
             let result = engine.apply_saved(set, &saved, None, &mut progress).await;
-            finish(out, "down", result)
+            finish(out, engine.url(), "down", result)
         }
         Command::Down(args) => {
             let target = down_target(args.to.as_deref(), args.steps, args.all)?;
             let result = engine.down(set, &target, &mut progress).await;
-            finish(out, "down", result)
+            finish(out, engine.url(), "down", result)
         }
         Command::Complete { to } => {
             let to = to.as_deref().map(|v| version(v, "--to")).transpose()?;
             let result = engine.complete(set, to.as_ref(), &mut progress).await;
-            finish(out, "complete", result)
+            finish(out, engine.url(), "complete", result)
         }
         Command::Redo => {
             let result = engine.redo(set, &mut progress).await;
-            finish(out, "redo", result)
+            finish(out, engine.url(), "redo", result)
         }
         Command::Verify => {
             let report = engine.verify(set).await?;
@@ -707,17 +729,32 @@ fn up_options(args: &cli::UpArgs) -> anyhow::Result<UpOptions> {
 }
 
 /// Reports a run, including what was done before a failure.
-fn finish(out: &Output, command: &str, result: Result<Vec<waymark_core::Applied>, Error>) -> anyhow::Result<u8> {
+fn finish(
+    out: &Output,
+    target: &str,
+    command: &str,
+    result: Result<Vec<waymark_core::Applied>, Error>,
+) -> anyhow::Result<u8> {
     match result {
         Ok(done) => {
             out.applied(command, &done, None);
             Ok(0)
         }
         Err(Error::Migration { failure, applied }) => {
+            let label = failure.label.clone();
             let error = Error::Migration {
                 failure,
                 applied: Vec::new(),
             };
+            if let Some(log) = &out.events {
+                log.write(
+                    Some(target),
+                    crate::json::EventKind::MigrationFailed {
+                        migration: &label,
+                        error: error.to_string(),
+                    },
+                );
+            }
             out.applied(command, &applied, Some((&error, error.hint())));
             Ok(exit::FAILED)
         }

@@ -89,11 +89,17 @@ mod rehearsal;
 pub(crate) struct Output {
     json: bool,
     quiet: bool,
+    /// `--events FILE`, which gets every event as a JSON line.
+    pub(crate) events: Option<crate::events::EventLog>,
 }
 
 impl Output {
     pub(crate) fn new(json: bool, quiet: bool) -> Self {
-        Output { json, quiet }
+        Output {
+            json,
+            quiet,
+            events: None,
+        }
     }
 
     /// Prints a command's reply: `ok` and the command's fields.
@@ -140,6 +146,14 @@ impl Output {
     }
 
     pub(crate) fn progress(&self, event: &Event<'_>) {
+        if let Some(log) = &self.events {
+            let (Event::Started { target, .. }
+            | Event::Finished { target, .. }
+            | Event::Skipped { target, .. }
+            | Event::Finding { target, .. }
+            | Event::BackedUp { target, .. }) = event;
+            log.engine(target, event);
+        }
         match event {
             // The target is the one database a command runs against; the
             // log names it so that lines from several runs can be told apart.

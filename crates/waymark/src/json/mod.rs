@@ -9,6 +9,7 @@
 
 mod backup;
 mod cutover;
+mod events;
 mod fleet;
 mod migrations;
 mod plugin;
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 pub(crate) use backup::{BackupCreated, BackupList, BackupRestored, BackupVerified, ListedBackup};
 pub(crate) use cutover::{Compared, CutoverCompleted, CutoverPrepared, CutoverStatus, Switched};
+pub(crate) use events::{EventKind, EventLine};
 pub(crate) use fleet::{FleetGate, FleetRollout, FleetStatus, FleetTarget, FleetTargetStatus, FleetWave};
 pub(crate) use migrations::{
     Adopted, AppliedMigration, AppliedReply, Baselined, Created, EntryJson, IgnoredFile, Linted, LintedMigration,
@@ -116,6 +118,11 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
             of::<BackupRestored<'static>>(),
         ),
         ("fleet-status", "waymark fleet status --json", of::<FleetStatus>()),
+        (
+            "events",
+            "each line of an --events file",
+            schemars::schema_for!(EventLine<'static>),
+        ),
         ("fleet-up", "waymark fleet up --json", of::<FleetRollout>()),
         (
             "cutover-verify",
@@ -261,7 +268,10 @@ mod tests {
             let required = value["required"]
                 .as_array()
                 .unwrap_or_else(|| panic!("{name}: no required fields"));
-            assert!(required.iter().any(|r| r == "ok"), "{name}: `ok` is not required");
+            // An events line is not a reply: it reports, it does not answer.
+            if name != "events" {
+                assert!(required.iter().any(|r| r == "ok"), "{name}: `ok` is not required");
+            }
             // A field without a description is a field a pipeline author
             // has to guess at.
             let mut undocumented = Vec::new();

@@ -4,7 +4,7 @@
 use waymark_fleet::{Outcome, Update};
 
 use super::Output;
-use crate::json::{FleetRollout, FleetStatus};
+use crate::json::{EventKind, FleetRollout, FleetStatus};
 
 fn totals(totals: &std::collections::BTreeMap<&'static str, usize>) -> String {
     totals
@@ -19,6 +19,9 @@ impl Output {
     /// One line per event of a rollout, on stderr. Each finished target
     /// says how it went, so a log of the run reads as its record.
     pub(crate) fn fleet_update(&self, update: &Update<'_>) {
+        if let Some(log) = &self.events {
+            log_update(log, update);
+        }
         if self.quiet {
             return;
         }
@@ -126,5 +129,39 @@ impl Output {
         }
         outln!("{table}");
         outln!("totals: {}", totals(&s.totals));
+    }
+}
+
+/// A rollout's update as an event line.
+fn log_update(log: &crate::events::EventLog, update: &Update<'_>) {
+    match update {
+        Update::WaveStarted { wave, targets } => log.write(
+            None,
+            EventKind::WaveStarted {
+                wave,
+                targets: *targets,
+            },
+        ),
+        Update::Started { wave, target } => log.write(Some(&target.name), EventKind::TargetStarted { wave }),
+        Update::Finished { wave, report, again } => {
+            let error = match &report.outcome {
+                Outcome::Failed { message, .. }
+                | Outcome::Skipped(message)
+                | Outcome::Unreachable(message)
+                | Outcome::Locked(message) => Some(message.as_str()),
+                Outcome::UpToDate | Outcome::Applied(_) => None,
+            };
+            log.write(
+                Some(&report.name),
+                EventKind::TargetFinished {
+                    wave,
+                    outcome: report.outcome.as_str(),
+                    again: *again,
+                    error,
+                    duration_ms: crate::events::ms(report.duration),
+                },
+            );
+        }
+        Update::Gate { wave } => log.write(None, EventKind::GateStarted { wave }),
     }
 }

@@ -406,3 +406,129 @@ fn a_bad_fleet_file_is_refused_by_line_before_anything_connects() {
         .stderr_has("--shard 2/2: the index counts from 0");
     assert!(!dir.path().join("never.db").exists(), "nothing connected");
 }
+
+fn event_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn the_events_and_metrics_files_follow_a_rollout_and_events_follow_any_command() {
+    let p = project();
+    let lite = TestDb::new(Kind::Sqlite);
+    let pg = TestDb::new(Kind::Postgres);
+    let file = target("lite", &lite, "{}") + &target("pg", &pg, "{}") + "[[wave]]\nname = \"all\"\nselect = \"*\"\n";
+    p.file("fleet.toml", &file);
+    let events = p.dir.path().join("events.jsonl");
+    let metrics = p.dir.path().join("textfile/fleet.prom");
+    // A path that cannot be written is refused before anything runs.
+    run(&p, &["up", "--metrics-file", metrics.to_str().unwrap()])
+        .code(2)
+        .stderr_has(&format!(
+            "--metrics-file {}: No such file or directory",
+            metrics.display()
+        ));
+    run(&p, &["up", "--events", "no/such/events.jsonl"])
+        .code(2)
+        .stderr_has("--events no/such/events.jsonl: No such file or directory");
+    assert!(versions(&lite).is_empty() && versions(&pg).is_empty());
+
+    std::fs::create_dir(metrics.parent().unwrap()).unwrap();
+    let args = [
+        "up",
+        "--events",
+        events.to_str().unwrap(),
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ];
+    run(&p, &args).ok();
+    let lines = event_lines(&events);
+    assert!(lines.iter().all(|l| l["ts"].as_str().is_some_and(|t| t.ends_with('Z'))));
+    let of = |target: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l["target"] == target)
+            .map(|l| match l["event"].as_str().unwrap() {
+                "statement" => format!("statement {}", l["sql"].as_str().unwrap()),
+                "migration-started" | "migration-finished" => {
+                    format!("{} {}", l["event"].as_str().unwrap(), l["migration"].as_str().unwrap())
+                }
+                "target-finished" => format!("target-finished {}", l["outcome"].as_str().unwrap()),
+                other => other.to_owned(),
+            })
+            .collect()
+    };
+    assert_eq!(
+        of("pg"),
+        [
+            "target-started",
+            "migration-started 1_accounts",
+            "statement CREATE TABLE accounts (id INT PRIMARY KEY, name VARCHAR(50))",
+            "migration-finished 1_accounts",
+            "migration-started 2_rollout_log",
+            "statement CREATE TABLE rollout_log (id INT)",
+            "statement INSERT INTO rollout_log (id) VALUES (1)",
+            "migration-finished 2_rollout_log",
+            "target-finished applied",
+        ]
+    );
+    let create = lines
+        .iter()
+        .find(|l| l["target"] == "pg" && l["event"] == "statement")
+        .unwrap();
+    assert!(
+        create["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "ACCESS EXCLUSIVE on accounts"),
+        "{create}"
+    );
+    assert_eq!(of("lite").len(), 9);
+    assert_eq!(lines[0]["event"], "wave-started");
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"], "rollout-finished");
+    assert_eq!(last["totals"]["applied"], 2);
+
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    for state in ["applied", "pending", "failed"] {
+        let line =
+            format!("waymark_fleet_target_state{{fleet=\"fleet.toml\",target=\"pg\",wave=\"all\",state=\"{state}\"}}");
+        let expected = if state == "applied" { " 1" } else { " 0" };
+        assert!(
+            text.contains(&format!("{line}{expected}\n")),
+            "{line}{expected}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("waymark_fleet_target_migrations_applied{fleet=\"fleet.toml\",target=\"lite\",wave=\"all\"} 2\n")
+    );
+    assert!(text.contains("waymark_fleet_halted{fleet=\"fleet.toml\"} 0\n"));
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(series.starts_with("waymark_fleet_") && series.ends_with('}'), "{line}");
+        value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+    }
+    let beside: Vec<_> = std::fs::read_dir(metrics.parent().unwrap()).unwrap().collect();
+    assert_eq!(beside.len(), 1, "no temporary file is left beside it");
+
+    // Any command: a failing `up` on one database, appended to the same file.
+    let single = TestDb::new(Kind::Postgres);
+    single.execute("CREATE TABLE rollout_log (id INT)");
+    p.run(&single, &["up", "--events", events.to_str().unwrap()]).code(1);
+    let lines = event_lines(&events);
+    let failed = lines.last().unwrap();
+    assert_eq!(failed["event"], "migration-failed");
+    assert_eq!(failed["migration"], "2_rollout_log");
+    assert!(failed["target"].as_str().unwrap().ends_with(single.name()), "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("already exists"), "{failed}");
+    let statement = &lines[lines.len() - 2];
+    assert_eq!(statement["event"], "statement");
+    assert!(
+        statement["error"].as_str().unwrap().contains("already exists"),
+        "{statement}"
+    );
+}
