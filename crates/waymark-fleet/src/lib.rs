@@ -27,5 +27,5 @@ pub use gate::{Gate, GateReport};
 pub use inventory::{Budget, Inventory, Target, Wave};
 pub use rollout::{Halt, Outcome, Rollout, Runner, TargetReport, Update, WaveReport, WaveState, roll_out};
 pub use shard::Shard;
-pub use status::{Standing, TargetStatus, status};
+pub use status::{Look, Standing, TargetStatus, status};
 pub use target::{EngineRunner, OnEvent, Prepare};

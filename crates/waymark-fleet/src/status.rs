@@ -13,6 +13,11 @@ use crate::target::EngineRunner;
 /// Where a target stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Standing {
+    /// `verify`: every applied migration's file is as it was applied.
+    Verified {
+        /// How many applied migrations were compared.
+        checked: usize,
+    },
     /// Every migration applied.
     UpToDate {
         /// How many are applied.
@@ -34,6 +39,7 @@ impl Standing {
     /// The word reports use.
     pub fn as_str(&self) -> &'static str {
         match self {
+            Standing::Verified { .. } => "verified",
             Standing::UpToDate { .. } => "up-to-date",
             Standing::Pending(_) => "pending",
             Standing::NeedsRepair(state, _) => state,
@@ -45,6 +51,7 @@ impl Standing {
     /// What the word leaves out, for a report's detail column.
     pub fn detail(&self) -> String {
         match self {
+            Standing::Verified { checked } => format!("{checked} checked"),
             Standing::UpToDate { applied } => format!("{applied} applied"),
             Standing::Pending(labels) => format!("{} pending, next {}", labels.len(), labels[0]),
             Standing::NeedsRepair(_, versions) => versions.join(", "),
@@ -90,6 +97,17 @@ impl Standing {
     }
 }
 
+/// What a look at each target asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// Where it stands (`fleet status`).
+    Status,
+    /// Whether its applied migrations' files are unchanged (`fleet
+    /// verify`): `Verified`, or `NeedsRepair` with `modified` or
+    /// `missing` and the versions.
+    Verify,
+}
+
 /// One line of `fleet status`.
 #[derive(Debug, Clone)]
 pub struct TargetStatus {
@@ -111,6 +129,7 @@ pub async fn status(
     set: &MigrationSet,
     runner: &EngineRunner<'_>,
     parallel: usize,
+    look: Look,
 ) -> Vec<TargetStatus> {
     let mut targets = Vec::new();
     for wave in &fleet.waves {
@@ -125,7 +144,7 @@ pub async fn status(
     futures_util::stream::iter(targets)
         .map(|(target, wave)| async move {
             let started = std::time::Instant::now();
-            let standing = runner.standing(target, set).await;
+            let standing = runner.standing(target, set, look).await;
             TargetStatus {
                 name: target.name.clone(),
                 wave: wave.to_owned(),

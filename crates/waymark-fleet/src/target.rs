@@ -8,7 +8,7 @@ use waymark_core::{DbError, Engine, EngineOptions, Error, Event, MigrationSet, S
 
 use crate::inventory::Target;
 use crate::rollout::{Outcome, Runner};
-use crate::status::Standing;
+use crate::status::{Look, Standing};
 
 /// How long a first try waits for another runner's migration lock before
 /// moving on to other targets. Not zero: SQLite's lock wait is also its
@@ -59,15 +59,24 @@ impl EngineRunner<'_> {
     }
 
     /// Where `target` stands against `set`.
-    pub(crate) async fn standing(&self, target: &Target, set: &MigrationSet) -> Standing {
+    pub(crate) async fn standing(&self, target: &Target, set: &MigrationSet, look: Look) -> Standing {
         let engine = match self.connect(target, true).await {
             Ok(engine) => engine,
             Err(e) => return Standing::of_error(&e),
         };
-        let standing = match engine.status(set).await {
-            Ok(entries) => Standing::of(&entries),
-            Err(e) => Standing::of_error(&e),
+        let standing = match look {
+            Look::Status => engine.status(set).await.map(|entries| Standing::of(&entries)),
+            Look::Verify => engine.verify(set).await.map(|report| match report.differences.first() {
+                None => Standing::Verified {
+                    checked: report.checked,
+                },
+                Some(first) => Standing::NeedsRepair(
+                    first.state.as_str(),
+                    report.differences.iter().map(|e| e.version.to_string()).collect(),
+                ),
+            }),
         };
+        let standing = standing.unwrap_or_else(|e| Standing::of_error(&e));
         engine.close().await;
         standing
     }

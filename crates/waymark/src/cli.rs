@@ -176,6 +176,10 @@ pub(crate) enum FleetCommand {
     /// history has a failed, modified, missing or out-of-order migration),
     /// or unreachable. Exit 3 when any target is not up to date.
     Status(FleetArgs),
+    /// Check every target's applied migrations against their files, as
+    /// `waymark verify` does. Exit 3 when any target differs or could not
+    /// be checked.
+    Verify(FleetArgs),
     /// Apply the pending migrations, wave by wave: up to `parallel` targets
     /// of a wave at once, then its gate. Halts (exit 1) when a wave has
     /// more failures than its max_failures or its gate fails, saying what
@@ -198,7 +202,7 @@ pub(crate) struct FleetArgs {
     /// unreachable.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s")]
     pub(crate) connect_timeout: Duration,
-    /// How many targets `status` looks at at once.
+    /// How many targets `status` and `verify` look at at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) parallel: usize,
     /// `up`: keep FILE up to date with the rollout in Prometheus text

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use waymark_core::{MigrationSet, Steps};
-use waymark_fleet::{EngineRunner, Inventory, Outcome, Rollout, Shard, Standing};
+use waymark_fleet::{EngineRunner, Inventory, Look, Outcome, Rollout, Shard, Standing};
 
 use crate::cli::{FleetArgs, FleetCommand};
 use crate::config::Settings;
@@ -20,7 +20,7 @@ pub(crate) async fn fleet(
     set: &MigrationSet,
     out: &Output,
 ) -> anyhow::Result<u8> {
-    let (FleetCommand::Status(args) | FleetCommand::Up(args)) = command;
+    let (FleetCommand::Status(args) | FleetCommand::Verify(args) | FleetCommand::Up(args)) = command;
     // Everything is checked before anything connects.
     let inventory = Inventory::load(&args.fleet)?;
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
@@ -44,7 +44,8 @@ pub(crate) async fn fleet(
         }));
     }
     match command {
-        FleetCommand::Status(_) => status(args, &inventory, shard, set, &runner, out).await,
+        FleetCommand::Status(_) => status(args, &inventory, shard, set, &runner, out, Look::Status).await,
+        FleetCommand::Verify(_) => status(args, &inventory, shard, set, &runner, out, Look::Verify).await,
         FleetCommand::Up(_) => {
             let mut metrics = args
                 .metrics_file
@@ -91,8 +92,9 @@ async fn status(
     set: &MigrationSet,
     runner: &EngineRunner<'_>,
     out: &Output,
+    look: Look,
 ) -> anyhow::Result<u8> {
-    let seen = waymark_fleet::status(inventory, shard, set, runner, args.parallel).await;
+    let seen = waymark_fleet::status(inventory, shard, set, runner, args.parallel, look).await;
     let mut totals = BTreeMap::new();
     let targets: Vec<FleetTargetStatus> = seen
         .into_iter()
@@ -113,7 +115,11 @@ async fn status(
             }
         })
         .collect();
-    let all_up_to_date = targets.iter().all(|t| t.state == "up-to-date");
+    let good = match look {
+        Look::Status => "up-to-date",
+        Look::Verify => "verified",
+    };
+    let all_up_to_date = targets.iter().all(|t| t.state == good);
     out.fleet_status(
         &FleetStatus {
             fleet: args.fleet.display().to_string(),

@@ -266,7 +266,8 @@ fn render(bench: &PgBench, s: &Settings, results: &[(&str, &str, Vec<Measured>)]
     out
 }
 
-fn chrono_date() -> String {
+/// Today, as `date` gives it.
+pub(crate) fn chrono_date() -> String {
     Command::new("date")
         .arg("+%Y-%m-%d")
         .output()

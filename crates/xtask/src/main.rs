@@ -11,13 +11,14 @@ mod backup_bench;
 mod corpus_bench;
 mod cutover_bench;
 mod expand_bench;
+mod fleet_bench;
 mod load_bench;
 mod online_bench;
 mod tidy;
 mod verify_bench;
 use waymark_host::{Call, CallError, Dialect, Direction, Limits, StepEnv, StepFuture, StepHost, Value};
 
-const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-cutover [--scale N] [--runs N] [--write]\n       cargo xtask bench-corpus [--runs N] [--pg-url URL] [--corpus DIR] [--write]\n       cargo xtask bench-online [--scale N] [--runs N] [--pg-url URL] [--write | --only WAY]\n       cargo xtask bench-expand [--rows N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-load [--clients N] [--seconds N] [--rate R] [--scale N] [--runs N] [--pg-url URL] [--write]";
+const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-cutover [--scale N] [--runs N] [--write]\n       cargo xtask bench-corpus [--runs N] [--pg-url URL] [--corpus DIR] [--write]\n       cargo xtask bench-online [--scale N] [--runs N] [--pg-url URL] [--write | --only WAY]\n       cargo xtask bench-expand [--rows N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-load [--clients N] [--seconds N] [--rate R] [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-fleet [--sqlite N] [--pg N] [--parallel 1,4,16,32] [--pg-url URL] [--write]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench-online") => online_bench::run(&args[1..]),
         Some("bench-expand") => expand_bench::run(&args[1..]),
         Some("bench-load") => load_bench::run(&args[1..]),
+        Some("bench-fleet") => fleet_bench::run(&args[1..]),
         _ => bail!("{USAGE}"),
     }
 }

@@ -4,7 +4,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Where each target of the fleet stands (`ok` is `true` when every
-/// target is up to date).
+/// target is up to date), or under `fleet verify` whether its applied
+/// migrations' files are unchanged (`ok` when every target is verified).
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct FleetStatus {
     /// The fleet file.
@@ -23,13 +24,14 @@ pub(crate) struct FleetTargetStatus {
     /// The wave it belongs to.
     pub(crate) wave: String,
     /// `up-to-date`, `pending`, `failed`, `modified`, `missing`,
-    /// `out-of-order`, `unreachable` or `error`.
+    /// `out-of-order`, `unreachable` or `error`; under `fleet verify`,
+    /// `verified`, `modified`, `missing`, `unreachable` or `error`.
     pub(crate) state: &'static str,
     /// Pending migrations (`pending`), the versions at fault (`failed`,
     /// `modified`, `missing`, `out-of-order`).
     pub(crate) migrations: Vec<String>,
-    /// The count applied (`up-to-date`), the cause (`unreachable`,
-    /// `error`).
+    /// The count applied (`up-to-date`) or checked (`verified`), the
+    /// cause (`unreachable`, `error`).
     pub(crate) detail: String,
     /// How long the look took.
     pub(crate) duration_ms: f64,

@@ -118,6 +118,7 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
             of::<BackupRestored<'static>>(),
         ),
         ("fleet-status", "waymark fleet status --json", of::<FleetStatus>()),
+        ("fleet-verify", "waymark fleet verify --json", of::<FleetStatus>()),
         (
             "events",
             "each line of an --events file",

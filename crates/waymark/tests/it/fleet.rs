@@ -527,3 +527,46 @@ fn the_events_and_metrics_files_follow_a_rollout_and_events_follow_any_command()
         "{statement}"
     );
 }
+
+#[test]
+fn a_migration_changed_after_it_was_applied_fails_fleet_verify_and_fleet_up_skips_the_targets() {
+    let p = project();
+    let dbs = [TestDb::new(Kind::Sqlite), TestDb::new(Kind::Mysql)];
+    let file = target("lite", &dbs[0], "{}")
+        + &target("maria", &dbs[1], "{}")
+        + "[[wave]]\nselect = \"*\"\nparallel = 2\nmax_failures = 1\n";
+    p.file("fleet.toml", &file);
+    run(&p, &["up"]).ok();
+    let verified = run(&p, &["verify", "--json"]).ok().json();
+    assert_eq!(verified["totals"]["verified"], 2);
+    assert_eq!(verified["targets"][0]["detail"], "2 checked");
+
+    // The file of an applied migration changes, and a new one is added.
+    p.migration(
+        "2_rollout_log",
+        "CREATE TABLE rollout_log (id INT, note TEXT);\nINSERT INTO rollout_log (id) VALUES (1);",
+        None,
+    );
+    p.migration("3_more", "CREATE TABLE more_things (id INT);", None);
+    let differs = run(&p, &["verify", "--json"]).code(3).json();
+    for t in differs["targets"].as_array().unwrap() {
+        assert_eq!(t["state"], "modified", "{t}");
+        assert_eq!(t["migrations"], serde_json::json!(["2"]));
+    }
+    // Each target is skipped and named, nothing runs on it, and the two
+    // skips exceed the wave's budget of one.
+    let up = run(&p, &["up", "--json"]).code(1);
+    let json = up.json();
+    assert_eq!(json["halted"], "wave \"wave 1\" had 2 failed target(s) and allows 1");
+    for t in json["waves"][0]["targets"].as_array().unwrap() {
+        assert_eq!(t["outcome"], "skipped", "{t}");
+        assert_eq!(
+            t["error"],
+            "its history has modified migration(s) 2; see `waymark status` and `waymark repair` for it"
+        );
+    }
+    for db in &dbs {
+        assert_eq!(versions(db), vec!["1", "2"], "{}", db.url);
+        assert!(!db.tables().iter().any(|t| t == "more_things"));
+    }
+}
