@@ -22,10 +22,13 @@ pub trait Runner {
 /// How one target's run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Nothing was pending (or another runner applied it first).
+    /// Nothing was pending, or (`fleet down`) nothing above the version
+    /// was applied; or another runner did it first.
     UpToDate,
     /// These migrations were applied, in order.
     Applied(Vec<String>),
+    /// These migrations were reverted, newest first (`fleet down`).
+    Reverted(Vec<String>),
     /// Its history needs a person first (a failed, modified or missing
     /// migration); nothing was run.
     Skipped(String),
@@ -47,7 +50,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether it counts against the wave's budget.
     pub fn is_failure(&self) -> bool {
-        !matches!(self, Outcome::UpToDate | Outcome::Applied(_))
+        !matches!(self, Outcome::UpToDate | Outcome::Applied(_) | Outcome::Reverted(_))
     }
 
     /// The word reports use.
@@ -55,6 +58,7 @@ impl Outcome {
         match self {
             Outcome::UpToDate => "up-to-date",
             Outcome::Applied(_) => "applied",
+            Outcome::Reverted(_) => "reverted",
             Outcome::Skipped(_) => "skipped",
             Outcome::Failed { .. } => "failed",
             Outcome::Unreachable(_) => "unreachable",

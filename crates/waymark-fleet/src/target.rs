@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use waymark_core::{DbError, Engine, EngineOptions, Error, Event, MigrationSet, Steps, UpOptions};
+use waymark_core::{DbError, DownTarget, Engine, EngineOptions, Error, Event, MigrationSet, Steps, UpOptions, Version};
 
 use crate::inventory::Target;
 use crate::rollout::{Outcome, Runner};
@@ -35,6 +35,11 @@ pub struct EngineRunner<'a> {
     pub prepare: Option<Prepare>,
     /// Told of each migration's start and end on each target.
     pub on_event: Option<OnEvent>,
+    /// `fleet down --to V`: revert every migration newer than `V` instead
+    /// of applying. One version for every target, never a count of steps:
+    /// targets at different versions would each lose different
+    /// migrations.
+    pub down_to: Option<Version>,
 }
 
 impl std::fmt::Debug for EngineRunner<'_> {
@@ -103,7 +108,10 @@ impl Runner for EngineRunner<'_> {
                 tell(name, &event);
             }
         };
-        let outcome = apply(&engine, self.set, &mut on_event).await;
+        let outcome = match &self.down_to {
+            None => apply(&engine, self.set, &mut on_event).await,
+            Some(to) => revert(&engine, self.set, to, &mut on_event).await,
+        };
         engine.close().await;
         outcome
     }
@@ -125,20 +133,56 @@ async fn apply(engine: &Engine, set: &MigrationSet, on_event: &mut (dyn FnMut(Ev
     match engine.up(set, &UpOptions::default(), on_event).await {
         // Another runner got there between the look and the lock.
         Ok(applied) if applied.is_empty() => Outcome::UpToDate,
-        Ok(applied) => Outcome::Applied(applied.iter().map(|a| format!("{}_{}", a.version, a.name)).collect()),
+        Ok(applied) => Outcome::Applied(labels(&applied)),
         Err(e @ Error::Db(DbError::LockTimeout { .. })) => Outcome::Locked(e.to_string()),
-        Err(Error::Migration { failure, applied }) => {
-            let applied = applied.iter().map(|a| format!("{}_{}", a.version, a.name)).collect();
-            failed(
-                &Error::Migration {
-                    failure,
-                    applied: Vec::new(),
-                },
-                applied,
-            )
-        }
+        Err(Error::Migration { failure, applied }) => failed(
+            &Error::Migration {
+                failure,
+                applied: Vec::new(),
+            },
+            labels(&applied),
+        ),
         Err(e) => failed(&e, Vec::new()),
     }
+}
+
+async fn revert(
+    engine: &Engine,
+    set: &MigrationSet,
+    to: &Version,
+    on_event: &mut (dyn FnMut(Event<'_>) + Send),
+) -> Outcome {
+    match engine.status(set).await {
+        Ok(entries) => {
+            if let Standing::NeedsRepair(state, versions) = Standing::of(&entries) {
+                return Outcome::Skipped(format!(
+                    "its history has {state} migration(s) {}; see `waymark status` and `waymark repair` for it",
+                    versions.join(", ")
+                ));
+            }
+            if !entries.iter().any(|e| e.state.is_applied() && &e.version > to) {
+                return Outcome::UpToDate;
+            }
+        }
+        Err(e) => return failed(&e, Vec::new()),
+    }
+    match engine.down(set, &DownTarget::To(to.clone()), on_event).await {
+        Ok(reverted) if reverted.is_empty() => Outcome::UpToDate,
+        Ok(reverted) => Outcome::Reverted(labels(&reverted)),
+        Err(e @ Error::Db(DbError::LockTimeout { .. })) => Outcome::Locked(e.to_string()),
+        Err(Error::Migration { failure, applied }) => failed(
+            &Error::Migration {
+                failure,
+                applied: Vec::new(),
+            },
+            labels(&applied),
+        ),
+        Err(e) => failed(&e, Vec::new()),
+    }
+}
+
+fn labels(done: &[waymark_core::Applied]) -> Vec<String> {
+    done.iter().map(|a| format!("{}_{}", a.version, a.name)).collect()
 }
 
 fn failed(e: &Error, applied: Vec<String>) -> Outcome {

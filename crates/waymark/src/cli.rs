@@ -187,6 +187,21 @@ pub(crate) enum FleetCommand {
     /// Exit 3 when every wave ran but a target failed within its wave's
     /// budget.
     Up(FleetArgs),
+    /// Revert every migration newer than --to on each target, the waves in
+    /// reverse order (the widest first, the canary last), with the same
+    /// budgets and gates as `up`.
+    Down(FleetDownArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FleetDownArgs {
+    #[command(flatten)]
+    pub(crate) fleet: FleetArgs,
+    /// Revert every migration newer than this version (0: all). A version,
+    /// never a count: targets at different versions would each lose
+    /// different migrations.
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) to: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use waymark_core::{MigrationSet, Steps};
 use waymark_fleet::{EngineRunner, Inventory, Look, Outcome, Rollout, Shard, Standing};
 
-use crate::cli::{FleetArgs, FleetCommand};
+use crate::cli::{FleetArgs, FleetCommand, FleetDownArgs};
 use crate::config::Settings;
 use crate::events::ms;
 use crate::exit;
@@ -20,9 +20,23 @@ pub(crate) async fn fleet(
     set: &MigrationSet,
     out: &Output,
 ) -> anyhow::Result<u8> {
-    let (FleetCommand::Status(args) | FleetCommand::Verify(args) | FleetCommand::Up(args)) = command;
+    let (FleetCommand::Status(args)
+    | FleetCommand::Verify(args)
+    | FleetCommand::Up(args)
+    | FleetCommand::Down(FleetDownArgs { fleet: args, .. })) = command;
     // Everything is checked before anything connects.
-    let inventory = Inventory::load(&args.fleet)?;
+    let mut inventory = Inventory::load(&args.fleet)?;
+    let down_to = match command {
+        FleetCommand::Down(FleetDownArgs { to, .. }) => match crate::down_target(Some(to), None, false)? {
+            waymark_core::DownTarget::To(version) => Some(version),
+            _ => unreachable!("--to gives a version"),
+        },
+        _ => None,
+    };
+    if down_to.is_some() {
+        // The widest wave first, the canary last: the reverse of `up`.
+        inventory.waves.reverse();
+    }
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
     let mut options = crate::engine_options(settings);
     options.connect.connect_timeout = Some(args.connect_timeout);
@@ -32,6 +46,7 @@ pub(crate) async fn fleet(
         options,
         prepare: None,
         on_event: None,
+        down_to,
     };
     if let Some(log) = &out.events {
         let (for_engine, for_events) = (log.clone(), log.clone());
@@ -46,7 +61,7 @@ pub(crate) async fn fleet(
     match command {
         FleetCommand::Status(_) => status(args, &inventory, shard, set, &runner, out, Look::Status).await,
         FleetCommand::Verify(_) => status(args, &inventory, shard, set, &runner, out, Look::Verify).await,
-        FleetCommand::Up(_) => {
+        FleetCommand::Up(_) | FleetCommand::Down(_) => {
             let mut metrics = args
                 .metrics_file
                 .as_deref()
@@ -148,7 +163,7 @@ fn rollout_json(args: &FleetArgs, rollout: &Rollout) -> FleetRollout {
                     .map(|t| {
                         *totals.entry(t.outcome.as_str()).or_insert(0) += 1;
                         let (applied, error, hint) = match &t.outcome {
-                            Outcome::Applied(labels) => (labels.clone(), None, None),
+                            Outcome::Applied(labels) | Outcome::Reverted(labels) => (labels.clone(), None, None),
                             Outcome::Failed { message, hint, applied } => {
                                 (applied.clone(), Some(message.clone()), hint.clone())
                             }

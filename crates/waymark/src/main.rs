@@ -685,7 +685,7 @@ async fn dispatch(
     }
 }
 
-fn down_target(to: Option<&str>, steps: Option<usize>, all: bool) -> anyhow::Result<DownTarget> {
+pub(crate) fn down_target(to: Option<&str>, steps: Option<usize>, all: bool) -> anyhow::Result<DownTarget> {
     if all {
         return Ok(DownTarget::All);
     }

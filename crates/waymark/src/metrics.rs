@@ -13,10 +13,11 @@ use waymark_fleet::{Inventory, Outcome, Rollout, Shard, Update};
 
 /// Every state a target can be shown in, so each has a line (0 or 1), as
 /// a state set is written.
-const STATES: [&str; 8] = [
+const STATES: [&str; 9] = [
     "pending",
     "running",
     "applied",
+    "reverted",
     "up-to-date",
     "failed",
     "skipped",
@@ -92,7 +93,7 @@ impl Metrics {
                     seen.state = report.outcome.as_str();
                     seen.seconds = report.duration.as_secs_f64();
                     seen.applied = match &report.outcome {
-                        Outcome::Applied(labels) => labels.len(),
+                        Outcome::Applied(labels) | Outcome::Reverted(labels) => labels.len(),
                         Outcome::Failed { applied, .. } => applied.len(),
                         _ => 0,
                     };
@@ -167,7 +168,7 @@ impl Metrics {
         );
         per_target(
             "waymark_fleet_target_migrations_applied",
-            "Migrations the rollout applied on the target.",
+            "Migrations the rollout applied (under `fleet down`, reverted) on the target.",
             &|s| s.applied.to_string(),
         );
         let _ = writeln!(

@@ -105,8 +105,8 @@ pub(crate) enum EventKind<'a> {
     TargetFinished {
         /// The wave.
         wave: &'a str,
-        /// `applied`, `up-to-date`, `failed`, `skipped`, `unreachable` or
-        /// `locked`.
+        /// `applied`, `reverted` (`fleet down`), `up-to-date`, `failed`,
+        /// `skipped`, `unreachable` or `locked`.
         outcome: &'static str,
         /// Whether it is tried again at the end of the wave (it was locked).
         again: bool,

@@ -76,12 +76,12 @@ pub(crate) struct FleetWave {
 pub(crate) struct FleetTarget {
     /// Its name.
     pub(crate) name: String,
-    /// `applied`, `up-to-date`, `failed`, `skipped` (its history needs
-    /// repair), `unreachable` or `locked` (another runner held it
-    /// throughout).
+    /// `applied` (`reverted` under `fleet down`), `up-to-date`, `failed`,
+    /// `skipped` (its history needs repair), `unreachable` or `locked`
+    /// (another runner held it throughout).
     pub(crate) outcome: &'static str,
-    /// The migrations applied, in order (before the failure, when it
-    /// failed).
+    /// The migrations applied, in order (under `fleet down`, reverted,
+    /// newest first), before the failure when it failed.
     pub(crate) applied: Vec<String>,
     /// What went wrong, when something did.
     pub(crate) error: Option<String>,

@@ -125,6 +125,7 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
             schemars::schema_for!(EventLine<'static>),
         ),
         ("fleet-up", "waymark fleet up --json", of::<FleetRollout>()),
+        ("fleet-down", "waymark fleet down --json", of::<FleetRollout>()),
         (
             "cutover-verify",
             "waymark cutover verify --json",

@@ -33,6 +33,7 @@ impl Output {
                 let what = match &report.outcome {
                     Outcome::UpToDate => "up to date".to_owned(),
                     Outcome::Applied(labels) => format!("applied {}", labels.join(", ")),
+                    Outcome::Reverted(labels) => format!("reverted {}", labels.join(", ")),
                     Outcome::Locked(_) if *again => {
                         "locked by another runner; trying again after the rest of the wave".to_owned()
                     }
@@ -149,7 +150,7 @@ fn log_update(log: &crate::events::EventLog, update: &Update<'_>) {
                 | Outcome::Skipped(message)
                 | Outcome::Unreachable(message)
                 | Outcome::Locked(message) => Some(message.as_str()),
-                Outcome::UpToDate | Outcome::Applied(_) => None,
+                Outcome::UpToDate | Outcome::Applied(_) | Outcome::Reverted(_) => None,
             };
             log.write(
                 Some(&report.name),

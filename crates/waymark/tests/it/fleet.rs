@@ -570,3 +570,54 @@ fn a_migration_changed_after_it_was_applied_fails_fleet_verify_and_fleet_up_skip
         assert!(!db.tables().iter().any(|t| t == "more_things"));
     }
 }
+
+#[test]
+fn fleet_down_reverts_to_a_version_widest_wave_first_and_again_finds_nothing_to_do() {
+    let p = project();
+    let dbs = [
+        TestDb::new(Kind::Sqlite),
+        TestDb::new(Kind::Postgres),
+        TestDb::new(Kind::Sqlite),
+    ];
+    let file = target("canary", &dbs[0], "{ tier = \"canary\" }")
+        + &target("pg", &dbs[1], "{}")
+        + &target("lite", &dbs[2], "{}")
+        + "[[wave]]\nname = \"canary\"\nselect = { tier = \"canary\" }\n\n[[wave]]\nname = \"rest\"\nselect = \"*\"\nparallel = 2\n";
+    p.file("fleet.toml", &file);
+    run(&p, &["up"]).ok();
+    // A count of steps is refused: targets at different versions would
+    // each lose different migrations.
+    run(&p, &["down"]).code(2).stderr_has("--to <VERSION>");
+
+    let down = run(&p, &["down", "--to", "1", "--json"]).ok();
+    let json = down.json();
+    let order: Vec<&str> = json["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["rest", "canary"]);
+    for w in json["waves"].as_array().unwrap() {
+        for t in w["targets"].as_array().unwrap() {
+            assert_eq!(t["outcome"], "reverted", "{t}");
+            assert_eq!(t["applied"], serde_json::json!(["2_rollout_log"]));
+        }
+    }
+    assert!(
+        down.stderr.contains("  rest: pg reverted 2_rollout_log"),
+        "{}",
+        down.stderr
+    );
+    for db in &dbs {
+        assert_eq!(versions(db), vec!["1"], "{}", db.url);
+        assert_eq!(runs_of_log(db), 0, "{}", db.url);
+    }
+    let again = run(&p, &["down", "--to", "1", "--json"]).ok().json();
+    assert_eq!(again["totals"]["up-to-date"], 3);
+    // And up brings every target back.
+    run(&p, &["up"]).ok();
+    for db in &dbs {
+        assert_eq!(runs_of_log(db), 1, "{}", db.url);
+    }
+}
