@@ -121,29 +121,11 @@ async fn apply(engine: &Engine, set: &MigrationSet, on_event: &mut (dyn FnMut(Ev
     // A look first: an up-to-date target costs one read and no lock.
     match engine.status(set).await.map(|entries| Standing::of(&entries)) {
         Ok(Standing::UpToDate { .. }) => return Outcome::UpToDate,
-        Ok(Standing::NeedsRepair(state, versions)) => {
-            return Outcome::Skipped(format!(
-                "its history has {state} migration(s) {}; see `waymark status` and `waymark repair` for it",
-                versions.join(", ")
-            ));
-        }
+        Ok(Standing::NeedsRepair(state, versions)) => return skipped(state, &versions),
         Ok(_) => {}
         Err(e) => return failed(&e, Vec::new()),
     }
-    match engine.up(set, &UpOptions::default(), on_event).await {
-        // Another runner got there between the look and the lock.
-        Ok(applied) if applied.is_empty() => Outcome::UpToDate,
-        Ok(applied) => Outcome::Applied(labels(&applied)),
-        Err(e @ Error::Db(DbError::LockTimeout { .. })) => Outcome::Locked(e.to_string()),
-        Err(Error::Migration { failure, applied }) => failed(
-            &Error::Migration {
-                failure,
-                applied: Vec::new(),
-            },
-            labels(&applied),
-        ),
-        Err(e) => failed(&e, Vec::new()),
-    }
+    ended(engine.up(set, &UpOptions::default(), on_event).await, Outcome::Applied)
 }
 
 async fn revert(
@@ -155,10 +137,7 @@ async fn revert(
     match engine.status(set).await {
         Ok(entries) => {
             if let Standing::NeedsRepair(state, versions) = Standing::of(&entries) {
-                return Outcome::Skipped(format!(
-                    "its history has {state} migration(s) {}; see `waymark status` and `waymark repair` for it",
-                    versions.join(", ")
-                ));
+                return skipped(state, &versions);
             }
             if !entries.iter().any(|e| e.state.is_applied() && &e.version > to) {
                 return Outcome::UpToDate;
@@ -166,9 +145,25 @@ async fn revert(
         }
         Err(e) => return failed(&e, Vec::new()),
     }
-    match engine.down(set, &DownTarget::To(to.clone()), on_event).await {
-        Ok(reverted) if reverted.is_empty() => Outcome::UpToDate,
-        Ok(reverted) => Outcome::Reverted(labels(&reverted)),
+    ended(
+        engine.down(set, &DownTarget::To(to.clone()), on_event).await,
+        Outcome::Reverted,
+    )
+}
+
+fn skipped(state: &str, versions: &[String]) -> Outcome {
+    Outcome::Skipped(format!(
+        "its history has {state} migration(s) {}; see `waymark status` and `waymark repair` for it",
+        versions.join(", ")
+    ))
+}
+
+/// How an `up` or a `down` under the target's lock ended.
+fn ended(result: Result<Vec<waymark_core::Applied>, Error>, done: fn(Vec<String>) -> Outcome) -> Outcome {
+    match result {
+        // Another runner got there between the look and the lock.
+        Ok(migrations) if migrations.is_empty() => Outcome::UpToDate,
+        Ok(migrations) => done(labels(&migrations)),
         Err(e @ Error::Db(DbError::LockTimeout { .. })) => Outcome::Locked(e.to_string()),
         Err(Error::Migration { failure, applied }) => failed(
             &Error::Migration {
