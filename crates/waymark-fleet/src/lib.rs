@@ -17,6 +17,7 @@
 mod error;
 mod gate;
 mod inventory;
+mod plan;
 mod rollout;
 mod shard;
 mod status;
@@ -25,6 +26,7 @@ mod target;
 pub use error::FleetError;
 pub use gate::{Gate, GateReport};
 pub use inventory::{Budget, Inventory, Target, Wave};
+pub use plan::{PlanGroup, plan};
 pub use rollout::{Halt, Outcome, Rollout, Runner, TargetReport, Update, WaveReport, WaveState, roll_out};
 pub use shard::Shard;
 pub use status::{Look, Standing, TargetStatus, status};

@@ -87,6 +87,17 @@ impl EngineRunner<'_> {
     }
 }
 
+impl EngineRunner<'_> {
+    /// What `up` would do on `target`, with each migration's findings
+    /// weighed by its tables' sizes there.
+    pub(crate) async fn plan(&self, target: &Target, set: &MigrationSet) -> Result<waymark_core::Plan, String> {
+        let engine = self.connect(target, true).await.map_err(|e| e.to_string())?;
+        let plan = engine.plan_weighed(set, &UpOptions::default()).await;
+        engine.close().await;
+        plan.map_err(|e| e.to_string())
+    }
+}
+
 impl Runner for EngineRunner<'_> {
     async fn run(&self, target: &Target, patient: bool) -> Outcome {
         let mut engine = match self.connect(target, patient).await {

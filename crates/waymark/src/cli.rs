@@ -180,6 +180,11 @@ pub(crate) enum FleetCommand {
     /// `waymark verify` does. Exit 3 when any target differs or could not
     /// be checked.
     Verify(FleetArgs),
+    /// The targets grouped by where they stand, and for each group with
+    /// migrations pending the plan `up` would follow, made once, on its
+    /// first target. Exit 1 when a group's plan could not be made (`up`
+    /// would refuse it).
+    Plan(FleetArgs),
     /// Apply the pending migrations, wave by wave: up to `parallel` targets
     /// of a wave at once, then its gate. Halts (exit 1) when a wave has
     /// more failures than its max_failures or its gate fails, saying what
@@ -217,7 +222,7 @@ pub(crate) struct FleetArgs {
     /// unreachable.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s")]
     pub(crate) connect_timeout: Duration,
-    /// How many targets `status` and `verify` look at at once.
+    /// How many targets `status`, `verify` and `plan` look at at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) parallel: usize,
     /// `up`: keep FILE up to date with the rollout in Prometheus text

@@ -10,7 +10,10 @@ use crate::cli::{FleetArgs, FleetCommand, FleetDownArgs};
 use crate::config::Settings;
 use crate::events::ms;
 use crate::exit;
-use crate::json::{EventKind, FleetGate, FleetRollout, FleetStatus, FleetTarget, FleetTargetStatus, FleetWave};
+use crate::json::{
+    EventKind, FleetGate, FleetPlan, FleetPlanGroup, FleetPlanned, FleetRollout, FleetStatus, FleetTarget,
+    FleetTargetStatus, FleetWave,
+};
 use crate::metrics::Metrics;
 use crate::output::Output;
 
@@ -22,6 +25,7 @@ pub(crate) async fn fleet(
 ) -> anyhow::Result<u8> {
     let (FleetCommand::Status(args)
     | FleetCommand::Verify(args)
+    | FleetCommand::Plan(args)
     | FleetCommand::Up(args)
     | FleetCommand::Down(FleetDownArgs { fleet: args, .. })) = command;
     // Everything is checked before anything connects.
@@ -61,6 +65,16 @@ pub(crate) async fn fleet(
     match command {
         FleetCommand::Status(_) => status(args, &inventory, shard, set, &runner, out, Look::Status).await,
         FleetCommand::Verify(_) => status(args, &inventory, shard, set, &runner, out, Look::Verify).await,
+        FleetCommand::Plan(_) => {
+            let groups = waymark_fleet::plan(&inventory, shard, set, &runner, args.parallel).await;
+            let reply = FleetPlan {
+                fleet: args.fleet.display().to_string(),
+                groups: groups.into_iter().map(plan_group).collect(),
+            };
+            let ok = reply.groups.iter().all(|g| g.state != "pending" || g.error.is_none());
+            out.fleet_plan(&reply, ok);
+            Ok(if ok { 0 } else { exit::FAILED })
+        }
         FleetCommand::Up(_) | FleetCommand::Down(_) => {
             let mut metrics = args
                 .metrics_file
@@ -144,6 +158,44 @@ async fn status(
         all_up_to_date,
     );
     Ok(if all_up_to_date { 0 } else { exit::DIFFERENCES })
+}
+
+fn plan_group(g: waymark_fleet::PlanGroup) -> FleetPlanGroup {
+    let (migrations, mut error) = match &g.standing {
+        Standing::Pending(labels) => (labels.clone(), None),
+        Standing::NeedsRepair(_, versions) => (versions.clone(), None),
+        Standing::Unreachable(cause) | Standing::Error(cause) => (Vec::new(), Some(cause.clone())),
+        Standing::UpToDate { .. } | Standing::Verified { .. } => (Vec::new(), None),
+    };
+    let planned_on = g.plan.as_ref().map(|_| g.targets[0].clone());
+    let plan = match g.plan {
+        Some(Ok(plan)) => plan
+            .migrations
+            .iter()
+            .map(|p| FleetPlanned {
+                migration: p.migration.label(),
+                strategy: p.strategy.as_str(),
+                findings: p
+                    .findings
+                    .iter()
+                    .map(|f| format!("{} {} line {}: {}", f.rule, f.severity.as_str(), f.line, f.message))
+                    .collect(),
+            })
+            .collect(),
+        Some(Err(e)) => {
+            error = Some(e);
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    FleetPlanGroup {
+        state: g.standing.as_str(),
+        migrations,
+        targets: g.targets,
+        planned_on,
+        plan,
+        error,
+    }
 }
 
 fn rollout_json(args: &FleetArgs, rollout: &Rollout) -> FleetRollout {

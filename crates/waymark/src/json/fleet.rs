@@ -103,3 +103,42 @@ pub(crate) struct FleetGate {
     /// Why it failed.
     pub(crate) message: Option<String>,
 }
+
+/// The fleet's targets grouped by where they stand, with one plan per
+/// pending group (`ok` is `false` when a group's plan could not be made,
+/// for instance because `up` would refuse it).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct FleetPlan {
+    /// The fleet file.
+    pub(crate) fleet: String,
+    /// Each group, in the order of its first target in the file.
+    pub(crate) groups: Vec<FleetPlanGroup>,
+}
+
+/// Targets that stand alike.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct FleetPlanGroup {
+    /// Their state, as `fleet status` says it.
+    pub(crate) state: &'static str,
+    /// The pending migrations (`pending`), or the versions at fault.
+    pub(crate) migrations: Vec<String>,
+    /// Their names.
+    pub(crate) targets: Vec<String>,
+    /// The target the plan was made on (a pending group's first).
+    pub(crate) planned_on: Option<String>,
+    /// What `up` would run there, in order (a pending group).
+    pub(crate) plan: Vec<FleetPlanned>,
+    /// Why the plan could not be made, or what the state's cause is.
+    pub(crate) error: Option<String>,
+}
+
+/// One migration of a group's plan.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct FleetPlanned {
+    /// `<version>_<name>`.
+    pub(crate) migration: String,
+    /// `atomic`, `recorded`, `batched` or `one-transaction`.
+    pub(crate) strategy: &'static str,
+    /// The lint findings on it, as `rule severity line: message`.
+    pub(crate) findings: Vec<String>,
+}

@@ -23,7 +23,10 @@ use serde::Serialize;
 pub(crate) use backup::{BackupCreated, BackupList, BackupRestored, BackupVerified, ListedBackup};
 pub(crate) use cutover::{Compared, CutoverCompleted, CutoverPrepared, CutoverStatus, Switched};
 pub(crate) use events::{EventKind, EventLine};
-pub(crate) use fleet::{FleetGate, FleetRollout, FleetStatus, FleetTarget, FleetTargetStatus, FleetWave};
+pub(crate) use fleet::{
+    FleetGate, FleetPlan, FleetPlanGroup, FleetPlanned, FleetRollout, FleetStatus, FleetTarget, FleetTargetStatus,
+    FleetWave,
+};
 pub(crate) use migrations::{
     Adopted, AppliedMigration, AppliedReply, Baselined, Created, EntryJson, IgnoredFile, Linted, LintedMigration,
     PlanReply, Repaired, RepairedMigration, RuleJson, Rules, StatusReply, Verified,
@@ -119,6 +122,7 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
         ),
         ("fleet-status", "waymark fleet status --json", of::<FleetStatus>()),
         ("fleet-verify", "waymark fleet verify --json", of::<FleetStatus>()),
+        ("fleet-plan", "waymark fleet plan --json", of::<FleetPlan>()),
         (
             "events",
             "each line of an --events file",

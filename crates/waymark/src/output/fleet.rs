@@ -4,7 +4,7 @@
 use waymark_fleet::{Outcome, Update};
 
 use super::Output;
-use crate::json::{EventKind, FleetRollout, FleetStatus};
+use crate::json::{EventKind, FleetPlan, FleetRollout, FleetStatus};
 
 fn totals(totals: &std::collections::BTreeMap<&'static str, usize>) -> String {
     totals
@@ -110,6 +110,40 @@ impl Output {
                         left.join(", ")
                     );
                 }
+            }
+        }
+    }
+
+    pub(crate) fn fleet_plan(&self, p: &FleetPlan, ok: bool) {
+        if self.json {
+            self.reply(ok, p);
+            return;
+        }
+        for g in &p.groups {
+            let shown: Vec<&str> = g.targets.iter().take(10).map(String::as_str).collect();
+            let more = g.targets.len().saturating_sub(shown.len());
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            let what = if g.migrations.is_empty() {
+                g.state.to_owned()
+            } else {
+                format!("{} {}", g.state, g.migrations.join(", "))
+            };
+            outln!("{} target(s) {what}: {}{more}", g.targets.len(), shown.join(", "));
+            if let Some(on) = &g.planned_on {
+                outln!("  planned on {on}:");
+            }
+            for m in &g.plan {
+                outln!("    {} ({})", m.migration, m.strategy);
+                for f in &m.findings {
+                    outln!("      {f}");
+                }
+            }
+            if let Some(e) = &g.error {
+                outln!("  {e}");
             }
         }
     }

@@ -177,6 +177,39 @@ max_failures = "10%"
     assert_eq!(pg6["state"], "pending");
     assert_eq!(pg6["migrations"], serde_json::json!(["2_rollout_log"]));
 
+    // One plan per group of targets that stand alike, not one per target.
+    let plan = run(&p, &["plan", "--json"]).ok().json();
+    let groups = plan["groups"].as_array().unwrap();
+    let shape: Vec<(String, usize, String)> = groups
+        .iter()
+        .map(|g| {
+            (
+                format!("{} {}", g["state"].as_str().unwrap(), g["migrations"]),
+                g["targets"].as_array().unwrap().len(),
+                g["planned_on"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("up-to-date []".to_owned(), 7, "-".to_owned()),
+            (
+                "pending [\"1_accounts\",\"2_rollout_log\"]".to_owned(),
+                57,
+                "lite-1".to_owned()
+            ),
+            ("pending [\"2_rollout_log\"]".to_owned(), 1, "pg-6".to_owned()),
+        ]
+    );
+    let planned: Vec<&str> = groups[1]["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["migration"].as_str().unwrap())
+        .collect();
+    assert_eq!(planned, ["1_accounts", "2_rollout_log"]);
+
     // The fix, and the same command again: every target ends with each
     // migration applied once.
     pg[6].execute("DROP TABLE rollout_log");
