@@ -81,6 +81,11 @@ pub(crate) async fn rehearse(
         None => None,
     };
     let to = args.to.as_deref().map(|v| crate::version(v, "--to")).transpose()?;
+    // A report that cannot be written is found now, not after the whole
+    // rehearsal has run.
+    if let Some(path) = &args.report {
+        std::fs::write(path, "").map_err(|e| Error::Usage(format!("--report {}: {e}", path.display())))?;
+    }
     let scratch = redact(&args.scratch);
     if identity(&args.scratch).is_none() {
         return Err(Error::Usage(format!(

@@ -353,6 +353,26 @@ fn a_rehearsal_refuses_bad_workloads_databases_and_blocking_locks_with_nothing_a
         .stderr_has("broken.sql:3:");
     assert!(!scratch.exists());
 
+    // So is a report that could not be written at the end.
+    project
+        .run(
+            &source,
+            &[
+                "rehearse",
+                "--scratch",
+                &scratch.url,
+                "--template",
+                source.name(),
+                "--workload",
+                "workload.sql",
+                "--report",
+                "no/such/folder/report.html",
+            ],
+        )
+        .code(2)
+        .stderr_has("--report no/such/folder/report.html: No such file or directory");
+    assert!(!scratch.exists());
+
     // The configured database is not a scratch database.
     let same = source.url.replace("127.0.0.1", "localhost");
     project
