@@ -82,9 +82,17 @@ pub(crate) async fn rehearse(
     };
     let to = args.to.as_deref().map(|v| crate::version(v, "--to")).transpose()?;
     // A report that cannot be written is found now, not after the whole
-    // rehearsal has run.
+    // rehearsal has run, and nothing is left there by looking.
     if let Some(path) = &args.report {
-        std::fs::write(path, "").map_err(|e| Error::Usage(format!("--report {}: {e}", path.display())))?;
+        let existed = path.exists();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::Usage(format!("--report {}: {e}", path.display())))?;
+        if !existed {
+            let _ = std::fs::remove_file(path);
+        }
     }
     let scratch = redact(&args.scratch);
     if identity(&args.scratch).is_none() {

@@ -376,10 +376,25 @@ fn a_rehearsal_refuses_bad_workloads_databases_and_blocking_locks_with_nothing_a
     // The configured database is not a scratch database.
     let same = source.url.replace("127.0.0.1", "localhost");
     project
-        .run(&source, &["rehearse", "--scratch", &same, "--workload", "workload.sql"])
+        .run(
+            &source,
+            &[
+                "rehearse",
+                "--scratch",
+                &same,
+                "--workload",
+                "workload.sql",
+                "--report",
+                "report.html",
+            ],
+        )
         .code(2)
         .stderr_has("is the configured database");
     assert!(source.history().is_empty());
+    assert!(
+        !project.dir.path().join("report.html").exists(),
+        "looking at --report left nothing"
+    );
 
     // A database that holds tables is not changed without being told.
     let other = TestDb::new(Kind::Postgres);
