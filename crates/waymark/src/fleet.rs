@@ -15,7 +15,7 @@ use crate::json::{
     FleetTargetStatus, FleetWave,
 };
 use crate::metrics::Metrics;
-use crate::output::Output;
+use crate::output::{FleetView, Output};
 
 pub(crate) async fn fleet(
     command: &FleetCommand,
@@ -81,8 +81,14 @@ pub(crate) async fn fleet(
                 .as_deref()
                 .map(|path| Metrics::start(path, &inventory, shard))
                 .transpose()?;
+            let targets = inventory
+                .targets
+                .iter()
+                .filter(|t| shard.is_none_or(|s| s.takes(&t.name)))
+                .count();
+            let mut view = FleetView::new(out, targets as u64);
             let rollout = waymark_fleet::roll_out(&inventory, shard, &runner, &mut |u| {
-                out.fleet_update(&u);
+                out.fleet_update(&u, view.as_mut());
                 if let Some(metrics) = metrics.as_mut() {
                     metrics.update(&u);
                 }
@@ -90,6 +96,9 @@ pub(crate) async fn fleet(
             .await;
             if let Some(metrics) = metrics.as_mut() {
                 metrics.finish(&rollout);
+            }
+            if let Some(view) = view {
+                view.finish();
             }
             let reply = rollout_json(args, &rollout);
             if let Some(log) = &out.events {

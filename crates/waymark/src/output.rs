@@ -84,6 +84,7 @@ macro_rules! outln {
 }
 
 mod fleet;
+pub(crate) use fleet::FleetView;
 mod rehearsal;
 
 pub(crate) struct Output {

@@ -6,6 +6,22 @@ use waymark_fleet::{Outcome, Update};
 use super::Output;
 use crate::json::{EventKind, FleetPlan, FleetRollout, FleetStatus};
 
+/// A finished target's line: what was applied, or what went wrong.
+fn finished_line(wave: &str, report: &waymark_fleet::TargetReport, again: bool) -> String {
+    let took = format!("{:.2} s", report.duration.as_secs_f64());
+    let what = match &report.outcome {
+        Outcome::UpToDate => "up to date".to_owned(),
+        Outcome::Applied(labels) => format!("applied {}", labels.join(", ")),
+        Outcome::Reverted(labels) => format!("reverted {}", labels.join(", ")),
+        Outcome::Locked(_) if again => "locked by another runner; trying again after the rest of the wave".to_owned(),
+        Outcome::Failed { message, .. } => format!("FAILED: {message}"),
+        other @ (Outcome::Skipped(why) | Outcome::Unreachable(why) | Outcome::Locked(why)) => {
+            format!("{}: {why}", other.as_str().to_uppercase())
+        }
+    };
+    format!("  {wave}: {} {what} ({took})", report.name)
+}
+
 fn totals(totals: &std::collections::BTreeMap<&'static str, usize>) -> String {
     totals
         .iter()
@@ -18,9 +34,14 @@ fn totals(totals: &std::collections::BTreeMap<&'static str, usize>) -> String {
 impl Output {
     /// One line per event of a rollout, on stderr. Each finished target
     /// says how it went, so a log of the run reads as its record.
-    pub(crate) fn fleet_update(&self, update: &Update<'_>) {
+    /// `view` is the terminal's, which then draws instead of the lines.
+    pub(crate) fn fleet_update(&self, update: &Update<'_>, view: Option<&mut FleetView>) {
         if let Some(log) = &self.events {
             log_update(log, update);
+        }
+        if let Some(view) = view {
+            view.update(update);
+            return;
         }
         if self.quiet {
             return;
@@ -28,22 +49,7 @@ impl Output {
         match update {
             Update::WaveStarted { wave, targets } => eprintln!("{wave}: {targets} target(s)"),
             Update::Started { .. } => {}
-            Update::Finished { wave, report, again } => {
-                let took = format!("{:.2} s", report.duration.as_secs_f64());
-                let what = match &report.outcome {
-                    Outcome::UpToDate => "up to date".to_owned(),
-                    Outcome::Applied(labels) => format!("applied {}", labels.join(", ")),
-                    Outcome::Reverted(labels) => format!("reverted {}", labels.join(", ")),
-                    Outcome::Locked(_) if *again => {
-                        "locked by another runner; trying again after the rest of the wave".to_owned()
-                    }
-                    Outcome::Failed { message, .. } => format!("FAILED: {message}"),
-                    other @ (Outcome::Skipped(why) | Outcome::Unreachable(why) | Outcome::Locked(why)) => {
-                        format!("{}: {why}", other.as_str().to_uppercase())
-                    }
-                };
-                eprintln!("  {wave}: {} {what} ({took})", report.name);
-            }
+            Update::Finished { wave, report, again } => eprintln!("{}", finished_line(wave, report, *again)),
             Update::Gate { wave } => eprintln!("{wave}: gate"),
         }
     }
@@ -198,5 +204,71 @@ fn log_update(log: &crate::events::EventLog, update: &Update<'_>) {
             );
         }
         Update::Gate { wave } => log.write(None, EventKind::GateStarted { wave }),
+    }
+}
+
+/// The rollout on a terminal: a bar over every target with the time left
+/// at the pace so far, a line per target in flight with its time, and each
+/// finished target's line printed above them, so the scrollback keeps the
+/// record that a log would.
+pub(crate) struct FleetView {
+    multi: indicatif::MultiProgress,
+    total: indicatif::ProgressBar,
+    running: std::collections::HashMap<String, indicatif::ProgressBar>,
+}
+
+impl FleetView {
+    /// On a terminal, unless the output is JSON or quiet.
+    pub(crate) fn new(out: &Output, targets: u64) -> Option<FleetView> {
+        use std::io::IsTerminal;
+        if out.json || out.quiet || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let multi = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(8));
+        let total = multi.add(indicatif::ProgressBar::new(targets));
+        total.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} targets, {elapsed} so far, eta {eta}",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        Some(FleetView {
+            multi,
+            total,
+            running: std::collections::HashMap::new(),
+        })
+    }
+
+    pub(crate) fn update(&mut self, update: &Update<'_>) {
+        match update {
+            Update::WaveStarted { wave, .. } => self.total.set_message(format!("wave {wave}")),
+            Update::Started { wave, target } => {
+                let line = self.multi.add(indicatif::ProgressBar::new_spinner());
+                line.set_style(
+                    indicatif::ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                        .expect("the template is valid"),
+                );
+                line.set_message(format!("{wave}: {} running", target.name));
+                line.enable_steady_tick(std::time::Duration::from_millis(250));
+                self.running.insert(target.name.clone(), line);
+            }
+            Update::Finished { wave, report, again } => {
+                if let Some(line) = self.running.remove(&report.name) {
+                    line.finish_and_clear();
+                    self.multi.remove(&line);
+                }
+                let _ = self.multi.println(finished_line(wave, report, *again));
+                if !again {
+                    self.total.inc(1);
+                }
+            }
+            Update::Gate { wave } => self.total.set_message(format!("wave {wave}: gate")),
+        }
+    }
+
+    /// Clears the bar, so the report follows the finished lines.
+    pub(crate) fn finish(self) {
+        self.total.finish_and_clear();
     }
 }

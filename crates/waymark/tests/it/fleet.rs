@@ -654,3 +654,50 @@ fn fleet_down_reverts_to_a_version_widest_wave_first_and_again_finds_nothing_to_
         assert_eq!(runs_of_log(db), 1, "{}", db.url);
     }
 }
+
+#[test]
+fn on_a_terminal_the_rollout_shows_a_bar_with_the_time_left_and_each_target_in_flight() {
+    let p = project();
+    let dbs: Vec<TestDb> = (0..3).map(|_| TestDb::new(Kind::Sqlite)).collect();
+    let file: String = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| target(&format!("t{i}"), db, "{}"))
+        .collect();
+    p.file(
+        "fleet.toml",
+        file + "[[wave]]\nname = \"all\"\nselect = \"*\"\nparallel = 2\n",
+    );
+    // `script` gives the command a pseudo-terminal and copies what it drew.
+    let out = Command::new("script")
+        .args(["-qec", &format!("{BIN} fleet up"), "/dev/null"])
+        .current_dir(p.dir.path())
+        .env_remove("DATABASE_URL")
+        .env("WAYMARK_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{drawn}");
+    assert!(drawn.contains("wave all ["), "{drawn}");
+    assert!(
+        drawn.contains("/3 targets, ") && drawn.contains(" so far, eta "),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("all: t0 running"),
+        "a line per target in flight: {drawn}"
+    );
+    assert!(
+        drawn.contains("  all: t2 applied 1_accounts, 2_rollout_log ("),
+        "{drawn}"
+    );
+    assert!(drawn.contains("3/3 targets"), "{drawn}");
+    assert!(drawn.contains("done in "), "{drawn}");
+    // Away from a terminal the same run is plain lines, with no bar.
+    for db in &dbs {
+        assert_eq!(runs_of_log(db), 1);
+    }
+    let again = run(&p, &["up"]).ok();
+    assert!(!again.stderr.contains("targets, "), "{}", again.stderr);
+    assert!(again.stderr.contains("  all: t0 up to date ("), "{}", again.stderr);
+}
