@@ -90,6 +90,13 @@ struct FileRaw {
     wave: Vec<Spanned<WaveRaw>>,
 }
 
+/// `waymark.toml`, of which only `[fleet]` is read here; the binary checks
+/// the rest.
+#[derive(Deserialize)]
+struct ConfigRaw {
+    fleet: FileRaw,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TargetRaw {
@@ -146,16 +153,48 @@ impl Inventory {
         Inventory::parse(path, &text, |name| std::env::var(name).ok())
     }
 
+    /// Reads and checks the `[fleet]` table of the config file at `path`
+    /// (`[[fleet.target]]`, `[[fleet.wave]]`), naming its lines in that file.
+    pub fn load_section(path: &Path) -> Result<Inventory, FleetError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FleetError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Inventory::parse_section(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Checks the `[fleet]` table of `text`, the config file at `path`.
+    pub fn parse_section(
+        path: &Path,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Inventory, FleetError> {
+        Inventory::check(path, text, true, env)
+    }
+
     /// Checks `text`, the fleet file at `path`, with `env` for `url_env`.
     pub fn parse(path: &Path, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Inventory, FleetError> {
+        Inventory::check(path, text, false, env)
+    }
+
+    fn check(
+        path: &Path,
+        text: &str,
+        section: bool,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Inventory, FleetError> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
         let invalid = |offset: usize, message: String| FleetError::Invalid {
             path: path.to_owned(),
             line: line_of(offset),
             message,
         };
-        let raw: FileRaw = toml::from_str(text)
-            .map_err(|e| invalid(e.span().map_or(0, |s| s.start), e.message().trim_end().to_owned()))?;
+        let parsed = if section {
+            toml::from_str::<ConfigRaw>(text).map(|c| c.fleet)
+        } else {
+            toml::from_str::<FileRaw>(text)
+        };
+        let raw = parsed.map_err(|e| invalid(e.span().map_or(0, |s| s.start), e.message().trim_end().to_owned()))?;
         if raw.target.is_empty() {
             return Err(invalid(0, "no [[target]]: a fleet needs at least one".to_owned()));
         }
@@ -472,6 +511,27 @@ gate = { check = "true", pause = "2s" }
             parse("").unwrap_err(),
             "fleet.toml:1: no [[target]]: a fleet needs at least one"
         );
+    }
+
+    #[test]
+    fn the_fleet_table_of_a_config_file_is_read_with_that_files_lines() {
+        let config = format!(
+            "database_url = \"sqlite://x.db\"\n\n[lint]\nsmall_table_rows = 5\n{}",
+            FLEET
+                .replace("[[target]]", "[[fleet.target]]")
+                .replace("[[wave]]", "[[fleet.wave]]")
+        );
+        let env = |v: &str| (v == "SET").then(|| "postgres://h/db".to_owned());
+        let path = Path::new("waymark.toml");
+        let fleet = Inventory::parse_section(path, &config, env);
+        let twice = Inventory::parse_section(path, &config.replacen("name = \"c\"", "name = \"a\"", 1), env)
+            .unwrap_err()
+            .to_string();
+        let fleet = fleet.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fleet.targets.len(), 3);
+        assert_eq!(fleet.waves[1].targets, vec![1, 2]);
+        assert_eq!(fleet.targets[2].line, 16, "the config file's line");
+        assert_eq!(twice, "waymark.toml:17: target \"a\" is named twice (first at line 7)");
     }
 
     #[test]

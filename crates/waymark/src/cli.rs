@@ -211,9 +211,10 @@ pub(crate) struct FleetDownArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct FleetArgs {
-    /// The fleet file.
-    #[arg(long, env = "WAYMARK_FLEET", default_value = "fleet.toml")]
-    pub(crate) fleet: PathBuf,
+    /// The fleet file. Default: fleet.toml, or the [fleet] table of
+    /// waymark.toml.
+    #[arg(long, env = "WAYMARK_FLEET")]
+    pub(crate) fleet: Option<PathBuf>,
     /// Take only the targets of shard i of N (i counts from 0), for N
     /// runners sharing the fleet: a Kubernetes indexed Job, a CI matrix.
     #[arg(long, value_name = "i/N")]

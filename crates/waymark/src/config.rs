@@ -32,6 +32,9 @@ struct File {
     locks: LocksFile,
     #[serde(default)]
     lint: LintFile,
+    /// `[fleet]`: read whole, with its lines, by `waymark-fleet` when a
+    /// `fleet` command runs; here it is only let through.
+    fleet: Option<toml::Value>,
 }
 
 /// `[lint]`: how findings are weighed.
@@ -119,6 +122,8 @@ pub(crate) struct Settings {
     pub(crate) small_table_rows: u64,
     /// `[lint.severity]`.
     pub(crate) severities: HashMap<String, waymark_core::Severity>,
+    /// The config file, when it has a `[fleet]` table.
+    pub(crate) fleet_in: Option<PathBuf>,
 }
 
 /// A configuration problem: exit code 2.
@@ -257,6 +262,7 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
         locks,
         small_table_rows: file.lint.small_table_rows.unwrap_or(waymark_core::SMALL_TABLE_ROWS),
         severities: severities(&path, &file.lint.severity)?,
+        fleet_in: file.fleet.is_some().then(|| path.clone()),
     })
 }
 

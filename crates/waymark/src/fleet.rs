@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use waymark_core::{MigrationSet, Steps};
-use waymark_fleet::{EngineRunner, Inventory, Look, Outcome, Rollout, Shard, Standing};
+use waymark_fleet::{EngineRunner, FleetError, Inventory, Look, Outcome, Rollout, Shard, Standing};
 
 use crate::cli::{FleetArgs, FleetCommand, FleetDownArgs};
 use crate::config::Settings;
@@ -29,7 +29,7 @@ pub(crate) async fn fleet(
     | FleetCommand::Up(args)
     | FleetCommand::Down(FleetDownArgs { fleet: args, .. })) = command;
     // Everything is checked before anything connects.
-    let mut inventory = Inventory::load(&args.fleet)?;
+    let mut inventory = inventory(args, settings)?;
     let down_to = match command {
         FleetCommand::Down(FleetDownArgs { to, .. }) => match crate::down_target(Some(to), None, false)? {
             waymark_core::DownTarget::To(version) => Some(version),
@@ -68,7 +68,7 @@ pub(crate) async fn fleet(
         FleetCommand::Plan(_) => {
             let groups = waymark_fleet::plan(&inventory, shard, set, &runner, args.parallel).await;
             let reply = FleetPlan {
-                fleet: args.fleet.display().to_string(),
+                fleet: inventory.path.display().to_string(),
                 groups: groups.into_iter().map(plan_group).collect(),
             };
             let ok = reply.groups.iter().all(|g| g.state != "pending" || g.error.is_none());
@@ -100,7 +100,7 @@ pub(crate) async fn fleet(
             if let Some(view) = view {
                 view.finish();
             }
-            let reply = rollout_json(args, &rollout);
+            let reply = rollout_json(args, &inventory, &rollout);
             if let Some(log) = &out.events {
                 log.write(
                     None,
@@ -120,6 +120,27 @@ pub(crate) async fn fleet(
                 (None, false) => 0,
             })
         }
+    }
+}
+
+/// The fleet: `--fleet FILE`, else `fleet.toml`, else the `[fleet]`
+/// table of the config file; both of the last two is a choice waymark
+/// does not make for the user.
+fn inventory(args: &FleetArgs, settings: &Settings) -> Result<Inventory, FleetError> {
+    let default = std::path::Path::new("fleet.toml");
+    match (&args.fleet, default.exists(), &settings.fleet_in) {
+        (Some(path), _, _) => Inventory::load(path),
+        (None, true, Some(config)) => Err(FleetError::Usage(format!(
+            "there is a fleet.toml and a [fleet] table in {}: keep one, or name the file with --fleet",
+            config.display()
+        ))),
+        (None, true, None) => Inventory::load(default),
+        (None, false, Some(config)) => Inventory::load_section(config),
+        (None, false, None) => Err(FleetError::Usage(
+            "no fleet: write fleet.toml (docs/guide/fleet.md), name one with --fleet FILE, or put [fleet] in \
+             waymark.toml"
+                .to_owned(),
+        )),
     }
 }
 
@@ -160,7 +181,7 @@ async fn status(
     let all_up_to_date = targets.iter().all(|t| t.state == good);
     out.fleet_status(
         &FleetStatus {
-            fleet: args.fleet.display().to_string(),
+            fleet: inventory.path.display().to_string(),
             targets,
             totals,
         },
@@ -207,7 +228,7 @@ fn plan_group(g: waymark_fleet::PlanGroup) -> FleetPlanGroup {
     }
 }
 
-fn rollout_json(args: &FleetArgs, rollout: &Rollout) -> FleetRollout {
+fn rollout_json(args: &FleetArgs, fleet: &Inventory, rollout: &Rollout) -> FleetRollout {
     let mut totals = BTreeMap::new();
     let waves = rollout
         .waves
@@ -254,7 +275,7 @@ fn rollout_json(args: &FleetArgs, rollout: &Rollout) -> FleetRollout {
         })
         .collect();
     FleetRollout {
-        fleet: args.fleet.display().to_string(),
+        fleet: fleet.path.display().to_string(),
         shard: args.shard.clone(),
         waves,
         halted: rollout.halted.as_ref().map(ToString::to_string),

@@ -701,3 +701,36 @@ fn on_a_terminal_the_rollout_shows_a_bar_with_the_time_left_and_each_target_in_f
     assert!(!again.stderr.contains("targets, "), "{}", again.stderr);
     assert!(again.stderr.contains("  all: t0 up to date ("), "{}", again.stderr);
 }
+
+#[test]
+fn the_fleet_can_live_in_waymark_toml_and_a_missing_or_doubled_one_is_refused() {
+    let p = project();
+    run(&p, &["status"])
+        .code(2)
+        .stderr_has("error: no fleet: write fleet.toml (docs/guide/fleet.md), name one with --fleet FILE");
+    let db = TestDb::new(Kind::Sqlite);
+    let fleet =
+        target("only", &db, "{}").replace("[[target]]", "[[fleet.target]]") + "[[fleet.wave]]\nselect = \"*\"\n";
+    p.file("waymark.toml", format!("lock_timeout = \"10s\"\n\n{fleet}"));
+    let up = run(&p, &["up", "--json"]).ok().json();
+    assert_eq!(up["fleet"], "waymark.toml");
+    assert_eq!(up["waves"][0]["targets"][0]["outcome"], "applied");
+    assert_eq!(versions(&db), vec!["1", "2"]);
+    // Lines are the config file's.
+    p.file(
+        "waymark.toml",
+        format!(
+            "lock_timeout = \"10s\"\n\n{}",
+            fleet.replace("labels = {}", "labels = {}\nport = 1")
+        ),
+    );
+    run(&p, &["status"])
+        .code(2)
+        .stderr_has("error: waymark.toml:7: unknown field `port`");
+    p.file("waymark.toml", format!("lock_timeout = \"10s\"\n\n{fleet}"));
+    p.file("fleet.toml", target("only", &db, "{}"));
+    run(&p, &["status"]).code(2).stderr_has(
+        "there is a fleet.toml and a [fleet] table in waymark.toml: keep one, or name the file with --fleet",
+    );
+    run(&p, &["status", "--fleet", "fleet.toml"]).ok();
+}
