@@ -191,7 +191,7 @@ pub(crate) enum FleetCommand {
     /// was done, what failed and what is left. Run it again to resume.
     /// Exit 3 when every wave ran but a target failed within its wave's
     /// budget.
-    Up(FleetArgs),
+    Up(FleetRunArgs),
     /// Revert every migration newer than --to on each target, the waves in
     /// reverse order (the widest first, the canary last), with the same
     /// budgets and gates as `up`.
@@ -199,9 +199,20 @@ pub(crate) enum FleetCommand {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct FleetDownArgs {
+pub(crate) struct FleetRunArgs {
     #[command(flatten)]
     pub(crate) fleet: FleetArgs,
+    /// Keep FILE up to date with the rollout in Prometheus text format
+    /// (each target's state, duration and migrations applied), for the node
+    /// exporter's textfile collector; name it `*.prom` there.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FleetDownArgs {
+    #[command(flatten)]
+    pub(crate) run: FleetRunArgs,
     /// Revert every migration newer than this version (0: all). A version,
     /// never a count: targets at different versions would each lose
     /// different migrations.
@@ -226,11 +237,6 @@ pub(crate) struct FleetArgs {
     /// How many targets `status`, `verify` and `plan` look at at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) parallel: usize,
-    /// `up`: keep FILE up to date with the rollout in Prometheus text
-    /// format (each target's state, duration and migrations applied), for
-    /// the node exporter's textfile collector; name it `*.prom` there.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use waymark_core::{MigrationSet, Steps};
 use waymark_fleet::{EngineRunner, FleetError, Inventory, Look, Outcome, Rollout, Shard, Standing};
 
-use crate::cli::{FleetArgs, FleetCommand, FleetDownArgs};
+use crate::cli::{FleetArgs, FleetCommand, FleetDownArgs, FleetRunArgs};
 use crate::config::Settings;
 use crate::events::ms;
 use crate::exit;
@@ -26,8 +26,11 @@ pub(crate) async fn fleet(
     let (FleetCommand::Status(args)
     | FleetCommand::Verify(args)
     | FleetCommand::Plan(args)
-    | FleetCommand::Up(args)
-    | FleetCommand::Down(FleetDownArgs { fleet: args, .. })) = command;
+    | FleetCommand::Up(FleetRunArgs { fleet: args, .. })
+    | FleetCommand::Down(FleetDownArgs {
+        run: FleetRunArgs { fleet: args, .. },
+        ..
+    })) = command;
     // Everything is checked before anything connects.
     let mut inventory = inventory(args, settings)?;
     let down_to = match command {
@@ -75,8 +78,8 @@ pub(crate) async fn fleet(
             out.fleet_plan(&reply, ok);
             Ok(if ok { 0 } else { exit::FAILED })
         }
-        FleetCommand::Up(_) | FleetCommand::Down(_) => {
-            let mut metrics = args
+        FleetCommand::Up(run) | FleetCommand::Down(FleetDownArgs { run, .. }) => {
+            let mut metrics = run
                 .metrics_file
                 .as_deref()
                 .map(|path| Metrics::start(path, &inventory, shard))

@@ -459,6 +459,10 @@ fn the_events_and_metrics_files_follow_a_rollout_and_events_follow_any_command()
             "--metrics-file {}: No such file or directory",
             metrics.display()
         ));
+    // Only a rollout keeps a metrics file; a look is not a rollout.
+    run(&p, &["status", "--metrics-file", "fleet.prom"])
+        .code(2)
+        .stderr_has("unexpected argument '--metrics-file'");
     run(&p, &["up", "--events", "no/such/events.jsonl"])
         .code(2)
         .stderr_has("--events no/such/events.jsonl: No such file or directory");
