@@ -149,10 +149,21 @@ macro_rules! with_conn {
 }
 pub(crate) use with_conn;
 
-/// Why a pool could not connect within `reach`: the pool retries
-/// connection errors until its timeout and then says only that it timed
-/// out, so one direct attempt, made only on this failure path, finds the
-/// cause ("Connection refused", a bad password) for the message.
+/// A pool's connect, with the cause where it only timed out: the pool
+/// retries connection errors until its timeout and then says only that it
+/// timed out, so one direct attempt, made only on this failure path, finds
+/// the cause ("Connection refused", a bad password) for the message.
+async fn with_cause<C: sqlx::Connection, P>(
+    connected: Result<P, sqlx::Error>,
+    options: &C::Options,
+    reach: Duration,
+) -> Result<P, sqlx::Error> {
+    match connected {
+        Err(sqlx::Error::PoolTimedOut) => Err(cause::<C>(options, reach).await),
+        other => other,
+    }
+}
+
 async fn cause<C: sqlx::Connection>(options: &C::Options, reach: Duration) -> sqlx::Error {
     // A refusal or a bad password answers in milliseconds; a host that does
     // not answer at all has had its `reach` already.
@@ -213,11 +224,9 @@ impl Database {
                     })
                     .connect_with(opts.clone())
                     .await;
-                let pool = match pool {
-                    Err(sqlx::Error::PoolTimedOut) => Err(cause::<sqlx::PgConnection>(&opts, reach).await),
-                    other => other,
-                }
-                .map_err(connect_error)?;
+                let pool = with_cause::<sqlx::PgConnection, _>(pool, &opts, reach)
+                    .await
+                    .map_err(connect_error)?;
                 Pools::Postgres(pool)
             }
             "mysql" | "mariadb" => {
@@ -239,11 +248,9 @@ impl Database {
                     })
                     .connect_with(opts.clone())
                     .await;
-                let pool = match pool {
-                    Err(sqlx::Error::PoolTimedOut) => Err(cause::<sqlx::MySqlConnection>(&opts, reach).await),
-                    other => other,
-                }
-                .map_err(connect_error)?;
+                let pool = with_cause::<sqlx::MySqlConnection, _>(pool, &opts, reach)
+                    .await
+                    .map_err(connect_error)?;
                 Pools::Mysql(pool)
             }
             "sqlite" => {

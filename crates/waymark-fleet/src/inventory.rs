@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use crate::error::FleetError;
 use crate::gate::Gate;
+use crate::shard::Shard;
 
 /// A checked fleet: every target in exactly one wave.
 #[derive(Debug, Clone)]
@@ -170,6 +171,22 @@ impl Inventory {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Inventory, FleetError> {
         Inventory::check(path, text, true, env)
+    }
+
+    /// The targets of `wave` that `shard` takes (every one without a
+    /// shard), in file order.
+    pub fn members<'a>(&'a self, wave: &'a Wave, shard: Option<Shard>) -> impl Iterator<Item = &'a Target> {
+        wave.targets
+            .iter()
+            .map(|i| &self.targets[*i])
+            .filter(move |t| shard.is_none_or(|s| s.takes(&t.name)))
+    }
+
+    /// Every target that `shard` takes, with its wave, wave by wave.
+    pub fn taken(&self, shard: Option<Shard>) -> impl Iterator<Item = (&Wave, &Target)> {
+        self.waves
+            .iter()
+            .flat_map(move |w| self.members(w, shard).map(move |t| (w, t)))
     }
 
     /// Checks `text`, the fleet file at `path`, with `env` for `url_env`.

@@ -53,6 +53,26 @@ impl Outcome {
         !matches!(self, Outcome::UpToDate | Outcome::Applied(_) | Outcome::Reverted(_))
     }
 
+    /// What went wrong, when something did.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Failed { message, .. }
+            | Outcome::Skipped(message)
+            | Outcome::Unreachable(message)
+            | Outcome::Locked(message) => Some(message),
+            Outcome::UpToDate | Outcome::Applied(_) | Outcome::Reverted(_) => None,
+        }
+    }
+
+    /// The migrations it applied or reverted, in order (before the
+    /// failure, when it failed).
+    pub fn migrations(&self) -> &[String] {
+        match self {
+            Outcome::Applied(labels) | Outcome::Reverted(labels) | Outcome::Failed { applied: labels, .. } => labels,
+            _ => &[],
+        }
+    }
+
     /// The word reports use.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -220,12 +240,7 @@ pub async fn roll_out<R: Runner>(
     let mut waves = Vec::with_capacity(fleet.waves.len());
     let mut halted = None;
     for (n, wave) in fleet.waves.iter().enumerate() {
-        let mine: Vec<&Target> = wave
-            .targets
-            .iter()
-            .map(|i| &fleet.targets[*i])
-            .filter(|t| shard.is_none_or(|s| s.takes(&t.name)))
-            .collect();
+        let mine: Vec<&Target> = fleet.members(wave, shard).collect();
         if halted.is_some() {
             waves.push(WaveReport {
                 name: wave.name.clone(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use waymark_core::{Entry, Error, MigrationSet, State};
 
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, Target};
 use crate::shard::Shard;
 use crate::target::EngineRunner;
 
@@ -131,15 +131,7 @@ pub async fn status(
     parallel: usize,
     look: Look,
 ) -> Vec<TargetStatus> {
-    let mut targets = Vec::new();
-    for wave in &fleet.waves {
-        for i in &wave.targets {
-            let t = &fleet.targets[*i];
-            if shard.is_none_or(|s| s.takes(&t.name)) {
-                targets.push((t, wave.name.as_str()));
-            }
-        }
-    }
+    let mut targets: Vec<(&Target, &str)> = fleet.taken(shard).map(|(w, t)| (t, w.name.as_str())).collect();
     targets.sort_by_key(|(t, _)| t.line);
     futures_util::stream::iter(targets)
         .map(|(target, wave)| async move {

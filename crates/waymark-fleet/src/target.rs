@@ -85,9 +85,7 @@ impl EngineRunner<'_> {
         engine.close().await;
         standing
     }
-}
 
-impl EngineRunner<'_> {
     /// What `up` would do on `target`, with each migration's findings
     /// weighed by its tables' sizes there.
     pub(crate) async fn plan(&self, target: &Target, set: &MigrationSet) -> Result<waymark_core::Plan, String> {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use waymark_core::{Event, LockRetry, OnLockRetry, OnStatement, StatementRun};
 
-use crate::json::{EventKind, EventLine};
+use crate::json::{EventKind, EventLine, ms};
 
 /// An open events file, shared by everything that reports.
 #[derive(Debug, Clone)]
@@ -113,8 +113,4 @@ impl EventLog {
             }
         })
     }
-}
-
-pub(crate) fn ms(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }

@@ -8,11 +8,10 @@ use waymark_fleet::{EngineRunner, FleetError, Inventory, Look, Outcome, Rollout,
 
 use crate::cli::{FleetArgs, FleetCommand, FleetDownArgs, FleetRunArgs};
 use crate::config::Settings;
-use crate::events::ms;
 use crate::exit;
 use crate::json::{
     EventKind, FleetGate, FleetPlan, FleetPlanGroup, FleetPlanned, FleetRollout, FleetStatus, FleetTarget,
-    FleetTargetStatus, FleetWave,
+    FleetTargetStatus, FleetWave, ms,
 };
 use crate::metrics::Metrics;
 use crate::output::{FleetView, Output};
@@ -84,11 +83,7 @@ pub(crate) async fn fleet(
                 .as_deref()
                 .map(|path| Metrics::start(path, &inventory, shard))
                 .transpose()?;
-            let targets = inventory
-                .targets
-                .iter()
-                .filter(|t| shard.is_none_or(|s| s.takes(&t.name)))
-                .count();
+            let targets = inventory.taken(shard).count();
             let mut view = FleetView::new(out, targets as u64);
             let rollout = waymark_fleet::roll_out(&inventory, shard, &runner, &mut |u| {
                 out.fleet_update(&u, view.as_mut());
@@ -247,22 +242,15 @@ fn rollout_json(args: &FleetArgs, fleet: &Inventory, rollout: &Rollout) -> Fleet
                     .iter()
                     .map(|t| {
                         *totals.entry(t.outcome.as_str()).or_insert(0) += 1;
-                        let (applied, error, hint) = match &t.outcome {
-                            Outcome::Applied(labels) | Outcome::Reverted(labels) => (labels.clone(), None, None),
-                            Outcome::Failed { message, hint, applied } => {
-                                (applied.clone(), Some(message.clone()), hint.clone())
-                            }
-                            Outcome::Skipped(why) | Outcome::Unreachable(why) | Outcome::Locked(why) => {
-                                (Vec::new(), Some(why.clone()), None)
-                            }
-                            Outcome::UpToDate => (Vec::new(), None, None),
-                        };
                         FleetTarget {
                             name: t.name.clone(),
                             outcome: t.outcome.as_str(),
-                            applied,
-                            error,
-                            hint,
+                            applied: t.outcome.migrations().to_vec(),
+                            error: t.outcome.error().map(str::to_owned),
+                            hint: match &t.outcome {
+                                Outcome::Failed { hint, .. } => hint.clone(),
+                                _ => None,
+                            },
                             duration_ms: ms(t.duration),
                         }
                     })

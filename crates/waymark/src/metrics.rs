@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use waymark_fleet::{Inventory, Outcome, Rollout, Shard, Update};
+use waymark_fleet::{Inventory, Rollout, Shard, Update};
 
 /// Every state a target can be shown in, so each has a line (0 or 1), as
 /// a state set is written.
@@ -49,23 +49,18 @@ impl Metrics {
     /// Every target of `shard` pending, written at once: a path that
     /// cannot be written is refused before anything runs.
     pub(crate) fn start(path: &Path, fleet: &Inventory, shard: Option<Shard>) -> Result<Metrics, waymark_core::Error> {
-        let mut targets = BTreeMap::new();
-        for wave in &fleet.waves {
-            for i in &wave.targets {
-                let t = &fleet.targets[*i];
-                if shard.is_none_or(|s| s.takes(&t.name)) {
-                    targets.insert(
-                        t.name.clone(),
-                        Seen {
-                            wave: wave.name.clone(),
-                            state: "pending",
-                            seconds: 0.0,
-                            applied: 0,
-                        },
-                    );
-                }
-            }
-        }
+        let targets = fleet
+            .taken(shard)
+            .map(|(wave, t)| {
+                let seen = Seen {
+                    wave: wave.name.clone(),
+                    state: "pending",
+                    seconds: 0.0,
+                    applied: 0,
+                };
+                (t.name.clone(), seen)
+            })
+            .collect();
         let mut metrics = Metrics {
             path: path.to_owned(),
             fleet: fleet.path.display().to_string(),
@@ -92,11 +87,7 @@ impl Metrics {
                 if let Some(seen) = self.targets.get_mut(&report.name) {
                     seen.state = report.outcome.as_str();
                     seen.seconds = report.duration.as_secs_f64();
-                    seen.applied = match &report.outcome {
-                        Outcome::Applied(labels) | Outcome::Reverted(labels) => labels.len(),
-                        Outcome::Failed { applied, .. } => applied.len(),
-                        _ => 0,
-                    };
+                    seen.applied = report.outcome.migrations().len();
                 }
             }
             Update::WaveStarted { .. } | Update::Gate { .. } => {}

@@ -19,7 +19,7 @@ use crate::cli::RehearseArgs;
 use crate::config::Settings;
 use crate::json::{
     CheckJson, ErrorBody, ErrorJson, LatencyJson, PhaseJson, Rehearsed, RehearsedMigration, RehearsedStatement,
-    WaitJson, WindowJson,
+    WaitJson, WindowJson, ms,
 };
 use crate::output::Output;
 
@@ -322,10 +322,6 @@ fn interrupted_error(scratch: &str) -> anyhow::Error {
         "rehearsal interrupted: the scratch database {scratch} is left as it is, for inspection"
     ))
     .into()
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 fn latency(stats: &waymark_load::Stats) -> LatencyJson {

@@ -37,6 +37,12 @@ pub(crate) use rehearse::{
     WindowJson,
 };
 
+/// A duration as the JSON replies give it: milliseconds, to the
+/// microsecond.
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
 /// A command's reply: `ok` and the command's own fields beside it.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Reply<T> {

@@ -185,21 +185,14 @@ fn log_update(log: &crate::events::EventLog, update: &Update<'_>) {
         ),
         Update::Started { wave, target } => log.write(Some(&target.name), EventKind::TargetStarted { wave }),
         Update::Finished { wave, report, again } => {
-            let error = match &report.outcome {
-                Outcome::Failed { message, .. }
-                | Outcome::Skipped(message)
-                | Outcome::Unreachable(message)
-                | Outcome::Locked(message) => Some(message.as_str()),
-                Outcome::UpToDate | Outcome::Applied(_) | Outcome::Reverted(_) => None,
-            };
             log.write(
                 Some(&report.name),
                 EventKind::TargetFinished {
                     wave,
                     outcome: report.outcome.as_str(),
                     again: *again,
-                    error,
-                    duration_ms: crate::events::ms(report.duration),
+                    error: report.outcome.error(),
+                    duration_ms: crate::json::ms(report.duration),
                 },
             );
         }
