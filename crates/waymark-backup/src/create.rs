@@ -7,13 +7,15 @@ use std::fs::File as FsFile;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use waymark_db::{Conn, Database, Dialect, KeyRange, SchemaItem, TableInfo};
 
 use crate::error::BackupError;
-use crate::manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Source, Table, table_digest};
+use crate::estimate::{Rates, Total};
+use crate::manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Source, Table, Timing, table_digest};
 
 /// How to take a backup.
 #[derive(Debug, Clone)]
@@ -45,8 +47,13 @@ pub struct Progress<'a> {
     pub rows: u64,
     /// Bytes (uncompressed) so far, over every table.
     pub bytes: u64,
-    /// Bytes expected in all, when known.
+    /// Bytes expected in all, when known: exact for a restore; for a
+    /// backup, the catalog's sizes at the pace of earlier sets, corrected
+    /// as each table finishes.
     pub total_bytes: Option<u64>,
+    /// How long the whole is expected to take, from its start, when an
+    /// estimate was made: an ETA before the first rows arrive.
+    pub expected: Option<Duration>,
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -110,6 +117,7 @@ async fn copy_rows(
     range: &KeyRange,
     writer: &mut ChunkWriter<'_>,
     (rows_so_far, bytes_so_far): (&AtomicU64, &AtomicU64),
+    total: &Total,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<u64, BackupError> {
     let mut failed: Option<(PathBuf, std::io::Error)> = None;
@@ -118,6 +126,7 @@ async fn copy_rows(
     let limit = BATCH.min(usize::try_from(writer.limit / 4).unwrap_or(BATCH)).max(1);
     let mut batch: Vec<u8> = Vec::with_capacity(limit);
     let mut batch_rows = 0u64;
+    let total_bytes = total;
     let streamed = conn
         .stream_rows_in(info, range, &mut |piece, rows| {
             let total = rows_so_far.fetch_add(rows, Ordering::Relaxed) + rows;
@@ -127,7 +136,8 @@ async fn copy_rows(
                     table: &info.name,
                     rows: total,
                     bytes,
-                    total_bytes: None,
+                    total_bytes: Some(total_bytes.bytes(bytes)),
+                    expected: Some(total_bytes.expected),
                 });
             }
             batch.extend_from_slice(piece);
@@ -260,6 +270,7 @@ pub async fn create(
     options: &CreateOptions,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<(PathBuf, Manifest), BackupError> {
+    let started = Instant::now();
     if options.snapshot.is_some() && db.dialect() != Dialect::Postgres {
         return Err(BackupError::Refused {
             message: format!(
@@ -273,7 +284,7 @@ pub async fn create(
     let id = new_id(&options.out);
     let dir = options.out.join(&id);
     std::fs::create_dir(&dir).map_err(|e| BackupError::io(&dir, e))?;
-    match write_set(db, options, &id, &dir, progress).await {
+    match write_set(db, options, (&id, &dir, started), progress).await {
         Ok(manifest) => Ok((dir, manifest)),
         Err(e) => {
             let removed = match std::fs::remove_dir_all(&dir) {
@@ -295,8 +306,7 @@ pub async fn create(
 async fn write_set(
     db: &Database,
     options: &CreateOptions,
-    id: &str,
-    dir: &Path,
+    (id, dir, started): (&str, &Path, Instant),
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<Manifest, BackupError> {
     let dialect = db.dialect();
@@ -306,19 +316,16 @@ async fn write_set(
         None => db.begin_snapshot().await?,
     };
     let server = conn.server_info().await?;
-    let mut tables = conn.tables().await?;
-    if let Some(wanted) = &options.tables {
-        let matches = |t: &TableInfo, w: &str| t.name == w || t.name.rsplit('.').next() == Some(w);
-        if let Some(missing) = wanted.iter().find(|w| !tables.iter().any(|t| matches(t, w))) {
-            return Err(BackupError::Refused {
-                message: format!("--tables: there is no table {missing:?}"),
-            });
-        }
-        tables.retain(|t| wanted.iter().any(|w| matches(t, w)));
-    }
+    let tables = select_tables(conn.tables().await?, options.tables.as_deref())?;
     // From here until the snapshot ends no table can be dropped or altered.
     conn.hold_tables(&tables).await?;
     let sequences = conn.sequences().await?;
+    // The bar's total from the first second: the catalog's sizes, at the
+    // pace of the sets already in the folder.
+    let footprints = conn.footprints(&tables).await?;
+    let data_bytes: u64 = footprints.iter().map(|f| f.data_bytes).sum();
+    let (rates, _) = Rates::learned(&options.out, dialect)?;
+    let total = Total::new(&footprints, rates);
 
     let snapshot = match dialect {
         Dialect::Postgres => Some(conn.export_snapshot().await?),
@@ -368,7 +375,7 @@ async fn write_set(
     };
     let mut done_tables = Vec::new();
     let bytes_so_far = AtomicU64::new(0);
-    for (index, info) in tables.into_iter().enumerate() {
+    for (index, (info, footprint)) in tables.into_iter().zip(&footprints).enumerate() {
         let split = match &helper {
             // Worth it once the table fills two chunks.
             Some(_) => conn.split_key(&info, 2 * options.chunk_bytes).await?,
@@ -392,8 +399,8 @@ async fn write_set(
                 // One half reports progress for both: the counters are shared.
                 let mut quiet = |_: Progress<'_>| {};
                 let (ra, rb) = tokio::join!(
-                    copy_rows(&mut conn, &info, &first_half, &mut a, counters, progress),
-                    copy_rows(second, &info, &second_half, &mut b, counters, &mut quiet),
+                    copy_rows(&mut conn, &info, &first_half, &mut a, counters, &total, progress),
+                    copy_rows(second, &info, &second_half, &mut b, counters, &total, &mut quiet),
                 );
                 let rows = ra? + rb?;
                 a.chunks.append(&mut b.chunks);
@@ -404,15 +411,18 @@ async fn write_set(
                 let mut writer = ChunkWriter::new(dir, prefix, options);
                 let whole = KeyRange::default();
                 let counters = (&rows_so_far, &bytes_so_far);
-                let rows = copy_rows(&mut conn, &info, &whole, &mut writer, counters, progress).await?;
+                let rows = copy_rows(&mut conn, &info, &whole, &mut writer, counters, &total, progress).await?;
                 (rows, writer)
             }
         };
+        let bytes = bytes_so_far.load(Ordering::Relaxed);
+        total.finished(footprint, bytes);
         progress(Progress {
             table: &info.name,
             rows,
-            bytes: bytes_so_far.load(Ordering::Relaxed),
-            total_bytes: None,
+            bytes,
+            total_bytes: Some(total.bytes(bytes)),
+            expected: Some(total.expected),
         });
         let mut writer = writer;
         files.append(&mut writer.files);
@@ -455,6 +465,10 @@ async fn write_set(
         sequences,
         tables: done_tables,
         files,
+        timing: Some(Timing {
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            data_bytes,
+        }),
     };
     let temporary = dir.join(format!("{MANIFEST}.tmp"));
     let written = (|| {
@@ -466,6 +480,20 @@ async fn write_set(
     })();
     written.map_err(|e| BackupError::io(&dir.join(MANIFEST), e))?;
     Ok(manifest)
+}
+
+/// The tables of `all` that `wanted` names (by `schema.table` or by bare
+/// name), or all of them; naming one that does not exist is refused.
+pub(crate) fn select_tables(mut all: Vec<TableInfo>, wanted: Option<&[String]>) -> Result<Vec<TableInfo>, BackupError> {
+    let Some(wanted) = wanted else { return Ok(all) };
+    let matches = |t: &TableInfo, w: &str| t.name == w || t.name.rsplit('.').next() == Some(w);
+    if let Some(missing) = wanted.iter().find(|w| !all.iter().any(|t| matches(t, w))) {
+        return Err(BackupError::Refused {
+            message: format!("--tables: there is no table {missing:?}"),
+        });
+    }
+    all.retain(|t| wanted.iter().any(|w| matches(t, w)));
+    Ok(all)
 }
 
 fn write_file(dir: &Path, relative: &str, bytes: &[u8]) -> Result<File, BackupError> {

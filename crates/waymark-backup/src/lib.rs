@@ -12,6 +12,7 @@
 
 mod create;
 mod error;
+mod estimate;
 mod list;
 mod manifest;
 mod restore;
@@ -19,7 +20,8 @@ mod verify;
 
 pub use create::{CreateOptions, Progress, create, create_verified};
 pub use error::BackupError;
+pub use estimate::{Basis, Estimate, Rates, TIMED_MIN_BYTES, estimate};
 pub use list::{Listed, list};
-pub use manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Table, table_digest};
+pub use manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, READS, Table, Timing, table_digest};
 pub use restore::{RestoreReport, restore, restore_schema, restore_to};
 pub use verify::{Report, verify};

@@ -10,8 +10,12 @@ use waymark_db::{SequenceValue, ServerInfo, TableInfo};
 
 use crate::error::BackupError;
 
-/// The format this crate writes and reads.
-pub const FORMAT: &str = "waymark-backup/2";
+/// The format this crate writes. Format 3 added [`Manifest::timing`].
+pub const FORMAT: &str = "waymark-backup/3";
+
+/// Every format this crate reads: sets written by an older waymark still
+/// verify and restore.
+pub const READS: [&str; 2] = ["waymark-backup/2", FORMAT];
 
 /// The name of the manifest in a backup set.
 pub const MANIFEST: &str = "manifest.json";
@@ -42,6 +46,21 @@ pub struct Manifest {
     pub tables: Vec<Table>,
     /// Every file of the set but the manifest.
     pub files: Vec<File>,
+    /// How long it took, against how big the catalog said the tables
+    /// were: what the next estimate stands on. Absent from format 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// How long a backup took to take, and what it read.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// Milliseconds from the start until the manifest was written.
+    pub took_ms: u64,
+    /// The tables' bytes on disk when it started, as the catalog had them
+    /// (indexes aside: a backup reads rows, not indexes).
+    pub data_bytes: u64,
 }
 
 /// Where a backup came from.
@@ -159,10 +178,11 @@ impl Manifest {
         }
         let manifest: Manifest =
             serde_json::from_str(&format!("{body}\n}}")).map_err(|e| bad(format!("it does not parse: {e}")))?;
-        if manifest.format != FORMAT {
+        if !READS.contains(&manifest.format.as_str()) {
             return Err(bad(format!(
-                "format {:?}: this waymark reads {FORMAT}",
-                manifest.format
+                "format {:?}: this waymark reads {}",
+                manifest.format,
+                READS.join(" and ")
             )));
         }
         Ok(manifest)
@@ -171,5 +191,10 @@ impl Manifest {
     /// The set's total size, manifest aside.
     pub fn size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Bytes of rows before compression, over every table.
+    pub fn raw_bytes(&self) -> u64 {
+        self.tables.iter().flat_map(|t| &t.chunks).map(|c| c.raw_bytes).sum()
     }
 }

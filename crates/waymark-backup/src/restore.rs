@@ -37,6 +37,11 @@ type LastKeys = Vec<Vec<Option<Vec<String>>>>;
 /// How many chunks load at once.
 const WORKERS: usize = 2;
 
+/// How long loading a set's rows takes, per unit of the time the set took
+/// to take, as measured at pgbench scale 50 on 2 cores (docs/BENCHMARKS.md):
+/// the ETA a restore's bar shows before its own pace is known.
+const LOAD_PER_CREATE: f64 = 1.5;
+
 /// Restores the set in `dir` into the (empty) database `target`,
 /// connecting to it for the restore.
 pub async fn restore_to(
@@ -130,6 +135,9 @@ pub async fn restore(
             rows: rows_by_table[index],
             bytes,
             total_bytes: Some(total),
+            expected: manifest
+                .timing
+                .map(|t| Duration::from_millis(t.took_ms).mul_f64(LOAD_PER_CREATE)),
         });
     }
     let mut first_error = None;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use waymark_backup::{CreateOptions, Manifest, Progress};
+use waymark_backup::{CreateOptions, Estimate, Manifest, Progress};
 
 use crate::engine::Engine;
 use crate::error::Error;
@@ -17,5 +17,11 @@ impl Engine {
         progress: &mut (dyn FnMut(Progress<'_>) + Send),
     ) -> Result<(PathBuf, Manifest), Error> {
         Ok(waymark_backup::create_verified(self.database(), options, progress).await?)
+    }
+
+    /// What a backup of this engine's database would take, from the
+    /// catalog and the earlier sets in `options.out`; reads no rows.
+    pub async fn backup_estimate(&self, options: &CreateOptions) -> Result<Estimate, Error> {
+        Ok(waymark_backup::estimate(self.database(), options).await?)
     }
 }

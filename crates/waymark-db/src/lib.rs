@@ -36,6 +36,7 @@ pub use lock::Lock;
 pub use preimage::{Ident, ObjectRef, Preimage};
 pub use schema::SCHEMA_VERSION;
 pub use session::{Checks, Restore};
+pub use sizes::Footprint;
 pub use snapshot::{Snapshot, TableSnapshot, differences};
 pub use trace::{Traced, TracedLock, Tracer};
 pub use url::redact;

@@ -473,6 +473,11 @@ pub(crate) enum BackupCommand {
         /// Folder to put the backup in. Default: backups/ (or [backup] dir).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Take no backup: say how big it would be and how long it would
+        /// take, from the catalog's table sizes and the pace of the earlier
+        /// sets in the folder (or the documented defaults, if none).
+        #[arg(long)]
+        estimate: bool,
     },
     /// Check a backup against its manifest: every file's size and SHA-256,
     /// missing and extra files, the manifest's own digest. Exit 3 on any

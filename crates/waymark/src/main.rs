@@ -666,8 +666,17 @@ async fn dispatch(
             out.repair(&actions);
             Ok(0)
         }
-        Command::Backup(BackupCommand::Create { tables, out: dir }) => {
+        Command::Backup(BackupCommand::Create {
+            tables,
+            out: dir,
+            estimate,
+        }) => {
             let options = backup_options(settings, tables.clone(), dir.clone());
+            if *estimate {
+                let estimate = engine.backup_estimate(&options).await?;
+                out.backup_estimate(&options.out, &estimate);
+                return Ok(0);
+            }
             let mut progress = out.backup_progress();
             let (dir, manifest) = engine.backup(&options, &mut *progress).await?;
             out.backup_created(&dir, &manifest);

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use crate::json;
 use comfy_table::{Table, presets};
 use serde::Serialize;
-use waymark_backup::{Listed, Manifest, Progress as BackupProgress, Report as VerifyBackupReport, RestoreReport};
+use waymark_backup::{
+    Basis as BackupBasis, Estimate as BackupEstimate, Listed, Manifest, Progress as BackupProgress,
+    Report as VerifyBackupReport, RestoreReport,
+};
 use waymark_core::{
     Applied, Entry, Error, Event, Finding, Inspection, Migration, MigrationSet, Plan, PluginTest, Preimage, Progress,
     RULES, RepairAction, SavedFinding, SavedPlan, Severity, Strategy, VerifyReport, Way, redact,
@@ -62,6 +65,16 @@ fn short_duration(d: std::time::Duration) -> String {
         0..60 => format!("{s}s"),
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// A duration to a tenth of a second below a minute: what an estimate or
+/// a record of a backup's time needs.
+fn took(d: std::time::Duration) -> String {
+    match d.as_secs_f64() {
+        s if s < 1.0 => format!("{} ms", d.as_millis()),
+        s if s < 60.0 => format!("{s:.1} s"),
+        _ => short_duration(d),
     }
 }
 
@@ -826,20 +839,116 @@ impl Output {
     }
 
     /// A progress display for backups and restores: a bar of bytes with
-    /// rate and ETA on a terminal, nothing otherwise.
+    /// rate and ETA on a terminal, nothing otherwise. Until a second of
+    /// rows has been seen the ETA is the estimate's; then it is the pace
+    /// so far, so it corrects itself as the work goes. The last frame is
+    /// cleared when the display is dropped.
     pub(crate) fn backup_progress(&self) -> Box<dyn FnMut(BackupProgress<'_>) + Send> {
-        let Some(bar) = self.bytes_bar("{msg}") else {
+        if self.json || self.quiet || !std::io::stderr().is_terminal() {
             return Box::new(|_| {});
-        };
+        }
+        let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {msg})",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        let started = std::time::Instant::now();
         Box::new(move |p: BackupProgress<'_>| {
-            if let Some(total) = p.total_bytes {
-                bar.set_length(total);
-            } else {
-                bar.set_length(p.bytes.max(bar.length().unwrap_or(0)));
-            }
+            bar.set_length(p.total_bytes.unwrap_or(p.bytes).max(p.bytes));
             bar.set_position(p.bytes);
-            bar.set_message(format!("{} ({} rows)", p.table, p.rows));
+            bar.set_prefix(format!("{} ({} rows)", p.table, p.rows));
+            let elapsed = started.elapsed();
+            let left = match p.expected {
+                Some(expected) if elapsed < std::time::Duration::from_secs(1) || p.bytes == 0 => {
+                    expected.saturating_sub(elapsed)
+                }
+                _ if p.bytes == 0 => {
+                    bar.set_message("?");
+                    return;
+                }
+                _ => {
+                    let rest = bar.length().unwrap_or(p.bytes).saturating_sub(p.bytes) as f64;
+                    elapsed.mul_f64(rest / p.bytes as f64)
+                }
+            };
+            bar.set_message(short_duration(left));
         })
+    }
+
+    pub(crate) fn backup_estimate(&self, dir: &std::path::Path, e: &BackupEstimate) {
+        let totals = e.totals();
+        let (basis, sets, newest) = match &e.basis {
+            BackupBasis::Earlier { sets, newest } => ("earlier", *sets, Some(newest.as_str())),
+            BackupBasis::Assumed => ("assumed", 0, None),
+        };
+        if self.json {
+            let tables = e
+                .tables
+                .iter()
+                .map(|(name, f)| json::EstimatedTable {
+                    name,
+                    rows: f.rows,
+                    data_bytes: f.data_bytes,
+                    index_bytes: f.index_bytes,
+                })
+                .collect();
+            self.reply(
+                true,
+                json::BackupEstimate {
+                    dir: dir.display().to_string(),
+                    tables,
+                    rows: totals.rows,
+                    data_bytes: totals.data_bytes,
+                    index_bytes: totals.index_bytes,
+                    raw_bytes: e.raw_bytes,
+                    set_bytes: e.set_bytes,
+                    duration_ms: u64::try_from(e.duration.as_millis()).unwrap_or(u64::MAX),
+                    basis,
+                    sets,
+                    newest,
+                    data_bytes_per_sec: e.rates.data_per_sec as u64,
+                    fixed_ms: u64::try_from(e.rates.fixed.as_millis()).unwrap_or(u64::MAX),
+                },
+            );
+            return;
+        }
+        let mut table = self.table(&["TABLE", "ROWS", "DATA", "INDEXES"]);
+        for (name, f) in &e.tables {
+            table.add_row(vec![
+                name.clone(),
+                f.rows.to_string(),
+                human_bytes(f.data_bytes),
+                human_bytes(f.index_bytes),
+            ]);
+        }
+        outln!("{table}");
+        outln!(
+            "expect a set of about {} ({} of rows to read), taken in about {}",
+            human_bytes(e.set_bytes),
+            human_bytes(e.raw_bytes),
+            took(e.duration)
+        );
+        let pace = format!(
+            "{}/s of table data, plus {}",
+            human_bytes(e.rates.data_per_sec as u64),
+            took(e.rates.fixed)
+        );
+        match newest {
+            Some(newest) => outln!(
+                "pace: {pace}, from the {sets} newest timed set(s) in {} (newest {newest})",
+                dir.display()
+            ),
+            None => outln!(
+                "pace: {pace}, assumed: {} holds no timed set of this kind of database over {}, so the documented \
+                 defaults stand in (docs/guide/backups.md)",
+                dir.display(),
+                human_bytes(waymark_backup::TIMED_MIN_BYTES)
+            ),
+        }
     }
 
     pub(crate) fn backup_created(&self, dir: &std::path::Path, m: &Manifest) {
@@ -854,13 +963,18 @@ impl Output {
                     rows,
                     bytes: m.size(),
                     migration: m.history.last().map(|h| h.version.as_str()),
+                    duration_ms: m.timing.map(|t| t.took_ms),
                 },
             );
         } else {
             outln!("{}", dir.display());
         }
+        let duration = m
+            .timing
+            .map(|t| format!(" in {}", took(std::time::Duration::from_millis(t.took_ms))))
+            .unwrap_or_default();
         self.note(&format!(
-            "backed up {} tables ({rows} rows, {}) and verified",
+            "backed up {} tables ({rows} rows, {}){duration} and verified",
             m.tables.len(),
             human_bytes(m.size())
         ));
@@ -910,6 +1024,7 @@ impl Output {
                         complete: manifest.is_some(),
                         created_at: manifest.map(|m| m.created_at.as_str()),
                         bytes: s.size,
+                        duration_ms: manifest.and_then(|m| m.timing).map(|t| t.took_ms),
                         tables: manifest.map(|m| m.tables.len()),
                         migration: manifest.map(|m| m.history.last().map(|h| h.version.as_str())),
                         problem: s.manifest.as_ref().err().map(String::as_str),
@@ -929,7 +1044,7 @@ impl Output {
             self.note(&format!("no backups in {}", dir.display()));
             return;
         }
-        let mut table = self.table(&["ID", "STATE", "AGE", "SIZE", "TABLES", "MIGRATION"]);
+        let mut table = self.table(&["ID", "STATE", "AGE", "SIZE", "TOOK", "TABLES", "MIGRATION"]);
         let now = chrono::Utc::now();
         for s in sets {
             match &s.manifest {
@@ -938,6 +1053,9 @@ impl Output {
                     "complete".to_owned(),
                     age(&m.created_at, now),
                     human_bytes(s.size),
+                    m.timing
+                        .map(|t| took(std::time::Duration::from_millis(t.took_ms)))
+                        .unwrap_or_else(|| "-".to_owned()),
                     m.tables.len().to_string(),
                     m.history
                         .last()
@@ -949,6 +1067,7 @@ impl Output {
                     why.clone(),
                     String::new(),
                     human_bytes(s.size),
+                    String::new(),
                     String::new(),
                     String::new(),
                 ]),

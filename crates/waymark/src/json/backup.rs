@@ -18,6 +18,53 @@ pub(crate) struct BackupCreated<'a> {
     pub(crate) bytes: u64,
     /// The last migration applied when it was taken.
     pub(crate) migration: Option<&'a str>,
+    /// Milliseconds it took to take, before its check.
+    pub(crate) duration_ms: Option<u64>,
+}
+
+/// `waymark backup create --estimate`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct BackupEstimate<'a> {
+    /// The folder whose earlier sets set the pace.
+    pub(crate) dir: String,
+    /// Each table, with what the catalog says of it.
+    pub(crate) tables: Vec<EstimatedTable<'a>>,
+    /// Rows over every table (estimated by the catalog; exact on SQLite).
+    pub(crate) rows: u64,
+    /// Bytes of rows on disk, over every table.
+    pub(crate) data_bytes: u64,
+    /// Bytes of indexes on disk, which a backup does not copy.
+    pub(crate) index_bytes: u64,
+    /// Bytes of rows to read, before compression.
+    pub(crate) raw_bytes: u64,
+    /// Expected size of the set on disk.
+    pub(crate) set_bytes: u64,
+    /// Expected milliseconds for `backup create`, its check included.
+    pub(crate) duration_ms: u64,
+    /// `earlier` (paces learned from earlier sets) or `assumed` (the
+    /// documented defaults).
+    pub(crate) basis: &'static str,
+    /// How many earlier sets the paces come from.
+    pub(crate) sets: usize,
+    /// The newest of them.
+    pub(crate) newest: Option<&'a str>,
+    /// Bytes of rows on disk read per second.
+    pub(crate) data_bytes_per_sec: u64,
+    /// Milliseconds that do not grow with the rows.
+    pub(crate) fixed_ms: u64,
+}
+
+/// One table of a backup estimate.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct EstimatedTable<'a> {
+    /// Its name.
+    pub(crate) name: &'a str,
+    /// Its rows, as the catalog estimates them.
+    pub(crate) rows: u64,
+    /// Bytes of its rows on disk.
+    pub(crate) data_bytes: u64,
+    /// Bytes of its indexes on disk.
+    pub(crate) index_bytes: u64,
 }
 
 /// `waymark backup verify`.
@@ -49,6 +96,10 @@ pub(crate) struct ListedBackup<'a> {
     pub(crate) created_at: Option<&'a str>,
     /// Its size on disk.
     pub(crate) bytes: u64,
+    /// Milliseconds it took to take; complete sets written by a waymark
+    /// that records it (backup format 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) duration_ms: Option<u64>,
     /// How many tables it holds; complete sets only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tables: Option<usize>,

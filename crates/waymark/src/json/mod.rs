@@ -20,7 +20,9 @@ use schemars::JsonSchema;
 use schemars::Schema;
 use serde::Serialize;
 
-pub(crate) use backup::{BackupCreated, BackupList, BackupRestored, BackupVerified, ListedBackup};
+pub(crate) use backup::{
+    BackupCreated, BackupEstimate, BackupList, BackupRestored, BackupVerified, EstimatedTable, ListedBackup,
+};
 pub(crate) use cutover::{Compared, CutoverCompleted, CutoverPrepared, CutoverStatus, Switched};
 pub(crate) use events::{EventKind, EventLine};
 pub(crate) use fleet::{
@@ -114,6 +116,11 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
             "backup-create",
             "waymark backup create --json",
             of::<BackupCreated<'static>>(),
+        ),
+        (
+            "backup-estimate",
+            "waymark backup create --estimate --json",
+            of::<BackupEstimate<'static>>(),
         ),
         (
             "backup-verify",

@@ -4,6 +4,7 @@ mod clusters;
 mod common;
 
 mod adopt;
+mod backup_estimate;
 mod backups;
 mod bad_input;
 mod component_steps;

@@ -1,0 +1,268 @@
+//! How long a backup will take, said before it starts: `backup create
+//! --estimate` from the catalog and earlier sets, checked against the
+//! backup it then times; the duration each set records, in `backup list`;
+//! the bar's ETA on a terminal; and a set of the format before timings
+//! (2), which still verifies, lists and restores.
+
+use std::process::Command;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::common::{BIN, Kind, Project, TestDb, cache_dir, each_dialect};
+use crate::json_contract::conforms;
+
+/// `rows` more rows of 200 characters each in `big`: 1,000 rows are about
+/// 250 KB on disk.
+fn grow(db: &TestDb, rows: u64) {
+    db.execute(&format!(
+        "INSERT INTO big (pad) SELECT repeat(md5(g::text), 6) || g FROM generate_series(1, {rows}) g; ANALYZE big;"
+    ));
+}
+
+fn project() -> Project {
+    let p = Project::new();
+    p.migration(
+        "1_big",
+        "CREATE TABLE big (id BIGSERIAL PRIMARY KEY, pad TEXT NOT NULL);\n",
+        None,
+    );
+    p
+}
+
+#[test]
+fn an_estimate_learns_from_the_sets_before_it_and_comes_within_twice_the_real_time() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = project();
+    p.run(&db, &["up"]).ok();
+    grow(&db, 150_000);
+
+    // Nothing to learn from yet: the documented defaults, said to be so,
+    // and nothing written.
+    let first = p.run(&db, &["backup", "create", "--estimate", "--json"]).ok().json();
+    conforms("backup-estimate", &first);
+    assert_eq!(first["basis"], "assumed", "{first}");
+    assert_eq!(first["sets"], 0);
+    let big = first["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "public.big")
+        .unwrap_or_else(|| panic!("{first}"));
+    assert!(
+        (140_000..=160_000).contains(&big["rows"].as_u64().unwrap()),
+        "the catalog's estimate of the rows after ANALYZE: {big}"
+    );
+    let on_disk: u64 = db.rows("SELECT pg_table_size('big')")[0][0]
+        .as_ref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(big["data_bytes"].as_u64().unwrap(), on_disk);
+    assert!(big["index_bytes"].as_u64().unwrap() > 0, "the primary key: {big}");
+    assert!(!p.dir.path().join("backups").exists(), "an estimate writes nothing");
+    let text = p.run(&db, &["backup", "create", "--estimate"]).ok();
+    assert!(text.stdout.contains("public.big"), "{}", text.stdout);
+    assert!(text.stdout.contains("expect a set of about "), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("assumed: ") && text.stdout.contains("documented defaults"),
+        "{}",
+        text.stdout
+    );
+
+    // The first set records its time and what the catalog said.
+    let created = p.run(&db, &["backup", "create", "--json"]).ok().json();
+    let took = created["duration_ms"].as_u64().unwrap_or_else(|| panic!("{created}"));
+    let set = p.dir.path().join(created["dir"].as_str().unwrap());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["format"], "waymark-backup/3");
+    assert_eq!(manifest["timing"]["took_ms"].as_u64(), Some(took));
+    assert!(manifest["timing"]["data_bytes"].as_u64().unwrap() >= on_disk);
+    let listed = p.run(&db, &["backup", "list", "--json"]).ok().json();
+    assert_eq!(listed["backups"][0]["duration_ms"].as_u64(), Some(took), "{listed}");
+    let table = p.run(&db, &["backup", "list"]).ok();
+    assert!(table.stdout.contains("TOOK"), "{}", table.stdout);
+    let shown = if took < 1000 {
+        format!("{took} ms")
+    } else {
+        format!("{:.1} s", took as f64 / 1000.0)
+    };
+    assert!(table.stdout.contains(&shown), "{shown} in {}", table.stdout);
+
+    // Twice the rows: the estimate now stands on that set, and the backup
+    // it estimates takes between half and twice as long as it says.
+    grow(&db, 150_000);
+    let second = p.run(&db, &["backup", "create", "--estimate", "--json"]).ok().json();
+    assert_eq!(second["basis"], "earlier", "{second}");
+    assert_eq!(second["sets"], 1);
+    assert_eq!(second["newest"].as_str(), set.file_name().unwrap().to_str());
+    let expected = second["duration_ms"].as_u64().unwrap() as f64;
+    let started = Instant::now();
+    let created = p.run(&db, &["backup", "create", "--json"]).ok().json();
+    let real = started.elapsed().as_millis() as f64;
+    assert!(
+        (0.5..=2.0).contains(&(expected / real)),
+        "estimated {expected} ms, took {real} ms: {second}"
+    );
+    let set = p.dir.path().join(created["dir"].as_str().unwrap());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let raw: u64 = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["chunks"].as_array().unwrap())
+        .map(|c| c["raw_bytes"].as_u64().unwrap())
+        .sum();
+    let estimated_raw = second["raw_bytes"].as_u64().unwrap() as f64;
+    assert!(
+        (0.5..=2.0).contains(&(estimated_raw / raw as f64)),
+        "estimated {estimated_raw} bytes of rows, read {raw}"
+    );
+}
+
+/// Each dialect's catalog sizes its tables, and the estimate says how it
+/// was made; `--tables` narrows it, and a table that does not exist is
+/// refused by name.
+fn the_catalog_sizes_the_tables(kind: Kind) {
+    let db = TestDb::new(kind);
+    let p = Project::new();
+    p.migration(
+        "1_items",
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(200) NOT NULL);\n\
+         CREATE INDEX items_name ON items (name);\n\
+         CREATE TABLE other (id INTEGER PRIMARY KEY);\n",
+        None,
+    );
+    p.run(&db, &["up"]).ok();
+    let values: Vec<String> = (1..=2000)
+        .map(|i| format!("({i}, 'item number {i} of two thousand')"))
+        .collect();
+    db.execute(&format!("INSERT INTO items (id, name) VALUES {}", values.join(", ")));
+    if kind == Kind::Mysql {
+        db.execute("ANALYZE TABLE items");
+    } else {
+        db.execute("ANALYZE");
+    }
+    let e = p
+        .run(&db, &["backup", "create", "--estimate", "--tables", "items", "--json"])
+        .ok()
+        .json();
+    conforms("backup-estimate", &e);
+    let tables = e["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 1, "only --tables: {e}");
+    let items = &tables[0];
+    assert!(items["name"].as_str().unwrap().ends_with("items"), "{e}");
+    let rows = items["rows"].as_u64().unwrap();
+    assert!((1000..=4000).contains(&rows), "about 2,000 rows: {e}");
+    assert!(items["data_bytes"].as_u64().unwrap() >= 16 * 1024, "{e}");
+    assert!(items["index_bytes"].as_u64().unwrap() > 0, "items_name: {e}");
+    assert!(e["duration_ms"].as_u64().unwrap() > 0, "{e}");
+    assert_eq!(e["basis"], "assumed");
+
+    let run = p
+        .run(&db, &["backup", "create", "--estimate", "--tables", "nothing_here"])
+        .code(1);
+    assert!(
+        run.stderr.contains("--tables: there is no table \"nothing_here\""),
+        "{}",
+        run.stderr
+    );
+    assert!(!p.dir.path().join("backups").exists(), "an estimate writes nothing");
+}
+
+each_dialect!(the_catalog_sizes_the_tables);
+
+#[test]
+fn the_bar_shows_an_eta_from_the_start_on_a_terminal() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = project();
+    p.run(&db, &["up"]).ok();
+    grow(&db, 200_000);
+    // `script` gives the command a pseudo-terminal and copies what it drew.
+    let out = Command::new("script")
+        .args(["-qec", &format!("{BIN} backup create"), "/dev/null"])
+        .current_dir(p.dir.path())
+        .env("DATABASE_URL", &db.url)
+        .env("WAYMARK_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{drawn}");
+    // Each frame: table and rows, bytes of the expected total, and an ETA
+    // that is a time, never unknown.
+    let frames: Vec<&str> = drawn
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("public.big (") && l.contains(" eta "))
+        .collect();
+    assert!(!frames.is_empty(), "no frame drawn: {drawn}");
+    for frame in &frames {
+        assert!(frame.contains(" MiB/"), "{frame}");
+        assert!(!frame.contains("eta ?"), "an ETA from the first frame: {frame}");
+    }
+    assert!(drawn.contains("and verified"), "{drawn}");
+}
+
+/// Writes `manifest` into `set` as its manifest, its own digest made anew.
+fn rewrite_manifest(set: &std::path::Path, manifest: &serde_json::Value) {
+    let body = serde_json::to_string_pretty(manifest).unwrap();
+    let body = body.strip_suffix("\n}").unwrap();
+    let digest = hex(&Sha256::digest(body.as_bytes()));
+    std::fs::write(
+        set.join("manifest.json"),
+        format!("{body},\n  \"manifest_sha256\": \"{digest}\"\n}}\n"),
+    )
+    .unwrap();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_set_of_format_2_still_verifies_lists_and_restores() {
+    let db = TestDb::new(Kind::Sqlite);
+    let p = project();
+    p.run(&db, &["up"]).ok();
+    db.execute("INSERT INTO big (pad) VALUES ('a'), ('b'), ('c')");
+    let created = p.run(&db, &["backup", "create", "--json"]).ok().json();
+    let set = p.dir.path().join(created["dir"].as_str().unwrap());
+    // What a waymark before format 3 wrote: no timing.
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let object = manifest.as_object_mut().unwrap();
+    object.remove("manifest_sha256");
+    object.remove("timing").expect("format 3 records the timing");
+    object.insert("format".into(), "waymark-backup/2".into());
+    rewrite_manifest(&set, &manifest);
+
+    p.run(&db, &["backup", "verify", "--deep", set.to_str().unwrap()]).ok();
+    let listed = p.run(&db, &["backup", "list", "--json"]).ok().json();
+    assert_eq!(listed["backups"][0]["complete"], true, "{listed}");
+    assert!(listed["backups"][0].get("duration_ms").is_none(), "{listed}");
+    let target = TestDb::new(Kind::Sqlite);
+    p.run(&db, &["backup", "restore", set.to_str().unwrap(), "--to", &target.url])
+        .ok();
+    assert_eq!(
+        target.rows("SELECT pad FROM big ORDER BY id"),
+        db.rows("SELECT pad FROM big ORDER BY id")
+    );
+
+    // A format this waymark does not know is refused, naming the file, and
+    // nothing is restored.
+    manifest["format"] = "waymark-backup/9".into();
+    rewrite_manifest(&set, &manifest);
+    let other = TestDb::new(Kind::Sqlite);
+    let run = p
+        .run(&db, &["backup", "restore", set.to_str().unwrap(), "--to", &other.url])
+        .code(3);
+    assert!(
+        run.stderr.contains(
+            "manifest.json: format \"waymark-backup/9\": this waymark reads waymark-backup/2 and waymark-backup/3"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(other.tables().is_empty(), "{:?}", other.tables());
+}
