@@ -1,6 +1,8 @@
-//! `cargo xtask bench-backup`: waymark's backups against PostgreSQL's own
-//! tools on pgbench data, in the same run, written into the notes of
-//! docs/BENCHMARKS.md between markers.
+//! `cargo xtask bench-backup`: waymark's backups against each database's
+//! own tools in the same run, the tools taking turns: PostgreSQL's
+//! `pg_dump`/`pg_restore` on pgbench data at two scales (with the estimate
+//! beside each create), `mariadb-dump | zstd` and its reload, and
+//! `sqlite3 .backup`; written into docs/BENCHMARKS.md between markers.
 
 use std::path::Path;
 use std::process::Command;
@@ -85,148 +87,397 @@ pub(crate) fn write_section(begin: &str, end: &str, out: &str) -> anyhow::Result
     Ok(())
 }
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let bench = PgBench::parse("bench-backup", args, 2)?;
-    let (scale, runs, write) = (bench.scale, bench.runs, bench.write);
-    let waymark = release_waymark()?;
-    let url = |db: &str| bench.url(db);
-    let psql = |sql: &str| bench.psql(sql);
+/// One line of the results: what ran, on what data, each run's time and
+/// peak RSS (waymark's own runs only).
+struct Row {
+    data: String,
+    operation: &'static str,
+    times: Vec<Duration>,
+    rss_kib: Vec<u64>,
+}
 
-    eprintln!("pgbench -i -s {scale}");
-    bench.init("wm_bench_src")?;
-    let size = String::from_utf8(
-        Command::new("psql")
-            .args([
-                "-At",
-                "-d",
-                &url("wm_bench_src"),
-                "-c",
-                "SELECT pg_size_pretty(pg_database_size(current_database()))",
-            ])
-            .output()?
-            .stdout,
-    )?;
-
-    let work = tempfile::tempdir()?;
-    let mut rows: Vec<(&str, Vec<Duration>)> = vec![
-        (
-            "waymark backup create (zstd, SHA-256 of every file and every table's rows, verified)",
-            Vec::new(),
-        ),
-        ("pg_dump -Fd -j 2, then sha256sum of its files", Vec::new()),
-        (
-            "waymark backup restore (verified first, chunks loaded in parallel, every row read back and digested after)",
-            Vec::new(),
-        ),
-        ("... of which the read-back and digest of every row", Vec::new()),
-        ("pg_restore -j 2 (no checksums)", Vec::new()),
-    ];
-    for run in 0..runs {
-        eprintln!("run {} of {runs}", run + 1);
-        let ours = work.path().join(format!("waymark-{run}"));
-        let theirs = work.path().join(format!("pgdump-{run}"));
-        rows[0].1.push(timed(|| {
-            sh(Command::new(&waymark)
-                .args(["-q", "backup", "create", "--out"])
-                .arg(&ours)
-                .args(["--database-url", &url("wm_bench_src")]))
-        })?);
-        rows[1].1.push(timed(|| {
-            sh(Command::new("pg_dump")
-                .args(["-Fd", "-j", "2", "-f"])
-                .arg(&theirs)
-                .args(["-d", &url("wm_bench_src")]))?;
-            sh(Command::new("sh")
-                .arg("-c")
-                .arg(format!("sha256sum {}/* > /dev/null", theirs.display())))
-        })?);
-        let set = std::fs::read_dir(&ours)?.next().context("no backup set")??.path();
-        psql("DROP DATABASE IF EXISTS wm_bench_dst")?;
-        psql("CREATE DATABASE wm_bench_dst")?;
-        let started = Instant::now();
-        let restored = Command::new(&waymark)
-            .env("WAYMARK_LOG", "waymark_backup=debug")
-            .args(["-q", "backup", "restore"])
-            .arg(&set)
-            .args(["--to", &url("wm_bench_dst")])
-            .output()?;
-        rows[2].1.push(started.elapsed());
-        let log = String::from_utf8_lossy(&restored.stderr);
-        if !restored.status.success() {
-            bail!("waymark backup restore failed:\n{log}");
+impl Row {
+    fn new(data: &str, operation: &'static str) -> Row {
+        Row {
+            data: data.to_owned(),
+            operation,
+            times: Vec::new(),
+            rss_kib: Vec::new(),
         }
-        // The restore logs when each phase ends.
-        let phase = |name: &str| {
-            log.lines()
-                .find(|l| l.contains(name))
-                .and_then(|l| l.split("elapsed=").nth(1))
-                .and_then(|e| {
-                    // `Duration`'s debug form: 7.5s, 980.1ms, 12.3µs.
-                    let e = e.trim();
-                    let (number, scale) = [("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("s", 1.0)]
-                        .iter()
-                        .find_map(|(unit, scale)| e.strip_suffix(unit).map(|n| (n, *scale)))?;
-                    number.parse::<f64>().ok().map(|n| n * scale)
-                })
-                .context("the restore's debug log lacks its phases")
-        };
-        let check = phase("digested every restored table")? - phase("made indexes")?;
-        rows[3].1.push(Duration::from_secs_f64(check));
-        psql("DROP DATABASE wm_bench_dst WITH (FORCE)")?;
-        psql("CREATE DATABASE wm_bench_dst")?;
-        rows[4].1.push(timed(|| {
-            sh(Command::new("pg_restore")
-                .args(["-j", "2", "-d", &url("wm_bench_dst")])
-                .arg(&theirs))
-        })?);
-        psql("DROP DATABASE wm_bench_dst WITH (FORCE)")?;
-        eprintln!(
-            "sizes: waymark {} bytes, pg_dump {} bytes",
-            dir_size(&set),
-            dir_size(&theirs)
-        );
     }
-    let ours_size = dir_size(
-        &std::fs::read_dir(work.path().join("waymark-0"))?
-            .next()
-            .context("no set")??
-            .path(),
-    );
-    let theirs_size = dir_size(&work.path().join("pgdump-0"));
-    psql("DROP DATABASE wm_bench_src WITH (FORCE)")?;
 
-    let date = String::from_utf8(Command::new("date").args(["-u", "+%Y-%m-%d"]).output()?.stdout)?;
-    let mut out = format!(
-        "{BEGIN}\n## Backups against pg_dump and pg_restore\n\n\
-         Measured {} on {}, pgbench data at scale {scale} ({} on disk), {runs} run(s), the tools taking turns; \
-         release build. Rerun with `cargo xtask bench-backup --write`.\n\n\
-         | operation | median | runs |\n|---|---|---|\n",
-        date.trim(),
-        crate::machine(),
-        size.trim()
-    );
-    for (name, times) in &rows {
-        let mut t = times.clone();
+    fn median(&self) -> Duration {
+        let mut t = self.times.clone();
         t.sort();
+        t[t.len() / 2]
+    }
+}
+
+/// Runs `cmd` under GNU time: how long it took and its peak RSS in KiB.
+fn timed_rss(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
+    let report = tempfile::NamedTempFile::new()?;
+    let program = cmd.get_program().to_owned();
+    let mut wrapped = Command::new("/usr/bin/time");
+    wrapped.arg("-f").arg("%M").arg("-o").arg(report.path()).arg(program).args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    let started = Instant::now();
+    let out = wrapped.output().with_context(|| format!("running {cmd:?} under /usr/bin/time"))?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let rss = std::fs::read_to_string(report.path())?
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .context("GNU time wrote no peak RSS")?;
+    Ok((took, rss))
+}
+
+/// `waymark backup create --estimate --json`'s expected duration.
+fn estimate(waymark: &Path, out: &Path, url: &str) -> anyhow::Result<Duration> {
+    let run = Command::new(waymark)
+        .args(["backup", "create", "--estimate", "--json", "--out"])
+        .arg(out)
+        .args(["--database-url", url])
+        .output()?;
+    if !run.status.success() {
+        bail!("waymark backup create --estimate: {}", String::from_utf8_lossy(&run.stderr));
+    }
+    let reply: serde_json::Value = serde_json::from_slice(&run.stdout)?;
+    let ms = reply["duration_ms"].as_u64().context("the estimate has no duration_ms")?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// The newest set in `out`.
+fn newest_set(out: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let mut sets: Vec<_> = std::fs::read_dir(out)?.flatten().map(|e| e.path()).collect();
+    sets.sort();
+    sets.pop().context("no backup set")
+}
+
+fn query(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// `[--scale N]...` (default 50 and 200) `[--runs N] [--pg-url URL]
+/// [--mysql-rows N] [--sqlite-rows N] [--write]`.
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let mut scales = Vec::new();
+    let mut mysql_rows = 1_000_000u64;
+    let mut sqlite_rows = 2_000_000u64;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--scale" => scales.push(it.next().context("--scale N")?.parse::<u32>()?),
+            "--mysql-rows" => mysql_rows = it.next().context("--mysql-rows N")?.parse()?,
+            "--sqlite-rows" => sqlite_rows = it.next().context("--sqlite-rows N")?.parse()?,
+            _ => rest.push(a.clone()),
+        }
+    }
+    if scales.is_empty() {
+        scales = vec![50, 200];
+    }
+    let mut bench = PgBench::parse("bench-backup", &rest, 2)?;
+    let (runs, write) = (bench.runs, bench.write);
+    let waymark = release_waymark()?;
+    let work = tempfile::tempdir()?;
+    // One folder of sets for every PostgreSQL run, so each estimate learns
+    // from the runs before it, as a DBA's folder would.
+    let pg_sets = work.path().join("pg-sets");
+    let mut rows: Vec<Row> = Vec::new();
+    let mut notes = Vec::new();
+
+    for &scale in &scales {
+        bench.scale = scale;
+        eprintln!("pgbench -i -s {scale}");
+        bench.init("wm_bench_src")?;
+        let url = |db: &str| bench.url(db);
+        let size = query(Command::new("psql").args([
+            "-At",
+            "-d",
+            &url("wm_bench_src"),
+            "-c",
+            "SELECT pg_size_pretty(pg_database_size(current_database()))",
+        ]))?;
+        let data = format!("pgbench scale {scale} ({size})");
+        let first = rows.len();
+        for operation in [
+            "waymark backup create --estimate: the duration it expects",
+            "waymark backup create (zstd, SHA-256 of every file and every table's rows, verified)",
+            "pg_dump -Fd -j 2, then sha256sum of its files",
+            "waymark backup restore (verified first, every row read back and digested after)",
+            "... of which the read-back and digest of every row",
+            "pg_restore -j 2 (no checksums)",
+        ] {
+            rows.push(Row::new(&data, operation));
+        }
+        let mut set_size = 0;
+        let mut dump_size = 0;
+        for run in 0..runs {
+            eprintln!("scale {scale}: run {} of {runs}", run + 1);
+            let theirs = work.path().join(format!("pgdump-{scale}-{run}"));
+            rows[first].times.push(estimate(&waymark, &pg_sets, &url("wm_bench_src"))?);
+            let (took, rss) = timed_rss(
+                Command::new(&waymark)
+                    .args(["-q", "backup", "create", "--out"])
+                    .arg(&pg_sets)
+                    .args(["--database-url", &url("wm_bench_src")]),
+            )?;
+            rows[first + 1].times.push(took);
+            rows[first + 1].rss_kib.push(rss);
+            rows[first + 2].times.push(timed(|| {
+                sh(Command::new("pg_dump")
+                    .args(["-Fd", "-j", "2", "-f"])
+                    .arg(&theirs)
+                    .args(["-d", &url("wm_bench_src")]))?;
+                sh(Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("sha256sum {}/* > /dev/null", theirs.display())))
+            })?);
+            let set = newest_set(&pg_sets)?;
+            set_size = dir_size(&set);
+            dump_size = dir_size(&theirs);
+            bench.psql("DROP DATABASE IF EXISTS wm_bench_dst")?;
+            bench.psql("CREATE DATABASE wm_bench_dst")?;
+            let log = work.path().join("restore.log");
+            let (took, rss) = timed_rss(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(
+                        "WAYMARK_LOG=waymark_backup=debug exec \"$0\" -q backup restore \"$1\" --to \"$2\" 2> \"$3\""
+                    ))
+                    .arg(&waymark)
+                    .arg(&set)
+                    .arg(url("wm_bench_dst"))
+                    .arg(&log),
+            )?;
+            rows[first + 3].times.push(took);
+            rows[first + 3].rss_kib.push(rss);
+            let log = std::fs::read_to_string(&log)?;
+            let check = phase(&log, "digested every restored table")? - phase(&log, "made indexes")?;
+            rows[first + 4].times.push(Duration::from_secs_f64(check));
+            bench.psql("DROP DATABASE wm_bench_dst WITH (FORCE)")?;
+            bench.psql("CREATE DATABASE wm_bench_dst")?;
+            rows[first + 5].times.push(timed(|| {
+                sh(Command::new("pg_restore")
+                    .args(["-j", "2", "-d", &url("wm_bench_dst")])
+                    .arg(&theirs))
+            })?);
+            bench.psql("DROP DATABASE wm_bench_dst WITH (FORCE)")?;
+            std::fs::remove_dir_all(&theirs)?;
+        }
+        bench.psql("DROP DATABASE wm_bench_src WITH (FORCE)")?;
+        let ratio = |a: usize, b: usize| rows[first + a].median().as_secs_f64() / rows[first + b].median().as_secs_f64();
+        notes.push(format!(
+            "- {data}: create {:.2}× of pg_dump + sha256sum (target ≤ 0.70×), restore {:.2}× of pg_restore \
+             (target ≤ 0.70×), the estimate {:.2}× of the create it preceded. Size on disk: waymark {:.0} MB \
+             (zstd level 3), pg_dump -Fd {:.0} MB (gzip).",
+            ratio(1, 2),
+            ratio(3, 5),
+            ratio(0, 1),
+            set_size as f64 / 1e6,
+            dump_size as f64 / 1e6
+        ));
+    }
+
+    mariadb(&waymark, work.path(), mysql_rows, runs, &mut rows, &mut notes)?;
+    sqlite(&waymark, work.path(), sqlite_rows, runs, &mut rows, &mut notes)?;
+
+    let date = query(Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
+    let mut out = format!(
+        "{BEGIN}\n## Backups against the databases' own tools\n\n\
+         Measured {date} on {}; MariaDB {}; SQLite {}. {runs} run(s) of each, the tools taking turns; release \
+         build; peak RSS of waymark's own process by GNU time. Rerun with `cargo xtask bench-backup --write`.\n\n\
+         | data | operation | median | runs | peak RSS |\n|---|---|---|---|---|\n",
+        crate::machine(),
+        query(Command::new("mariadb").arg("--version"))?,
+        query(Command::new("sqlite3").arg("--version"))?
+            .split_whitespace()
+            .next()
+            .unwrap_or("?"),
+    );
+    for row in &rows {
+        let rss = match row.rss_kib.iter().max() {
+            Some(kib) => format!("{:.0} MiB", *kib as f64 / 1024.0),
+            None => String::new(),
+        };
         out.push_str(&format!(
-            "| {name} | {:.1} s | {} |\n",
-            t[t.len() / 2].as_secs_f64(),
-            times
+            "| {} | {} | {:.2} s | {} | {rss} |\n",
+            row.data,
+            // A shell pipe in a table cell is a column break in Markdown.
+            row.operation.replace('|', "\\|"),
+            row.median().as_secs_f64(),
+            row.times
                 .iter()
-                .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .map(|d| format!("{:.2} s", d.as_secs_f64()))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
     }
-    out.push_str(&format!(
-        "\nSize on disk: waymark {:.0} MB (zstd level 3), pg_dump -Fd {:.0} MB (gzip).\n{END}\n",
-        ours_size as f64 / 1e6,
-        theirs_size as f64 / 1e6
-    ));
+    out.push('\n');
+    for note in &notes {
+        out.push_str(note);
+        out.push('\n');
+    }
+    out.push_str(END);
+    out.push('\n');
     println!("{out}");
     if write {
         write_section(BEGIN, END, &out)?;
     }
+    Ok(())
+}
+
+/// When the restore's debug log says a phase ended, in seconds.
+fn phase(log: &str, name: &str) -> anyhow::Result<f64> {
+    log.lines()
+        .find(|l| l.contains(name))
+        .and_then(|l| l.split("elapsed=").nth(1))
+        .and_then(|e| {
+            // `Duration`'s debug form: 7.5s, 980.1ms, 12.3µs.
+            let e = e.trim();
+            let (number, scale) = [("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("s", 1.0)]
+                .iter()
+                .find_map(|(unit, scale)| e.strip_suffix(unit).map(|n| (n, *scale)))?;
+            number.parse::<f64>().ok().map(|n| n * scale)
+        })
+        .context("the restore's debug log lacks its phases")
+}
+
+/// MariaDB: waymark against `mariadb-dump --single-transaction | zstd` and
+/// its reload with `mariadb`, on a pgbench-shaped table.
+fn mariadb(
+    waymark: &Path,
+    work: &Path,
+    n: u64,
+    runs: usize,
+    rows: &mut Vec<Row>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let admin = |sql: &str| sh(Command::new("mariadb").args(["-h", "127.0.0.1", "-u", "root", "-e", sql]));
+    let url = |db: &str| format!("mysql://root@127.0.0.1:3306/{db}");
+    eprintln!("MariaDB: {n} rows");
+    admin("DROP DATABASE IF EXISTS wm_bench_my; CREATE DATABASE wm_bench_my")?;
+    admin(&format!(
+        "USE wm_bench_my; CREATE TABLE accounts (aid INT PRIMARY KEY, bid INT NOT NULL, abalance INT NOT NULL, \
+         filler CHAR(84), KEY accounts_bid (bid)); INSERT INTO accounts SELECT seq, seq DIV 100000 + 1, 0, '' \
+         FROM seq_1_to_{n}; ANALYZE TABLE accounts"
+    ))?;
+    let data = format!("MariaDB, {n} pgbench-shaped rows");
+    let first = rows.len();
+    for operation in [
+        "waymark backup create",
+        "mariadb-dump --single-transaction | zstd -3",
+        "waymark backup restore (every row read back and digested)",
+        "zstd -dc | mariadb (no checks)",
+    ] {
+        rows.push(Row::new(&data, operation));
+    }
+    let sets = work.join("my-sets");
+    for run in 0..runs {
+        eprintln!("MariaDB: run {} of {runs}", run + 1);
+        let (took, rss) = timed_rss(
+            Command::new(waymark)
+                .args(["-q", "backup", "create", "--out"])
+                .arg(&sets)
+                .args(["--database-url", &url("wm_bench_my")]),
+        )?;
+        rows[first].times.push(took);
+        rows[first].rss_kib.push(rss);
+        let dump = work.join(format!("my-{run}.sql.zst"));
+        rows[first + 1].times.push(timed(|| {
+            sh(Command::new("sh").arg("-c").arg(format!(
+                "mariadb-dump -h 127.0.0.1 -u root --single-transaction wm_bench_my | zstd -q -3 -o {}",
+                dump.display()
+            )))
+        })?);
+        admin("DROP DATABASE IF EXISTS wm_bench_my_dst; CREATE DATABASE wm_bench_my_dst")?;
+        let (took, rss) = timed_rss(
+            Command::new(waymark)
+                .args(["-q", "backup", "restore"])
+                .arg(newest_set(&sets)?)
+                .args(["--to", &url("wm_bench_my_dst")]),
+        )?;
+        rows[first + 2].times.push(took);
+        rows[first + 2].rss_kib.push(rss);
+        admin("DROP DATABASE wm_bench_my_dst; CREATE DATABASE wm_bench_my_dst")?;
+        rows[first + 3].times.push(timed(|| {
+            sh(Command::new("sh").arg("-c").arg(format!(
+                "zstd -q -dc {} | mariadb -h 127.0.0.1 -u root wm_bench_my_dst",
+                dump.display()
+            )))
+        })?);
+        admin("DROP DATABASE wm_bench_my_dst")?;
+    }
+    admin("DROP DATABASE wm_bench_my")?;
+    let ratio = |a: usize, b: usize| rows[first + a].median().as_secs_f64() / rows[first + b].median().as_secs_f64();
+    notes.push(format!(
+        "- {data}: create {:.2}× of mariadb-dump | zstd (target < 1), restore {:.2}× of its reload (target < 1).",
+        ratio(0, 1),
+        ratio(2, 3)
+    ));
+    Ok(())
+}
+
+/// SQLite: waymark against `sqlite3 .backup`, which copies pages and
+/// checks nothing.
+fn sqlite(
+    waymark: &Path,
+    work: &Path,
+    n: u64,
+    runs: usize,
+    rows: &mut Vec<Row>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    eprintln!("SQLite: {n} rows");
+    let source = work.join("source.db");
+    sh(Command::new("sqlite3").arg(&source).arg(format!(
+        "CREATE TABLE accounts (aid INTEGER PRIMARY KEY, bid INT NOT NULL, abalance INT NOT NULL, filler TEXT); \
+         WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n}) \
+         INSERT INTO accounts SELECT g, g / 100000 + 1, 0, printf('%84s', '') FROM s; \
+         CREATE INDEX accounts_bid ON accounts (bid);"
+    )))?;
+    let mb = std::fs::metadata(&source)?.len() as f64 / 1e6;
+    let data = format!("SQLite, {n} pgbench-shaped rows ({mb:.0} MB)");
+    let first = rows.len();
+    for operation in ["waymark backup create", "sqlite3 .backup (pages, no checks)"] {
+        rows.push(Row::new(&data, operation));
+    }
+    let sets = work.join("lite-sets");
+    let url = format!("sqlite://{}", source.display());
+    for run in 0..runs {
+        eprintln!("SQLite: run {} of {runs}", run + 1);
+        let (took, rss) = timed_rss(
+            Command::new(waymark)
+                .args(["-q", "backup", "create", "--out"])
+                .arg(&sets)
+                .args(["--database-url", &url]),
+        )?;
+        rows[first].times.push(took);
+        rows[first].rss_kib.push(rss);
+        let copy = work.join(format!("copy-{run}.db"));
+        rows[first + 1].times.push(timed(|| {
+            sh(Command::new("sqlite3")
+                .arg(&source)
+                .arg(format!(".backup '{}'", copy.display())))
+        })?);
+        std::fs::remove_file(&copy)?;
+    }
+    notes.push(format!(
+        "- {data}: create {:.2}× of sqlite3 .backup (target ≤ 1.5×).",
+        rows[first].median().as_secs_f64() / rows[first + 1].median().as_secs_f64()
+    ));
     Ok(())
 }
 
