@@ -178,9 +178,9 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
     if let Command::Plugin(command) = &cli.command {
         return plugin(command, settings, out).await;
     }
-    if let Command::Backup(command) = &cli.command
-        && !matches!(command, BackupCommand::Create { .. })
-    {
+    // No backup command reads the migrations: a database can be backed up
+    // from a folder that has none.
+    if let Command::Backup(command) = &cli.command {
         return backup(command, settings, out).await;
     }
     if let Command::Cutover(command) = &cli.command {
@@ -307,7 +307,8 @@ fn backup_options(
     }
 }
 
-/// The backup commands that need no connection to the migrated database.
+/// The backup commands: none reads the migrations, and only `create`
+/// connects to the migrated database.
 async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
     match command {
         BackupCommand::Verify { dir, deep } => {
@@ -332,7 +333,29 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
             out.backup_restored(&report, &redact(to));
             Ok(0)
         }
-        BackupCommand::Create { .. } => unreachable!("needs the database"),
+        BackupCommand::Create {
+            tables,
+            out: dir,
+            estimate,
+        } => {
+            let engine = connect(settings).await?;
+            let options = backup_options(settings, tables.clone(), dir.clone());
+            let result = if *estimate {
+                engine
+                    .backup_estimate(&options)
+                    .await
+                    .map(|estimate| out.backup_estimate(&options.out, &estimate))
+            } else {
+                let mut progress = out.backup_progress();
+                engine
+                    .backup(&options, &mut *progress)
+                    .await
+                    .map(|(dir, manifest)| out.backup_created(&dir, &manifest))
+            };
+            engine.close().await;
+            result?;
+            Ok(0)
+        }
     }
 }
 
@@ -664,22 +687,6 @@ async fn dispatch(
             };
             let actions = engine.repair(set, &options).await?;
             out.repair(&actions);
-            Ok(0)
-        }
-        Command::Backup(BackupCommand::Create {
-            tables,
-            out: dir,
-            estimate,
-        }) => {
-            let options = backup_options(settings, tables.clone(), dir.clone());
-            if *estimate {
-                let estimate = engine.backup_estimate(&options).await?;
-                out.backup_estimate(&options.out, &estimate);
-                return Ok(0);
-            }
-            let mut progress = out.backup_progress();
-            let (dir, manifest) = engine.backup(&options, &mut *progress).await?;
-            out.backup_created(&dir, &manifest);
             Ok(0)
         }
         Command::New { .. }

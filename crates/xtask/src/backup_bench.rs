@@ -106,6 +106,12 @@ impl Row {
         }
     }
 
+    /// One run's time and peak RSS.
+    fn add(&mut self, (took, rss): (Duration, u64)) {
+        self.times.push(took);
+        self.rss_kib.push(rss);
+    }
+
     fn median(&self) -> Duration {
         let mut t = self.times.clone();
         t.sort();
@@ -118,7 +124,13 @@ fn timed_rss(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
     let report = tempfile::NamedTempFile::new()?;
     let program = cmd.get_program().to_owned();
     let mut wrapped = Command::new("/usr/bin/time");
-    wrapped.arg("-f").arg("%M").arg("-o").arg(report.path()).arg(program).args(cmd.get_args());
+    wrapped
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(report.path())
+        .arg(program)
+        .args(cmd.get_args());
     for (key, value) in cmd.get_envs() {
         match value {
             Some(value) => wrapped.env(key, value),
@@ -126,10 +138,16 @@ fn timed_rss(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
         };
     }
     let started = Instant::now();
-    let out = wrapped.output().with_context(|| format!("running {cmd:?} under /usr/bin/time"))?;
+    let out = wrapped
+        .output()
+        .with_context(|| format!("running {cmd:?} under /usr/bin/time"))?;
     let took = started.elapsed();
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let rss = std::fs::read_to_string(report.path())?
         .lines()
@@ -137,6 +155,38 @@ fn timed_rss(cmd: &mut Command) -> anyhow::Result<(Duration, u64)> {
         .and_then(|l| l.trim().parse().ok())
         .context("GNU time wrote no peak RSS")?;
     Ok((took, rss))
+}
+
+/// `waymark backup create` of `url` into `sets`: its time and peak RSS.
+fn waymark_create(waymark: &Path, sets: &Path, url: &str) -> anyhow::Result<(Duration, u64)> {
+    timed_rss(
+        Command::new(waymark)
+            .args(["-q", "backup", "create", "--out"])
+            .arg(sets)
+            .args(["--database-url", url]),
+    )
+}
+
+/// The results so far: a line per operation, a note per kind of data.
+#[derive(Default)]
+struct Record {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Record {
+    /// Adds a line for each of `operations` on `data`; returns the first's
+    /// index.
+    fn lines(&mut self, data: &str, operations: &[&'static str]) -> usize {
+        let first = self.rows.len();
+        self.rows.extend(operations.iter().map(|op| Row::new(data, op)));
+        first
+    }
+
+    /// The ratio of line `a`'s median to line `b`'s.
+    fn ratio(&self, a: usize, b: usize) -> f64 {
+        self.rows[a].median().as_secs_f64() / self.rows[b].median().as_secs_f64()
+    }
 }
 
 /// `waymark backup create --estimate --json`'s expected duration.
@@ -147,10 +197,15 @@ fn estimate(waymark: &Path, out: &Path, url: &str) -> anyhow::Result<Duration> {
         .args(["--database-url", url])
         .output()?;
     if !run.status.success() {
-        bail!("waymark backup create --estimate: {}", String::from_utf8_lossy(&run.stderr));
+        bail!(
+            "waymark backup create --estimate: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
     }
     let reply: serde_json::Value = serde_json::from_slice(&run.stdout)?;
-    let ms = reply["duration_ms"].as_u64().context("the estimate has no duration_ms")?;
+    let ms = reply["duration_ms"]
+        .as_u64()
+        .context("the estimate has no duration_ms")?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -195,8 +250,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // One folder of sets for every PostgreSQL run, so each estimate learns
     // from the runs before it, as a DBA's folder would.
     let pg_sets = work.path().join("pg-sets");
-    let mut rows: Vec<Row> = Vec::new();
-    let mut notes = Vec::new();
+    let mut record = Record::default();
 
     for &scale in &scales {
         bench.scale = scale;
@@ -211,32 +265,27 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             "SELECT pg_size_pretty(pg_database_size(current_database()))",
         ]))?;
         let data = format!("pgbench scale {scale} ({size})");
-        let first = rows.len();
-        for operation in [
-            "waymark backup create --estimate: the duration it expects",
-            "waymark backup create (zstd, SHA-256 of every file and every table's rows, verified)",
-            "pg_dump -Fd -j 2, then sha256sum of its files",
-            "waymark backup restore (verified first, every row read back and digested after)",
-            "... of which the read-back and digest of every row",
-            "pg_restore -j 2 (no checksums)",
-        ] {
-            rows.push(Row::new(&data, operation));
-        }
+        let first = record.lines(
+            &data,
+            &[
+                "waymark backup create --estimate: the duration it expects",
+                "waymark backup create (zstd, SHA-256 of every file and every table's rows, verified)",
+                "pg_dump -Fd -j 2, then sha256sum of its files",
+                "waymark backup restore (verified first, every row read back and digested after)",
+                "... of which the read-back and digest of every row",
+                "pg_restore -j 2 (no checksums)",
+            ],
+        );
         let mut set_size = 0;
         let mut dump_size = 0;
         for run in 0..runs {
             eprintln!("scale {scale}: run {} of {runs}", run + 1);
             let theirs = work.path().join(format!("pgdump-{scale}-{run}"));
-            rows[first].times.push(estimate(&waymark, &pg_sets, &url("wm_bench_src"))?);
-            let (took, rss) = timed_rss(
-                Command::new(&waymark)
-                    .args(["-q", "backup", "create", "--out"])
-                    .arg(&pg_sets)
-                    .args(["--database-url", &url("wm_bench_src")]),
-            )?;
-            rows[first + 1].times.push(took);
-            rows[first + 1].rss_kib.push(rss);
-            rows[first + 2].times.push(timed(|| {
+            record.rows[first]
+                .times
+                .push(estimate(&waymark, &pg_sets, &url("wm_bench_src"))?);
+            record.rows[first + 1].add(waymark_create(&waymark, &pg_sets, &url("wm_bench_src"))?);
+            record.rows[first + 2].times.push(timed(|| {
                 sh(Command::new("pg_dump")
                     .args(["-Fd", "-j", "2", "-f"])
                     .arg(&theirs)
@@ -251,25 +300,21 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             bench.psql("DROP DATABASE IF EXISTS wm_bench_dst")?;
             bench.psql("CREATE DATABASE wm_bench_dst")?;
             let log = work.path().join("restore.log");
-            let (took, rss) = timed_rss(
+            record.rows[first + 3].add(timed_rss(
                 Command::new("sh")
                     .arg("-c")
-                    .arg(format!(
-                        "WAYMARK_LOG=waymark_backup=debug exec \"$0\" -q backup restore \"$1\" --to \"$2\" 2> \"$3\""
-                    ))
+                    .arg("WAYMARK_LOG=waymark_backup=debug exec \"$0\" -q backup restore \"$1\" --to \"$2\" 2> \"$3\"")
                     .arg(&waymark)
                     .arg(&set)
                     .arg(url("wm_bench_dst"))
                     .arg(&log),
-            )?;
-            rows[first + 3].times.push(took);
-            rows[first + 3].rss_kib.push(rss);
+            )?);
             let log = std::fs::read_to_string(&log)?;
             let check = phase(&log, "digested every restored table")? - phase(&log, "made indexes")?;
-            rows[first + 4].times.push(Duration::from_secs_f64(check));
+            record.rows[first + 4].times.push(Duration::from_secs_f64(check));
             bench.psql("DROP DATABASE wm_bench_dst WITH (FORCE)")?;
             bench.psql("CREATE DATABASE wm_bench_dst")?;
-            rows[first + 5].times.push(timed(|| {
+            record.rows[first + 5].times.push(timed(|| {
                 sh(Command::new("pg_restore")
                     .args(["-j", "2", "-d", &url("wm_bench_dst")])
                     .arg(&theirs))
@@ -278,21 +323,20 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             std::fs::remove_dir_all(&theirs)?;
         }
         bench.psql("DROP DATABASE wm_bench_src WITH (FORCE)")?;
-        let ratio = |a: usize, b: usize| rows[first + a].median().as_secs_f64() / rows[first + b].median().as_secs_f64();
-        notes.push(format!(
+        record.notes.push(format!(
             "- {data}: create {:.2}× of pg_dump + sha256sum (target ≤ 0.70×), restore {:.2}× of pg_restore \
              (target ≤ 0.70×), the estimate {:.2}× of the create it preceded. Size on disk: waymark {:.0} MB \
              (zstd level 3), pg_dump -Fd {:.0} MB (gzip).",
-            ratio(1, 2),
-            ratio(3, 5),
-            ratio(0, 1),
+            record.ratio(first + 1, first + 2),
+            record.ratio(first + 3, first + 5),
+            record.ratio(first, first + 1),
             set_size as f64 / 1e6,
             dump_size as f64 / 1e6
         ));
     }
 
-    mariadb(&waymark, work.path(), mysql_rows, runs, &mut rows, &mut notes)?;
-    sqlite(&waymark, work.path(), sqlite_rows, runs, &mut rows, &mut notes)?;
+    mariadb(&waymark, work.path(), mysql_rows, runs, &mut record)?;
+    sqlite(&waymark, work.path(), sqlite_rows, runs, &mut record)?;
 
     let date = query(Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
     let mut out = format!(
@@ -307,7 +351,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             .next()
             .unwrap_or("?"),
     );
-    for row in &rows {
+    for row in &record.rows {
         let rss = match row.rss_kib.iter().max() {
             Some(kib) => format!("{:.0} MiB", *kib as f64 / 1024.0),
             None => String::new(),
@@ -326,7 +370,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         ));
     }
     out.push('\n');
-    for note in &notes {
+    for note in &record.notes {
         out.push_str(note);
         out.push('\n');
     }
@@ -357,14 +401,7 @@ fn phase(log: &str, name: &str) -> anyhow::Result<f64> {
 
 /// MariaDB: waymark against `mariadb-dump --single-transaction | zstd` and
 /// its reload with `mariadb`, on a pgbench-shaped table.
-fn mariadb(
-    waymark: &Path,
-    work: &Path,
-    n: u64,
-    runs: usize,
-    rows: &mut Vec<Row>,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<()> {
+fn mariadb(waymark: &Path, work: &Path, n: u64, runs: usize, record: &mut Record) -> anyhow::Result<()> {
     let admin = |sql: &str| sh(Command::new("mariadb").args(["-h", "127.0.0.1", "-u", "root", "-e", sql]));
     let url = |db: &str| format!("mysql://root@127.0.0.1:3306/{db}");
     eprintln!("MariaDB: {n} rows");
@@ -375,44 +412,35 @@ fn mariadb(
          FROM seq_1_to_{n}; ANALYZE TABLE accounts"
     ))?;
     let data = format!("MariaDB, {n} pgbench-shaped rows");
-    let first = rows.len();
-    for operation in [
-        "waymark backup create",
-        "mariadb-dump --single-transaction | zstd -3",
-        "waymark backup restore (every row read back and digested)",
-        "zstd -dc | mariadb (no checks)",
-    ] {
-        rows.push(Row::new(&data, operation));
-    }
+    let first = record.lines(
+        &data,
+        &[
+            "waymark backup create",
+            "mariadb-dump --single-transaction | zstd -3",
+            "waymark backup restore (every row read back and digested)",
+            "zstd -dc | mariadb (no checks)",
+        ],
+    );
     let sets = work.join("my-sets");
     for run in 0..runs {
         eprintln!("MariaDB: run {} of {runs}", run + 1);
-        let (took, rss) = timed_rss(
-            Command::new(waymark)
-                .args(["-q", "backup", "create", "--out"])
-                .arg(&sets)
-                .args(["--database-url", &url("wm_bench_my")]),
-        )?;
-        rows[first].times.push(took);
-        rows[first].rss_kib.push(rss);
+        record.rows[first].add(waymark_create(waymark, &sets, &url("wm_bench_my"))?);
         let dump = work.join(format!("my-{run}.sql.zst"));
-        rows[first + 1].times.push(timed(|| {
+        record.rows[first + 1].times.push(timed(|| {
             sh(Command::new("sh").arg("-c").arg(format!(
                 "mariadb-dump -h 127.0.0.1 -u root --single-transaction wm_bench_my | zstd -q -3 -o {}",
                 dump.display()
             )))
         })?);
         admin("DROP DATABASE IF EXISTS wm_bench_my_dst; CREATE DATABASE wm_bench_my_dst")?;
-        let (took, rss) = timed_rss(
+        record.rows[first + 2].add(timed_rss(
             Command::new(waymark)
                 .args(["-q", "backup", "restore"])
                 .arg(newest_set(&sets)?)
                 .args(["--to", &url("wm_bench_my_dst")]),
-        )?;
-        rows[first + 2].times.push(took);
-        rows[first + 2].rss_kib.push(rss);
+        )?);
         admin("DROP DATABASE wm_bench_my_dst; CREATE DATABASE wm_bench_my_dst")?;
-        rows[first + 3].times.push(timed(|| {
+        record.rows[first + 3].times.push(timed(|| {
             sh(Command::new("sh").arg("-c").arg(format!(
                 "zstd -q -dc {} | mariadb -h 127.0.0.1 -u root wm_bench_my_dst",
                 dump.display()
@@ -421,25 +449,17 @@ fn mariadb(
         admin("DROP DATABASE wm_bench_my_dst")?;
     }
     admin("DROP DATABASE wm_bench_my")?;
-    let ratio = |a: usize, b: usize| rows[first + a].median().as_secs_f64() / rows[first + b].median().as_secs_f64();
-    notes.push(format!(
+    record.notes.push(format!(
         "- {data}: create {:.2}× of mariadb-dump | zstd (target < 1), restore {:.2}× of its reload (target < 1).",
-        ratio(0, 1),
-        ratio(2, 3)
+        record.ratio(first, first + 1),
+        record.ratio(first + 2, first + 3)
     ));
     Ok(())
 }
 
 /// SQLite: waymark against `sqlite3 .backup`, which copies pages and
 /// checks nothing.
-fn sqlite(
-    waymark: &Path,
-    work: &Path,
-    n: u64,
-    runs: usize,
-    rows: &mut Vec<Row>,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<()> {
+fn sqlite(waymark: &Path, work: &Path, n: u64, runs: usize, record: &mut Record) -> anyhow::Result<()> {
     eprintln!("SQLite: {n} rows");
     let source = work.join("source.db");
     sh(Command::new("sqlite3").arg(&source).arg(format!(
@@ -450,33 +470,23 @@ fn sqlite(
     )))?;
     let mb = std::fs::metadata(&source)?.len() as f64 / 1e6;
     let data = format!("SQLite, {n} pgbench-shaped rows ({mb:.0} MB)");
-    let first = rows.len();
-    for operation in ["waymark backup create", "sqlite3 .backup (pages, no checks)"] {
-        rows.push(Row::new(&data, operation));
-    }
+    let first = record.lines(&data, &["waymark backup create", "sqlite3 .backup (pages, no checks)"]);
     let sets = work.join("lite-sets");
     let url = format!("sqlite://{}", source.display());
     for run in 0..runs {
         eprintln!("SQLite: run {} of {runs}", run + 1);
-        let (took, rss) = timed_rss(
-            Command::new(waymark)
-                .args(["-q", "backup", "create", "--out"])
-                .arg(&sets)
-                .args(["--database-url", &url]),
-        )?;
-        rows[first].times.push(took);
-        rows[first].rss_kib.push(rss);
+        record.rows[first].add(waymark_create(waymark, &sets, &url)?);
         let copy = work.join(format!("copy-{run}.db"));
-        rows[first + 1].times.push(timed(|| {
+        record.rows[first + 1].times.push(timed(|| {
             sh(Command::new("sqlite3")
                 .arg(&source)
                 .arg(format!(".backup '{}'", copy.display())))
         })?);
         std::fs::remove_file(&copy)?;
     }
-    notes.push(format!(
+    record.notes.push(format!(
         "- {data}: create {:.2}× of sqlite3 .backup (target ≤ 1.5×).",
-        rows[first].median().as_secs_f64() / rows[first + 1].median().as_secs_f64()
+        record.ratio(first, first + 1)
     ));
     Ok(())
 }

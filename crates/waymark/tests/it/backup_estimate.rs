@@ -174,6 +174,27 @@ fn the_catalog_sizes_the_tables(kind: Kind) {
 
 each_dialect!(the_catalog_sizes_the_tables);
 
+/// A database managed by something else, or by nothing, is backed up from
+/// a folder with no migrations: no backup command reads them.
+#[test]
+fn a_backup_needs_no_migrations_folder() {
+    let db = TestDb::new(Kind::Postgres);
+    db.execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2)");
+    let p = Project::new();
+    std::fs::remove_dir(p.migrations()).unwrap();
+    let e = p.run(&db, &["backup", "create", "--estimate", "--json"]).ok().json();
+    assert_eq!(e["tables"][0]["name"], "public.t", "{e}");
+    let created = p.run(&db, &["backup", "create", "--json"]).ok().json();
+    assert_eq!(created["tables"], 1, "{created}");
+    assert_eq!(created["migration"], serde_json::Value::Null);
+    let set = p.dir.path().join(created["dir"].as_str().unwrap());
+    p.run(&db, &["backup", "verify", "--deep", set.to_str().unwrap()]).ok();
+    assert!(!p.migrations().exists(), "no migrations folder was made");
+    // Commands that do read the migrations still say which folder is missing.
+    let run = p.run(&db, &["status"]).code(2);
+    assert!(run.stderr.contains("migrations"), "{}", run.stderr);
+}
+
 #[test]
 fn the_bar_shows_an_eta_from_the_start_on_a_terminal() {
     let db = TestDb::new(Kind::Postgres);
