@@ -844,18 +844,9 @@ impl Output {
     /// so far, so it corrects itself as the work goes. The last frame is
     /// cleared when the display is dropped.
     pub(crate) fn backup_progress(&self) -> Box<dyn FnMut(BackupProgress<'_>) + Send> {
-        if self.json || self.quiet || !std::io::stderr().is_terminal() {
+        let Some(bar) = self.bytes_bar("{prefix}", "{msg}") else {
             return Box::new(|_| {});
-        }
-        let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {msg})",
-            )
-            .expect("the template is valid")
-            .progress_chars("=> "),
-        );
+        };
         let started = std::time::Instant::now();
         Box::new(move |p: BackupProgress<'_>| {
             bar.set_length(p.total_bytes.unwrap_or(p.bytes).max(p.bytes));
@@ -1112,17 +1103,18 @@ impl Output {
         }
     }
 
-    /// A bar of bytes with rate and ETA, after `label`, on a terminal;
-    /// `None` where nothing should be drawn.
-    fn bytes_bar(&self, label: &str) -> Option<indicatif::ProgressBar> {
+    /// A bar of bytes with rate and ETA (`eta`: indicatif's `{eta}`, or a
+    /// placeholder the caller fills), after `label`, on a terminal; `None`
+    /// where nothing should be drawn. Its last frame goes when it does.
+    fn bytes_bar(&self, label: &str, eta: &str) -> Option<indicatif::ProgressBar> {
         if self.json || self.quiet || !std::io::stderr().is_terminal() {
             return None;
         }
-        let bar = indicatif::ProgressBar::hidden();
+        let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
         bar.set_style(
             indicatif::ProgressStyle::with_template(&format!(
-                "{label} [{{bar:30}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, eta {{eta}})"
+                "{label} [{{bar:30}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, eta {eta})"
             ))
             .expect("the template is valid")
             .progress_chars("=> "),
@@ -1133,7 +1125,7 @@ impl Output {
     /// A progress display for a cutover's initial copy: tables ready and
     /// bytes copied, on a terminal.
     pub(crate) fn sync_progress(&self) -> Box<dyn FnMut(SyncProgress) + Send> {
-        let Some(bar) = self.bytes_bar("copying {msg}") else {
+        let Some(bar) = self.bytes_bar("copying {msg}", "{eta}") else {
             return Box::new(|_| {});
         };
         Box::new(move |p: SyncProgress| {
