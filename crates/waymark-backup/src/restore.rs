@@ -267,7 +267,7 @@ async fn load_chunk(
     // The compressed file's SHA-256 was checked before anything was
     // written, and decompression is deterministic: its rows are the
     // backup's. The read-back at the end checks the database's copy.
-    let raw = decode(&path).map_err(|e| BackupError::io(&path, e))?;
+    let raw = decode(&path, chunk.raw_bytes).map_err(|e| BackupError::io(&path, e))?;
     if raw.len() as u64 != chunk.raw_bytes {
         return Err(BackupError::DoesNotVerify {
             dir: dir.to_owned(),

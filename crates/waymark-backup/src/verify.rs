@@ -53,7 +53,7 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report), BackupError>
         for table in &manifest.tables {
             let mut rows = 0u64;
             for chunk in &table.chunks {
-                match decode(&dir.join(&chunk.file)) {
+                match decode(&dir.join(&chunk.file), chunk.raw_bytes) {
                     Ok(raw) => {
                         let raw_sha = hex::encode(Sha256::digest(&raw));
                         if raw_sha != chunk.raw_sha256 || raw.len() as u64 != chunk.raw_bytes {
@@ -79,10 +79,17 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report), BackupError>
     Ok((manifest, report))
 }
 
+/// The most a chunk's decoding reserves up front (chunks are 64 MiB by
+/// default, at most a row more).
+const MAX_PREALLOCATED: u64 = 1 << 30;
+
 /// Reads a chunk and decompresses it.
-pub(crate) fn decode(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn decode(path: &Path, raw_bytes: u64) -> std::io::Result<Vec<u8>> {
     let file = std::fs::File::open(path)?;
-    let mut raw = Vec::new();
+    // Room for exactly the size the manifest gives: a buffer grown by
+    // doubling ends up to twice the chunk, and a restore holds one per
+    // worker. A size past any chunk waymark writes is not trusted for it.
+    let mut raw = Vec::with_capacity(usize::try_from(raw_bytes.min(MAX_PREALLOCATED)).unwrap_or(0));
     zstd::Decoder::new(file)?.read_to_end(&mut raw)?;
     Ok(raw)
 }

@@ -865,7 +865,12 @@ impl Conn {
         if let Driver::Pg(c) = self.inner.driver() {
             let sql = format!("COPY {into} ({}) FROM STDIN", columns.join(", "));
             let mut copy = c.copy_in_raw(&sql).await.map_err(failed)?;
-            copy.send(data).await.map_err(failed)?;
+            // In pieces: each is copied into the connection's buffer before
+            // it is sent, and a whole chunk there would hold it twice.
+            // `COPY` takes its data cut anywhere.
+            for piece in data.chunks(1 << 20) {
+                copy.send(piece).await.map_err(failed)?;
+            }
             return copy.finish().await.map_err(failed);
         }
         let head = format!("INSERT INTO {into} ({}) VALUES ", columns.join(", "));
