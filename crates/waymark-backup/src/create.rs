@@ -126,18 +126,17 @@ async fn copy_rows(
     let limit = BATCH.min(usize::try_from(writer.limit / 4).unwrap_or(BATCH)).max(1);
     let mut batch: Vec<u8> = Vec::with_capacity(limit);
     let mut batch_rows = 0u64;
-    let total_bytes = total;
     let streamed = conn
         .stream_rows_in(info, range, &mut |piece, rows| {
-            let total = rows_so_far.fetch_add(rows, Ordering::Relaxed) + rows;
+            let table_rows = rows_so_far.fetch_add(rows, Ordering::Relaxed) + rows;
             let bytes = bytes_so_far.fetch_add(piece.len() as u64, Ordering::Relaxed) + piece.len() as u64;
-            if total % 10_000 < rows {
+            if table_rows % 10_000 < rows {
                 progress(Progress {
                     table: &info.name,
-                    rows: total,
+                    rows: table_rows,
                     bytes,
-                    total_bytes: Some(total_bytes.bytes(bytes)),
-                    expected: Some(total_bytes.expected),
+                    total_bytes: Some(total.bytes(bytes)),
+                    expected: Some(total.expected),
                 });
             }
             batch.extend_from_slice(piece);

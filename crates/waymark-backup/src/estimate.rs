@@ -14,8 +14,8 @@ use waymark_db::{Database, Dialect, Footprint, TableInfo};
 
 use crate::create::{CreateOptions, select_tables};
 use crate::error::BackupError;
-use crate::list::list;
-use crate::manifest::Timing;
+use crate::list::folders;
+use crate::manifest::{Manifest, Timing};
 
 /// What a backup is expected to take.
 #[derive(Debug, Clone)]
@@ -115,11 +115,13 @@ impl Rates {
     /// were timed and big enough to learn from, or the assumed ones.
     pub fn learned(out: &Path, dialect: Dialect) -> Result<(Rates, Basis), BackupError> {
         let assumed = Rates::assumed(dialect);
-        let timed: Vec<(String, Timing, u64, u64)> = list(out)?
+        // Newest first, reading manifests only until enough are found: a
+        // backup starts by this, and a folder may hold years of sets.
+        let timed: Vec<(String, Timing, u64, u64)> = folders(out)?
             .into_iter()
             .rev()
-            .filter_map(|set| {
-                let m = set.manifest.ok()?;
+            .filter_map(|(_, dir)| {
+                let m = Manifest::read(&dir).ok()?;
                 let timing = m.timing?;
                 (m.database.server.dialect == dialect.name() && timing.data_bytes >= TIMED_MIN_BYTES)
                     .then(|| (m.id.clone(), timing, m.raw_bytes(), m.size()))

@@ -20,28 +20,34 @@ pub struct Listed {
 
 /// Every set in `out`, oldest first (ids sort by time).
 pub fn list(out: &Path) -> Result<Vec<Listed>, BackupError> {
-    let entries = match std::fs::read_dir(out) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(BackupError::io(out, e)),
-    };
-    let mut sets = Vec::new();
-    for entry in entries.flatten() {
-        let dir = entry.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        sets.push(Listed {
-            id: entry.file_name().to_string_lossy().into_owned(),
+    Ok(folders(out)?
+        .into_iter()
+        .map(|(id, dir)| Listed {
             manifest: Manifest::read(&dir).map_err(|e| match e {
                 BackupError::Incomplete { .. } => "incomplete: no manifest.json".to_owned(),
                 other => other.to_string(),
             }),
             size: size_of(&dir),
+            id,
             dir,
-        });
-    }
-    sets.sort_by(|a, b| a.id.cmp(&b.id));
+        })
+        .collect())
+}
+
+/// The id and folder of every set in `out`, oldest first, nothing read
+/// from inside them; none when `out` does not exist.
+pub(crate) fn folders(out: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BackupError::io(out, e)),
+    };
+    let mut sets: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.path()))
+        .filter(|(_, dir)| dir.is_dir())
+        .collect();
+    sets.sort();
     Ok(sets)
 }
 

@@ -125,6 +125,9 @@ pub async fn restore(
         .flat_map(|t| &t.chunks)
         .map(|c| c.raw_bytes)
         .sum();
+    let expected = manifest
+        .timing
+        .map(|t| Duration::from_millis(t.took_ms).mul_f64(LOAD_PER_CREATE));
     let mut rows_by_table = vec![0u64; manifest.tables.len()];
     let mut bytes = 0u64;
     while let Some((index, rows, chunk_bytes)) = rx.recv().await {
@@ -135,9 +138,7 @@ pub async fn restore(
             rows: rows_by_table[index],
             bytes,
             total_bytes: Some(total),
-            expected: manifest
-                .timing
-                .map(|t| Duration::from_millis(t.took_ms).mul_f64(LOAD_PER_CREATE)),
+            expected,
         });
     }
     let mut first_error = None;
