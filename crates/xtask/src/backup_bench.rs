@@ -27,16 +27,15 @@ impl PgBench {
         let mut bench = PgBench {
             scale: 50,
             runs,
-            admin: std::env::var("WAYMARK_TEST_PG_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            admin: crate::admin_url(),
             write: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
-                "--scale" => bench.scale = it.next().context("--scale N")?.parse()?,
-                "--runs" => bench.runs = it.next().context("--runs N")?.parse()?,
-                "--pg-url" => bench.admin = it.next().context("--pg-url URL")?.clone(),
+                "--scale" => bench.scale = crate::value(&mut it, "--scale N")?,
+                "--runs" => bench.runs = crate::value(&mut it, "--runs N")?,
+                "--pg-url" => bench.admin = crate::value(&mut it, "--pg-url URL")?,
                 "--write" => bench.write = true,
                 other => bail!(
                     "unknown argument {other}: cargo xtask {command} [--scale N] [--runs N] [--pg-url URL] [--write]"
@@ -234,9 +233,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--scale" => scales.push(it.next().context("--scale N")?.parse::<u32>()?),
-            "--mysql-rows" => mysql_rows = it.next().context("--mysql-rows N")?.parse()?,
-            "--sqlite-rows" => sqlite_rows = it.next().context("--sqlite-rows N")?.parse()?,
+            "--scale" => scales.push(crate::value::<u32>(&mut it, "--scale N")?),
+            "--mysql-rows" => mysql_rows = crate::value(&mut it, "--mysql-rows N")?,
+            "--sqlite-rows" => sqlite_rows = crate::value(&mut it, "--sqlite-rows N")?,
             _ => rest.push(a.clone()),
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::backup_bench::{release_waymark, sh, timed, write_section};
 
@@ -20,16 +20,15 @@ const USAGE: &str = "cargo xtask bench-corpus [--runs N] [--pg-url URL] [--corpu
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let mut runs = 9;
-    let mut admin =
-        std::env::var("WAYMARK_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut admin = crate::admin_url();
     let mut corpus = crate::root().join("../shared/corpora/crates-io/migrations");
     let mut write = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--runs" => runs = it.next().context(USAGE)?.parse()?,
-            "--pg-url" => admin = it.next().context(USAGE)?.clone(),
-            "--corpus" => corpus = PathBuf::from(it.next().context(USAGE)?),
+            "--runs" => runs = crate::value(&mut it, USAGE)?,
+            "--pg-url" => admin = crate::value(&mut it, USAGE)?,
+            "--corpus" => corpus = crate::value(&mut it, USAGE)?,
             "--write" => write = true,
             other => bail!("unknown argument {other}: {USAGE}"),
         }

@@ -60,16 +60,15 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut o = Options {
         rows: 300_000,
         runs: 3,
-        admin: std::env::var("WAYMARK_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        admin: crate::admin_url(),
         write: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--rows" => o.rows = it.next().context("--rows N")?.parse()?,
-            "--runs" => o.runs = it.next().context("--runs N")?.parse()?,
-            "--pg-url" => o.admin = it.next().context("--pg-url URL")?.clone(),
+            "--rows" => o.rows = crate::value(&mut it, "--rows N")?,
+            "--runs" => o.runs = crate::value(&mut it, "--runs N")?,
+            "--pg-url" => o.admin = crate::value(&mut it, "--pg-url URL")?,
             "--write" => o.write = true,
             other => bail!(
                 "unknown argument {other}: cargo xtask bench-expand [--rows N] [--runs N] [--pg-url URL] [--write]"

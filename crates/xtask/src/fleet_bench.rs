@@ -44,15 +44,14 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         sqlite: 1000,
         pg: 200,
         parallel: vec![1, 4, 16, 32],
-        admin: std::env::var("WAYMARK_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        admin: crate::admin_url(),
         write: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--sqlite" => o.sqlite = it.next().context("--sqlite N")?.parse()?,
-            "--pg" => o.pg = it.next().context("--pg N")?.parse()?,
+            "--sqlite" => o.sqlite = crate::value(&mut it, "--sqlite N")?,
+            "--pg" => o.pg = crate::value(&mut it, "--pg N")?,
             "--parallel" => {
                 o.parallel = it
                     .next()
@@ -61,7 +60,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
                     .map(|p| p.trim().parse())
                     .collect::<Result<_, _>>()?;
             }
-            "--pg-url" => o.admin = it.next().context("--pg-url URL")?.clone(),
+            "--pg-url" => o.admin = crate::value(&mut it, "--pg-url URL")?,
             "--write" => o.write = true,
             other => bail!("unknown argument {other}: {USAGE}"),
         }

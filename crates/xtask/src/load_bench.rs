@@ -57,9 +57,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--clients" => settings.clients = it.next().context("--clients N")?.parse()?,
-            "--seconds" => settings.seconds = it.next().context("--seconds N")?.parse()?,
-            "--rate" => settings.rate = it.next().context("--rate R")?.parse()?,
+            "--clients" => settings.clients = crate::value(&mut it, "--clients N")?,
+            "--seconds" => settings.seconds = crate::value(&mut it, "--seconds N")?,
+            "--rate" => settings.rate = crate::value(&mut it, "--rate R")?,
             _ => rest.push(a.clone()),
         }
     }

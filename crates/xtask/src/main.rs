@@ -52,16 +52,15 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut o = Options {
         migrations: 1000,
         runs: 5,
-        pg_url: std::env::var("WAYMARK_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        pg_url: crate::admin_url(),
         write: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--migrations" => o.migrations = it.next().context(USAGE)?.parse()?,
-            "--runs" => o.runs = it.next().context(USAGE)?.parse()?,
-            "--pg-url" => o.pg_url = it.next().context(USAGE)?.clone(),
+            "--migrations" => o.migrations = crate::value(&mut it, USAGE)?,
+            "--runs" => o.runs = crate::value(&mut it, USAGE)?,
+            "--pg-url" => o.pg_url = crate::value(&mut it, USAGE)?,
             "--write" => o.write = true,
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
@@ -421,6 +420,22 @@ fn median(times: &[Duration]) -> Duration {
     let mut t = times.to_vec();
     t.sort();
     t[t.len() / 2]
+}
+
+/// The PostgreSQL server the benchmarks use, as a URL of its `postgres`
+/// database: `WAYMARK_TEST_PG_URL`, as the tests take it, or the local one.
+pub(crate) fn admin_url() -> String {
+    std::env::var("WAYMARK_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The value after a flag, parsed; `what` names it in the error when it is
+/// missing (`--runs N`).
+pub(crate) fn value<T>(it: &mut std::slice::Iter<'_, String>, what: &str) -> anyhow::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(it.next().with_context(|| what.to_owned())?.parse()?)
 }
 
 pub(crate) fn machine() -> String {
