@@ -333,61 +333,36 @@ fn a_rehearsal_refuses_bad_workloads_databases_and_blocking_locks_with_nothing_a
     source.execute(ROWS);
     let scratch = Scratch::of(&source);
     let project = project("ALTER TABLE accounts ADD COLUMN flagged boolean;\n");
+    // `rehearse --scratch URL`, copying the source by `--template` if asked.
+    let rehearse = |scratch: &str, template: bool, rest: &[&str]| {
+        let mut args = vec!["rehearse", "--scratch", scratch];
+        if template {
+            args.extend(["--template", source.name()]);
+        }
+        args.extend(rest);
+        project.run(&source, &args)
+    };
 
     // A workload that cannot run: its file and line, and no copy made.
     project.file("broken.sql", "\\set id random(1, 2000)\nSELECT 1;\n\\gset\n");
-    project
-        .run(
-            &source,
-            &[
-                "rehearse",
-                "--scratch",
-                &scratch.url,
-                "--template",
-                source.name(),
-                "--workload",
-                "broken.sql",
-            ],
-        )
+    rehearse(&scratch.url, true, &["--workload", "broken.sql"])
         .code(2)
         .stderr_has("broken.sql:3:");
     assert!(!scratch.exists());
 
     // So is a report that could not be written at the end.
-    project
-        .run(
-            &source,
-            &[
-                "rehearse",
-                "--scratch",
-                &scratch.url,
-                "--template",
-                source.name(),
-                "--workload",
-                "workload.sql",
-                "--report",
-                "no/such/folder/report.html",
-            ],
-        )
-        .code(2)
-        .stderr_has("--report no/such/folder/report.html: No such file or directory");
+    rehearse(
+        &scratch.url,
+        true,
+        &["--workload", "workload.sql", "--report", "no/such/folder/report.html"],
+    )
+    .code(2)
+    .stderr_has("--report no/such/folder/report.html: No such file or directory");
     assert!(!scratch.exists());
 
     // The configured database is not a scratch database.
     let same = source.url.replace("127.0.0.1", "localhost");
-    project
-        .run(
-            &source,
-            &[
-                "rehearse",
-                "--scratch",
-                &same,
-                "--workload",
-                "workload.sql",
-                "--report",
-                "report.html",
-            ],
-        )
+    rehearse(&same, false, &["--workload", "workload.sql", "--report", "report.html"])
         .code(2)
         .stderr_has("is the configured database");
     assert!(source.history().is_empty());
@@ -399,11 +374,7 @@ fn a_rehearsal_refuses_bad_workloads_databases_and_blocking_locks_with_nothing_a
     // A database that holds tables is not changed without being told.
     let other = TestDb::new(Kind::Postgres);
     other.execute("CREATE TABLE keep_me (id int);");
-    project
-        .run(
-            &source,
-            &["rehearse", "--scratch", &other.url, "--workload", "workload.sql"],
-        )
+    rehearse(&other.url, false, &["--workload", "workload.sql"])
         .code(2)
         .stderr_has("holds 1 table(s) (public.keep_me)");
     assert!(other.history().is_empty());
@@ -428,19 +399,7 @@ fn a_rehearsal_refuses_bad_workloads_databases_and_blocking_locks_with_nothing_a
     drop(scratch);
 
     // --template never replaces a database.
-    project
-        .run(
-            &source,
-            &[
-                "rehearse",
-                "--scratch",
-                &other.url,
-                "--template",
-                source.name(),
-                "--workload",
-                "workload.sql",
-            ],
-        )
+    rehearse(&other.url, true, &["--workload", "workload.sql"])
         .code(2)
         .stderr_has("exists already");
     assert_eq!(other.tables(), ["keep_me"]);
