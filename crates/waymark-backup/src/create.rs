@@ -16,6 +16,7 @@ use waymark_db::{Conn, Database, Dialect, KeyRange, SchemaItem, TableInfo};
 use crate::error::BackupError;
 use crate::estimate::{Rates, Total};
 use crate::manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Source, Table, Timing, table_digest};
+use crate::rowsum::RowSum;
 
 /// How to take a backup.
 #[derive(Debug, Clone)]
@@ -85,6 +86,8 @@ struct ChunkWriter<'a> {
     open: Option<OpenChunk>,
     chunks: Vec<Chunk>,
     files: Vec<File>,
+    /// Every row written, as the restore sums them back.
+    sum: RowSum,
 }
 
 struct OpenChunk {
@@ -105,6 +108,7 @@ impl<'a> ChunkWriter<'a> {
             open: None,
             chunks: Vec::new(),
             files: Vec::new(),
+            sum: RowSum::default(),
         }
     }
 }
@@ -124,6 +128,7 @@ async fn copy_rows(
     // Rows arrive one by one; they are hashed and compressed in batches,
     // which costs far less per byte.
     let limit = BATCH.min(usize::try_from(writer.limit / 4).unwrap_or(BATCH)).max(1);
+    let dialect = conn.dialect();
     let mut batch: Vec<u8> = Vec::with_capacity(limit);
     let mut batch_rows = 0u64;
     let streamed = conn
@@ -139,6 +144,7 @@ async fn copy_rows(
                     expected: Some(total.expected),
                 });
             }
+            writer.sum.add(dialect, piece);
             batch.extend_from_slice(piece);
             batch_rows += rows;
             if batch.len() < limit {
@@ -404,6 +410,7 @@ async fn write_set(
                 let rows = ra? + rb?;
                 a.chunks.append(&mut b.chunks);
                 a.files.append(&mut b.files);
+                a.sum = a.sum.merge(b.sum);
                 (rows, a)
             }
             _ => {
@@ -429,6 +436,7 @@ async fn write_set(
             info,
             rows,
             sha256: table_digest(writer.chunks.iter().map(|c| c.raw_sha256.as_str())),
+            rows_xxh3: Some(writer.sum.hex()),
             chunks: writer.chunks,
         });
     }

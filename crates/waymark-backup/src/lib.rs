@@ -16,6 +16,7 @@ mod estimate;
 mod list;
 mod manifest;
 mod restore;
+mod rowsum;
 mod verify;
 
 pub use create::{CreateOptions, Progress, create, create_verified};

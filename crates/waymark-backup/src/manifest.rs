@@ -10,12 +10,13 @@ use waymark_db::{SequenceValue, ServerInfo, TableInfo};
 
 use crate::error::BackupError;
 
-/// The format this crate writes. Format 3 added [`Manifest::timing`].
-pub const FORMAT: &str = "waymark-backup/3";
+/// The format this crate writes. Format 3 added [`Manifest::timing`];
+/// format 4, [`Table::rows_xxh3`].
+pub const FORMAT: &str = "waymark-backup/4";
 
 /// Every format this crate reads: sets written by an older waymark still
 /// verify and restore.
-pub const READS: [&str; 2] = ["waymark-backup/2", FORMAT];
+pub const READS: [&str; 3] = ["waymark-backup/2", "waymark-backup/3", FORMAT];
 
 /// The name of the manifest in a backup set.
 pub const MANIFEST: &str = "manifest.json";
@@ -101,6 +102,12 @@ pub struct Table {
     /// its rows, read in that order, are cut into runs of the chunks' row
     /// counts; and one that differs is found different run by run.
     pub sha256: String,
+    /// The sum, modulo 2^128, of the XXH3-128 of each of its rows in
+    /// canonical form, as 32 hex digits: a digest that does not depend on
+    /// the rows' order, so a restore can check the table by reading it in
+    /// any order, before its key's index exists. Absent before format 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_xxh3: Option<String>,
     /// Its chunks, in order.
     pub chunks: Vec<Chunk>,
 }
@@ -180,9 +187,10 @@ impl Manifest {
             serde_json::from_str(&format!("{body}\n}}")).map_err(|e| bad(format!("it does not parse: {e}")))?;
         if !READS.contains(&manifest.format.as_str()) {
             return Err(bad(format!(
-                "format {:?}: this waymark reads {}",
+                "format {:?}: this waymark reads {} and {}",
                 manifest.format,
-                READS.join(" and ")
+                READS[..READS.len() - 1].join(", "),
+                READS[READS.len() - 1]
             )));
         }
         Ok(manifest)

@@ -6,9 +6,11 @@ use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use waymark_db::Dialect;
 
 use crate::error::BackupError;
 use crate::manifest::{MANIFEST, Manifest, table_digest};
+use crate::rowsum::RowSum;
 
 /// What `verify` found: one line per problem, each naming its file.
 #[derive(Debug, Clone, Default)]
@@ -50,11 +52,22 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report), BackupError>
             .push(format!("{extra}: not in the manifest (an extra file)"));
     }
     if deep && report.problems.is_empty() {
+        let kind = &manifest.database.server.dialect;
+        let dialect = Dialect::parse(kind);
+        if dialect.is_none() {
+            report.problems.push(format!(
+                "{MANIFEST}: a database of kind {kind:?}, which this waymark does not know"
+            ));
+        }
         for table in &manifest.tables {
             let mut rows = 0u64;
+            let mut sum = RowSum::default();
             for chunk in &table.chunks {
                 match decode(&dir.join(&chunk.file), chunk.raw_bytes) {
                     Ok(raw) => {
+                        if let Some(dialect) = dialect {
+                            sum.add_chunk(dialect, &raw);
+                        }
                         let raw_sha = hex::encode(Sha256::digest(&raw));
                         if raw_sha != chunk.raw_sha256 || raw.len() as u64 != chunk.raw_bytes {
                             report.problems.push(format!(
@@ -72,6 +85,17 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report), BackupError>
                 report.problems.push(format!(
                     "table {}: its chunks hold {rows} rows with SHA-256 {sha}, but the manifest says {} rows with {}",
                     table.info.name, table.rows, table.sha256
+                ));
+            }
+            if let (Some(expected), Some(_)) = (&table.rows_xxh3, dialect)
+                && (sum.hex() != *expected || sum.rows() != table.rows)
+            {
+                report.problems.push(format!(
+                    "table {}: its chunks hold {} rows summing to {}, but the manifest says {} rows summing to {expected}",
+                    table.info.name,
+                    sum.rows(),
+                    sum.hex(),
+                    table.rows
                 ));
             }
         }

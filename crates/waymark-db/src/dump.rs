@@ -208,6 +208,15 @@ fn split_literals(record: &str, backslash: bool) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// The order `Conn::stream_range` reads rows in.
+#[derive(Clone, Copy)]
+enum RowOrder {
+    /// The primary key's (every column's, without one).
+    Key,
+    /// The pages'.
+    Any,
+}
+
 /// A table to back up.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableInfo {
@@ -675,7 +684,20 @@ impl Conn {
         table: &TableInfo,
         sink: &mut (dyn FnMut(&[u8], u64) -> std::io::Result<()> + Send),
     ) -> Result<u64, DbError> {
-        self.stream_range(table, &KeyRange::default(), sink).await
+        self.stream_range(table, &KeyRange::default(), RowOrder::Key, sink)
+            .await
+    }
+
+    /// [`Conn::stream_rows`] in whatever order the table's pages hold them:
+    /// a plain scan, which needs no index and sorts nothing, for a digest
+    /// that does not depend on the order.
+    pub async fn stream_rows_any_order(
+        &mut self,
+        table: &TableInfo,
+        sink: &mut (dyn FnMut(&[u8], u64) -> std::io::Result<()> + Send),
+    ) -> Result<u64, DbError> {
+        self.stream_range(table, &KeyRange::default(), RowOrder::Any, sink)
+            .await
     }
 
     /// A key that splits a big table (PostgreSQL, at least `min_bytes` on
@@ -748,7 +770,7 @@ impl Conn {
         range: &KeyRange,
         sink: &mut (dyn FnMut(&[u8], u64) -> std::io::Result<()> + Send),
     ) -> Result<u64, DbError> {
-        self.stream_range(table, range, sink).await
+        self.stream_range(table, range, RowOrder::Key, sink).await
     }
 
     /// The row count and SHA-256 of the rows of `table` in `range` (of its
@@ -757,7 +779,7 @@ impl Conn {
     pub async fn range_digest(&mut self, table: &TableInfo, range: &KeyRange) -> Result<(u64, String), DbError> {
         let mut hash = Sha256::new();
         let rows = self
-            .stream_range(table, range, &mut |bytes, _| {
+            .stream_range(table, range, RowOrder::Key, &mut |bytes, _| {
                 hash.update(bytes);
                 Ok(())
             })
@@ -769,14 +791,19 @@ impl Conn {
         &mut self,
         table: &TableInfo,
         range: &KeyRange,
+        order: RowOrder,
         sink: &mut (dyn FnMut(&[u8], u64) -> std::io::Result<()> + Send),
     ) -> Result<u64, DbError> {
         let dialect = self.dialect();
         let filter = range.filter(dialect, &table.primary_key);
-        let order: Vec<String> = if table.primary_key.is_empty() {
+        let key: Vec<String> = if table.primary_key.is_empty() {
             table.columns.iter().map(|c| dialect.quote_ident(c)).collect()
         } else {
             table.primary_key.iter().map(|c| dialect.quote_ident(c)).collect()
+        };
+        let order = match order {
+            RowOrder::Key => format!(" ORDER BY {}", key.join(", ")),
+            RowOrder::Any => String::new(),
         };
         let columns: Vec<String> = table.columns.iter().map(|c| dialect.quote_ident(c)).collect();
         let from = dialect.quote_table(&table.name);
@@ -787,9 +814,8 @@ impl Conn {
         match self.inner.driver() {
             Driver::Pg(c) => {
                 let sql = format!(
-                    "COPY (SELECT {} FROM {from}{filter} ORDER BY {}) TO STDOUT",
+                    "COPY (SELECT {} FROM {from}{filter}{order}) TO STDOUT",
                     columns.join(", "),
-                    order.join(", ")
                 );
                 let mut stream = c.copy_out_raw(&sql).await.map_err(failed)?;
                 while let Some(bytes) = stream.try_next().await.map_err(failed)? {
@@ -820,7 +846,7 @@ impl Conn {
                     Dialect::Mysql => format!("CONCAT_WS(',', {})", literal.join(", ")),
                     _ => literal.join(" || ',' || "),
                 };
-                let sql = format!("SELECT {joined} FROM {from}{filter} ORDER BY {}", order.join(", "));
+                let sql = format!("SELECT {joined} FROM {from}{filter}{order}");
                 // One call per row, so a chunk never ends inside one.
                 let mut buffer = Vec::new();
                 let mut emit = |record: &[u8]| -> Result<(), DbError> {

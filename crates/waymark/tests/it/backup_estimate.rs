@@ -7,9 +7,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
-use crate::common::{BIN, Kind, Project, TestDb, cache_dir, each_dialect};
+use crate::common::{BIN, Kind, Project, TestDb, cache_dir, each_dialect, rewrite_manifest};
 use crate::json_contract::conforms;
 
 /// `rows` more rows of 200 characters each in `big`: 1,000 rows are about
@@ -76,7 +74,7 @@ fn an_estimate_learns_from_the_sets_before_it_and_comes_within_twice_the_real_ti
     let set = p.dir.path().join(created["dir"].as_str().unwrap());
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["format"], "waymark-backup/3");
+    assert_eq!(manifest["format"], "waymark-backup/4");
     assert_eq!(manifest["timing"]["took_ms"].as_u64(), Some(took));
     assert!(manifest["timing"]["data_bytes"].as_u64().unwrap() >= on_disk);
     let listed = p.run(&db, &["backup", "list", "--json"]).ok().json();
@@ -226,21 +224,6 @@ fn the_bar_shows_an_eta_from_the_start_on_a_terminal() {
 }
 
 /// Writes `manifest` into `set` as its manifest, its own digest made anew.
-fn rewrite_manifest(set: &std::path::Path, manifest: &serde_json::Value) {
-    let body = serde_json::to_string_pretty(manifest).unwrap();
-    let body = body.strip_suffix("\n}").unwrap();
-    let digest = hex(&Sha256::digest(body.as_bytes()));
-    std::fs::write(
-        set.join("manifest.json"),
-        format!("{body},\n  \"manifest_sha256\": \"{digest}\"\n}}\n"),
-    )
-    .unwrap();
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[test]
 fn a_set_of_format_2_still_verifies_lists_and_restores() {
     let db = TestDb::new(Kind::Sqlite);
@@ -249,12 +232,17 @@ fn a_set_of_format_2_still_verifies_lists_and_restores() {
     db.execute("INSERT INTO big (pad) VALUES ('a'), ('b'), ('c')");
     let created = p.run(&db, &["backup", "create", "--json"]).ok().json();
     let set = p.dir.path().join(created["dir"].as_str().unwrap());
-    // What a waymark before format 3 wrote: no timing.
+    // What a waymark before format 3 wrote: no timing, and no sums of the
+    // tables' rows (format 4), so the restore checks by key, chunk by chunk.
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
     let object = manifest.as_object_mut().unwrap();
     object.remove("manifest_sha256");
     object.remove("timing").expect("format 3 records the timing");
+    for table in object["tables"].as_array_mut().unwrap() {
+        let sum = table.as_object_mut().unwrap().remove("rows_xxh3");
+        assert_eq!(sum.expect("format 4 sums the rows").as_str().unwrap().len(), 32);
+    }
     object.insert("format".into(), "waymark-backup/2".into());
     rewrite_manifest(&set, &manifest);
 
@@ -280,7 +268,7 @@ fn a_set_of_format_2_still_verifies_lists_and_restores() {
         .code(3);
     assert!(
         run.stderr.contains(
-            "manifest.json: format \"waymark-backup/9\": this waymark reads waymark-backup/2 and waymark-backup/3"
+            "manifest.json: format \"waymark-backup/9\": this waymark reads waymark-backup/2, waymark-backup/3 and waymark-backup/4"
         ),
         "{}",
         run.stderr

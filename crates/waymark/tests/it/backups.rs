@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{Kind, Project, Run, TestDb, each_dialect};
+use crate::common::{Kind, Project, Run, TestDb, each_dialect, rewrite_manifest};
 
 /// A schema with the types each dialect gets wrong if anything does:
 /// quotes, tabs and newlines in text, bytes, exact numerics, time, NULLs,
@@ -582,18 +582,11 @@ fn a_row_changed_during_restore_is_narrowed_to_its_chunk() {
     p.run(&source, &["backup", "create"]).ok();
     let set = only_set(&p);
     let target = TestDb::new(Kind::Postgres);
-    target.execute(
-        "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN IF TG_TABLE_NAME = 'nokey' THEN NEW.b := 'changed'; \
-         ELSIF NEW.id = 2500 THEN NEW.name := 'tampered'; END IF; RETURN NEW; END $$;\n\
-         CREATE FUNCTION arm() RETURNS event_trigger LANGUAGE plpgsql AS $$ \
-         DECLARE r record; BEGIN \
-         FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' LOOP \
-         IF r.object_identity IN ('public.parent', 'public.nokey') THEN \
-         EXECUTE format('CREATE TRIGGER tamper BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.tamper()', \
-         r.object_identity); \
-         END IF; END LOOP; END $$;\n\
-         CREATE EVENT TRIGGER arm ON ddl_command_end EXECUTE FUNCTION arm();",
+    tamper_as_restored(
+        &target,
+        "IF TG_TABLE_NAME = 'nokey' THEN NEW.b := 'changed'; \
+         ELSIF NEW.id = 2500 THEN NEW.name := 'tampered'; END IF;",
+        "'public.parent', 'public.nokey'",
     );
     let run = p
         .run(
@@ -616,4 +609,156 @@ fn a_row_changed_during_restore_is_narrowed_to_its_chunk() {
         run.stderr
     );
     target.execute("DROP EVENT TRIGGER arm");
+}
+
+/// Arms `db` so that the restore's own inserts into `tables` (SQL
+/// literals, comma-separated) pass through `change`, a PL/pgSQL `IF` on
+/// `NEW`: the tables are created by the restore, so an event trigger adds
+/// the row trigger as each is made. Drop the event trigger `arm` after.
+fn tamper_as_restored(db: &TestDb, change: &str, tables: &str) {
+    db.execute(&format!(
+        "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN {change} RETURN NEW; END $$;\n\
+         CREATE FUNCTION arm() RETURNS event_trigger LANGUAGE plpgsql AS $$ \
+         DECLARE r record; BEGIN \
+         FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' LOOP \
+         IF r.object_identity IN ({tables}) THEN \
+         EXECUTE format('CREATE TRIGGER tamper BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.tamper()', \
+         r.object_identity); \
+         END IF; END LOOP; END $$;\n\
+         CREATE EVENT TRIGGER arm ON ddl_command_end EXECUTE FUNCTION arm();"
+    ));
+}
+
+/// A set's sum of a table's rows that differs from what came back, with
+/// every chunk of that table matching, beside a table where a chunk
+/// differs: each is reported, the first by its sum (the check by key finds
+/// no chunk to name), the second by its chunk.
+#[test]
+fn a_sum_of_rows_that_differs_fails_the_restore_even_when_every_chunk_matches() {
+    let source = TestDb::new(Kind::Postgres);
+    let p = project(Kind::Postgres);
+    p.run(&source, &["up"]).ok();
+    p.run(&source, &["backup", "create"]).ok();
+    let set = only_set(&p);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let object = manifest.as_object_mut().unwrap();
+    object.remove("manifest_sha256");
+    let child = object["tables"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|t| t["name"] == "public.child")
+        .unwrap();
+    let real = child["rows_xxh3"].as_str().unwrap().to_owned();
+    child["rows_xxh3"] = "0".repeat(32).into();
+    rewrite_manifest(&set, &manifest);
+    // A deep verify sums the chunks' rows again, and finds it out.
+    let verify = p
+        .run(&source, &["backup", "verify", "--deep", set.to_str().unwrap()])
+        .code(3)
+        .stderr_has("1 problem(s)");
+    let problem = format!(
+        "table public.child: its chunks hold 3000 rows summing to {real}, \
+         but the manifest says 3000 rows summing to {}",
+        "0".repeat(32)
+    );
+    assert!(verify.stdout.contains(&problem), "{}", verify.stdout);
+
+    let target = TestDb::new(Kind::Postgres);
+    tamper_as_restored(
+        &target,
+        "IF NEW.id = 7 THEN NEW.name := 'tampered'; END IF;",
+        "'public.parent'",
+    );
+    let run = p
+        .run(
+            &source,
+            &["backup", "restore", set.to_str().unwrap(), "--to", &target.url],
+        )
+        .code(3)
+        .stderr_has(&format!(
+            "restored, but 2 table(s) differ from the backup: public.child: all rows: 3000 rows summing to {real}, \
+             the backup has 3000 rows summing to {}; public.parent: the rows of data/",
+            "0".repeat(32)
+        ));
+    assert_eq!(run.stderr.matches("public.parent:").count(), 1, "{}", run.stderr);
+    // The rows and the rest of the schema are there, to look at: the
+    // restore ran to its end before it judged.
+    target.execute("DROP EVENT TRIGGER arm");
+    let tampered = "SELECT name FROM parent WHERE id = 7";
+    assert_eq!(target.rows(tampered), [[Some("tampered".to_owned())]]);
+    let counts = "SELECT (SELECT count(*) FROM parent), (SELECT count(*) FROM child), (SELECT count(*) FROM nokey)";
+    assert_eq!(target.rows(counts), source.rows(counts));
+
+    // A kind of database this waymark does not know: no rows to sum, and
+    // said so.
+    manifest["database"]["dialect"] = "oracle".into();
+    rewrite_manifest(&set, &manifest);
+    let verify = p
+        .run(&source, &["backup", "verify", "--deep", set.to_str().unwrap()])
+        .code(3);
+    assert!(
+        verify
+            .stdout
+            .contains("manifest.json: a database of kind \"oracle\", which this waymark does not know"),
+        "{}",
+        verify.stdout
+    );
+}
+
+/// The keys a PostgreSQL restore builds beside its read-back (a unique
+/// index, then the constraint made from it) come out as the source has
+/// them, and those it must build as written (a partitioned table's, a
+/// deferrable one) come out too.
+#[test]
+fn keys_built_as_indexes_first_restore_the_same_constraints_postgres() {
+    let source = TestDb::new(Kind::Postgres);
+    let p = Project::new();
+    p.migration(
+        "1_keys",
+        "CREATE TABLE events (id INT, at DATE, note TEXT, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);\n\
+         CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n\
+         INSERT INTO events SELECT g, '2024-03-01'::date + g % 200, 'n' || g FROM generate_series(1, 2000) g;\n\
+         CREATE TABLE \"Codes\" (id INT PRIMARY KEY, \"the code\" TEXT, later INT, \
+         CONSTRAINT \"Codes code\" UNIQUE (\"the code\"), CONSTRAINT codes_later UNIQUE (later) DEFERRABLE);\n\
+         INSERT INTO \"Codes\" SELECT g, 'c' || g, g FROM generate_series(1, 2000) g;\n\
+         CREATE INDEX codes_lower ON \"Codes\" (lower(\"the code\"));\n\
+         CREATE TABLE refs (id INT PRIMARY KEY, code TEXT REFERENCES \"Codes\" (\"the code\"));\n\
+         INSERT INTO refs SELECT g, 'c' || g FROM generate_series(1, 100) g;\n",
+        None,
+    );
+    p.run(&source, &["up"]).ok();
+    p.run(&source, &["backup", "create"]).ok();
+    let set = only_set(&p);
+    let target = TestDb::new(Kind::Postgres);
+    p.run(
+        &source,
+        &["backup", "restore", set.to_str().unwrap(), "--to", &target.url],
+    )
+    .ok()
+    .stderr_has("every table's digest matches the backup");
+    let constraints = "SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' \
+                       || coalesce(conindid::regclass::text, '-') || ' ' || condeferrable \
+                       FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1";
+    let found = target.rows(constraints);
+    assert_eq!(found, source.rows(constraints));
+    assert!(
+        found
+            .iter()
+            .any(|r| r[0].as_deref() == Some("\"Codes\" Codes code UNIQUE (\"the code\") \"Codes code\" false")),
+        "{found:?}"
+    );
+    let primary = "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+                   WHERE i.indisprimary AND c.relnamespace = 'public'::regnamespace \
+                   AND c.relname NOT LIKE 'waymark%' ORDER BY 1";
+    let keys = target.rows(primary);
+    assert_eq!(keys, source.rows(primary));
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(target.snapshot(), source.snapshot());
+    let rows = "SELECT (SELECT string_agg(id || at::text || note, ',' ORDER BY id) FROM events), \
+                (SELECT string_agg(id || \"the code\" || later, ',' ORDER BY id) FROM \"Codes\"), \
+                (SELECT string_agg(id || code, ',' ORDER BY id) FROM refs)";
+    assert_eq!(target.rows(rows), source.rows(rows));
 }

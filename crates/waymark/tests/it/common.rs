@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_waymark");
@@ -471,3 +472,20 @@ macro_rules! each_dialect {
     };
 }
 pub(crate) use each_dialect;
+
+/// Writes `manifest` as a backup set's manifest, signed with its own
+/// SHA-256 as waymark signs it: an edit the set's checks do not catch.
+pub(crate) fn rewrite_manifest(set: &std::path::Path, manifest: &serde_json::Value) {
+    let body = serde_json::to_string_pretty(manifest).unwrap();
+    let body = body.strip_suffix("\n}").unwrap();
+    let digest = hex(&Sha256::digest(body.as_bytes()));
+    std::fs::write(
+        set.join("manifest.json"),
+        format!("{body},\n  \"manifest_sha256\": \"{digest}\"\n}}\n"),
+    )
+    .unwrap();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
