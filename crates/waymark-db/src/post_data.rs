@@ -54,6 +54,9 @@ struct Block<'a> {
     text: &'a str,
     /// The statements alone.
     body: &'a str,
+    /// What follows them: blank lines, and after the last object the
+    /// dump's closing comment.
+    tail: &'a str,
 }
 
 /// A key constraint that can be built as an index first.
@@ -109,7 +112,10 @@ fn cut(section: &str, plain: &dyn Fn(&str) -> bool) -> PostData {
     };
     for block in blocks {
         match block.kind {
-            "INDEX" if one_statement_per_line(block.body) => cut.early.push(block.body.trim().to_owned()),
+            "INDEX" if one_statement_per_line(block.body) => {
+                cut.early.push(block.body.trim().to_owned());
+                cut.rest.push_str(block.tail);
+            }
             "CONSTRAINT" => match key(block.body).filter(|k| plain(k.table)) {
                 Some(k) => {
                     cut.early.push(format!(
@@ -117,9 +123,10 @@ fn cut(section: &str, plain: &dyn Fn(&str) -> bool) -> PostData {
                         k.name, k.table, k.columns
                     ));
                     cut.rest.push_str(&format!(
-                        "ALTER TABLE ONLY {}\n    ADD CONSTRAINT {} {} USING INDEX {};\n\n",
+                        "ALTER TABLE ONLY {}\n    ADD CONSTRAINT {} {} USING INDEX {};\n",
                         k.table, k.name, k.what, k.name
                     ));
+                    cut.rest.push_str(block.tail);
                 }
                 None => cut.rest.push_str(block.text),
             },
@@ -151,9 +158,11 @@ fn blocks(section: &str) -> (&str, Vec<Block<'_>>) {
             .split("; ")
             .find_map(|part| part.strip_prefix("Type: "))
             .unwrap_or_default();
-        // The statements follow the heading's closing "--" line.
+        // The statements follow the heading's closing "--" line, and end
+        // where a comment begins: the dump's closing words follow the last.
         let body = text[3..].split_once("\n--\n").map(|(_, body)| body).unwrap_or_default();
-        blocks.push(Block { kind, text, body });
+        let (body, tail) = body.split_at(body.find("\n--").unwrap_or(body.len()));
+        blocks.push(Block { kind, text, body, tail });
     }
     (preamble, blocks)
 }
@@ -211,6 +220,8 @@ CREATE INDEX accounts_bid ON public.accounts USING btree (bid);\n\
 ALTER TABLE public.accounts CLUSTER ON accounts_bid;\n\n\n\
 --\n-- Name: accounts accounts_bid_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -\n--\n\n\
 ALTER TABLE ONLY public.accounts\n    ADD CONSTRAINT accounts_bid_fkey FOREIGN KEY (bid) REFERENCES public.branches(bid);\n\n\n\
+--\n-- Name: accounts_abalance; Type: INDEX; Schema: public; Owner: -\n--\n\n\
+CREATE INDEX accounts_abalance ON public.accounts USING btree (abalance);\n\n\n\
 --\n-- PostgreSQL database dump complete\n--\n\n";
 
     #[test]
@@ -234,6 +245,8 @@ ALTER TABLE ONLY public.accounts\n    ADD CONSTRAINT accounts_bid_fkey FOREIGN K
                 "CREATE UNIQUE INDEX \"Odd key\" ON public.\"Odd\" (\"a b\");",
                 "CREATE INDEX accounts_bid ON public.accounts USING btree (bid);\n\
                  ALTER TABLE public.accounts CLUSTER ON accounts_bid;",
+                // The last object, with the dump's closing words after it.
+                "CREATE INDEX accounts_abalance ON public.accounts USING btree (abalance);",
             ]
         );
         let rest = &cut.rest;
