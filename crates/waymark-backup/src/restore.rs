@@ -168,61 +168,7 @@ pub async fn restore(
     conn.set_sequences(&manifest.sequences).await?;
     let after: Vec<&str> = schema.iter().filter(|i| i.after_rows).map(|i| i.sql.as_str()).collect();
     let mismatches = if manifest.tables.iter().all(|t| t.rows_xxh3.is_some()) {
-        // Format 4: each table is read back in any order and summed, which
-        // needs no index, so on PostgreSQL it runs beside the index builds.
-        let mut early = Vec::new();
-        let mut rest = Vec::new();
-        for sql in after {
-            match dialect {
-                Dialect::Postgres => {
-                    let cut = conn.cut_post_data(sql).await?;
-                    early.push((cut.preamble, cut.early));
-                    rest.push(cut.rest);
-                }
-                // MySQL's and SQLite's indexes came with their tables.
-                _ => {
-                    conn.execute(sql).await?;
-                }
-            }
-        }
-        // SQLite has one connection, which the read-back needs.
-        drop(conn);
-        let (built, summed) = tokio::join!(
-            async {
-                let built = build_early(db, early).await;
-                tracing::debug!(elapsed = ?started.elapsed(), "built the indexes");
-                built
-            },
-            async {
-                let summed = sum_tables(db, &manifest, parallel).await;
-                tracing::debug!(elapsed = ?started.elapsed(), "summed every restored table");
-                summed
-            }
-        );
-        built?;
-        let differ = summed?;
-        let mut conn = db.restore_connection().await?;
-        for sql in &rest {
-            conn.execute(sql).await?;
-        }
-        conn.set_checks(Checks::ForeignKeys, true).await?;
-        drop(conn);
-        if differ.is_empty() {
-            Vec::new()
-        } else {
-            // Name the ranges that differ, chunk by chunk, by key; a table
-            // where no chunk differs keeps its sum's message.
-            let wanted: Vec<usize> = differ.iter().map(|(t, _)| *t).collect();
-            let mut found = check_restored(db, &manifest, last_keys, parallel, &wanted).await?;
-            for (t, message) in differ {
-                let named = format!("{}: ", manifest.tables[t].info.name);
-                if !found.iter().any(|m| m.starts_with(&named)) {
-                    found.push(message);
-                }
-            }
-            found.sort();
-            found
-        }
+        check_by_sums(db, conn, &manifest, &after, last_keys, (parallel, started)).await?
     } else {
         for sql in after {
             conn.execute(sql).await?;
@@ -343,6 +289,74 @@ async fn load_chunk(
     }
     conn.load_rows(&table.info, &raw).await?;
     Ok(waymark_db::last_key(conn.dialect(), &table.info, &raw))
+}
+
+/// The rest of a restore of a set of format 4, after the rows are loaded:
+/// each table read back in any order and summed, which needs no index, so
+/// on PostgreSQL beside the index builds; then the rest of the schema; then
+/// the tables whose sums differ read again by key to name the range.
+/// Returns what differs.
+async fn check_by_sums(
+    db: &Database,
+    mut conn: Conn,
+    manifest: &Arc<Manifest>,
+    after: &[&str],
+    last_keys: LastKeys,
+    (parallel, started): (usize, Instant),
+) -> Result<Vec<String>, BackupError> {
+    let dialect = db.dialect();
+    let mut early = Vec::new();
+    let mut rest = Vec::new();
+    for sql in after {
+        match dialect {
+            Dialect::Postgres => {
+                let cut = conn.cut_post_data(sql).await?;
+                early.push((cut.preamble, cut.early));
+                rest.push(cut.rest);
+            }
+            // MySQL's and SQLite's indexes came with their tables.
+            _ => {
+                conn.execute(sql).await?;
+            }
+        }
+    }
+    // SQLite has one connection, which the read-back needs.
+    drop(conn);
+    let (built, summed) = tokio::join!(
+        async {
+            let built = build_early(db, early).await;
+            tracing::debug!(elapsed = ?started.elapsed(), "built the indexes");
+            built
+        },
+        async {
+            let summed = sum_tables(db, manifest, parallel).await;
+            tracing::debug!(elapsed = ?started.elapsed(), "summed every restored table");
+            summed
+        }
+    );
+    built?;
+    let differ = summed?;
+    let mut conn = db.restore_connection().await?;
+    for sql in &rest {
+        conn.execute(sql).await?;
+    }
+    conn.set_checks(Checks::ForeignKeys, true).await?;
+    drop(conn);
+    if differ.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Name the ranges that differ, chunk by chunk, by key; a table where no
+    // chunk differs keeps its sum's message.
+    let wanted: Vec<usize> = differ.iter().map(|(t, _)| *t).collect();
+    let mut found = check_restored(db, manifest, last_keys, parallel, &wanted).await?;
+    for (t, message) in differ {
+        let named = format!("{}: ", manifest.tables[t].info.name);
+        if !found.iter().any(|m| m.starts_with(&named)) {
+            found.push(message);
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Runs each part's index builds (after its session settings) on one
