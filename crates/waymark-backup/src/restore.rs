@@ -21,7 +21,7 @@ use waymark_db::{Checks, Conn, ConnectOptions, Database, Dialect, KeyRange, Sche
 use crate::create::Progress;
 use crate::error::BackupError;
 use crate::manifest::{Manifest, Table};
-use crate::rowsum::RowSum;
+use crate::rowsum::{RowSum, rows_of};
 use crate::verify::{decode, verify};
 
 /// What a restore did.
@@ -545,12 +545,7 @@ async fn check_whole_table(conn: &mut Conn, table: &Table) -> Result<Vec<String>
         }
     };
     conn.stream_rows(&table.info, &mut |piece, _| {
-        match dialect {
-            // COPY text: a row per line.
-            Dialect::Postgres => piece.split_inclusive(|b| *b == b'\n').for_each(&mut take),
-            // One length-prefixed row per call.
-            _ => take(piece),
-        }
+        rows_of(dialect, piece).for_each(&mut take);
         Ok(())
     })
     .await?;

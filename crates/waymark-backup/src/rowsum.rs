@@ -11,8 +11,17 @@
 //! only to prove that the rows that came back are the rows that went in.
 //! Where it differs, the keyed check by chunk names the range.
 
-use waymark_db::Dialect;
+use waymark_db::{Dialect, records};
 use xxhash_rust::xxh3::xxh3_128;
+
+/// The rows of a piece as `Conn::stream_rows` hands it over: lines of
+/// `COPY` text on PostgreSQL; elsewhere one length-prefixed record per
+/// piece, whatever bytes it holds.
+pub(crate) fn rows_of(dialect: Dialect, piece: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let lines = (dialect == Dialect::Postgres).then(|| piece.split_inclusive(|b| *b == b'\n'));
+    let whole = (dialect != Dialect::Postgres).then_some(piece);
+    lines.into_iter().flatten().chain(whole)
+}
 
 /// The running sum of a table's rows, or of a part of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,26 +35,16 @@ impl RowSum {
     /// `COPY` text on PostgreSQL, one length-prefixed record per piece
     /// elsewhere.
     pub(crate) fn add(&mut self, dialect: Dialect, piece: &[u8]) {
-        match dialect {
-            Dialect::Postgres => piece.split_inclusive(|b| *b == b'\n').for_each(|row| self.add_row(row)),
-            _ => self.add_row(piece),
-        }
+        rows_of(dialect, piece).for_each(|row| self.add_row(row));
     }
 
     /// Adds the rows of a whole decoded chunk: lines of `COPY` text on
     /// PostgreSQL, length-prefixed records elsewhere (a record cut short
     /// counts as one, so that it shows as a difference).
-    pub(crate) fn add_chunk(&mut self, dialect: Dialect, mut raw: &[u8]) {
-        if dialect == Dialect::Postgres {
-            return self.add(dialect, raw);
-        }
-        while !raw.is_empty() {
-            let len = raw
-                .get(..4)
-                .map_or(raw.len(), |l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
-            let (row, rest) = raw.split_at((4 + len).min(raw.len()));
-            self.add_row(row);
-            raw = rest;
+    pub(crate) fn add_chunk(&mut self, dialect: Dialect, raw: &[u8]) {
+        match dialect {
+            Dialect::Postgres => self.add(dialect, raw),
+            _ => records(raw).for_each(|row| self.add_row(row.unwrap_or_else(|cut| cut))),
         }
     }
 

@@ -85,6 +85,28 @@ fn compare(dialect: Dialect, key: &[String], op: &str, or_equal: bool, values: &
     format!("({})", alternatives.join(" OR "))
 }
 
+/// The rows of `raw` in the canonical form of MySQL and SQLite, each a
+/// length (4 bytes, little-endian) and a record of that length: each
+/// yielded whole, its length included (as `Conn::stream_rows` hands it
+/// over); bytes that end before their length says, as an error, last.
+pub fn records(mut raw: &[u8]) -> impl Iterator<Item = Result<&[u8], &[u8]>> {
+    std::iter::from_fn(move || {
+        if raw.is_empty() {
+            return None;
+        }
+        let len = raw
+            .get(..4)
+            .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
+        match len.and_then(|len| raw.get(..4 + len)) {
+            Some(row) => {
+                raw = &raw[row.len()..];
+                Some(Ok(row))
+            }
+            None => Some(Err(std::mem::take(&mut raw))),
+        }
+    })
+}
+
 /// The primary-key values of the last row in `raw` (rows in the canonical
 /// form of `dialect`), as SQL literals; `None` for a table without a key,
 /// no rows, or a row that does not read.
@@ -112,14 +134,8 @@ pub fn last_key(dialect: Dialect, table: &TableInfo, raw: &[u8]) -> Option<Vec<S
                 .collect::<Option<_>>()?
         }
         _ => {
-            let mut at = 0;
-            let mut last = None;
-            while at + 4 <= raw.len() {
-                let len = u32::from_le_bytes(raw[at..at + 4].try_into().ok()?) as usize;
-                last = Some(raw.get(at + 4..at + 4 + len)?);
-                at += 4 + len;
-            }
-            let literals = split_literals(std::str::from_utf8(last?).ok()?, dialect == Dialect::Mysql)?;
+            let last = &records(raw).last()?.ok()?[4..];
+            let literals = split_literals(std::str::from_utf8(last).ok()?, dialect == Dialect::Mysql)?;
             positions
                 .iter()
                 .map(|&i| literals.get(i).cloned())
@@ -903,21 +919,17 @@ impl Conn {
         let mut statement = head.clone().into_bytes();
         let mut pending = 0u64;
         let mut loaded = 0u64;
-        let mut at = 0;
-        while at < data.len() {
-            let corrupt = || DbError::Config(format!("the rows of {} are cut short", table.name));
-            let len = data.get(at..at + 4).ok_or_else(corrupt)?;
-            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            let record = data.get(at + 4..at + 4 + len).ok_or_else(corrupt)?;
-            at += 4 + len;
+        let mut rows = records(data).peekable();
+        while let Some(row) = rows.next() {
+            let row = row.map_err(|_| DbError::Config(format!("the rows of {} are cut short", table.name)))?;
             if pending > 0 {
                 statement.push(b',');
             }
             statement.push(b'(');
-            statement.extend_from_slice(record);
+            statement.extend_from_slice(&row[4..]);
             statement.push(b')');
             pending += 1;
-            if statement.len() > 1 << 20 || at >= data.len() {
+            if statement.len() > 1 << 20 || rows.peek().is_none() {
                 let sql = String::from_utf8(std::mem::replace(&mut statement, head.clone().into_bytes()))
                     .map_err(|_| DbError::Config(format!("the rows of {} are not valid text", table.name)))?;
                 self.execute(&sql).await?;
@@ -965,6 +977,22 @@ mod tests {
             types: columns.iter().map(|_| "text".to_owned()).collect(),
             primary_key: key.iter().map(|c| (*c).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn records_come_whole_with_their_length_and_a_cut_one_last_as_an_error() {
+        let raw: &[u8] = b"\x01\x00\x00\x00a\x02\x00\x00\x00bc\x05\x00\x00\x00de";
+        let rows: Vec<Result<&[u8], &[u8]>> = records(raw).collect();
+        assert_eq!(
+            rows,
+            [
+                Ok(&b"\x01\x00\x00\x00a"[..]),
+                Ok(&b"\x02\x00\x00\x00bc"[..]),
+                Err(&b"\x05\x00\x00\x00de"[..])
+            ]
+        );
+        assert_eq!(records(b"\x01\x00").collect::<Vec<_>>(), [Err(&b"\x01\x00"[..])]);
+        assert_eq!(records(b"").count(), 0);
     }
 
     #[test]
