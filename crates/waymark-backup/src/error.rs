@@ -65,11 +65,20 @@ pub enum BackupError {
         cause: Box<BackupError>,
     },
     /// A restored table's rows differ from the backup's.
-    #[error("restored, but {} table(s) differ from the backup: {}", tables.len(), tables.join("; "))]
+    #[error("restored, but {} table(s) differ from the backup: {}", distinct_tables(tables), tables.join("; "))]
     Mismatch {
-        /// Each table and how it differs.
+        /// Each difference, led by its table's name and a colon; a table
+        /// may have several (one per chunk).
         tables: Vec<String>,
     },
+}
+
+/// How many tables the differences name.
+fn distinct_tables(differences: &[String]) -> usize {
+    let mut names: Vec<&str> = differences.iter().map(|d| d.split(": ").next().unwrap_or(d)).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.len()
 }
 
 impl BackupError {
@@ -78,5 +87,26 @@ impl BackupError {
             path: path.to_owned(),
             message: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mismatch_counts_tables_not_chunks() {
+        let e = BackupError::Mismatch {
+            tables: vec![
+                "public.a: the rows of data/0001-00001.zst: x".into(),
+                "public.a: the rows of data/0001-00002.zst: y".into(),
+                "public.b: all rows: z".into(),
+            ],
+        };
+        assert!(
+            e.to_string()
+                .starts_with("restored, but 2 table(s) differ from the backup: public.a: "),
+            "{e}"
+        );
     }
 }

@@ -24,5 +24,5 @@ pub use error::BackupError;
 pub use estimate::{Basis, Estimate, Rates, TIMED_MIN_BYTES, estimate};
 pub use list::{Listed, list};
 pub use manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, READS, Table, Timing, table_digest};
-pub use restore::{RestoreReport, restore, restore_schema, restore_to};
+pub use restore::{RestoreReport, Verify, restore, restore_schema, restore_to};
 pub use verify::{Report, verify};

@@ -9,6 +9,10 @@
 //! (`waymark_db::PostData`), and only a table whose sum differs is read again
 //! by key, chunk by chunk, to name the range. Older sets are checked by
 //! key from the start, once the indexes are built.
+//!
+//! [`Verify::Count`] is the cheaper choice: no read-back, only each
+//! chunk's rows counted as the database takes them. What each proves is in
+//! docs/guide/backups.md.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -24,6 +28,32 @@ use crate::manifest::{Manifest, Table};
 use crate::rowsum::{RowSum, rows_of};
 use crate::verify::{decode, verify};
 
+/// How a restore proves that the database holds the backup's rows. Either
+/// way the whole set is verified against its manifest before anything is
+/// written, and each chunk is decoded from a file whose SHA-256 matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// Every restored row read back and proven against the backup (each
+    /// table's sum of rows, or each chunk's digest): finds a row the
+    /// database changed, dropped or added as it stored them.
+    #[default]
+    Rows,
+    /// The rows the database took from each chunk counted against the
+    /// chunk's, and nothing read back: finds a row refused or skipped, not
+    /// one stored changed (a trigger, a column default, a conversion).
+    Count,
+}
+
+impl Verify {
+    /// Its name, as `--verify` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verify::Rows => "rows",
+            Verify::Count => "count",
+        }
+    }
+}
+
 /// What a restore did.
 #[derive(Debug, Clone)]
 pub struct RestoreReport {
@@ -35,6 +65,8 @@ pub struct RestoreReport {
     pub rows: u64,
     /// How long it took.
     pub duration: Duration,
+    /// How the rows were proven.
+    pub verify: Verify,
 }
 
 /// The key of each chunk's last row, by table and chunk, where it has one.
@@ -53,10 +85,11 @@ const LOAD_PER_CREATE: f64 = 1.5;
 pub async fn restore_to(
     dir: &Path,
     target: &ConnectOptions,
+    verify: Verify,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<RestoreReport, BackupError> {
     let db = Database::connect(target).await?;
-    let result = restore(dir, &db, progress).await;
+    let result = restore(dir, &db, verify, progress).await;
     db.close().await;
     result
 }
@@ -65,6 +98,7 @@ pub async fn restore_to(
 pub async fn restore(
     dir: &Path,
     db: &Database,
+    verify: Verify,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<RestoreReport, BackupError> {
     let started = Instant::now();
@@ -97,16 +131,19 @@ pub async fn restore(
     let last_keys: Arc<Mutex<LastKeys>> = Arc::new(Mutex::new(
         manifest.tables.iter().map(|t| vec![None; t.chunks.len()]).collect(),
     ));
+    // Chunks whose rows the database did not all take (`Verify::Count`).
+    let miscounted: Arc<Mutex<Vec<String>>> = Arc::default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, u64)>();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..workers_wanted {
-        let (db, manifest, queue, tx, dir, last_keys) = (
+        let (db, manifest, queue, tx, dir, last_keys, miscounted) = (
             db.clone(),
             manifest.clone(),
             queue.clone(),
             tx.clone(),
             dir.to_owned(),
             last_keys.clone(),
+            miscounted.clone(),
         );
         workers.spawn(async move {
             let mut conn = db.restore_connection().await?;
@@ -115,9 +152,20 @@ pub async fn restore(
                 let Some((t, c)) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
-                let key = load_chunk(&mut conn, &dir, &manifest, t, c).await?;
-                last_keys.lock().unwrap()[t][c] = key;
-                let chunk = &manifest.tables[t].chunks[c];
+                let table = &manifest.tables[t];
+                let chunk = &table.chunks[c];
+                let raw = decode_chunk(&dir, chunk)?;
+                let took = conn.load_rows(&table.info, &raw).await?;
+                match verify {
+                    Verify::Rows => {
+                        last_keys.lock().unwrap()[t][c] = waymark_db::last_key(conn.dialect(), &table.info, &raw);
+                    }
+                    Verify::Count if took != chunk.rows => miscounted.lock().unwrap().push(format!(
+                        "{}: the rows of {}: the database took {took} rows, the backup has {}",
+                        table.info.name, chunk.file, chunk.rows
+                    )),
+                    Verify::Count => {}
+                }
                 let _ = tx.send((t, chunk.rows, chunk.raw_bytes));
             }
             conn.set_checks(Checks::WhileLoading, true).await?;
@@ -167,18 +215,35 @@ pub async fn restore(
     let mut conn = db.restore_connection().await?;
     conn.set_sequences(&manifest.sequences).await?;
     let after: Vec<&str> = schema.iter().filter(|i| i.after_rows).map(|i| i.sql.as_str()).collect();
-    let mismatches = if manifest.tables.iter().all(|t| t.rows_xxh3.is_some()) {
-        check_by_sums(db, conn, &manifest, &after, last_keys, (parallel, started)).await?
-    } else {
-        for sql in after {
-            conn.execute(sql).await?;
+    let by_sums = manifest.tables.iter().all(|t| t.rows_xxh3.is_some());
+    let mut mismatches = match verify {
+        Verify::Rows if by_sums => check_by_sums(db, conn, &manifest, &after, last_keys, (parallel, started)).await?,
+        Verify::Rows => {
+            for sql in after {
+                conn.execute(sql).await?;
+            }
+            conn.set_checks(Checks::ForeignKeys, true).await?;
+            tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
+            drop(conn);
+            let every: Vec<usize> = (0..manifest.tables.len()).collect();
+            check_restored(db, &manifest, last_keys, parallel, &every).await?
         }
-        conn.set_checks(Checks::ForeignKeys, true).await?;
-        tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
-        drop(conn);
-        let every: Vec<usize> = (0..manifest.tables.len()).collect();
-        check_restored(db, &manifest, last_keys, parallel, &every).await?
+        // Nothing to read back: the index builds get every connection.
+        Verify::Count => {
+            let (early, rest) = cut_after(&mut conn, &after).await?;
+            drop(conn);
+            build_early(db, early, parallel).await?;
+            let mut conn = db.restore_connection().await?;
+            for sql in &rest {
+                conn.execute(sql).await?;
+            }
+            conn.set_checks(Checks::ForeignKeys, true).await?;
+            tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
+            Vec::new()
+        }
     };
+    mismatches.append(&mut miscounted.lock().unwrap());
+    mismatches.sort();
     tracing::debug!(elapsed = ?started.elapsed(), "digested every restored table");
     if !mismatches.is_empty() {
         return Err(BackupError::Mismatch { tables: mismatches });
@@ -188,6 +253,7 @@ pub async fn restore(
         tables: manifest.tables.len(),
         rows: manifest.tables.iter().map(|t| t.rows).sum(),
         duration: started.elapsed(),
+        verify,
     })
 }
 
@@ -265,21 +331,11 @@ pub async fn restore_schema(dir: &Path, db: &Database) -> Result<Manifest, Backu
     Ok(manifest)
 }
 
-/// Loads one chunk, checked against its digest first; returns the key of
-/// its last row.
-async fn load_chunk(
-    conn: &mut Conn,
-    dir: &Path,
-    manifest: &Manifest,
-    t: usize,
-    c: usize,
-) -> Result<Option<Vec<String>>, BackupError> {
-    let table = &manifest.tables[t];
-    let chunk = &table.chunks[c];
+/// Decodes one chunk of the set in `dir`. The compressed file's SHA-256
+/// was checked before anything was written, and decompression is
+/// deterministic: its rows are the backup's.
+fn decode_chunk(dir: &Path, chunk: &crate::manifest::Chunk) -> Result<Vec<u8>, BackupError> {
     let path = dir.join(&chunk.file);
-    // The compressed file's SHA-256 was checked before anything was
-    // written, and decompression is deterministic: its rows are the
-    // backup's. The read-back at the end checks the database's copy.
     let raw = decode(&path, chunk.raw_bytes).map_err(|e| BackupError::io(&path, e))?;
     if raw.len() as u64 != chunk.raw_bytes {
         return Err(BackupError::DoesNotVerify {
@@ -287,8 +343,7 @@ async fn load_chunk(
             problems: vec![format!("{}: its rows do not match the manifest", chunk.file)],
         });
     }
-    conn.load_rows(&table.info, &raw).await?;
-    Ok(waymark_db::last_key(conn.dialect(), &table.info, &raw))
+    Ok(raw)
 }
 
 /// The rest of a restore of a set of format 4, after the rows are loaded:
@@ -304,27 +359,12 @@ async fn check_by_sums(
     last_keys: LastKeys,
     (parallel, started): (usize, Instant),
 ) -> Result<Vec<String>, BackupError> {
-    let dialect = db.dialect();
-    let mut early = Vec::new();
-    let mut rest = Vec::new();
-    for sql in after {
-        match dialect {
-            Dialect::Postgres => {
-                let cut = conn.cut_post_data(sql).await?;
-                early.push((cut.preamble, cut.early));
-                rest.push(cut.rest);
-            }
-            // MySQL's and SQLite's indexes came with their tables.
-            _ => {
-                conn.execute(sql).await?;
-            }
-        }
-    }
+    let (early, rest) = cut_after(&mut conn, after).await?;
     // SQLite has one connection, which the read-back needs.
     drop(conn);
     let (built, summed) = tokio::join!(
         async {
-            let built = build_early(db, early).await;
+            let built = build_early(db, early, 1).await;
             tracing::debug!(elapsed = ?started.elapsed(), "built the indexes");
             built
         },
@@ -359,18 +399,61 @@ async fn check_by_sums(
     Ok(found)
 }
 
-/// Runs each part's index builds (after its session settings) on one
-/// connection, while the rows are read back on others.
-async fn build_early(db: &Database, parts: Vec<(String, Vec<String>)>) -> Result<(), BackupError> {
-    if parts.iter().all(|(_, early)| early.is_empty()) {
+/// What is made after the rows, cut for speed: on PostgreSQL each
+/// post-data section's session settings and index builds (keys built as
+/// unique indexes), and the rest of it; elsewhere, where the indexes came
+/// with the tables, it is run here and nothing is left.
+async fn cut_after(conn: &mut Conn, after: &[&str]) -> Result<(Vec<(String, Vec<String>)>, Vec<String>), BackupError> {
+    let mut early = Vec::new();
+    let mut rest = Vec::new();
+    for sql in after {
+        if conn.dialect() == Dialect::Postgres {
+            let cut = conn.cut_post_data(sql).await?;
+            early.push((cut.preamble, cut.early));
+            rest.push(cut.rest);
+        } else {
+            conn.execute(sql).await?;
+        }
+    }
+    Ok((early, rest))
+}
+
+/// Runs each part's index builds, each after its part's session settings,
+/// on `connections` connections at once.
+async fn build_early(db: &Database, parts: Vec<(String, Vec<String>)>, connections: usize) -> Result<(), BackupError> {
+    let queue: VecDeque<(usize, String)> = parts
+        .iter()
+        .enumerate()
+        .flat_map(|(p, (_, early))| early.iter().map(move |sql| (p, sql.clone())))
+        .collect();
+    if queue.is_empty() {
         return Ok(());
     }
-    let mut conn = db.restore_connection().await?;
-    for (preamble, early) in parts {
-        conn.execute(&preamble).await?;
-        for sql in early {
-            conn.execute(&sql).await?;
-        }
+    let preambles: Arc<Vec<String>> = Arc::new(parts.into_iter().map(|(preamble, _)| preamble).collect());
+    let queue = Arc::new(Mutex::new(queue));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..connections.max(1) {
+        let (db, queue, preambles) = (db.clone(), queue.clone(), preambles.clone());
+        workers.spawn(async move {
+            let mut conn = db.restore_connection().await?;
+            let mut settled = None;
+            loop {
+                let Some((p, sql)) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                if settled != Some(p) {
+                    conn.execute(&preambles[p]).await?;
+                    settled = Some(p);
+                }
+                conn.execute(&sql).await?;
+            }
+            Ok::<_, BackupError>(())
+        });
+    }
+    while let Some(joined) = workers.join_next().await {
+        joined.map_err(|e| BackupError::Refused {
+            message: format!("an index build stopped: {e}"),
+        })??;
     }
     Ok(())
 }

@@ -189,7 +189,8 @@ async fn fill(
                     dir.display()
                 )));
             }
-            waymark_backup::restore(dir, target, progress).await?;
+            // A new primary is proven row by row.
+            waymark_backup::restore(dir, target, waymark_backup::Verify::Rows, progress).await?;
             seed.filled = true;
             state.store(path)?;
         }

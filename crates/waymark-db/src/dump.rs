@@ -897,7 +897,8 @@ impl Conn {
     }
 
     /// Loads rows in canonical form (whole records, as [`Conn::stream_rows`]
-    /// wrote them) into `table`. Returns the number of rows.
+    /// wrote them) into `table`. Returns the number of rows the database
+    /// reports it took (`COPY`'s count, or the inserts' rows affected).
     pub async fn load_rows(&mut self, table: &TableInfo, data: &[u8]) -> Result<u64, DbError> {
         let dialect = self.dialect();
         let columns: Vec<String> = table.columns.iter().map(|c| dialect.quote_ident(c)).collect();
@@ -932,8 +933,9 @@ impl Conn {
             if statement.len() > 1 << 20 || rows.peek().is_none() {
                 let sql = String::from_utf8(std::mem::replace(&mut statement, head.clone().into_bytes()))
                     .map_err(|_| DbError::Config(format!("the rows of {} are not valid text", table.name)))?;
-                self.execute(&sql).await?;
-                loaded += pending;
+                // What the database says it took, which a trigger that
+                // skips a row makes fewer than were sent.
+                loaded += self.execute(&sql).await?;
                 pending = 0;
             }
         }

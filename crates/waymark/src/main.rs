@@ -326,10 +326,10 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
             out.backup_list(&dir, &sets);
             Ok(0)
         }
-        BackupCommand::Restore { dir, to } => {
+        BackupCommand::Restore { dir, to, verify } => {
             let target = connect_options(settings, to);
             let mut progress = out.backup_progress();
-            let report = waymark_backup::restore_to(dir, &target, &mut *progress).await?;
+            let report = waymark_backup::restore_to(dir, &target, (*verify).into(), &mut *progress).await?;
             out.backup_restored(&report, &redact(to));
             Ok(0)
         }

@@ -1261,12 +1261,19 @@ impl Output {
                     to: url,
                     tables: r.tables,
                     rows: r.rows,
+                    verify: r.verify.name(),
                     duration_ms: r.duration.as_millis(),
                 },
             );
         }
+        let proof = match r.verify {
+            waymark_backup::Verify::Rows => "every table's digest matches the backup",
+            waymark_backup::Verify::Count => {
+                "the database took every chunk's rows, counted (none read back: --verify rows does)"
+            }
+        };
         self.note(&format!(
-            "restored {} into {url}: {} tables, {} rows, every table's digest matches the backup ({} ms)",
+            "restored {} into {url}: {} tables, {} rows, {proof} ({} ms)",
             r.id,
             r.tables,
             r.rows,

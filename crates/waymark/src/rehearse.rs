@@ -137,15 +137,19 @@ pub(crate) async fn rehearse(
     }
     if let Some(dir) = &args.from_backup {
         let mut progress = out.backup_progress();
-        let restored =
-            waymark_backup::restore_to(dir, &crate::connect_options(settings, &args.scratch), &mut *progress)
-                .await
-                .with_context(|| {
-                    format!(
-                        "--from-backup {} (the scratch database {scratch} is left as the restore left it)",
-                        dir.display()
-                    )
-                })?;
+        let restored = waymark_backup::restore_to(
+            dir,
+            &crate::connect_options(settings, &args.scratch),
+            waymark_backup::Verify::Rows,
+            &mut *progress,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "--from-backup {} (the scratch database {scratch} is left as the restore left it)",
+                dir.display()
+            )
+        })?;
         drop(progress);
         out.note(&format!(
             "rehearsal: {scratch} restored from backup {} ({} table(s), {} row(s), each read back and checked)",
