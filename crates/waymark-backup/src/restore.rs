@@ -72,6 +72,10 @@ pub struct RestoreReport {
 /// The key of each chunk's last row, by table and chunk, where it has one.
 type LastKeys = Vec<Vec<Option<Vec<String>>>>;
 
+/// The rows the database took from each chunk, by table and chunk, and
+/// from how many of its runs.
+type Tallies = Vec<Vec<(u64, usize)>>;
+
 /// How many chunks load at once.
 const WORKERS: usize = 2;
 
@@ -117,68 +121,91 @@ pub async fn restore(
 
     // Chunks load in parallel, two of one table at once if need be: a
     // database that is mostly one big table loads as fast as one of many.
+    // A chunk that holds more than a quarter of the set's rows (by bytes)
+    // is cut into runs of rows, one per worker, loaded at once: a table of
+    // one chunk would otherwise load on one connection, the others idle.
+    // Each worker decodes the chunk for itself, which costs a small part of
+    // loading it.
     // Each chunk's last key is kept, to find its rows again afterwards.
     let manifest = Arc::new(manifest);
-    let work: VecDeque<(usize, usize)> = manifest
-        .tables
-        .iter()
-        .enumerate()
-        .flat_map(|(t, table)| (0..table.chunks.len()).map(move |c| (t, c)))
-        .collect();
     let parallel = if dialect == Dialect::Sqlite { 1 } else { WORKERS };
-    let workers_wanted = parallel.min(work.len());
-    let queue = Arc::new(Mutex::new(work));
-    let last_keys: Arc<Mutex<LastKeys>> = Arc::new(Mutex::new(
-        manifest.tables.iter().map(|t| vec![None; t.chunks.len()]).collect(),
-    ));
-    // Chunks whose rows the database did not all take (`Verify::Count`).
-    let miscounted: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, u64)>();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..workers_wanted {
-        let (db, manifest, queue, tx, dir, last_keys, miscounted) = (
-            db.clone(),
-            manifest.clone(),
-            queue.clone(),
-            tx.clone(),
-            dir.to_owned(),
-            last_keys.clone(),
-            miscounted.clone(),
-        );
-        workers.spawn(async move {
-            let mut conn = db.restore_connection().await?;
-            conn.set_checks(Checks::WhileLoading, false).await?;
-            loop {
-                let Some((t, c)) = queue.lock().unwrap().pop_front() else {
-                    break;
-                };
-                let table = &manifest.tables[t];
-                let chunk = &table.chunks[c];
-                let raw = decode_chunk(&dir, chunk)?;
-                let took = conn.load_rows(&table.info, &raw).await?;
-                match verify {
-                    Verify::Rows => {
-                        last_keys.lock().unwrap()[t][c] = waymark_db::last_key(conn.dialect(), &table.info, &raw);
-                    }
-                    Verify::Count if took != chunk.rows => miscounted.lock().unwrap().push(format!(
-                        "{}: the rows of {}: the database took {took} rows, the backup has {}",
-                        table.info.name, chunk.file, chunk.rows
-                    )),
-                    Verify::Count => {}
-                }
-                let _ = tx.send((t, chunk.rows, chunk.raw_bytes));
-            }
-            conn.set_checks(Checks::WhileLoading, true).await?;
-            Ok::<(), BackupError>(())
-        });
-    }
-    drop(tx);
     let total: u64 = manifest
         .tables
         .iter()
         .flat_map(|t| &t.chunks)
         .map(|c| c.raw_bytes)
         .sum();
+    let mut work = VecDeque::new();
+    for (t, table) in manifest.tables.iter().enumerate() {
+        for (c, chunk) in table.chunks.iter().enumerate() {
+            let parts = if chunk.raw_bytes * 4 > total { parallel } else { 1 };
+            if parts > 1 {
+                tracing::debug!(chunk = %chunk.file, parts, "a chunk loads in runs at once");
+            }
+            work.extend((0..parts).map(|part| (t, c, part, parts)));
+        }
+    }
+    let workers_wanted = parallel.min(work.len());
+    let queue = Arc::new(Mutex::new(work));
+    let last_keys: Arc<Mutex<LastKeys>> = Arc::new(Mutex::new(
+        manifest.tables.iter().map(|t| vec![None; t.chunks.len()]).collect(),
+    ));
+    let tallies: Arc<Mutex<Tallies>> = Arc::new(Mutex::new(
+        manifest.tables.iter().map(|t| vec![(0, 0); t.chunks.len()]).collect(),
+    ));
+    // The chunks the database did not take all of (`Verify::Count`).
+    let miscounted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, u64)>();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..workers_wanted {
+        let (db, manifest, queue, tx, dir, last_keys, tallies, miscounted) = (
+            db.clone(),
+            manifest.clone(),
+            queue.clone(),
+            tx.clone(),
+            dir.to_owned(),
+            last_keys.clone(),
+            tallies.clone(),
+            miscounted.clone(),
+        );
+        workers.spawn(async move {
+            let mut conn = db.restore_connection().await?;
+            conn.set_checks(Checks::WhileLoading, false).await?;
+            loop {
+                let Some((t, c, part, parts)) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                let table = &manifest.tables[t];
+                let chunk = &table.chunks[c];
+                let raw = decode_chunk(&dir, chunk)?;
+                // Fewer runs than parts when the chunk has few rows.
+                let run = waymark_db::split_rows(dialect, &raw, parts).get(part).copied();
+                let took = match run {
+                    Some(run) => conn.load_rows(&table.info, run).await?,
+                    None => 0,
+                };
+                if verify == Verify::Rows && part + 1 == parts {
+                    last_keys.lock().unwrap()[t][c] = waymark_db::last_key(dialect, &table.info, &raw);
+                }
+                let (taken, done) = {
+                    let mut tallies = tallies.lock().unwrap();
+                    let tally = &mut tallies[t][c];
+                    *tally = (tally.0 + took, tally.1 + 1);
+                    *tally
+                };
+                if verify == Verify::Count && done == parts && taken != chunk.rows {
+                    miscounted.lock().unwrap().push(format!(
+                        "{}: the rows of {}: the database took {taken} rows, the backup has {}",
+                        table.info.name, chunk.file, chunk.rows
+                    ));
+                }
+                let _ = tx.send((t, took, run.map_or(0, |r| r.len() as u64)));
+            }
+            conn.set_checks(Checks::WhileLoading, true).await?;
+            Ok::<(), BackupError>(())
+        });
+    }
+    drop(tx);
     let expected = manifest
         .timing
         .map(|t| Duration::from_millis(t.took_ms).mul_f64(LOAD_PER_CREATE));

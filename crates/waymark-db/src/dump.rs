@@ -107,6 +107,39 @@ pub fn records(mut raw: &[u8]) -> impl Iterator<Item = Result<&[u8], &[u8]>> {
     })
 }
 
+/// `raw` (rows in the canonical form of `dialect`) cut into `parts` runs of
+/// whole rows, of about equal size, so that several connections can load
+/// one chunk. Fewer when there are fewer rows; one empty run for none.
+pub fn split_rows(dialect: Dialect, raw: &[u8], parts: usize) -> Vec<&[u8]> {
+    let want = (raw.len() / parts.max(1)).max(1);
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < raw.len() && runs.len() + 1 < parts {
+        let from = (start + want).min(raw.len());
+        // The end of the row that holds the byte `from`.
+        let end = match dialect {
+            Dialect::Postgres => raw[from - 1..].iter().position(|b| *b == b'\n').map(|i| from + i),
+            _ => {
+                let mut end = start;
+                for row in records(&raw[start..]) {
+                    end += row.map_or_else(|rest| rest.len(), <[u8]>::len);
+                    if end >= from {
+                        break;
+                    }
+                }
+                Some(end)
+            }
+        };
+        let end = end.unwrap_or(raw.len()).min(raw.len());
+        runs.push(&raw[start..end]);
+        start = end;
+    }
+    if start < raw.len() || runs.is_empty() {
+        runs.push(&raw[start..]);
+    }
+    runs
+}
+
 /// The primary-key values of the last row in `raw` (rows in the canonical
 /// form of `dialect`), as SQL literals; `None` for a table without a key,
 /// no rows, or a row that does not read.
@@ -995,6 +1028,25 @@ mod tests {
         );
         assert_eq!(records(b"\x01\x00").collect::<Vec<_>>(), [Err(&b"\x01\x00"[..])]);
         assert_eq!(records(b"").count(), 0);
+    }
+
+    #[test]
+    fn rows_split_into_runs_of_whole_rows() {
+        let lines = b"1\ta\n22\tbb\n333\tccc\n4\td\n";
+        let runs = split_rows(Dialect::Postgres, lines, 2);
+        assert_eq!(runs, [&b"1\ta\n22\tbb\n333\tccc\n"[..], &b"4\td\n"[..]]);
+        assert_eq!(split_rows(Dialect::Postgres, lines, 1), [&lines[..]]);
+        // More runs wanted than rows: one row each.
+        assert_eq!(split_rows(Dialect::Postgres, b"1\n2\n", 5), [&b"1\n"[..], &b"2\n"[..]]);
+        assert_eq!(split_rows(Dialect::Postgres, b"", 2), [&b""[..]]);
+
+        let raw: &[u8] = b"\x01\x00\x00\x00a\x02\x00\x00\x00bc\x03\x00\x00\x00def\x01\x00\x00\x00g";
+        let runs = split_rows(Dialect::Mysql, raw, 2);
+        assert_eq!(runs, [&raw[..11], &raw[11..]]);
+        assert_eq!(runs.concat(), raw);
+        assert!(runs.iter().all(|run| records(run).all(|r| r.is_ok())));
+        assert_eq!(split_rows(Dialect::Sqlite, raw, 3).concat(), raw);
+        assert_eq!(split_rows(Dialect::Sqlite, raw, 9).len(), 4);
     }
 
     #[test]

@@ -29,7 +29,7 @@ mod waits;
 
 pub use conn::{Conn, ConnectOptions, Database};
 pub use dialect::Dialect;
-pub use dump::{KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo, last_key, records};
+pub use dump::{KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo, last_key, records, split_rows};
 pub use error::DbError;
 pub use foreign::{OtherHistory, OtherTool};
 pub use history::{AuditEntry, HistoryRow, HistoryTable, NewHistoryRow, State};
