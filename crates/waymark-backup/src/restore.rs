@@ -72,9 +72,8 @@ pub struct RestoreReport {
 /// The key of each chunk's last row, by table and chunk, where it has one.
 type LastKeys = Vec<Vec<Option<Vec<String>>>>;
 
-/// The rows the database took from each chunk, by table and chunk, and
-/// from how many of its runs.
-type Tallies = Vec<Vec<(u64, usize)>>;
+/// The rows the database took from each chunk, by table and chunk.
+type Tallies = Vec<Vec<u64>>;
 
 /// How many chunks load at once.
 const WORKERS: usize = 2;
@@ -151,14 +150,12 @@ pub async fn restore(
         manifest.tables.iter().map(|t| vec![None; t.chunks.len()]).collect(),
     ));
     let tallies: Arc<Mutex<Tallies>> = Arc::new(Mutex::new(
-        manifest.tables.iter().map(|t| vec![(0, 0); t.chunks.len()]).collect(),
+        manifest.tables.iter().map(|t| vec![0; t.chunks.len()]).collect(),
     ));
-    // The chunks the database did not take all of (`Verify::Count`).
-    let miscounted: Arc<Mutex<Vec<String>>> = Arc::default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, u64)>();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..workers_wanted {
-        let (db, manifest, queue, tx, dir, last_keys, tallies, miscounted) = (
+        let (db, manifest, queue, tx, dir, last_keys, tallies) = (
             db.clone(),
             manifest.clone(),
             queue.clone(),
@@ -166,7 +163,6 @@ pub async fn restore(
             dir.to_owned(),
             last_keys.clone(),
             tallies.clone(),
-            miscounted.clone(),
         );
         workers.spawn(async move {
             let mut conn = db.restore_connection().await?;
@@ -187,18 +183,7 @@ pub async fn restore(
                 if verify == Verify::Rows && part + 1 == parts {
                     last_keys.lock().unwrap()[t][c] = waymark_db::last_key(dialect, &table.info, &raw);
                 }
-                let (taken, done) = {
-                    let mut tallies = tallies.lock().unwrap();
-                    let tally = &mut tallies[t][c];
-                    *tally = (tally.0 + took, tally.1 + 1);
-                    *tally
-                };
-                if verify == Verify::Count && done == parts && taken != chunk.rows {
-                    miscounted.lock().unwrap().push(format!(
-                        "{}: the rows of {}: the database took {taken} rows, the backup has {}",
-                        table.info.name, chunk.file, chunk.rows
-                    ));
-                }
+                tallies.lock().unwrap()[t][c] += took;
                 let _ = tx.send((t, took, run.map_or(0, |r| r.len() as u64)));
             }
             conn.set_checks(Checks::WhileLoading, true).await?;
@@ -237,6 +222,23 @@ pub async fn restore(
         return Err(e);
     }
     let last_keys = std::mem::take(&mut *last_keys.lock().unwrap());
+    // The chunks the database did not take all of.
+    let mut miscounted = Vec::new();
+    if verify == Verify::Count {
+        for (table, took) in manifest.tables.iter().zip(tallies.lock().unwrap().iter()) {
+            for (chunk, took) in table
+                .chunks
+                .iter()
+                .zip(took)
+                .filter(|(chunk, took)| **took != chunk.rows)
+            {
+                miscounted.push(format!(
+                    "{}: the rows of {}: the database took {took} rows, the backup has {}",
+                    table.info.name, chunk.file, chunk.rows
+                ));
+            }
+        }
+    }
 
     tracing::debug!(elapsed = ?started.elapsed(), "loaded the rows");
     let mut conn = db.restore_connection().await?;
@@ -246,10 +248,7 @@ pub async fn restore(
     let mut mismatches = match verify {
         Verify::Rows if by_sums => check_by_sums(db, conn, &manifest, &after, last_keys, (parallel, started)).await?,
         Verify::Rows => {
-            for sql in after {
-                conn.execute(sql).await?;
-            }
-            conn.set_checks(Checks::ForeignKeys, true).await?;
+            run_the_rest(&mut conn, &after).await?;
             tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
             drop(conn);
             let every: Vec<usize> = (0..manifest.tables.len()).collect();
@@ -260,16 +259,12 @@ pub async fn restore(
             let (early, rest) = cut_after(&mut conn, &after).await?;
             drop(conn);
             build_early(db, early, parallel).await?;
-            let mut conn = db.restore_connection().await?;
-            for sql in &rest {
-                conn.execute(sql).await?;
-            }
-            conn.set_checks(Checks::ForeignKeys, true).await?;
+            run_the_rest(&mut db.restore_connection().await?, &rest).await?;
             tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
             Vec::new()
         }
     };
-    mismatches.append(&mut miscounted.lock().unwrap());
+    mismatches.extend(miscounted);
     mismatches.sort();
     tracing::debug!(elapsed = ?started.elapsed(), "digested every restored table");
     if !mismatches.is_empty() {
@@ -403,12 +398,7 @@ async fn check_by_sums(
     );
     built?;
     let differ = summed?;
-    let mut conn = db.restore_connection().await?;
-    for sql in &rest {
-        conn.execute(sql).await?;
-    }
-    conn.set_checks(Checks::ForeignKeys, true).await?;
-    drop(conn);
+    run_the_rest(&mut db.restore_connection().await?, &rest).await?;
     if differ.is_empty() {
         return Ok(Vec::new());
     }
@@ -443,6 +433,16 @@ async fn cut_after(conn: &mut Conn, after: &[&str]) -> Result<(Vec<(String, Vec<
         }
     }
     Ok((early, rest))
+}
+
+/// Runs what is left of the schema after the rows, in order, then turns
+/// the foreign-key checks back on.
+async fn run_the_rest(conn: &mut Conn, statements: &[impl AsRef<str>]) -> Result<(), BackupError> {
+    for sql in statements {
+        conn.execute(sql.as_ref()).await?;
+    }
+    conn.set_checks(Checks::ForeignKeys, true).await?;
+    Ok(())
 }
 
 /// Runs each part's index builds, each after its part's session settings,
