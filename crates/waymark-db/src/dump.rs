@@ -116,7 +116,8 @@ pub fn split_rows(dialect: Dialect, raw: &[u8], parts: usize) -> Vec<&[u8]> {
     let mut start = 0;
     while start < raw.len() && runs.len() + 1 < parts {
         let from = (start + want).min(raw.len());
-        // The end of the row that holds the byte `from`.
+        // The end of the row that holds byte `from - 1`, the last of this
+        // run's share.
         let end = match dialect {
             Dialect::Postgres => raw[from - 1..].iter().position(|b| *b == b'\n').map(|i| from + i),
             _ => {
