@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use waymark_db::{Conn, Database, Dialect, KeyRange, SchemaItem, TableInfo};
+use waymark_db::{Conn, Database, Dialect, HistoryRow, KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo};
 
 use crate::error::BackupError;
 use crate::estimate::{Rates, Total};
-use crate::manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Source, Table, Timing, table_digest};
+use crate::manifest::{
+    AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Pages, Source, Table, Timing, table_digest,
+};
 use crate::rowsum::RowSum;
 
 /// How to take a backup.
@@ -36,6 +38,10 @@ pub struct CreateOptions {
     /// own: a cutover seeds its target from a snapshot matching a WAL
     /// position.
     pub snapshot: Option<String>,
+    /// Copy a SQLite database's file page for page (`--pages`) rather
+    /// than its tables' rows: at the pace of `sqlite3 .backup`, proving the
+    /// file rather than each row.
+    pub pages: bool,
 }
 
 /// Progress of a backup or restore: rows and bytes so far, for one table
@@ -58,10 +64,10 @@ pub struct Progress<'a> {
 }
 
 /// A writer that hashes and counts what passes through it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    bytes: u64,
+pub(crate) struct Hashing<W> {
+    pub(crate) inner: W,
+    pub(crate) hash: Sha256,
+    pub(crate) bytes: u64,
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -285,11 +291,32 @@ pub async fn create(
             ),
         });
     }
+    if options.pages {
+        let why = if db.dialect() != Dialect::Sqlite {
+            Some(format!("{} is {}", db.url(), db.dialect().name()))
+        } else if options.tables.is_some() {
+            Some("--tables picks tables, and pages hold them all".to_owned())
+        } else if options.snapshot.is_some() {
+            Some("it reads SQLite's own snapshot".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(BackupError::Refused {
+                message: format!("--pages copies a SQLite database's file, and {why}; nothing was written"),
+            });
+        }
+    }
     std::fs::create_dir_all(&options.out).map_err(|e| BackupError::io(&options.out, e))?;
     let id = new_id(&options.out);
     let dir = options.out.join(&id);
     std::fs::create_dir(&dir).map_err(|e| BackupError::io(&dir, e))?;
-    match write_set(db, options, (&id, &dir, started), progress).await {
+    let written = if options.pages {
+        crate::pages::write_pages(db, options, (&id, &dir, started), progress).await
+    } else {
+        write_set(db, options, (&id, &dir, started), progress).await
+    };
+    match written {
         Ok(manifest) => Ok((dir, manifest)),
         Err(e) => {
             let removed = match std::fs::remove_dir_all(&dir) {
@@ -446,6 +473,45 @@ async fn write_set(
     // The snapshot ends here: everything above saw the same database.
     conn.rollback().await?;
 
+    finish(
+        db,
+        (id, dir, started),
+        (server, history),
+        Contents {
+            row_format: match dialect {
+                Dialect::Postgres => "postgres-copy-text",
+                _ => "sql-literals",
+            },
+            sequences,
+            tables: done_tables,
+            files,
+            data_bytes,
+            pages: None,
+        },
+    )
+}
+
+/// What a set holds, for its manifest.
+pub(crate) struct Contents {
+    /// How its rows are written (`Manifest::row_format`).
+    pub(crate) row_format: &'static str,
+    pub(crate) sequences: Vec<SequenceValue>,
+    pub(crate) tables: Vec<Table>,
+    pub(crate) files: Vec<File>,
+    /// The bytes the catalog gave the tables when it started.
+    pub(crate) data_bytes: u64,
+    pub(crate) pages: Option<Pages>,
+}
+
+/// Writes the set's manifest, its last step: under a temporary name,
+/// synced, then renamed into place and the folder synced, so that a set
+/// has a manifest only once everything it lists is on disk.
+pub(crate) fn finish(
+    db: &Database,
+    (id, dir, started): (&str, &Path, Instant),
+    (server, history): (ServerInfo, Vec<HistoryRow>),
+    contents: Contents,
+) -> Result<Manifest, BackupError> {
     let manifest = Manifest {
         format: FORMAT.to_owned(),
         id: id.to_owned(),
@@ -464,18 +530,15 @@ async fn write_set(
             })
             .collect(),
         compression: "zstd".to_owned(),
-        row_format: match dialect {
-            Dialect::Postgres => "postgres-copy-text",
-            _ => "sql-literals",
-        }
-        .to_owned(),
-        sequences,
-        tables: done_tables,
-        files,
+        row_format: contents.row_format.to_owned(),
+        sequences: contents.sequences,
+        tables: contents.tables,
+        files: contents.files,
         timing: Some(Timing {
             took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            data_bytes,
+            data_bytes: contents.data_bytes,
         }),
+        pages: contents.pages,
     };
     let temporary = dir.join(format!("{MANIFEST}.tmp"));
     let written = (|| {
@@ -611,6 +674,7 @@ mod tests {
             chunk_bytes: 1 << 20,
             level: 3,
             snapshot: Some("00000003-00000002-1".into()),
+            pages: false,
         };
         let err = create(&db, &options, &mut |_| {}).await.unwrap_err();
         db.close().await;

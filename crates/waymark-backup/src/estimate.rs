@@ -123,7 +123,11 @@ impl Rates {
             .filter_map(|(_, dir)| {
                 let m = Manifest::read(&dir).ok()?;
                 let timing = m.timing?;
-                (m.database.server.dialect == dialect.name() && timing.data_bytes >= TIMED_MIN_BYTES)
+                // A copy of pages goes at a pace of its own, which says
+                // nothing of a backup of rows.
+                (m.database.server.dialect == dialect.name()
+                    && m.pages.is_none()
+                    && timing.data_bytes >= TIMED_MIN_BYTES)
                     .then(|| (m.id.clone(), timing, m.raw_bytes(), m.size()))
             })
             .take(LEARN_FROM)

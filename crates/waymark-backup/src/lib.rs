@@ -15,6 +15,7 @@ mod error;
 mod estimate;
 mod list;
 mod manifest;
+mod pages;
 mod restore;
 mod rowsum;
 mod verify;
@@ -23,6 +24,8 @@ pub use create::{CreateOptions, Progress, create, create_verified};
 pub use error::BackupError;
 pub use estimate::{Basis, Estimate, Rates, TIMED_MIN_BYTES, estimate};
 pub use list::{Listed, list};
-pub use manifest::{AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, READS, Table, Timing, table_digest};
+pub use manifest::{
+    AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Pages, READS, Table, Timing, table_digest,
+};
 pub use restore::{RestoreReport, Verify, restore, restore_schema, restore_to};
 pub use verify::{Report, verify};

@@ -11,12 +11,12 @@ use waymark_db::{SequenceValue, ServerInfo, TableInfo};
 use crate::error::BackupError;
 
 /// The format this crate writes. Format 3 added [`Manifest::timing`];
-/// format 4, [`Table::rows_xxh3`].
-pub const FORMAT: &str = "waymark-backup/4";
+/// format 4, [`Table::rows_xxh3`]; format 5, [`Manifest::pages`].
+pub const FORMAT: &str = "waymark-backup/5";
 
 /// Every format this crate reads: sets written by an older waymark still
 /// verify and restore.
-pub const READS: [&str; 3] = ["waymark-backup/2", "waymark-backup/3", FORMAT];
+pub const READS: [&str; 4] = ["waymark-backup/2", "waymark-backup/3", "waymark-backup/4", FORMAT];
 
 /// The name of the manifest in a backup set.
 pub const MANIFEST: &str = "manifest.json";
@@ -51,8 +51,31 @@ pub struct Manifest {
     /// were: what the next estimate stands on. Absent from format 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing: Option<Timing>,
+    /// A copy of a SQLite file's pages (`backup create --pages`), in place
+    /// of tables' rows: such a set lists no tables. Absent before format 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<Pages>,
 }
 
+/// A SQLite database file, copied page for page into one compressed file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pages {
+    /// The compressed file, relative to the set's folder.
+    pub file: String,
+    /// The database's page size.
+    pub page_size: u64,
+    /// How many pages.
+    pub pages: u64,
+    /// Bytes of pages before compression: the database file's size.
+    pub raw_bytes: u64,
+    /// SHA-256 of those bytes: of the database file as restored.
+    pub raw_sha256: String,
+    /// How the pages were read: `file` (the database's own file, under a
+    /// read transaction's lock) or `vacuum-into` (a WAL database, whose
+    /// file alone is not a snapshot, copied by SQLite's `VACUUM INTO`).
+    pub copied_by: String,
+}
 /// How long a backup took to take, and what it read.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -201,8 +224,9 @@ impl Manifest {
         self.files.iter().map(|f| f.size).sum()
     }
 
-    /// Bytes of rows before compression, over every table.
+    /// Bytes before compression: of rows, over every table, or of pages.
     pub fn raw_bytes(&self) -> u64 {
-        self.tables.iter().flat_map(|t| &t.chunks).map(|c| c.raw_bytes).sum()
+        let rows: u64 = self.tables.iter().flat_map(|t| &t.chunks).map(|c| c.raw_bytes).sum();
+        rows + self.pages.as_ref().map_or(0, |p| p.raw_bytes)
     }
 }

@@ -42,6 +42,11 @@ pub enum Verify {
     /// chunk's, and nothing read back: finds a row refused or skipped, not
     /// one stored changed (a trigger, a column default, a conversion).
     Count,
+    /// A copy of a SQLite file's pages (`backup create --pages`): every
+    /// byte proven against the pages' SHA-256, then SQLite's integrity
+    /// check of the file. Such a set is always restored this way, whatever
+    /// was asked: it holds no rows to count or read back.
+    Pages,
 }
 
 impl Verify {
@@ -50,6 +55,7 @@ impl Verify {
         match self {
             Verify::Rows => "rows",
             Verify::Count => "count",
+            Verify::Pages => "pages",
         }
     }
 }
@@ -91,6 +97,12 @@ pub async fn restore_to(
     verify: Verify,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<RestoreReport, BackupError> {
+    // A copy of pages becomes the target's file; connecting first would
+    // make that file.
+    let manifest = Manifest::read(dir)?;
+    if manifest.pages.is_some() {
+        return crate::pages::restore_pages(dir, &manifest, target, progress).await;
+    }
     let db = Database::connect(target).await?;
     let result = restore(dir, &db, verify, progress).await;
     db.close().await;
@@ -106,6 +118,12 @@ pub async fn restore(
 ) -> Result<RestoreReport, BackupError> {
     let started = Instant::now();
     let (manifest, schema) = open(dir, db).await?;
+    // Pages are how a set of pages is proven; a set of rows has none, and
+    // is read back.
+    let verify = match verify {
+        Verify::Pages => Verify::Rows,
+        other => other,
+    };
     let dialect = db.dialect();
     let mut conn = db.restore_connection().await?;
     // Tables are created in name order, before the tables their foreign
@@ -246,8 +264,10 @@ pub async fn restore(
     let after: Vec<&str> = schema.iter().filter(|i| i.after_rows).map(|i| i.sql.as_str()).collect();
     let by_sums = manifest.tables.iter().all(|t| t.rows_xxh3.is_some());
     let mut mismatches = match verify {
-        Verify::Rows if by_sums => check_by_sums(db, conn, &manifest, &after, last_keys, (parallel, started)).await?,
-        Verify::Rows => {
+        Verify::Rows | Verify::Pages if by_sums => {
+            check_by_sums(db, conn, &manifest, &after, last_keys, (parallel, started)).await?
+        }
+        Verify::Rows | Verify::Pages => {
             run_the_rest(&mut conn, &after).await?;
             tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
             drop(conn);
@@ -287,6 +307,16 @@ async fn open(dir: &Path, db: &Database) -> Result<(Manifest, Vec<SchemaItem>), 
         return Err(BackupError::DoesNotVerify {
             dir: dir.to_owned(),
             problems: report.problems,
+        });
+    }
+    if manifest.pages.is_some() {
+        return Err(BackupError::Refused {
+            message: format!(
+                "{} is a copy of a SQLite file's pages: it restores into a new file, with `waymark backup restore {} --to sqlite://FILE`, not into {}; nothing was restored",
+                dir.display(),
+                dir.display(),
+                db.url()
+            ),
         });
     }
     let dialect = db.dialect();

@@ -1,6 +1,7 @@
 //! Checking a backup set against its manifest: every file's size and
 //! SHA-256, files missing and files extra, the manifest's own digest and,
-//! deep, every chunk decoded and every table's rows digested again.
+//! deep, every chunk decoded and every table's rows digested again (or a
+//! copy of pages decoded and digested again).
 
 use std::io::Read;
 use std::path::Path;
@@ -50,6 +51,12 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report), BackupError>
         report
             .problems
             .push(format!("{extra}: not in the manifest (an extra file)"));
+    }
+    if let (true, true, Some(pages)) = (deep, report.problems.is_empty(), &manifest.pages) {
+        match crate::pages::decode_pages(dir, pages, &mut |_, _| Ok(())) {
+            Ok(mut problems) => report.problems.append(&mut problems),
+            Err(e) => report.problems.push(format!("{}: does not decode: {e}", pages.file)),
+        }
     }
     if deep && report.problems.is_empty() {
         let kind = &manifest.database.server.dialect;

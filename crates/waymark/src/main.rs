@@ -304,6 +304,7 @@ fn backup_options(
         chunk_bytes: settings.chunk_bytes,
         level: 3,
         snapshot: None,
+        pages: false,
     }
 }
 
@@ -337,9 +338,13 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
             tables,
             out: dir,
             estimate,
+            pages,
         } => {
             let engine = connect(settings).await?;
-            let options = backup_options(settings, tables.clone(), dir.clone());
+            let options = waymark_backup::CreateOptions {
+                pages: *pages,
+                ..backup_options(settings, tables.clone(), dir.clone())
+            };
             let result = if *estimate {
                 engine
                     .backup_estimate(&options)

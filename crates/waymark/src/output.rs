@@ -851,7 +851,11 @@ impl Output {
         Box::new(move |p: BackupProgress<'_>| {
             bar.set_length(p.total_bytes.unwrap_or(p.bytes).max(p.bytes));
             bar.set_position(p.bytes);
-            bar.set_prefix(format!("{} ({} rows)", p.table, p.rows));
+            // A copy of pages counts bytes, not rows.
+            bar.set_prefix(match p.rows {
+                0 => p.table.to_owned(),
+                rows => format!("{} ({rows} rows)", p.table),
+            });
             let elapsed = started.elapsed();
             let left = match p.expected {
                 Some(expected) if elapsed < std::time::Duration::from_secs(1) || p.bytes == 0 => {
@@ -950,6 +954,7 @@ impl Output {
                 json::BackupCreated {
                     dir: dir.display().to_string(),
                     id: &m.id,
+                    kind: set_kind(m),
                     tables: m.tables.len(),
                     rows,
                     bytes: m.size(),
@@ -964,11 +969,20 @@ impl Output {
             .timing
             .map(|t| format!(" in {}", took(std::time::Duration::from_millis(t.took_ms))))
             .unwrap_or_default();
-        self.note(&format!(
-            "backed up {} tables ({rows} rows, {}){duration} and verified",
-            m.tables.len(),
-            human_bytes(m.size())
-        ));
+        match &m.pages {
+            Some(p) => self.note(&format!(
+                "copied {} pages of {} ({}, {} compressed){duration} and verified",
+                p.pages,
+                human_bytes(p.page_size),
+                human_bytes(p.raw_bytes),
+                human_bytes(m.size())
+            )),
+            None => self.note(&format!(
+                "backed up {} tables ({rows} rows, {}){duration} and verified",
+                m.tables.len(),
+                human_bytes(m.size())
+            )),
+        }
     }
 
     pub(crate) fn backup_verified(&self, dir: &std::path::Path, m: &Manifest, report: &VerifyBackupReport, deep: bool) {
@@ -993,7 +1007,9 @@ impl Output {
                 "{}: {} files verified{}",
                 dir.display(),
                 report.files,
-                if deep {
+                if deep && m.pages.is_some() {
+                    ", every page digested again"
+                } else if deep {
                     ", every table's rows digested again"
                 } else {
                     ""
@@ -1016,6 +1032,7 @@ impl Output {
                         created_at: manifest.map(|m| m.created_at.as_str()),
                         bytes: s.size,
                         duration_ms: manifest.and_then(|m| m.timing).map(|t| t.took_ms),
+                        kind: manifest.map(set_kind),
                         tables: manifest.map(|m| m.tables.len()),
                         migration: manifest.map(|m| m.history.last().map(|h| h.version.as_str())),
                         problem: s.manifest.as_ref().err().map(String::as_str),
@@ -1047,7 +1064,10 @@ impl Output {
                     m.timing
                         .map(|t| took(std::time::Duration::from_millis(t.took_ms)))
                         .unwrap_or_else(|| "-".to_owned()),
-                    m.tables.len().to_string(),
+                    match m.pages {
+                        Some(_) => "pages".to_owned(),
+                        None => m.tables.len().to_string(),
+                    },
                     m.history
                         .last()
                         .map(|h| h.version.clone())
@@ -1271,6 +1291,9 @@ impl Output {
             waymark_backup::Verify::Count => {
                 "the database took every chunk's rows, counted (none read back: --verify rows does)"
             }
+            waymark_backup::Verify::Pages => {
+                "every page matches the backup's SHA-256 and SQLite's integrity check passed"
+            }
         };
         self.note(&format!(
             "restored {} into {url}: {} tables, {} rows, {proof} ({} ms)",
@@ -1279,6 +1302,15 @@ impl Output {
             r.rows,
             r.duration.as_millis()
         ));
+    }
+}
+
+/// What a backup set holds: `rows` (tables' rows in chunks) or `pages` (a
+/// copy of a SQLite file).
+fn set_kind(m: &Manifest) -> &'static str {
+    match m.pages {
+        Some(_) => "pages",
+        None => "rows",
     }
 }
 

@@ -477,7 +477,9 @@ fn mariadb(waymark: &Path, work: &Path, n: u64, runs: usize, record: &mut Record
 }
 
 /// SQLite: waymark against `sqlite3 .backup`, which copies pages and
-/// checks nothing.
+/// checks nothing; a backup of rows, and one of pages (`--pages`) of a
+/// rollback-journal file and of the same file in WAL mode; and the
+/// restore of pages against `sqlite3 .restore`.
 fn sqlite(waymark: &Path, work: &Path, n: u64, runs: usize, record: &mut Record) -> anyhow::Result<()> {
     eprintln!("SQLite: {n} rows");
     let source = work.join("source.db");
@@ -487,25 +489,69 @@ fn sqlite(waymark: &Path, work: &Path, n: u64, runs: usize, record: &mut Record)
          INSERT INTO accounts SELECT g, g / 100000 + 1, 0, printf('%84s', '') FROM s; \
          CREATE INDEX accounts_bid ON accounts (bid);"
     )))?;
+    let wal = work.join("wal.db");
+    std::fs::copy(&source, &wal)?;
+    sh(Command::new("sqlite3").arg(&wal).arg("PRAGMA journal_mode = WAL;"))?;
     let mb = std::fs::metadata(&source)?.len() as f64 / 1e6;
     let data = format!("SQLite, {n} pgbench-shaped rows ({mb:.0} MB)");
-    let first = record.lines(&data, &["waymark backup create", "sqlite3 .backup (pages, no checks)"]);
+    let first = record.lines(
+        &data,
+        &[
+            "waymark backup create",
+            "waymark backup create --pages",
+            "waymark backup create --pages, WAL mode",
+            "sqlite3 .backup (pages, no checks)",
+            "waymark backup restore of pages (digest, integrity check)",
+            "sqlite3 .restore (no checks)",
+        ],
+    );
     let sets = work.join("lite-sets");
     let url = format!("sqlite://{}", source.display());
+    let pages = |url: &str| {
+        timed_rss(
+            Command::new(waymark)
+                .args(["-q", "backup", "create", "--pages", "--out"])
+                .arg(&sets)
+                .args(["--database-url", url]),
+        )
+    };
     for run in 0..runs {
         eprintln!("SQLite: run {} of {runs}", run + 1);
         record.rows[first].add(waymark_create(waymark, &sets, &url)?);
+        record.rows[first + 1].add(pages(&url)?);
+        let set = newest_set(&sets)?;
+        record.rows[first + 2].add(pages(&format!("sqlite://{}", wal.display()))?);
         let copy = work.join(format!("copy-{run}.db"));
-        record.rows[first + 1].times.push(timed(|| {
+        record.rows[first + 3].times.push(timed(|| {
             sh(Command::new("sqlite3")
                 .arg(&source)
                 .arg(format!(".backup '{}'", copy.display())))
         })?);
-        std::fs::remove_file(&copy)?;
+        let restored = work.join(format!("restored-{run}.db"));
+        record.rows[first + 4].add(timed_rss(
+            Command::new(waymark)
+                .args(["-q", "backup", "restore"])
+                .arg(&set)
+                .arg("--to")
+                .arg(format!("sqlite://{}", restored.display())),
+        )?);
+        let reloaded = work.join(format!("reloaded-{run}.db"));
+        record.rows[first + 5].times.push(timed(|| {
+            sh(Command::new("sqlite3")
+                .arg(&reloaded)
+                .arg(format!(".restore '{}'", copy.display())))
+        })?);
+        for file in [copy, restored, reloaded] {
+            std::fs::remove_file(file)?;
+        }
     }
     record.notes.push(format!(
-        "- {data}: create {:.2}× of sqlite3 .backup (target ≤ 1.5×).",
-        record.ratio(first, first + 1)
+        "- {data}: create {:.2}× of sqlite3 .backup, and with --pages {:.2}× (WAL mode {:.2}×) (target ≤ 1.5×); \
+         restore of pages {:.2}× of sqlite3 .restore.",
+        record.ratio(first, first + 3),
+        record.ratio(first + 1, first + 3),
+        record.ratio(first + 2, first + 3),
+        record.ratio(first + 4, first + 5),
     ));
     Ok(())
 }

@@ -10,7 +10,10 @@ pub(crate) struct BackupCreated<'a> {
     pub(crate) dir: String,
     /// Its id, as `status` and `backup list` name it.
     pub(crate) id: &'a str,
-    /// How many tables it holds.
+    /// What it holds: `rows` (each table's rows) or `pages` (a SQLite
+    /// file's pages, `--pages`).
+    pub(crate) kind: &'static str,
+    /// How many tables it holds (none listed in a set of pages).
     pub(crate) tables: usize,
     /// How many rows, over all tables.
     pub(crate) rows: u64,
@@ -100,7 +103,11 @@ pub(crate) struct ListedBackup<'a> {
     /// that records it (backup format 3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) duration_ms: Option<u64>,
-    /// How many tables it holds; complete sets only.
+    /// What it holds, `rows` or `pages`; complete sets only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<&'static str>,
+    /// How many tables it holds; complete sets only (a set of pages lists
+    /// none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tables: Option<usize>,
     /// The last migration applied when it was taken; complete sets only,
@@ -133,8 +140,9 @@ pub(crate) struct BackupRestored<'a> {
     /// How many rows.
     pub(crate) rows: u64,
     /// How they were proven: `rows` (each read back and checked against
-    /// the backup) or `count` (each chunk's rows counted as the database
-    /// took them; none read back).
+    /// the backup), `count` (each chunk's rows counted as the database
+    /// took them; none read back) or `pages` (a copy of a SQLite file:
+    /// every byte against its SHA-256, then SQLite's integrity check).
     pub(crate) verify: &'static str,
     /// Wall time, in milliseconds.
     pub(crate) duration_ms: u128,

@@ -74,7 +74,7 @@ fn an_estimate_learns_from_the_sets_before_it_and_comes_within_twice_the_real_ti
     let set = p.dir.path().join(created["dir"].as_str().unwrap());
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["format"], "waymark-backup/4");
+    assert_eq!(manifest["format"], "waymark-backup/5");
     assert_eq!(manifest["timing"]["took_ms"].as_u64(), Some(took));
     assert!(manifest["timing"]["data_bytes"].as_u64().unwrap() >= on_disk);
     let listed = p.run(&db, &["backup", "list", "--json"]).ok().json();
@@ -268,7 +268,7 @@ fn a_set_of_format_2_still_verifies_lists_and_restores() {
         .code(3);
     assert!(
         run.stderr.contains(
-            "manifest.json: format \"waymark-backup/9\": this waymark reads waymark-backup/2, waymark-backup/3 and waymark-backup/4"
+            "manifest.json: format \"waymark-backup/9\": this waymark reads waymark-backup/2, waymark-backup/3, waymark-backup/4 and waymark-backup/5"
         ),
         "{}",
         run.stderr

@@ -5,6 +5,7 @@ mod common;
 
 mod adopt;
 mod backup_estimate;
+mod backup_pages;
 mod backups;
 mod bad_input;
 mod component_steps;
