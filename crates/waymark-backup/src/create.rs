@@ -298,6 +298,8 @@ pub async fn create(
             Some("--tables picks tables, and pages hold them all".to_owned())
         } else if options.snapshot.is_some() {
             Some("it reads SQLite's own snapshot".to_owned())
+        } else if waymark_db::sqlite_file(&options.url)?.is_none() {
+            Some(format!("{} is in memory", db.url()))
         } else {
             None
         };

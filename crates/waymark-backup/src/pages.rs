@@ -25,7 +25,7 @@ use crate::create::{Contents, CreateOptions, Hashing, Progress, finish};
 use crate::error::BackupError;
 use crate::manifest::{File, Manifest, Pages};
 use crate::restore::{RestoreReport, Verify};
-use crate::verify::verify;
+use crate::verify;
 
 /// The compressed pages' file in a set.
 const PAGES_FILE: &str = "pages.zst";
@@ -247,11 +247,12 @@ pub(crate) async fn restore_pages(
     dir: &Path,
     manifest: &Manifest,
     target: &ConnectOptions,
+    verify: Verify,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<RestoreReport, BackupError> {
     let started = Instant::now();
     let pages = manifest.pages.as_ref().expect("a set of pages");
-    let (_, report) = verify(dir, false)?;
+    let (_, report) = verify::verify(dir, false)?;
     if !report.problems.is_empty() {
         return Err(BackupError::DoesNotVerify {
             dir: dir.to_owned(),
@@ -298,7 +299,22 @@ pub(crate) async fn restore_pages(
     }
     let temporary = with_suffix(&path, ".waymark-restore");
     let name = format!("{}'s pages", path.display());
-    let result = write_and_check(dir, pages, (&temporary, &name), target, progress).await;
+    // Made here, so that a failure removes only a file this restore made.
+    let out = FsFile::options()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => BackupError::Refused {
+                message: format!(
+                    "{}: another restore into this file is running, or one was killed and left it; remove it if none is running; nothing was restored",
+                    temporary.display()
+                ),
+            },
+            _ => BackupError::io(&temporary, e),
+        })?;
+    let quick = verify == Verify::PagesQuick;
+    let result = write_and_check(dir, pages, (out, &temporary, &name), (target, quick), progress).await;
     let placed = result.and_then(|(tables, rows)| {
         place(&temporary, &path, existing).map_err(|e| BackupError::io(&path, e))?;
         Ok((tables, rows))
@@ -317,24 +333,20 @@ pub(crate) async fn restore_pages(
         tables,
         rows,
         duration: started.elapsed(),
-        verify: Verify::Pages,
+        verify,
     })
 }
 
 /// Writes the pages to `temporary`, checking them as they go, then has
-/// SQLite check the file and count its tables and rows.
+/// SQLite check the file (`quick`ly, or in full) and count its tables and
+/// rows.
 async fn write_and_check(
     dir: &Path,
     pages: &Pages,
-    (temporary, name): (&Path, &str),
-    target: &ConnectOptions,
+    (mut out, temporary, name): (FsFile, &Path, &str),
+    (target, quick): (&ConnectOptions, bool),
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<(usize, u64), BackupError> {
-    let mut out = FsFile::options()
-        .write(true)
-        .create_new(true)
-        .open(temporary)
-        .map_err(|e| BackupError::io(temporary, e))?;
     let mut write_failed = None;
     let problems = decode_pages(dir, pages, &mut |piece, bytes| {
         out.write_all(piece)
@@ -370,7 +382,7 @@ async fn write_and_check(
     })
     .await?;
     let checked = match db.connection().await {
-        Ok(mut conn) => conn.check_file().await,
+        Ok(mut conn) => conn.check_file(quick).await,
         Err(e) => Err(e),
     };
     db.close().await;
@@ -379,8 +391,9 @@ async fn write_and_check(
         return Err(BackupError::DoesNotVerify {
             dir: dir.to_owned(),
             problems: vec![format!(
-                "{}: SQLite's integrity check of its pages says: {}",
+                "{}: SQLite's {} of its pages says: {}",
                 pages.file,
+                if quick { "quick check" } else { "integrity check" },
                 checked.problems.join("; ")
             )],
         });

@@ -510,7 +510,9 @@ pub(crate) enum BackupCommand {
         /// and checks it against the backup; `count` only counts the rows
         /// the database takes from each chunk, which is faster and misses a
         /// row stored changed (by a trigger, a default, a conversion). A
-        /// set of pages (`create --pages`) is proven by its pages either way.
+        /// set of pages (`create --pages`) is proven by its pages' SHA-256
+        /// either way, then by `PRAGMA integrity_check` (`rows`) or
+        /// `PRAGMA quick_check` (`count`).
         #[arg(long, value_enum, default_value_t = RestoreVerify::Rows)]
         verify: RestoreVerify,
     },

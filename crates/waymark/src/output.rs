@@ -1294,6 +1294,9 @@ impl Output {
             waymark_backup::Verify::Pages => {
                 "every page matches the backup's SHA-256 and SQLite's integrity check passed"
             }
+            waymark_backup::Verify::PagesQuick => {
+                "every page matches the backup's SHA-256 and SQLite's quick check passed (--verify rows runs the full integrity check)"
+            }
         };
         self.note(&format!(
             "restored {} into {url}: {} tables, {} rows, {proof} ({} ms)",

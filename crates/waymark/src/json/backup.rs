@@ -141,8 +141,9 @@ pub(crate) struct BackupRestored<'a> {
     pub(crate) rows: u64,
     /// How they were proven: `rows` (each read back and checked against
     /// the backup), `count` (each chunk's rows counted as the database
-    /// took them; none read back) or `pages` (a copy of a SQLite file:
-    /// every byte against its SHA-256, then SQLite's integrity check).
+    /// took them; none read back), or for a copy of a SQLite file, `pages`
+    /// (every byte against its SHA-256, then `PRAGMA integrity_check`) or
+    /// `pages-quick` (`PRAGMA quick_check` instead, with `--verify count`).
     pub(crate) verify: &'static str,
     /// Wall time, in milliseconds.
     pub(crate) duration_ms: u128,

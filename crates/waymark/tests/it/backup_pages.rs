@@ -175,6 +175,28 @@ fn a_copy_of_pages_restores_byte_for_byte_and_refuses_every_target_it_cannot_go_
     let status = at(&p, &to, &["status", "--json"]).ok().json();
     assert_eq!(status["migrations"][0]["state"], "applied", "{status}");
 
+    // The quick check, asked for with --verify count, says so.
+    let quick = out.path().join("quick.db");
+    let reply = p
+        .run(
+            &source,
+            &[
+                "backup",
+                "restore",
+                set.to_str().unwrap(),
+                "--to",
+                &format!("sqlite://{}", quick.display()),
+                "--verify",
+                "count",
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(reply["verify"], "pages-quick", "{reply}");
+    assert_eq!(sha256(&quick), sha256(&file));
+    std::fs::remove_file(&quick).unwrap();
+
     // Not over a file that holds anything: it is left as it was.
     let before = sha256(&target);
     p.run(&source, &["backup", "restore", set.to_str().unwrap(), "--to", &to])
@@ -206,6 +228,23 @@ fn a_copy_of_pages_restores_byte_for_byte_and_refuses_every_target_it_cannot_go_
     ));
     assert!(!fresh.exists(), "nothing was written");
     assert_eq!(std::fs::read(&journal).unwrap(), b"left by a crash");
+
+    // Not over the temporary file of another restore (or of one killed),
+    // which is left alone.
+    let stale = out.path().join("fresh.db.waymark-restore");
+    std::fs::remove_file(&journal).unwrap();
+    std::fs::write(&stale, b"another restore's").unwrap();
+    p.run(
+        &source,
+        &["backup", "restore", set.to_str().unwrap(), "--to", &format!("sqlite://{}", fresh.display())],
+    )
+    .code(1)
+    .stderr_has(&format!(
+        "{}: another restore into this file is running, or one was killed and left it; remove it if none is running; nothing was restored",
+        stale.display()
+    ));
+    assert!(!fresh.exists(), "nothing was written");
+    assert_eq!(std::fs::read(&stale).unwrap(), b"another restore's");
 
     // Not into memory, nor into another kind of database.
     p.run(
