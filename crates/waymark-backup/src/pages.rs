@@ -56,7 +56,7 @@ pub(crate) async fn write_pages(
         });
     }
     let name = format!("{}'s pages", source.path.display());
-    let (pages, file) = if source.file_is_snapshot() {
+    let copied = if source.file_is_snapshot() {
         // The file is opened here and closed only once the transaction has
         // ended: closing any descriptor of a file drops every POSIX lock
         // the process holds on it, and SQLite's SHARED lock is one.
@@ -79,14 +79,15 @@ pub(crate) async fn write_pages(
     let pages = Pages {
         file: PAGES_FILE.to_owned(),
         page_size,
-        pages: pages.raw_bytes / page_size,
+        pages: copied.raw_bytes / page_size,
+        raw_bytes: copied.raw_bytes,
+        raw_sha256: copied.raw_sha256,
         copied_by: if source.file_is_snapshot() {
             "file"
         } else {
             "vacuum-into"
         }
         .to_owned(),
-        ..pages
     };
     finish(
         db,
@@ -96,17 +97,25 @@ pub(crate) async fn write_pages(
             row_format: ROW_FORMAT,
             sequences: Vec::new(),
             tables: Vec::new(),
-            files: vec![file],
+            files: vec![copied.file],
             data_bytes: pages.raw_bytes,
             pages: Some(pages),
         },
     )
 }
 
+/// What [`copy_pages`] wrote.
+struct Copied {
+    /// Bytes of pages read.
+    raw_bytes: u64,
+    /// Their SHA-256.
+    raw_sha256: String,
+    /// The compressed file, as the manifest lists it.
+    file: File,
+}
+
 /// Reads `source` (named `path` in messages) to its end into the set's
 /// compressed pages file: SHA-256 on one thread, zstd on this one.
-/// Returns the pages (file, bytes and digest; the caller fills in the rest)
-/// and the file's entry.
 fn copy_pages(
     mut source: &FsFile,
     path: &Path,
@@ -114,7 +123,7 @@ fn copy_pages(
     level: i32,
     name: &str,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) -> Result<(Pages, File), BackupError> {
+) -> Result<Copied, BackupError> {
     let total = source.metadata().map_err(|e| BackupError::io(path, e))?.len();
     let out = dir.join(PAGES_FILE);
     let file = FsFile::create(&out).map_err(|e| BackupError::io(&out, e))?;
@@ -169,21 +178,15 @@ fn copy_pages(
     let raw_bytes = read?;
     let hashing = encoder.finish().map_err(|e| BackupError::io(&out, e))?;
     hashing.inner.sync_all().map_err(|e| BackupError::io(&out, e))?;
-    Ok((
-        Pages {
-            file: PAGES_FILE.to_owned(),
-            page_size: 0,
-            pages: 0,
-            raw_bytes,
-            raw_sha256,
-            copied_by: String::new(),
-        },
-        File {
+    Ok(Copied {
+        raw_bytes,
+        raw_sha256,
+        file: File {
             path: PAGES_FILE.to_owned(),
             size: hashing.bytes,
             sha256: hex::encode(hashing.hash.finalize()),
         },
-    ))
+    })
 }
 
 /// Reads until `buf` is full or the input ends; returns how much it read.
