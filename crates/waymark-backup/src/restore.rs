@@ -281,26 +281,23 @@ pub async fn restore(
     conn.set_sequences(&manifest.sequences).await?;
     let after: Vec<&str> = schema.iter().filter(|i| i.after_rows).map(|i| i.sql.as_str()).collect();
     let by_sums = manifest.tables.iter().all(|t| t.rows_xxh3.is_some());
-    let mut mismatches = match verify {
-        Verify::Rows | Verify::Pages | Verify::PagesQuick if by_sums => {
-            check_by_sums(db, conn, &manifest, &after, last_keys, (parallel, started)).await?
-        }
-        Verify::Rows | Verify::Pages | Verify::PagesQuick => {
-            run_the_rest(&mut conn, &after).await?;
-            tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
-            drop(conn);
-            let every: Vec<usize> = (0..manifest.tables.len()).collect();
-            check_restored(db, &manifest, last_keys, parallel, &every).await?
-        }
+    // `for_rows` left Rows or Count.
+    let mut mismatches = if verify == Verify::Count {
         // Nothing to read back: the index builds get every connection.
-        Verify::Count => {
-            let (early, rest) = cut_after(&mut conn, &after).await?;
-            drop(conn);
-            build_early(db, early, parallel).await?;
-            run_the_rest(&mut db.restore_connection().await?, &rest).await?;
-            tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
-            Vec::new()
-        }
+        let (early, rest) = cut_after(&mut conn, &after).await?;
+        drop(conn);
+        build_early(db, early, parallel).await?;
+        run_the_rest(&mut db.restore_connection().await?, &rest).await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
+        Vec::new()
+    } else if by_sums {
+        check_by_sums(db, conn, &manifest, &after, last_keys, (parallel, started)).await?
+    } else {
+        run_the_rest(&mut conn, &after).await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "made indexes, constraints, views and triggers");
+        drop(conn);
+        let every: Vec<usize> = (0..manifest.tables.len()).collect();
+        check_restored(db, &manifest, last_keys, parallel, &every).await?
     };
     mismatches.extend(miscounted);
     mismatches.sort();
