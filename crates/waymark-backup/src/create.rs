@@ -263,13 +263,7 @@ pub async fn create_verified(
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<(PathBuf, Manifest), BackupError> {
     let (dir, manifest) = create(db, options, progress).await?;
-    let (_, report) = crate::verify::verify(&dir, false)?;
-    if !report.problems.is_empty() {
-        return Err(BackupError::DoesNotVerify {
-            dir,
-            problems: report.problems,
-        });
-    }
+    crate::verify::verified(&dir)?;
     Ok((dir, manifest))
 }
 

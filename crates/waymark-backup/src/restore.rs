@@ -26,7 +26,7 @@ use crate::create::Progress;
 use crate::error::BackupError;
 use crate::manifest::{Manifest, Table};
 use crate::rowsum::{RowSum, rows_of};
-use crate::verify::{decode, verify};
+use crate::verify::{decode, verified};
 
 /// How a restore proves that the database holds the backup's rows. Either
 /// way the whole set is verified against its manifest before anything is
@@ -317,13 +317,7 @@ pub async fn restore(
 /// Verifies the set in `dir` and checks that it can go into `db` (same
 /// kind, no tables yet); returns its manifest and schema.
 async fn open(dir: &Path, db: &Database) -> Result<(Manifest, Vec<SchemaItem>), BackupError> {
-    let (manifest, report) = verify(dir, false)?;
-    if !report.problems.is_empty() {
-        return Err(BackupError::DoesNotVerify {
-            dir: dir.to_owned(),
-            problems: report.problems,
-        });
-    }
+    let manifest = verified(dir)?;
     if manifest.pages.is_some() {
         return Err(BackupError::Refused {
             message: format!(

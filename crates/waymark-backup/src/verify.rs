@@ -110,6 +110,19 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report), BackupError>
     Ok((manifest, report))
 }
 
+/// The manifest of the set in `dir`, once every file has been checked
+/// against it; any problem is an error, before anything is written.
+pub(crate) fn verified(dir: &Path) -> Result<Manifest, BackupError> {
+    let (manifest, report) = verify(dir, false)?;
+    if !report.problems.is_empty() {
+        return Err(BackupError::DoesNotVerify {
+            dir: dir.to_owned(),
+            problems: report.problems,
+        });
+    }
+    Ok(manifest)
+}
+
 /// The most a chunk's decoding reserves up front (chunks are 64 MiB by
 /// default, at most a row more).
 const MAX_PREALLOCATED: u64 = 1 << 30;
