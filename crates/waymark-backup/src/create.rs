@@ -19,6 +19,7 @@ use crate::manifest::{
     AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Pages, Source, Table, Timing, table_digest,
 };
 use crate::rowsum::RowSum;
+use crate::writing::Writing;
 
 /// How to take a backup.
 #[derive(Debug, Clone)]
@@ -227,6 +228,7 @@ impl ChunkWriter<'_> {
         let Some(open) = self.open.take() else { return Ok(()) };
         let hashing = open.encoder.finish()?;
         hashing.inner.sync_all()?;
+        waymark_db::crash_point("backup-chunk-written");
         self.files.push(File {
             path: open.relative.clone(),
             size: hashing.bytes,
@@ -242,17 +244,26 @@ impl ChunkWriter<'_> {
     }
 }
 
-/// A new set's id: the time, to the second, in UTC; a suffix if two sets
-/// are taken within a second.
-fn new_id(out: &Path) -> String {
+/// Makes a new set's folder and returns its id: the time, to the second,
+/// in UTC, with a suffix (`-2`, `-3`, ...) if that name is taken. The
+/// folder is claimed by creating it, not by looking first: two backups
+/// started in the same second by two processes would otherwise both pick
+/// the free name and one would fail.
+fn new_set_dir(out: &Path) -> Result<(String, PathBuf), BackupError> {
     let base = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let mut id = base.clone();
     let mut n = 1;
-    while out.join(&id).exists() {
-        n += 1;
-        id = format!("{base}-{n}");
+    loop {
+        let id = match n {
+            1 => base.clone(),
+            n => format!("{base}-{n}"),
+        };
+        let dir = out.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(BackupError::io(&dir, e)),
+        }
     }
-    id
 }
 
 /// Takes a backup of `db`, then verifies it: a set that does not verify
@@ -268,8 +279,9 @@ pub async fn create_verified(
 }
 
 /// Takes a backup of `db` into a new folder under `options.out`. On any
-/// failure the folder is removed; a runner killed part-way leaves one
-/// without a manifest, which never verifies and lists as incomplete.
+/// failure the folder is removed. A runner killed part-way leaves one
+/// without a manifest, which never verifies and lists as incomplete until
+/// the next backup into `options.out` removes it (`writing.rs`).
 pub async fn create(
     db: &Database,
     options: &CreateOptions,
@@ -304,16 +316,25 @@ pub async fn create(
         }
     }
     std::fs::create_dir_all(&options.out).map_err(|e| BackupError::io(&options.out, e))?;
-    let id = new_id(&options.out);
-    let dir = options.out.join(&id);
-    std::fs::create_dir(&dir).map_err(|e| BackupError::io(&dir, e))?;
+    crate::writing::sweep(&options.out);
+    let (id, dir) = new_set_dir(&options.out)?;
+    let writing = match Writing::start(&options.out, &id) {
+        Ok(writing) => writing,
+        Err(e) => {
+            drop(std::fs::remove_dir(&dir));
+            return Err(e);
+        }
+    };
     let written = if options.pages {
         crate::pages::write_pages(db, options, (&id, &dir, started), progress).await
     } else {
         write_set(db, options, (&id, &dir, started), progress).await
     };
     match written {
-        Ok(manifest) => Ok((dir, manifest)),
+        Ok(manifest) => {
+            writing.done();
+            Ok((dir, manifest))
+        }
         Err(e) => {
             let removed = match std::fs::remove_dir_all(&dir) {
                 Ok(()) => true,
@@ -322,6 +343,11 @@ pub async fn create(
                     false
                 }
             };
+            // A folder that could not be removed keeps its lock file, so
+            // that the next backup tries again.
+            if removed {
+                writing.done();
+            }
             Err(BackupError::Unfinished {
                 dir,
                 removed,
@@ -541,9 +567,11 @@ pub(crate) fn finish(
         let mut file = FsFile::create(&temporary)?;
         file.write_all(manifest.to_text().as_bytes())?;
         file.sync_all()?;
+        waymark_db::crash_point("backup-manifest-before-rename");
         std::fs::rename(&temporary, dir.join(MANIFEST))?;
         FsFile::open(dir)?.sync_all()
     })();
+    waymark_db::crash_point("backup-manifest-written");
     written.map_err(|e| BackupError::io(&dir.join(MANIFEST), e))?;
     Ok(manifest)
 }

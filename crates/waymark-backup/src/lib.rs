@@ -19,6 +19,7 @@ mod pages;
 mod restore;
 mod rowsum;
 mod verify;
+mod writing;
 
 pub use create::{CreateOptions, Progress, create, create_verified};
 pub use error::BackupError;

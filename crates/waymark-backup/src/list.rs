@@ -47,8 +47,16 @@ pub(crate) fn folders(out: &Path) -> Result<Vec<(String, PathBuf)>, BackupError>
         .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.path()))
         .filter(|(_, dir)| dir.is_dir())
         .collect();
-    sets.sort();
+    sets.sort_by(|(a, _), (b, _)| order(a).cmp(&order(b)));
     Ok(sets)
+}
+
+/// A set's place in time: its id's second, then its suffix as a number,
+/// so that `-10` comes after `-9` when ten sets share a second.
+fn order(id: &str) -> (&str, u64) {
+    id.rsplit_once('-')
+        .and_then(|(second, n)| Some((second, n.parse().ok()?)))
+        .unwrap_or((id, 1))
 }
 
 fn size_of(dir: &Path) -> u64 {
@@ -64,4 +72,35 @@ fn size_of(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sets_of_one_second_sort_by_their_suffix_as_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [
+            "20261206T021600Z-10",
+            "20261206T021601Z",
+            "20261206T021600Z-2",
+            "20261206T021600Z",
+        ];
+        for id in ids {
+            std::fs::create_dir(dir.path().join(id)).unwrap();
+        }
+        let sorted: Vec<String> = super::folders(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            sorted,
+            [
+                "20261206T021600Z",
+                "20261206T021600Z-2",
+                "20261206T021600Z-10",
+                "20261206T021601Z"
+            ]
+        );
+    }
 }

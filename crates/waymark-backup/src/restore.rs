@@ -153,6 +153,7 @@ pub async fn restore(
     // The workers need the pool's connections (SQLite has one).
     drop(conn);
     tracing::debug!(elapsed = ?started.elapsed(), "verified and made the tables");
+    waymark_db::crash_point("restore-tables-made");
 
     // Chunks load in parallel, two of one table at once if need be: a
     // database that is mostly one big table loads as fast as one of many.
@@ -277,6 +278,7 @@ pub async fn restore(
     }
 
     tracing::debug!(elapsed = ?started.elapsed(), "loaded the rows");
+    waymark_db::crash_point("restore-rows-loaded");
     let mut conn = db.restore_connection().await?;
     conn.set_sequences(&manifest.sequences).await?;
     let after: Vec<&str> = schema.iter().filter(|i| i.after_rows).map(|i| i.sql.as_str()).collect();
@@ -302,6 +304,7 @@ pub async fn restore(
     mismatches.extend(miscounted);
     mismatches.sort();
     tracing::debug!(elapsed = ?started.elapsed(), "digested every restored table");
+    waymark_db::crash_point("restore-checked");
     if !mismatches.is_empty() {
         return Err(BackupError::Mismatch { tables: mismatches });
     }

@@ -748,6 +748,7 @@ impl Engine {
         make: impl AsyncFnOnce(&[waymark_db::HistoryRow]) -> Result<Plan, Error>,
     ) -> Result<Vec<Applied>, Error> {
         let lock = self.lock_for_change().await?;
+        waymark_db::crash_point("lock-taken");
         let result = async {
             // `lock_for_change` has just made waymark's tables and checked
             // their schema version: the rows are read without asking again.
@@ -780,6 +781,7 @@ impl Engine {
             self.executor().with_backup(backup_id).run(&plan, on_event).await
         }
         .await;
+        waymark_db::crash_point("before-lock-release");
         release(lock, result).await
     }
 

@@ -57,6 +57,21 @@ pub enum SourceError {
         /// Byte offset of the first invalid sequence.
         offset: usize,
     },
+    /// A file that holds a NUL byte: binary, or text that a server would
+    /// cut short there (SQLite stops reading a statement at its first
+    /// NUL) or refuse.
+    #[error(
+        "{}:{line}: a NUL byte (at offset {offset}); a text file never holds one: is it binary?",
+        path.display()
+    )]
+    Binary {
+        /// Which.
+        path: PathBuf,
+        /// The line of the first NUL, from 1.
+        line: usize,
+        /// Its byte offset.
+        offset: usize,
+    },
 }
 
 /// A migration that failed, and where.

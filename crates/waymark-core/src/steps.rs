@@ -93,7 +93,14 @@ impl Steps {
     pub(crate) fn limits_for(&self, m: &Migration) -> Result<Limits, Error> {
         let ceiling = self.host.limits().clone();
         let Step::Component(c) = &m.step else {
-            return Ok(ceiling);
+            // The built-in steps are waymark's own code: the ceiling is
+            // there for plugins. What they hold grows with the script they
+            // are given (the SQL step keeps it and its statements), so a
+            // data load of 50 MB gets room for it on top of the ceiling.
+            let script = m.up.text.len().max(m.down.as_ref().map_or(0, |d| d.text.len()));
+            let mut limits = ceiling;
+            limits.memory_bytes = limits.memory_bytes.saturating_add(script.saturating_mul(4));
+            return Ok(limits);
         };
         let mut limits = ceiling.clone();
         if let Some(mib) = c.memory_mib {

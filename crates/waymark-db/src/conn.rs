@@ -32,8 +32,9 @@ pub struct ConnectOptions {
     /// setting there wins; `None` leaves the server's.
     pub lock_wait: Option<Duration>,
     /// How long to keep trying to reach a server before giving up with
-    /// the cause; `None` waits 30 s. A fleet sets a few seconds so that one
-    /// dead host costs its wave seconds, not minutes.
+    /// the cause; `None` waits 5 s. A server that does not answer at all
+    /// (a dropped packet, a listener that never speaks) then fails in
+    /// seconds, not minutes.
     pub connect_timeout: Option<Duration>,
 }
 
@@ -149,6 +150,23 @@ macro_rules! with_conn {
 }
 pub(crate) use with_conn;
 
+/// How long a pool's later acquire waits while both of its connections are
+/// busy: a long statement on one must not fail a short one queued for the
+/// other, whatever the connect timeout.
+const BUSY_POOL: Duration = Duration::from_secs(30);
+
+/// The pool's first connection, within the connect timeout: the pool's own
+/// wait also covers acquiring a busy connection later, which is given
+/// longer ([`BUSY_POOL`]).
+async fn first_connection<P>(
+    connect: impl std::future::Future<Output = Result<P, sqlx::Error>>,
+    reach: Duration,
+) -> Result<P, sqlx::Error> {
+    tokio::time::timeout(reach, connect)
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+}
+
 /// A pool's connect, with the cause where it only timed out: the pool
 /// retries connection errors until its timeout and then says only that it
 /// timed out, so one direct attempt, made only on this failure path, finds
@@ -181,6 +199,10 @@ async fn cause<C: sqlx::Connection>(options: &C::Options, reach: Duration) -> sq
     }
 }
 
+/// How long a connect may take when [`ConnectOptions::connect_timeout`]
+/// is not given: a server that answers at all answers well within it.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Database {
     /// Connects, running `init_sql` on the first connection so a bad setup
     /// statement fails here, with its text in the message.
@@ -191,7 +213,7 @@ impl Database {
             url: url.clone(),
             message: e.to_string(),
         };
-        let reach = options.connect_timeout.unwrap_or(Duration::from_secs(30));
+        let reach = options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let connect_error = |e: sqlx::Error| {
             let (_, message, _) = describe(&e);
             // An init statement's failure reads better with its text.
@@ -217,13 +239,13 @@ impl Database {
                     // migration; a dead connection fails the next statement
                     // clearly anyway.
                     .test_before_acquire(false)
-                    .acquire_timeout(reach)
+                    .acquire_timeout(reach.max(BUSY_POOL))
                     .after_connect(move |conn, _| {
                         let init = init.clone();
                         Box::pin(async move { init_pg(conn, &init).await })
                     })
-                    .connect_with(opts.clone())
-                    .await;
+                    .connect_with(opts.clone());
+                let pool = first_connection(pool, reach).await;
                 let pool = with_cause::<sqlx::PgConnection, _>(pool, &opts, reach)
                     .await
                     .map_err(connect_error)?;
@@ -241,13 +263,13 @@ impl Database {
                 let pool = MySqlPoolOptions::new()
                     .max_connections(2)
                     .test_before_acquire(false)
-                    .acquire_timeout(reach)
+                    .acquire_timeout(reach.max(BUSY_POOL))
                     .after_connect(move |conn, _| {
                         let init = init.clone();
                         Box::pin(async move { init_mysql(conn, &init).await })
                     })
-                    .connect_with(opts.clone())
-                    .await;
+                    .connect_with(opts.clone());
+                let pool = first_connection(pool, reach).await;
                 let pool = with_cause::<sqlx::MySqlConnection, _>(pool, &opts, reach)
                     .await
                     .map_err(connect_error)?;

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod crash;
 mod dialect;
 mod dump;
 mod error;
@@ -29,6 +30,7 @@ mod value;
 mod waits;
 
 pub use conn::{Conn, ConnectOptions, Database};
+pub use crash::{arm_crash_points, crash_point};
 pub use dialect::Dialect;
 pub use dump::{KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo, last_key, records, split_rows};
 pub use error::DbError;

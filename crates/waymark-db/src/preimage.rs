@@ -168,6 +168,7 @@ impl Conn {
             .await
             .map_err(|e| e.context(format!("listing the copy of {object} in {registry}")))?;
         tracing::debug!(version, object, rows, kept_in, "kept a pre-image");
+        crate::crash_point("preimage-kept");
         Ok(Some(Preimage {
             version: version.to_owned(),
             object,
@@ -299,9 +300,11 @@ impl Conn {
                 rows
             }
         };
+        crate::crash_point("preimage-written-back");
         self.discard_preimage(&preimage.kept_in)
             .await
             .map_err(|e| e.context(context()))?;
+        crate::crash_point("preimage-discarded");
         tracing::debug!(object = preimage.object, written, "put back a pre-image");
         Ok(Some(written))
     }

@@ -42,6 +42,10 @@ pub(crate) struct Global {
     /// How long to wait for another runner's lock, e.g. 30s. Default: 60s.
     #[arg(long, value_parser = parse_duration, global = true)]
     pub(crate) lock_timeout: Option<Duration>,
+    /// How long to try to reach the database before giving up with the
+    /// cause, e.g. 10s. Default: 5s.
+    #[arg(long, value_name = "DUR", env = "WAYMARK_CONNECT_TIMEOUT", value_parser = parse_duration, global = true)]
+    pub(crate) connect_timeout: Option<Duration>,
     /// History table name. Default: waymark_history.
     #[arg(long, global = true)]
     pub(crate) history_table: Option<String>,
@@ -230,10 +234,6 @@ pub(crate) struct FleetArgs {
     /// runners sharing the fleet: a Kubernetes indexed Job, a CI matrix.
     #[arg(long, value_name = "i/N")]
     pub(crate) shard: Option<String>,
-    /// How long to try to reach each target before counting it as
-    /// unreachable.
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s")]
-    pub(crate) connect_timeout: Duration,
     /// How many targets `status`, `verify` and `plan` look at at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) parallel: usize,

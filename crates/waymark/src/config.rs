@@ -22,6 +22,7 @@ struct File {
     #[serde(default)]
     init_sql: Vec<String>,
     lock_timeout: Option<String>,
+    connect_timeout: Option<String>,
     #[serde(default)]
     history: HistoryFile,
     #[serde(default)]
@@ -101,6 +102,9 @@ pub(crate) struct Settings {
     pub(crate) layout: Layout,
     pub(crate) init_sql: Vec<String>,
     pub(crate) lock_timeout: Duration,
+    /// How long to try to reach the database; `None` is waymark-db's
+    /// default.
+    pub(crate) connect_timeout: Option<Duration>,
     pub(crate) history_table: String,
     pub(crate) history_schema: Option<String>,
     pub(crate) step_timeout: Duration,
@@ -151,6 +155,7 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
             .map_err(Into::into)
     };
     let file_lock = duration(file.lock_timeout.as_ref(), "lock_timeout")?;
+    let file_connect = duration(file.connect_timeout.as_ref(), "connect_timeout")?;
     let file_step = duration(file.step.timeout.as_ref(), "step.timeout")?;
     let file_statement = duration(file.step.statement_timeout.as_ref(), "step.statement_timeout")?;
     let file_lock_wait = file
@@ -236,6 +241,15 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
             .unwrap_or_else(|| PathBuf::from("migrations")),
         init_sql,
         lock_timeout: global.lock_timeout.or(file_lock).unwrap_or(Duration::from_secs(60)),
+        connect_timeout: match (global.connect_timeout, file_connect) {
+            (Some(d), _) if d.is_zero() => {
+                return Err(ConfigError("--connect-timeout must be longer than 0".to_owned()).into());
+            }
+            (None, Some(d)) if d.is_zero() => {
+                return Err(ConfigError(format!("{}: connect_timeout must be longer than 0", path.display())).into());
+            }
+            (cli, file) => cli.or(file),
+        },
         history_table: global
             .history_table
             .clone()

@@ -44,8 +44,7 @@ pub(crate) async fn fleet(
         inventory.waves.reverse();
     }
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
-    let mut options = crate::engine_options(settings);
-    options.connect.connect_timeout = Some(args.connect_timeout);
+    let options = crate::engine_options(settings);
     let mut runner = EngineRunner {
         set,
         steps: Arc::new(Steps::new(options.limits.clone(), options.cache_dir.clone())?),

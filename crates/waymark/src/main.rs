@@ -45,6 +45,7 @@ mod exit {
 }
 
 fn main() -> ExitCode {
+    waymark_core::arm_crash_points();
     let cli = Cli::parse();
     init_tracing(&cli);
     let mut out = Output::new(cli.global.json, cli.global.quiet);
@@ -375,7 +376,7 @@ fn connect_options(settings: &Settings, url: &str) -> ConnectOptions {
         },
         lock_timeout: settings.lock_timeout,
         lock_wait: None,
-        connect_timeout: None,
+        connect_timeout: settings.connect_timeout,
     }
 }
 
@@ -542,7 +543,7 @@ fn engine_options(settings: &Settings) -> EngineOptions {
             },
             lock_timeout: settings.lock_timeout,
             lock_wait: settings.locks.timeout,
-            connect_timeout: None,
+            connect_timeout: settings.connect_timeout,
         },
         limits: limits(settings),
         cache_dir: None,

@@ -357,6 +357,7 @@ impl<'a> Executor<'a> {
         // The history change travels with the COMMIT. (A batched step is
         // never atomic: it commits at its own points.)
         let duration_ms = millis(started.elapsed());
+        waymark_db::crash_point("atomic-step-done");
         match direction {
             Direction::Up => {
                 let backup = self.backup_id.clone();
@@ -373,6 +374,7 @@ impl<'a> Executor<'a> {
                 conn.forget_and_commit(m.version.as_str()).await?
             }
         }
+        waymark_db::crash_point("atomic-committed");
         Ok(Some(preimages))
     }
 
@@ -443,7 +445,9 @@ impl<'a> Executor<'a> {
                 })
                 .await?;
         }
+        waymark_db::crash_point("recorded-running-before-commit");
         claim.commit().await?;
+        waymark_db::crash_point("recorded-running-committed");
 
         let script = script_for(m, direction);
         // A batched step's work commits at its commit points. A component
@@ -481,10 +485,14 @@ impl<'a> Executor<'a> {
             let (mut conn, outcome, lock_wait) = self
                 .run_step(conn, m, direction, false, resume_from.as_deref(), mode, bound)
                 .await?;
+            if outcome.is_ok() {
+                waymark_db::crash_point("recorded-step-done");
+            }
             let failure = match outcome {
                 Ok(report) if conn.in_transaction() => {
                     self.finish(&mut conn, m, direction, millis(started.elapsed())).await?;
                     conn.commit().await?;
+                    waymark_db::crash_point("recorded-finished");
                     return Ok(Some(report.after(retired)));
                 }
                 Ok(report) => {
@@ -493,6 +501,7 @@ impl<'a> Executor<'a> {
                     self.finish(&mut finish, m, direction, millis(started.elapsed()))
                         .await?;
                     finish.commit().await?;
+                    waymark_db::crash_point("recorded-finished");
                     return Ok(Some(report.after(retired)));
                 }
                 Err(failure) => failure,
@@ -565,6 +574,7 @@ impl<'a> Executor<'a> {
             Error::Migration { failure, .. } => failure.to_string(),
             other => other.to_string(),
         };
+        waymark_db::crash_point("recorded-failed-before-record");
         let mut finish = self.db.begin().await?;
         finish
             .record(&NewHistoryRow {
@@ -578,6 +588,7 @@ impl<'a> Executor<'a> {
             })
             .await?;
         finish.commit().await?;
+        waymark_db::crash_point("recorded-failed-committed");
         Err(error)
     }
 
@@ -662,7 +673,9 @@ impl<'a> Executor<'a> {
         if dry_run {
             conn.rollback().await?;
         } else {
+            waymark_db::crash_point("single-transaction-before-commit");
             conn.commit().await?;
+            waymark_db::crash_point("single-transaction-committed");
         }
         Ok(done)
     }

@@ -382,6 +382,9 @@ impl StepSession {
                     (r.map(Done::Count), b)
                 }
             };
+            if result.is_ok() {
+                waymark_db::crash_point("statement-done");
+            }
             let error = match result {
                 Err(e) if e.is_lock_timeout() => e,
                 other => return other.map_err(|e| CallError::Database(step_error(e))),
@@ -587,7 +590,9 @@ impl StepEnv for StepSession {
                 self.conn = Some(conn);
                 return Err(step_error(e).into());
             }
+            waymark_db::crash_point("batch-before-commit");
             conn.commit().await.map_err(step_error)?;
+            waymark_db::crash_point("batch-committed");
             tracing::debug!(migration = %self.label, checkpoint, "committed a batch");
             self.conn = Some(db.begin_migration(batches.lock_wait).await.map_err(step_error)?);
             // A bound that is the transaction's ended with it; one that is

@@ -62,16 +62,51 @@ impl Script {
     }
 }
 
-/// Reads a file as UTF-8, naming it when that fails.
+/// Reads a file as UTF-8, naming it when that fails. Only a regular file
+/// (or a link to one) is read: a FIFO would block the read for ever and a
+/// link to `/dev/zero` would never end, so either is refused by its kind.
 pub(crate) fn read_text(path: &Path) -> Result<String, SourceError> {
-    let bytes = std::fs::read(path).map_err(|e| SourceError::Io {
+    let failed = |message: String| SourceError::Io {
         path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    let kind = std::fs::metadata(path).map_err(|e| failed(e.to_string()))?.file_type();
+    if !kind.is_file() {
+        return Err(failed(format!(
+            "not a regular file ({}); a migration's scripts must be files",
+            file_kind(kind)
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    if let Some(offset) = bytes.iter().position(|b| *b == 0) {
+        return Err(SourceError::Binary {
+            path: path.to_owned(),
+            line: 1 + bytes[..offset].iter().filter(|b| **b == b'\n').count(),
+            offset,
+        });
+    }
     String::from_utf8(bytes).map_err(|e| SourceError::NotUtf8 {
         path: path.to_owned(),
         offset: e.utf8_error().valid_up_to(),
     })
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() { "a folder" } else { "not a file" }
 }
 
 /// Which component runs a migration's step.

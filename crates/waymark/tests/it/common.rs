@@ -382,13 +382,20 @@ impl Project {
     }
 
     pub(crate) fn command(&self, db: &TestDb, args: &[&str]) -> Command {
+        self.command_at(&db.url, args)
+    }
+
+    /// The binary run in the project against any `url`, one that no
+    /// [`TestDb`] made (a server that does not answer, a wrong password).
+    pub(crate) fn command_at(&self, url: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(self.dir.path())
             .env_remove("DATABASE_URL")
+            .env_remove("WAYMARK_CONNECT_TIMEOUT")
             .env("WAYMARK_CACHE_DIR", cache_dir())
             .env("NO_COLOR", "1")
             .arg("--database-url")
-            .arg(&db.url)
+            .arg(url)
             .args(args);
         cmd
     }

@@ -1,0 +1,154 @@
+//! Which sets are still being written. A `backup create` holds an
+//! exclusive lock on `OUT/.ID.lock` while it writes set `ID`, so that a set
+//! without its manifest can be told apart:
+//! - its lock is free: the run that wrote it stopped (killed, or the
+//!   machine went down), and the next backup removes it;
+//! - its lock is held: another process is writing it, and it is left alone.
+//!
+//! The lock is on the open file, so the kernel lets go of it when the
+//! process dies, however it dies.
+
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+
+use crate::error::BackupError;
+
+/// The lock of one set being written; [`Writing::done`] removes it.
+pub(crate) struct Writing {
+    path: PathBuf,
+    _file: File,
+}
+
+fn lock_path(out: &Path, id: &str) -> PathBuf {
+    out.join(format!(".{id}.lock"))
+}
+
+impl Writing {
+    /// Takes the lock for set `id`. The file is locked under a name of its
+    /// own and only then renamed into place, so that no other process ever
+    /// finds it under its real name unlocked.
+    pub(crate) fn start(out: &Path, id: &str) -> Result<Writing, BackupError> {
+        let path = lock_path(out, id);
+        let temporary = out.join(format!(".{id}.lock.tmp-{}", std::process::id()));
+        let file = File::create(&temporary).map_err(|e| BackupError::io(&temporary, e))?;
+        file.lock().map_err(|e| BackupError::io(&temporary, e))?;
+        std::fs::rename(&temporary, &path).map_err(|e| BackupError::io(&path, e))?;
+        Ok(Writing { path, _file: file })
+    }
+
+    /// The set is complete, or was removed: its lock file goes (unlinked
+    /// while still held, then let go).
+    pub(crate) fn done(self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!("removing {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Removes from `out` every set that a run which stopped left without its
+/// manifest, and the lock files such runs left; returns the folders
+/// removed. A set another process is writing is left alone.
+pub(crate) fn sweep(out: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix('.') else { continue };
+        let id = match (rest.strip_suffix(".lock"), rest.split_once(".lock.tmp-")) {
+            (Some(id), _) => Some(id.to_owned()),
+            // A lock that died before it was renamed into place: its set
+            // never began, and only the file itself goes.
+            (None, Some(_)) => None,
+            (None, None) => continue,
+        };
+        let path = entry.path();
+        let Ok(file) = File::open(&path) else { continue };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => continue,
+            Err(TryLockError::Error(e)) => {
+                tracing::debug!("{}: {e}", path.display());
+                continue;
+            }
+        }
+        // Another sweeper may have removed this file, and a new backup
+        // taken its name, while this one waited: act only if the name
+        // still leads to the file locked here.
+        if !same_file(&file, &path) {
+            continue;
+        }
+        if let Some(id) = id {
+            let dir = out.join(&id);
+            if dir.is_dir() && !dir.join(crate::manifest::MANIFEST).exists() {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {
+                        tracing::warn!(
+                            "removed the unfinished backup {}, left by a run that stopped",
+                            dir.display()
+                        );
+                        removed.push(dir);
+                    }
+                    Err(e) => {
+                        tracing::warn!("removing the unfinished backup {}: {e}", dir.display());
+                        continue;
+                    }
+                }
+            }
+        }
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::debug!("{}: {e}", path.display());
+        }
+    }
+    removed
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Writing, sweep};
+
+    #[test]
+    fn a_set_whose_lock_is_held_stays_and_one_whose_lock_is_free_goes() {
+        let out = tempfile::tempdir().unwrap();
+        let out = out.path();
+        for id in ["live", "dead", "done"] {
+            std::fs::create_dir(out.join(id)).unwrap();
+        }
+        std::fs::write(out.join("done").join(crate::manifest::MANIFEST), "{}").unwrap();
+        let live = Writing::start(out, "live").unwrap();
+        // A run that stopped: its lock file is there, and held by no one.
+        drop(Writing::start(out, "dead").unwrap());
+        drop(Writing::start(out, "done").unwrap());
+        std::fs::write(out.join(".gone.lock.tmp-1"), "").unwrap();
+
+        let removed = sweep(out);
+        assert_eq!(removed, [out.join("dead")]);
+        assert!(out.join("live").is_dir() && out.join(".live.lock").exists());
+        // A complete set stays; only its stray lock file goes.
+        assert!(out.join("done").is_dir() && !out.join(".done.lock").exists());
+        assert!(!out.join(".dead.lock").exists() && !out.join(".gone.lock.tmp-1").exists());
+
+        live.done();
+        assert!(!out.join(".live.lock").exists());
+        assert!(
+            sweep(out).is_empty(),
+            "a set without its manifest and without a lock is left alone"
+        );
+        assert!(out.join("live").is_dir());
+    }
+}

@@ -1,0 +1,406 @@
+//! The crash matrix: a runner stopped dead (`abort`, as `kill -9` would) at
+//! each of waymark's crash points (`waymark_db::crash_point`), then the
+//! same command run again. The result must be a clean run's: the same
+//! schema, rows and history, waymark's own tables as they would be, no
+//! stray files, and the lock free.
+//!
+//! Where waymark cannot converge by itself, the matrix asserts what it
+//! promises instead: MySQL/MariaDB commits DDL as it runs, so a runner
+//! killed inside such a migration leaves it `running`, and the next run
+//! stops, names it and says how to repair; a restore into a database that
+//! it half-filled is refused, naming what is there.
+//!
+//! `docs/RELIABILITY.md` counts the points and runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::common::{Kind, Project, Run, TestDb};
+
+/// A command run with one crash point armed: `hit` is how many times the
+/// point is passed before the crash (0: the first time).
+fn crashed(p: &Project, db: &TestDb, args: &[&str], point: &str, hit: u32) -> Run {
+    let armed = match hit {
+        0 => format!("{point}=return"),
+        n => format!("{point}={n}*off->return"),
+    };
+    let run = Run::from(
+        p.command(db, args)
+            .env("FAILPOINTS", armed)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap(),
+    );
+    // Killed by SIGABRT: no exit code. A run that exited never reached
+    // the point, and the case would prove nothing.
+    assert!(
+        run.code == -1 && run.stderr.contains(&format!("crash point {point} reached")),
+        "{args:?} never reached {point} (hit {hit}); it exited {}:\n{}",
+        run.code,
+        run.stderr
+    );
+    run
+}
+
+/// What must be the same after a crash and a second run as after one
+/// clean run.
+#[derive(Debug, PartialEq)]
+struct State {
+    schema: String,
+    rows: Vec<Vec<Vec<Option<String>>>>,
+    history: Vec<(String, String)>,
+    /// waymark's own tables (pre-image copies among them), by name.
+    own_tables: Vec<String>,
+    /// Every file under the project but its migrations, backups by kind.
+    files: Vec<String>,
+}
+
+fn text(kind: Kind, column: &str) -> String {
+    match kind {
+        Kind::Postgres => format!("{column}::text"),
+        Kind::Mysql => format!("CAST({column} AS CHAR)"),
+        Kind::Sqlite => format!("CAST({column} AS TEXT)"),
+    }
+}
+
+fn state(db: &TestDb, p: &Project) -> State {
+    let tables = db.tables();
+    let rows = tables
+        .iter()
+        .map(|t| {
+            let columns: Vec<String> = db
+                .rows(&column_names(db.kind, t))
+                .into_iter()
+                .map(|r| text(db.kind, &r[0].clone().unwrap()))
+                .collect();
+            db.rows(&format!("SELECT {} FROM {t} ORDER BY 1", columns.join(", ")))
+        })
+        .collect();
+    let own = match db.kind {
+        Kind::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' \
+             AND table_name LIKE 'waymark%' ORDER BY 1"
+        }
+        Kind::Mysql => {
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() \
+             AND table_name LIKE 'waymark%' ORDER BY 1"
+        }
+        Kind::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'waymark%' ORDER BY 1",
+    };
+    // Pre-image copies are named by the time they were taken; only how
+    // many there are, and of what, can match another run's.
+    let own_tables = db
+        .rows(own)
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .map(|t| match t.find("_pre_") {
+            Some(i) => format!("{}_pre_*", &t[..i]),
+            None => t,
+        })
+        .collect();
+    State {
+        schema: db.snapshot(),
+        rows,
+        history: db.history(),
+        own_tables,
+        files: files(p.dir.path()),
+    }
+}
+
+fn column_names(kind: Kind, table: &str) -> String {
+    match kind {
+        Kind::Postgres => format!(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = 'public' \
+             AND table_name = '{table}' ORDER BY ordinal_position"
+        ),
+        Kind::Mysql => format!(
+            "SELECT CAST(column_name AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() \
+             AND table_name = '{table}' ORDER BY ordinal_position"
+        ),
+        Kind::Sqlite => format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"),
+    }
+}
+
+/// The project's files, the migrations aside; a backup set's id (its
+/// time) is written as `SET`, so that two runs' sets compare.
+fn files(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack: Vec<PathBuf> = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if relative == "migrations" {
+                continue;
+            }
+            let mut parts: Vec<&str> = relative.split('/').collect();
+            if parts.len() > 1 && parts[0] == "backups" && !parts[1].starts_with('.') {
+                parts[1] = "SET";
+            }
+            found.push(parts.join("/"));
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The lock is free: another runner takes it at once (and may then
+/// refuse for a migration left `running`, or apply one: this is the last
+/// look at each case's database).
+#[track_caller]
+fn lock_is_free(p: &Project, db: &TestDb) {
+    let run = p.run(db, &["up", "--lock-timeout", "2s"]);
+    assert!(
+        run.code != 4 && !run.stderr.contains("could not get the migration lock"),
+        "the lock is still held:\n{}",
+        run.stderr
+    );
+}
+
+fn project() -> Project {
+    let p = Project::new();
+    p.migration(
+        "1_accounts",
+        "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL, balance INTEGER NOT NULL);\n\
+         INSERT INTO accounts VALUES (1, 'ada', 10), (2, 'bob', 20), (3, 'cy', 30);\n\
+         UPDATE accounts SET balance = balance + 1;\n",
+        Some("DROP TABLE accounts;"),
+    );
+    p.migration(
+        "2_notes",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, body VARCHAR(80));\n\
+         INSERT INTO notes VALUES (1, 1, 'first'), (2, 3, 'second');\n",
+        Some("DROP TABLE notes;"),
+    );
+    // Dropping a column with rows in it keeps a copy for `down`.
+    p.migration(
+        "3_drop_body",
+        "ALTER TABLE notes DROP COLUMN body;\n",
+        Some("ALTER TABLE notes ADD COLUMN body VARCHAR(80);"),
+    );
+    p
+}
+
+/// Where `up` can be stopped: each point, and how many times it is passed
+/// first. MySQL/MariaDB runs the six statements one by one; in a
+/// transaction the SQL step sends each script in one round trip (three).
+fn up_points(kind: Kind) -> Vec<(&'static str, u32)> {
+    let mut points = vec![("lock-taken", 0), ("preimage-kept", 0), ("before-lock-release", 0)];
+    let statements = if kind == Kind::Mysql { 6 } else { 3 };
+    points.extend((0..statements).map(|hit| ("statement-done", hit)));
+    let per_migration: &[&str] = match kind {
+        Kind::Mysql => &[
+            "recorded-running-before-commit",
+            "recorded-running-committed",
+            "recorded-step-done",
+            "recorded-finished",
+        ],
+        _ => &["atomic-step-done", "atomic-committed"],
+    };
+    for point in per_migration {
+        points.extend((0..3).map(|hit| (*point, hit)));
+    }
+    points
+}
+
+/// Whether a crash at this point of `up` leaves a migration `running` on
+/// MySQL/MariaDB: its DDL committed as it ran, so no run can tell how far
+/// it got.
+fn leaves_running(kind: Kind, point: &str) -> bool {
+    kind == Kind::Mysql
+        && matches!(
+            point,
+            "recorded-running-committed" | "recorded-step-done" | "statement-done" | "preimage-kept"
+        )
+}
+
+fn crash_during_up(kind: Kind) {
+    let p = project();
+    let clean = {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).ok();
+        state(&db, &p)
+    };
+    assert_eq!(clean.history.len(), 3);
+    assert!(clean.own_tables.iter().any(|t| t.ends_with("_pre_*")), "{clean:?}");
+    let points = up_points(kind);
+    for &(point, hit) in &points {
+        let db = TestDb::new(kind);
+        crashed(&p, &db, &["up"], point, hit);
+        let again = p.run(&db, &["up"]);
+        if leaves_running(kind, point) {
+            let again = again.code(1);
+            assert!(
+                again
+                    .stderr
+                    .contains("was interrupted while running outside a transaction")
+                    && again.stderr.contains("waymark repair"),
+                "{point} (hit {hit}):\n{}",
+                again.stderr
+            );
+            let history = db.history();
+            let running: Vec<&(String, String)> = history.iter().filter(|(_, s)| s == "running").collect();
+            assert_eq!(running.len(), 1, "{point} (hit {hit}): {history:?}");
+            assert!(history.iter().all(|(_, s)| s == "running" || s == "applied"));
+        } else {
+            again.ok();
+            assert_eq!(state(&db, &p), clean, "{point} (hit {hit})");
+        }
+        lock_is_free(&p, &db);
+    }
+    if kind == Kind::Mysql {
+        // MySQL/MariaDB cannot roll DDL back: it has no single transaction.
+        return;
+    }
+    let single = ["up", "--single-transaction"];
+    for (point, hit) in [
+        ("statement-done", 1),
+        ("single-transaction-before-commit", 0),
+        ("single-transaction-committed", 0),
+    ] {
+        let db = TestDb::new(kind);
+        crashed(&p, &db, &single, point, hit);
+        p.run(&db, &single).ok();
+        assert_eq!(state(&db, &p), clean, "--single-transaction, {point} (hit {hit})");
+        lock_is_free(&p, &db);
+    }
+}
+
+/// `down` of the migration that dropped a column: the column is made
+/// again and the copy's values put back.
+fn crash_during_down(kind: Kind) {
+    let p = project();
+    let clean = {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).ok();
+        p.run(&db, &["down", "--to", "2"]).ok();
+        state(&db, &p)
+    };
+    assert_eq!(clean.history.len(), 2);
+    assert_eq!(clean.rows[1][0][2].as_deref(), Some("first"), "{clean:?}");
+    let mut points = vec![
+        ("statement-done", 0),
+        ("preimage-written-back", 0),
+        ("preimage-discarded", 0),
+    ];
+    points.push(match kind {
+        Kind::Mysql => ("recorded-finished", 0),
+        _ => ("atomic-committed", 0),
+    });
+    for (point, hit) in points {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).ok();
+        // `--to`: run again, it reverts what is left, never one more.
+        crashed(&p, &db, &["down", "--to", "2"], point, hit);
+        let again = p.run(&db, &["down", "--to", "2"]);
+        if kind == Kind::Mysql && point != "recorded-finished" {
+            let again = again.code(1);
+            assert!(
+                again.stderr.contains("migration 3_drop_body") && again.stderr.contains("waymark repair"),
+                "{point}:\n{}",
+                again.stderr
+            );
+            assert!(
+                db.history().contains(&("3".to_owned(), "running".to_owned())),
+                "{point}: {:?}",
+                db.history()
+            );
+        } else {
+            again.ok();
+            assert_eq!(state(&db, &p), clean, "{point} (hit {hit})");
+        }
+        lock_is_free(&p, &db);
+    }
+}
+
+/// `backup create`: a set is complete only once its manifest is in place;
+/// what a killed run left is removed by the next, which writes its own.
+fn crash_during_backup(kind: Kind) {
+    let p = project();
+    p.file("waymark.toml", "[backup]\nchunk_kib = 1\n");
+    let clean = {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).ok();
+        p.run(&db, &["backup", "create"]).ok();
+        let state = state(&db, &p);
+        std::fs::remove_dir_all(p.dir.path().join("backups")).unwrap();
+        state
+    };
+    for (point, hit) in [
+        ("backup-chunk-written", 0),
+        ("backup-chunk-written", 2),
+        ("backup-manifest-before-rename", 0),
+        ("backup-manifest-written", 0),
+    ] {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).ok();
+        crashed(&p, &db, &["backup", "create"], point, hit);
+        let again = p.run(&db, &["backup", "create"]).ok();
+        let listed = p.run(&db, &["backup", "list", "--json"]).ok().json();
+        let sets = listed["backups"].as_array().unwrap();
+        if point == "backup-manifest-written" {
+            // The first set was complete: two sets, both whole.
+            assert_eq!(sets.len(), 2, "{listed}");
+        } else {
+            assert!(
+                again.stderr.contains("removed the unfinished backup"),
+                "{point} (hit {hit}):\n{}",
+                again.stderr
+            );
+            assert_eq!(sets.len(), 1, "{point} (hit {hit}): {listed}");
+            assert_eq!(state(&db, &p), clean, "{point} (hit {hit})");
+        }
+        assert!(sets.iter().all(|s| s["complete"] == true), "{listed}");
+        let stray: Vec<String> = files(p.dir.path())
+            .into_iter()
+            .filter(|f| f.starts_with("backups/.") || f.ends_with(".tmp"))
+            .collect();
+        assert!(stray.is_empty(), "{point} (hit {hit}): {stray:?}");
+        for set in sets {
+            let dir = p.dir.path().join("backups").join(set["id"].as_str().unwrap());
+            p.run(&db, &["backup", "verify", "--deep", dir.to_str().unwrap()]).ok();
+        }
+        std::fs::remove_dir_all(p.dir.path().join("backups")).unwrap();
+    }
+}
+
+/// `backup restore`: a restore stopped part-way leaves a database that
+/// holds some of the set; the next restore into it is refused, naming
+/// what is there, and one into an empty database gives the clean result.
+fn crash_during_restore(kind: Kind) {
+    let p = project();
+    let source = TestDb::new(kind);
+    p.run(&source, &["up"]).ok();
+    let created = p.run(&source, &["backup", "create", "--json"]).ok().json();
+    let set = created["dir"].as_str().unwrap().to_owned();
+    let clean = {
+        let db = TestDb::new(kind);
+        p.run(&db, &["backup", "restore", "--to", &db.url, &set]).ok();
+        state(&db, &p)
+    };
+    for point in ["restore-tables-made", "restore-rows-loaded", "restore-checked"] {
+        let db = TestDb::new(kind);
+        let restore = ["backup", "restore", "--to", &db.url, &set];
+        crashed(&p, &db, &restore, point, 0);
+        let before = state(&db, &p);
+        p.run(&db, &restore)
+            .code(1)
+            .stderr_has("restore needs an empty database");
+        assert_eq!(state(&db, &p), before, "{point}: the refusal changed nothing");
+        let fresh = TestDb::new(kind);
+        p.run(&fresh, &["backup", "restore", "--to", &fresh.url, &set]).ok();
+        assert_eq!(state(&fresh, &p), clean, "{point}");
+    }
+}
+
+crate::common::each_dialect!(
+    crash_during_up,
+    crash_during_down,
+    crash_during_backup,
+    crash_during_restore
+);
