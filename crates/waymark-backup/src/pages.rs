@@ -296,24 +296,16 @@ pub(crate) async fn restore_pages(
     }
     let temporary = with_suffix(&path, ".waymark-restore");
     let name = format!("{}'s pages", path.display());
-    // Made here, so that a failure removes only a file this restore made.
-    let out = FsFile::options()
-        .write(true)
-        .create_new(true)
-        .open(&temporary)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => BackupError::Refused {
-                message: format!(
-                    "{}: another restore into this file is running, or one was killed and left it; remove it if none is running; nothing was restored",
-                    temporary.display()
-                ),
-            },
-            _ => BackupError::io(&temporary, e),
-        })?;
+    // Made here, so that a failure removes only a file this restore made;
+    // locked while this restore lives, so that one killed part-way is
+    // told from one still running.
+    let (out, _held) = claim_temporary(&temporary)?;
     let quick = verify == Verify::PagesQuick;
     let result = write_and_check(dir, pages, (out, &temporary, &name), (target, quick), progress).await;
     let placed = result.and_then(|(tables, rows)| {
+        waymark_db::crash_point("pages-restore-checked");
         place(&temporary, &path, existing).map_err(|e| BackupError::io(&path, e))?;
+        waymark_db::crash_point("pages-restore-placed");
         Ok((tables, rows))
     });
     let (tables, rows) = match placed {
@@ -332,6 +324,59 @@ pub(crate) async fn restore_pages(
         duration: started.elapsed(),
         verify,
     })
+}
+
+/// Makes `temporary` for this restore, locked (`flock`) for as long as the
+/// second file returned is open. A file of that name whose lock is free
+/// was left by a restore that stopped, and is removed first; one whose
+/// lock is held belongs to a restore still running, and is refused.
+fn claim_temporary(temporary: &Path) -> Result<(FsFile, FsFile), BackupError> {
+    // Locked under a name of its own, then linked into place, which fails
+    // if the name is taken: no other restore ever sees it unlocked.
+    let own = with_suffix(temporary, &format!(".{}", std::process::id()));
+    let made = (|| {
+        let out = FsFile::options().write(true).create_new(true).open(&own)?;
+        out.lock()?;
+        let held = out.try_clone()?;
+        Ok::<_, std::io::Error>((out, held))
+    })();
+    let (out, held) = made.map_err(|e| BackupError::io(&own, e))?;
+    let linked = loop {
+        match std::fs::hard_link(&own, temporary) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && left_by_a_stopped_restore(temporary) => {
+                tracing::warn!("removed {}, left by a restore that stopped", temporary.display());
+            }
+            other => break other,
+        }
+    };
+    let _ = std::fs::remove_file(&own);
+    linked.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => BackupError::Refused {
+            message: format!(
+                "{}: another restore into this file is running; nothing was restored",
+                temporary.display()
+            ),
+        },
+        _ => BackupError::io(temporary, e),
+    })?;
+    Ok((out, held))
+}
+
+/// Whether `temporary` is unlocked, and so left by a restore that
+/// stopped; if so it has been removed, with what SQLite made beside it.
+fn left_by_a_stopped_restore(temporary: &Path) -> bool {
+    let Ok(file) = FsFile::open(temporary) else {
+        return false;
+    };
+    // The name must still lead to the file found unlocked: another
+    // restore may have removed it and made its own meanwhile.
+    if file.try_lock().is_err() || !crate::writing::same_file(&file, temporary) {
+        return false;
+    }
+    for suffix in ["-journal", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(with_suffix(temporary, suffix));
+    }
+    std::fs::remove_file(temporary).is_ok()
 }
 
 /// Writes the pages to `temporary`, checking them as they go, then has

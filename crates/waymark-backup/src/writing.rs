@@ -104,8 +104,9 @@ pub(crate) fn sweep(out: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// Whether `path` still names the file open as `file`.
 #[cfg(unix)]
-fn same_file(file: &File, path: &Path) -> bool {
+pub(crate) fn same_file(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), std::fs::metadata(path)) {
         (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
@@ -114,7 +115,7 @@ fn same_file(file: &File, path: &Path) -> bool {
 }
 
 #[cfg(not(unix))]
-fn same_file(_: &File, path: &Path) -> bool {
+pub(crate) fn same_file(_: &File, path: &Path) -> bool {
     path.exists()
 }
 

@@ -38,4 +38,4 @@ pub use pgbouncer::PgBouncer;
 pub use prepare::{PrepareOptions, Prepared, SyncProgress, prepare};
 pub use state::{Move, Phase, RunnerLock, Seed, Side, State, Step, state_path};
 pub use status::{Guardrail, Limits, Status, TableSync, status};
-pub use switch::{Guard, SwitchOptions, SwitchReport, complete, crash_point, guard, recover, switch};
+pub use switch::{Guard, SwitchOptions, SwitchReport, complete, guard, recover, switch};

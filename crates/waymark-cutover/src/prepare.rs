@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use waymark_backup::{CreateOptions, Progress};
-use waymark_db::{ConnectOptions, Database};
+use waymark_db::{ConnectOptions, Database, crash_point};
 
 use crate::error::CutoverError;
 use crate::pg::{OWN_SCHEMA, Server, literal};
 use crate::pgbouncer::PgBouncer;
 use crate::state::{Phase, RunnerLock, Seed, Side, State};
-use crate::switch::{crash_point, store};
+use crate::switch::store;
 
 /// How to prepare a cutover.
 #[derive(Debug)]

@@ -73,7 +73,7 @@ pub enum Step {
 }
 
 impl Step {
-    /// Its name, as `WAYMARK_CUTOVER_CRASH_AFTER` takes it.
+    /// Its name, which is also the name of the crash point after it.
     pub fn name(self) -> &'static str {
         match self {
             Step::Started => "started",

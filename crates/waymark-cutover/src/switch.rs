@@ -181,7 +181,7 @@ pub async fn switch(path: &Path, to: Side, options: &SwitchOptions) -> Result<Sw
     if let Some(guard) = &options.guard {
         guard(path).map_err(|e| CutoverError::io(path, e))?;
     }
-    crash_point(Step::Started.name());
+    waymark_db::crash_point(Step::Started.name());
 
     let paused_at = Instant::now();
     let mut timings = (0u64, None);
@@ -381,25 +381,16 @@ async fn subscribe(state: &State, server: &mut Server, side: Side) -> Result<(),
         .await
 }
 
-/// Records `step` of the move; stops the process there if the tests ask
-/// (`WAYMARK_CUTOVER_CRASH_AFTER=<step>`), as a kill would.
+/// Records `step` of the move; a crash point of the same name follows
+/// (`waymark_db::crash_point`), where the tests stop the process as a
+/// kill would.
 async fn step(state: &mut State, path: &Path, target: &mut Server, step: Step) -> Result<(), CutoverError> {
     if let Some(m) = &mut state.moving {
         m.step = step;
     }
     store_with(state, path, target).await?;
-    crash_point(step.name());
+    waymark_db::crash_point(step.name());
     Ok(())
-}
-
-/// Stops the process on the spot, as a kill would, where
-/// `WAYMARK_CUTOVER_CRASH_AFTER` names this point: how the tests interrupt
-/// a runner at each step.
-pub fn crash_point(name: &str) {
-    if std::env::var("WAYMARK_CUTOVER_CRASH_AFTER").is_ok_and(|s| s == name) {
-        tracing::error!("stopping after {name}, as WAYMARK_CUTOVER_CRASH_AFTER asks");
-        std::process::abort();
-    }
 }
 
 /// Writes the state file, then its mirror into `server`, the target.

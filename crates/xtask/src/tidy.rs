@@ -69,9 +69,64 @@ fn dependencies() -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// The name of every `crash_point("...")` in the crates' sources, with
+/// the file it is in.
+#[cfg(test)]
+fn crash_points() -> Vec<(String, std::path::PathBuf)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut found = Vec::new();
+    let mut stack = vec![root.join("crates")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                // Sources only: the tests arm the points, they do not
+                // make them, and xtask only reads them.
+                if !path.ends_with("tests") && !path.ends_with("xtask") {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("crash.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // The cutover names its steps' points by `Step::name`.
+            for piece in text.split("crash_point(\"").skip(1) {
+                let name = piece.split('"').next().unwrap_or_default();
+                found.push((name.to_owned(), path.clone()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A crash point the matrix never arms proves nothing: each one must
+    /// be named in `tests/it/crash_points.rs` (which fails when an armed
+    /// point is never reached) or, for the cutover's steps, in
+    /// `tests/it/switchover.rs`.
+    #[test]
+    fn every_crash_point_is_in_the_crash_matrix() {
+        let points = crash_points();
+        assert!(points.len() >= 26, "the sources hold {} crash points", points.len());
+        // The cutover's steps are stopped at by the tests that run it
+        // against real servers and PgBouncer.
+        let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../waymark/tests/it");
+        let matrix = ["crash_points.rs", "switchover.rs"]
+            .map(|file| std::fs::read_to_string(tests.join(file)).unwrap())
+            .concat();
+        let missing: Vec<String> = points
+            .iter()
+            .filter(|(name, _)| !matrix.contains(&format!("\"{name}\"")))
+            .map(|(name, path)| format!("{name} ({})", path.display()))
+            .collect();
+        assert!(missing.is_empty(), "crash points the matrix never arms: {missing:?}");
+    }
 
     #[test]
     fn every_crate_depends_only_on_what_the_code_map_allows() {

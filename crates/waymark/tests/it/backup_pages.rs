@@ -229,22 +229,33 @@ fn a_copy_of_pages_restores_byte_for_byte_and_refuses_every_target_it_cannot_go_
     assert!(!fresh.exists(), "nothing was written");
     assert_eq!(std::fs::read(&journal).unwrap(), b"left by a crash");
 
-    // Not over the temporary file of another restore (or of one killed),
-    // which is left alone.
-    let stale = out.path().join("fresh.db.waymark-restore");
+    // Not over the temporary file of a restore still running (its lock
+    // held, here by this test), which is left alone. (One whose lock is
+    // free was left by a restore that stopped: tests/it/crash_points.rs.)
+    let live = out.path().join("fresh.db.waymark-restore");
     std::fs::remove_file(&journal).unwrap();
-    std::fs::write(&stale, b"another restore's").unwrap();
+    std::fs::write(&live, b"another restore's").unwrap();
+    let held = std::fs::File::open(&live).unwrap();
+    held.lock().unwrap();
     p.run(
         &source,
-        &["backup", "restore", set.to_str().unwrap(), "--to", &format!("sqlite://{}", fresh.display())],
+        &[
+            "backup",
+            "restore",
+            set.to_str().unwrap(),
+            "--to",
+            &format!("sqlite://{}", fresh.display()),
+        ],
     )
     .code(1)
     .stderr_has(&format!(
-        "{}: another restore into this file is running, or one was killed and left it; remove it if none is running; nothing was restored",
-        stale.display()
+        "{}: another restore into this file is running; nothing was restored",
+        live.display()
     ));
     assert!(!fresh.exists(), "nothing was written");
-    assert_eq!(std::fs::read(&stale).unwrap(), b"another restore's");
+    assert_eq!(std::fs::read(&live).unwrap(), b"another restore's");
+    drop(held);
+    std::fs::remove_file(&live).unwrap();
 
     // Not into memory, nor into another kind of database.
     p.run(

@@ -398,7 +398,141 @@ fn crash_during_restore(kind: Kind) {
     }
 }
 
+/// A migration that fails outside a transaction: `failed` is recorded
+/// after its `running` row. Run again, the clean run refuses it as
+/// failed; a run killed before `failed` was written leaves it `running`,
+/// which the next run refuses as interrupted.
+fn crash_while_recording_a_failure(kind: Kind) {
+    let p = Project::new();
+    p.migration("1_ok", "CREATE TABLE ok (id INTEGER);", None);
+    p.migration(
+        "2_bad",
+        "-- no-transaction\nCREATE TABLE half (id INTEGER);\nINSERT INTO missing VALUES (1);\n",
+        None,
+    );
+    let (clean, clean_again) = {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).code(1);
+        let state = state(&db, &p);
+        // MySQL names a table with its database's name.
+        (state, p.run(&db, &["up"]).code(1).stderr.replace(db.name(), "DB"))
+    };
+    assert_eq!(
+        clean.history,
+        [
+            ("1".to_owned(), "applied".to_owned()),
+            ("2".to_owned(), "failed".to_owned())
+        ]
+    );
+    for point in ["recorded-failed-before-record", "recorded-failed-committed"] {
+        let db = TestDb::new(kind);
+        crashed(&p, &db, &["up"], point, 0);
+        let again = p.run(&db, &["up"]).code(1);
+        if point == "recorded-failed-committed" {
+            assert_eq!(state(&db, &p), clean, "{point}");
+            assert_eq!(again.stderr.replace(db.name(), "DB"), clean_again, "{point}");
+        } else {
+            again.stderr_has("migration 2_bad was interrupted while running outside a transaction");
+            assert_eq!(db.history()[1], ("2".to_owned(), "running".to_owned()));
+        }
+        lock_is_free(&p, &db);
+    }
+}
+
+/// An expand whose backfill commits in batches, each with its checkpoint:
+/// killed before or after any commit, the next `up` resumes from the last
+/// checkpoint and ends as a clean run does.
+#[test]
+fn crash_during_a_backfill_postgres() {
+    let kind = Kind::Postgres;
+    let p = Project::new();
+    p.migration(
+        "1_accounts",
+        "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance INTEGER NOT NULL);\n\
+         INSERT INTO accounts SELECT g, 'n' || g, g FROM generate_series(1, 1000) g;\n",
+        None,
+    );
+    p.file(
+        "migrations/2_money/ops.toml",
+        "[backfill]\nbatch_size = 100\n\n[[op]]\nop = \"alter_type\"\ntable = \"accounts\"\ncolumn = \"balance\"\n\
+         type = \"numeric(12,2)\"\nup = \"balance::numeric(12,2)\"\ndown = \"round(balance)::integer\"\n",
+    );
+    let clean = {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).ok();
+        state(&db, &p)
+    };
+    assert_eq!(clean.history[1], ("2".to_owned(), "expanded".to_owned()));
+    for (point, hit) in [
+        ("batch-before-commit", 0),
+        ("batch-committed", 0),
+        ("batch-before-commit", 4),
+        ("batch-committed", 4),
+    ] {
+        let db = TestDb::new(kind);
+        crashed(&p, &db, &["up"], point, hit);
+        p.run(&db, &["up"]).ok();
+        assert_eq!(state(&db, &p), clean, "{point} (hit {hit})");
+        lock_is_free(&p, &db);
+    }
+}
+
+/// SQLite's copy of pages: a create killed part-way is removed by the
+/// next; a restore killed before its file took the target's name leaves
+/// only its temporary file, which the next restore removes (its lock is
+/// free) before writing its own; one killed after is refused, as the
+/// target then holds the database.
+#[test]
+fn crash_during_a_copy_of_pages_sqlite() {
+    let kind = Kind::Sqlite;
+    let p = project();
+    let source = TestDb::new(kind);
+    p.run(&source, &["up"]).ok();
+    for (point, hit) in [("backup-manifest-before-rename", 0), ("backup-manifest-written", 0)] {
+        crashed(&p, &source, &["backup", "create", "--pages"], point, hit);
+        p.run(&source, &["backup", "create", "--pages"]).ok();
+        let listed = p.run(&source, &["backup", "list", "--json"]).ok().json();
+        let sets = listed["backups"].as_array().unwrap();
+        let whole = if point == "backup-manifest-written" { 2 } else { 1 };
+        assert_eq!(sets.len(), whole, "{point}: {listed}");
+        assert!(
+            sets.iter().all(|s| s["complete"] == true && s["kind"] == "pages"),
+            "{listed}"
+        );
+        std::fs::remove_dir_all(p.dir.path().join("backups")).unwrap();
+    }
+    let created = p.run(&source, &["backup", "create", "--pages", "--json"]).ok().json();
+    let set = created["dir"].as_str().unwrap().to_owned();
+    let folder = tempfile::tempdir().unwrap();
+    for point in ["pages-restore-checked", "pages-restore-placed"] {
+        let target = folder.path().join(format!("{point}.db"));
+        let url = format!("sqlite://{}", target.display());
+        let restore = ["backup", "restore", &set, "--to", &url];
+        crashed(&p, &source, &restore, point, 0);
+        let again = p.run(&source, &restore);
+        if point == "pages-restore-checked" {
+            again.ok().stderr_has("left by a restore that stopped");
+        } else {
+            again.code(1).stderr_has("restore needs a new (or empty) file");
+        }
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            std::fs::read(source.url.strip_prefix("sqlite://").unwrap()).unwrap(),
+            "{point}: the restored file is the source's, byte for byte"
+        );
+        let mut left: Vec<String> = std::fs::read_dir(folder.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(point))
+            .collect();
+        left.sort();
+        assert_eq!(left, [format!("{point}.db")], "{point}: nothing else is left");
+    }
+}
+
 crate::common::each_dialect!(
+    crash_while_recording_a_failure,
     crash_during_up,
     crash_during_down,
     crash_during_backup,

@@ -22,6 +22,12 @@ const SCHEMA: &str = "CREATE TABLE accounts (id INT PRIMARY KEY, owner TEXT, bal
     CREATE TRIGGER accounts_touch BEFORE UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION touch();\n\
     CREATE TABLE writes (id BIGSERIAL PRIMARY KEY, n BIGINT NOT NULL UNIQUE, at TIMESTAMPTZ NOT NULL DEFAULT now());\n";
 
+/// The `FAILPOINTS` that stops the runner dead right after `step` (the
+/// cutover's steps are crash points: `waymark_db::crash_point`).
+fn crash_after(step: &str) -> String {
+    format!("{step}=return")
+}
+
 fn waymark<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
@@ -299,7 +305,7 @@ fn a_runner_killed_at_any_step_is_finished_or_undone() {
     // replication, resumes when run again.
     for point in ["prepare-schema", "prepare-replication"] {
         let args = prepare_args(&old, &new, &bouncer, &[]);
-        let run = waymark(dir.path(), &args, &[("WAYMARK_CUTOVER_CRASH_AFTER", point)]);
+        let run = waymark(dir.path(), &args, &[("FAILPOINTS", &crash_after(point))]);
         assert_ne!(run.code, 0, "{point}: {}", run.stderr);
         assert_eq!(state(dir.path())["phase"], "preparing");
     }
@@ -321,7 +327,7 @@ fn a_runner_killed_at_any_step_is_finished_or_undone() {
         let run = waymark(
             dir.path(),
             &["cutover", "switch"],
-            &[("WAYMARK_CUTOVER_CRASH_AFTER", step)],
+            &[("FAILPOINTS", &crash_after(step))],
         );
         assert_ne!(run.code, 0, "{step}: {}", run.stderr);
         let s = wait_until_settled(dir.path());
@@ -348,7 +354,7 @@ fn a_runner_killed_at_any_step_is_finished_or_undone() {
         dir.path(),
         &["cutover", "switch"],
         &[
-            ("WAYMARK_CUTOVER_CRASH_AFTER", "new-subscription-created"),
+            ("FAILPOINTS", &crash_after("new-subscription-created")),
             ("WAYMARK_CUTOVER_NO_GUARD", "1"),
         ],
     );
@@ -577,7 +583,7 @@ fn a_prepare_that_fails_half_way_leaves_the_target_empty_and_runs_again() {
     new.execute("app", "DROP VIEW accounts_pkey");
     // Made this time, and then the initial copy fails: prepare stops and
     // says where to look; run again once it is fixed, it goes on.
-    let run = waymark(dir.path(), &args, &[("WAYMARK_CUTOVER_CRASH_AFTER", "prepare-schema")]);
+    let run = waymark(dir.path(), &args, &[("FAILPOINTS", &crash_after("prepare-schema"))]);
     assert_ne!(run.code, 0, "{}", run.stderr);
     new.execute(
         "app",
@@ -704,7 +710,7 @@ fn without_pgbouncer_the_server_left_is_read_only_and_a_route_command_moves_traf
     let run = waymark(
         dir.path(),
         &["cutover", "switch"],
-        &[("WAYMARK_CUTOVER_CRASH_AFTER", "drained")],
+        &[("FAILPOINTS", &crash_after("drained"))],
     );
     assert_ne!(run.code, 0, "{}", run.stderr);
     assert_eq!(wait_until_settled(dir.path())["live"], "source");
@@ -772,7 +778,7 @@ fn a_seeded_prepare_fills_the_target_from_the_backup_and_replicates_from_its_pos
     let run = waymark(
         dir.path(),
         &abandoned,
-        &[("WAYMARK_CUTOVER_CRASH_AFTER", "prepare-backup")],
+        &[("FAILPOINTS", &crash_after("prepare-backup"))],
     );
     assert_ne!(run.code, 0, "{}", run.stderr);
     assert_eq!(old.column("SELECT count(*)::text FROM pg_replication_slots"), ["1"]);
@@ -782,7 +788,7 @@ fn a_seeded_prepare_fills_the_target_from_the_backup_and_replicates_from_its_pos
     // Killed after the backup, and the target then holding part of it:
     // prepare refuses until the target is emptied, then goes on with the
     // same backup and position.
-    let run = waymark(dir.path(), &args, &[("WAYMARK_CUTOVER_CRASH_AFTER", "prepare-backup")]);
+    let run = waymark(dir.path(), &args, &[("FAILPOINTS", &crash_after("prepare-backup"))]);
     assert_ne!(run.code, 0, "{}", run.stderr);
     let seed = state(dir.path())["seed"].clone();
     let lsn = seed["lsn"].as_str().unwrap().to_owned();
@@ -796,7 +802,7 @@ fn a_seeded_prepare_fills_the_target_from_the_backup_and_replicates_from_its_pos
     writer.wait_for(50);
     // Filled, and then the writes since the backup cannot be applied:
     // prepare says so rather than wait.
-    let run = waymark(dir.path(), &args, &[("WAYMARK_CUTOVER_CRASH_AFTER", "prepare-schema")]);
+    let run = waymark(dir.path(), &args, &[("FAILPOINTS", &crash_after("prepare-schema"))]);
     assert_ne!(run.code, 0, "{}", run.stderr);
     assert_eq!(state(dir.path())["seed"]["filled"], true);
     new.execute(
