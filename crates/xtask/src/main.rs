@@ -12,19 +12,21 @@ mod corpus_bench;
 mod cutover_bench;
 mod expand_bench;
 mod fleet_bench;
+mod fuzz;
 mod load_bench;
 mod online_bench;
 mod tidy;
 mod verify_bench;
 use waymark_host::{Call, CallError, Dialect, Direction, Limits, StepEnv, StepFuture, StepHost, Value};
 
-const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-cutover [--scale N] [--runs N] [--write]\n       cargo xtask bench-corpus [--runs N] [--pg-url URL] [--corpus DIR] [--write]\n       cargo xtask bench-online [--scale N] [--runs N] [--pg-url URL] [--write | --only WAY]\n       cargo xtask bench-expand [--rows N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-load [--clients N] [--seconds N] [--rate R] [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-fleet [--sqlite N] [--pg N] [--parallel 1,4,16,32] [--pg-url URL] [--write]";
+const USAGE: &str = "usage: cargo xtask bench [--migrations N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-backup [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-verify [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-cutover [--scale N] [--runs N] [--write]\n       cargo xtask bench-corpus [--runs N] [--pg-url URL] [--corpus DIR] [--write]\n       cargo xtask bench-online [--scale N] [--runs N] [--pg-url URL] [--write | --only WAY]\n       cargo xtask bench-expand [--rows N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-load [--clients N] [--seconds N] [--rate R] [--scale N] [--runs N] [--pg-url URL] [--write]\n       cargo xtask bench-fleet [--sqlite N] [--pg N] [--parallel 1,4,16,32] [--pg-url URL] [--write]\n       cargo xtask fuzz [--seconds N] [--execs N] [--seed N] [--corpus DIR]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
         Some("bench-backup") => backup_bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench-corpus") => corpus_bench::run(&args[1..]),
         Some("bench-verify") => verify_bench::run(&args[1..]),
         Some("bench-cutover") => cutover_bench::run(&args[1..]),

@@ -43,7 +43,11 @@ const CODE_MAP: &[(&str, &[&str], &[&str])] = &[
     ),
     ("waymark-testkit", &[], &["wasmtime", "anyhow", "clap"]),
     ("waymark-load", &["waymark-db"], &["wasmtime", "anyhow", "clap"]),
-    ("xtask", &["waymark-host", "waymark-testkit", "waymark-load"], &[]),
+    (
+        "xtask",
+        &["waymark-host", "waymark-core", "waymark-testkit", "waymark-load"],
+        &[],
+    ),
 ];
 
 /// Each crate's name and the names of its (non-dev) dependencies.
