@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use crate::error::BackupError;
 
 /// The lock of one set being written; [`Writing::done`] removes it.
-pub(crate) struct Writing {
-    path: PathBuf,
-    _file: File,
-}
+/// `None` where the folder's file system cannot lock files (some network
+/// file systems): the set is written all the same, and only a killed
+/// run's folder is then left for the operator.
+pub(crate) struct Writing(Option<(PathBuf, File)>);
 
 fn lock_path(out: &Path, id: &str) -> PathBuf {
     out.join(format!(".{id}.lock"))
@@ -31,16 +31,26 @@ impl Writing {
         let path = lock_path(out, id);
         let temporary = out.join(format!(".{id}.lock.tmp-{}", std::process::id()));
         let file = File::create(&temporary).map_err(|e| BackupError::io(&temporary, e))?;
-        file.lock().map_err(|e| BackupError::io(&temporary, e))?;
+        if let Err(e) = file.lock() {
+            drop(file);
+            let _ = std::fs::remove_file(&temporary);
+            tracing::warn!(
+                "cannot lock files in {} ({e}); if this backup is killed, remove its folder {id} by hand",
+                out.display()
+            );
+            return Ok(Writing(None));
+        }
         std::fs::rename(&temporary, &path).map_err(|e| BackupError::io(&path, e))?;
-        Ok(Writing { path, _file: file })
+        Ok(Writing(Some((path, file))))
     }
 
     /// The set is complete, or was removed: its lock file goes (unlinked
     /// while still held, then let go).
     pub(crate) fn done(self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            tracing::warn!("removing {}: {e}", self.path.display());
+        if let Some((path, _held)) = self.0
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            tracing::warn!("removing {}: {e}", path.display());
         }
     }
 }
@@ -56,14 +66,16 @@ pub(crate) fn sweep(out: &Path) -> Vec<PathBuf> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = name.strip_prefix('.') else { continue };
+        let path = entry.path();
         let id = match (rest.strip_suffix(".lock"), rest.split_once(".lock.tmp-")) {
             (Some(id), _) => Some(id.to_owned()),
             // A lock that died before it was renamed into place: its set
-            // never began, and only the file itself goes.
+            // never began, and only the file itself goes, once it is old
+            // enough that no run can still be about to lock it.
+            (None, Some(_)) if younger_than_a_minute(&path) => continue,
             (None, Some(_)) => None,
             (None, None) => continue,
         };
-        let path = entry.path();
         let Ok(file) = File::open(&path) else { continue };
         match file.try_lock() {
             Ok(()) => {}
@@ -104,6 +116,14 @@ pub(crate) fn sweep(out: &Path) -> Vec<PathBuf> {
     removed
 }
 
+fn younger_than_a_minute(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < std::time::Duration::from_secs(60))
+}
+
 /// Whether `path` still names the file open as `file`.
 #[cfg(unix)]
 pub(crate) fn same_file(file: &File, path: &Path) -> bool {
@@ -136,6 +156,14 @@ mod tests {
         drop(Writing::start(out, "dead").unwrap());
         drop(Writing::start(out, "done").unwrap());
         std::fs::write(out.join(".gone.lock.tmp-1"), "").unwrap();
+        // One a minute old: no run can still be about to lock it.
+        let old = std::fs::File::options()
+            .write(true)
+            .open(out.join(".gone.lock.tmp-1"))
+            .unwrap();
+        old.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+            .unwrap();
+        std::fs::write(out.join(".new.lock.tmp-2"), "").unwrap();
 
         let removed = sweep(out);
         assert_eq!(removed, [out.join("dead")]);
@@ -143,6 +171,10 @@ mod tests {
         // A complete set stays; only its stray lock file goes.
         assert!(out.join("done").is_dir() && !out.join(".done.lock").exists());
         assert!(!out.join(".dead.lock").exists() && !out.join(".gone.lock.tmp-1").exists());
+        assert!(
+            out.join(".new.lock.tmp-2").exists(),
+            "a lock being made this minute stays"
+        );
 
         live.done();
         assert!(!out.join(".live.lock").exists());
