@@ -26,7 +26,7 @@ pub use error::BackupError;
 pub use estimate::{Basis, Estimate, Rates, TIMED_MIN_BYTES, estimate};
 pub use list::{Listed, list};
 pub use manifest::{
-    AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Pages, READS, Table, Timing, table_digest,
+    AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Pages, READS, Table, Timing, signed, table_digest,
 };
 pub use restore::{RestoreReport, Verify, restore, restore_schema, restore_to};
 pub use verify::{Report, verify};

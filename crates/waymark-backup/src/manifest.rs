@@ -173,14 +173,19 @@ pub struct File {
     pub sha256: String,
 }
 
+/// A manifest's text from its `body` (its JSON without the closing brace):
+/// the SHA-256 of every byte of the body appended as the last member.
+pub fn signed(body: &str) -> String {
+    let digest = hex::encode(Sha256::digest(body.as_bytes()));
+    format!("{body}{CHECKSUM_KEY}{digest}\"\n}}\n")
+}
+
 impl Manifest {
     /// The manifest's text: pretty JSON whose last member is the SHA-256 of
     /// every byte before it.
     pub fn to_text(&self) -> String {
         let body = serde_json::to_string_pretty(self).expect("manifests serialise");
-        let body = body.strip_suffix("\n}").expect("a JSON object ends in a brace");
-        let digest = hex::encode(Sha256::digest(body.as_bytes()));
-        format!("{body}{CHECKSUM_KEY}{digest}\"\n}}\n")
+        signed(body.strip_suffix("\n}").expect("a JSON object ends in a brace"))
     }
 
     /// Reads and checks a manifest. A manifest whose own digest does not
@@ -191,8 +196,14 @@ impl Manifest {
             std::io::ErrorKind::NotFound => BackupError::Incomplete { dir: dir.to_owned() },
             _ => BackupError::io(&path, e),
         })?;
+        Manifest::from_text(&text, &path)
+    }
+
+    /// Checks and parses a manifest's `text`, read from `path` (named in
+    /// errors), as [`Manifest::read`] does.
+    pub fn from_text(text: &str, path: &Path) -> Result<Manifest, BackupError> {
         let bad = |message: String| BackupError::Manifest {
-            path: path.clone(),
+            path: path.to_owned(),
             message,
         };
         let at = text

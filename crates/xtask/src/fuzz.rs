@@ -10,7 +10,11 @@
 //!   of the input, in order, apart, none blank, each on the line it says;
 //! - `Version::parse` and the order of versions: a version parsed is its
 //!   own text, and the order is total (antisymmetric and transitive) over
-//!   any mix of versions.
+//!   any mix of versions;
+//! - a backup manifest (`Manifest::from_text`), its body mutated and signed
+//!   again so that the parser, not only the digest, is reached: it never
+//!   panics, and one that parses writes out as text that parses to the
+//!   same text again.
 //!
 //! A failing input is written to `target/fuzz-findings/` and the run
 //! exits non-zero.
@@ -19,7 +23,41 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use waymark_backup::Manifest;
 use waymark_core::Version;
+
+/// A real manifest (a SQLite set of the quickstart's migrations), the
+/// manifest target's seed.
+const MANIFEST_SEED: &str = include_str!("../fuzz-seeds/manifest.json");
+
+/// What a manifest's JSON is made of.
+const JSON_TOKENS: &[&str] = &[
+    "\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "null",
+    "true",
+    "0",
+    "-1",
+    "18446744073709551616",
+    "1e400",
+    "\"\"",
+    "\\u0000",
+    "\\ud800",
+    "é",
+    "\"format\": \"waymark-backup/9\"",
+    "\"pages\": {}",
+    "\"timing\": null",
+    "\"rows_xxh3\": \"zz\"",
+    "\"chunks\": []",
+    "\"tables\": []",
+    "\"extra\": 1",
+    "\n",
+];
 
 // The splitter is the SQL step's, compiled for wasm in its own workspace;
 // here it is the same file compiled natively.
@@ -211,8 +249,9 @@ fn version_text(rng: &mut Rng) -> String {
     text
 }
 
-/// The properties of one split; an error says which failed.
-fn check_split(src: &str, dialect: split::Dialect) -> Result<(), String> {
+/// The properties of one split; an error says which failed. `true` when
+/// the text was split, `false` when it was refused.
+fn check_split(src: &str, dialect: split::Dialect) -> Result<bool, String> {
     let statements = match std::panic::catch_unwind(|| split::split(src, dialect)) {
         Err(panic) => return Err(format!("panicked: {}", panic_text(&panic))),
         // Text that cannot be split is refused with its line: fine.
@@ -221,12 +260,12 @@ fn check_split(src: &str, dialect: split::Dialect) -> Result<(), String> {
             return match e.line {
                 0 => Err(format!("refused at line 0: {}", e.message)),
                 n if n > lines => Err(format!("refused at line {n} of {lines}: {}", e.message)),
-                _ => Ok(()),
+                _ => Ok(false),
             };
         }
         Ok(Ok(statements)) => statements,
     };
-    check_statements(src, &statements)
+    check_statements(src, &statements).map(|()| true)
 }
 
 /// The statements split from `src` are pieces of it, in order, apart,
@@ -257,9 +296,50 @@ fn check_statements(src: &str, statements: &[split::Statement<'_>]) -> Result<()
     Ok(())
 }
 
+/// The manifest seed's body (its text without its own digest), mutated
+/// with JSON's tokens and pieces of itself, then signed again.
+fn manifest_text(rng: &mut Rng) -> String {
+    let end = MANIFEST_SEED
+        .rfind(",\n  \"manifest_sha256\"")
+        .expect("the seed is signed");
+    let mut body = MANIFEST_SEED[..end].to_owned();
+    for _ in 0..1 + rng.below(4) {
+        let at = boundary(rng, &body);
+        match rng.below(3) {
+            0 => body.insert_str(at, rng.pick::<&str>(JSON_TOKENS)),
+            1 => {
+                let end = ceil_boundary(&body, at + 1 + rng.below(32));
+                body.replace_range(at..end, "");
+            }
+            _ => {
+                let from = boundary(rng, MANIFEST_SEED);
+                let to = ceil_boundary(MANIFEST_SEED, from + 1 + rng.below(64));
+                body.insert_str(at, &MANIFEST_SEED[from..to]);
+            }
+        }
+    }
+    waymark_backup::signed(&body)
+}
+
+/// A manifest that parses writes out as text that parses, and writes out
+/// as the same text again. `true` when it parsed.
+fn check_manifest(text: &str) -> Result<bool, String> {
+    let path = Path::new("manifest.json");
+    let parsed = std::panic::catch_unwind(|| Manifest::from_text(text, path))
+        .map_err(|panic| format!("panicked: {}", panic_text(&panic)))?;
+    let Ok(manifest) = parsed else { return Ok(false) };
+    let written = manifest.to_text();
+    let again = Manifest::from_text(&written, path).map_err(|e| format!("its own text does not parse: {e}"))?;
+    if again.to_text() != written {
+        return Err("written twice, it differs".to_owned());
+    }
+    Ok(true)
+}
+
 /// The properties of versions: each parsed one is its own text, and the
-/// order is antisymmetric and transitive over `a`, `b` and `c`.
-fn check_versions(a: &str, b: &str, c: &str) -> Result<(), String> {
+/// order is antisymmetric and transitive over `a`, `b` and `c`. `true`
+/// when all three parsed.
+fn check_versions(a: &str, b: &str, c: &str) -> Result<bool, String> {
     let parsed = std::panic::catch_unwind(|| [a, b, c].map(|raw| Version::parse(raw).ok()))
         .map_err(|panic| format!("panicked: {}", panic_text(&panic)))?;
     for (raw, v) in [a, b, c].iter().zip(&parsed) {
@@ -270,7 +350,7 @@ fn check_versions(a: &str, b: &str, c: &str) -> Result<(), String> {
         }
     }
     let [Some(a), Some(b), Some(c)] = parsed else {
-        return Ok(());
+        return Ok(false);
     };
     if a.cmp(&b) != b.cmp(&a).reverse() {
         return Err(format!("{a} and {b} compare both ways"));
@@ -278,7 +358,7 @@ fn check_versions(a: &str, b: &str, c: &str) -> Result<(), String> {
     if a <= b && b <= c && a > c {
         return Err(format!("{a} <= {b} <= {c}, but {a} > {c}"));
     }
-    Ok(())
+    Ok(true)
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -289,10 +369,20 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+/// What is fed.
+#[derive(Clone, Copy)]
+enum Target {
+    Split(split::Dialect),
+    Versions,
+    Manifest,
+}
+
 /// What a run did, per target.
 pub(crate) struct Tally {
     pub(crate) target: &'static str,
     pub(crate) execs: u64,
+    /// Inputs the code under test accepted (split, parsed), not refused.
+    pub(crate) accepted: u64,
     pub(crate) findings: Vec<(String, String)>,
 }
 
@@ -305,39 +395,49 @@ pub(crate) fn fuzz(corpora: &Path, budget: Duration, execs: u64, seed: u64) -> V
     // this file's own code) is shown again once the hook is put back.
     let _quiet = QuietPanics::new();
     let mut tallies = Vec::new();
-    let targets: [(&'static str, Option<split::Dialect>); 4] = [
-        ("split (PostgreSQL)", Some(split::Dialect::Postgres)),
-        ("split (MySQL/MariaDB)", Some(split::Dialect::Mysql)),
-        ("split (SQLite)", Some(split::Dialect::Sqlite)),
-        ("versions and their order", None),
+    let targets: [(&'static str, Target); 5] = [
+        ("split (PostgreSQL)", Target::Split(split::Dialect::Postgres)),
+        ("split (MySQL/MariaDB)", Target::Split(split::Dialect::Mysql)),
+        ("split (SQLite)", Target::Split(split::Dialect::Sqlite)),
+        ("versions and their order", Target::Versions),
+        ("backup manifest", Target::Manifest),
     ];
-    for (i, (target, dialect)) in targets.into_iter().enumerate() {
+    for (i, (target, kind)) in targets.into_iter().enumerate() {
         let mut rng = Rng(seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let mut tally = Tally {
             target,
             execs: 0,
+            accepted: 0,
             findings: Vec::new(),
         };
         let started = Instant::now();
         while tally.execs < execs && started.elapsed() < budget && tally.findings.len() < 10 {
             // The clock is read once per thousand inputs.
             for _ in 0..1000 {
-                let (input, checked) = match dialect {
-                    Some(d) => {
+                let (input, checked) = match kind {
+                    Target::Split(d) => {
                         let input = mutate(&mut rng, &seeds);
                         let checked = check_split(&input, d);
                         (input, checked)
                     }
-                    None => {
+                    Target::Versions => {
                         let [a, b, c] = [(); 3].map(|_| version_text(&mut rng));
                         let checked = check_versions(&a, &b, &c);
                         (format!("{a}\n{b}\n{c}"), checked)
                     }
+                    Target::Manifest => {
+                        let input = manifest_text(&mut rng);
+                        let checked = check_manifest(&input);
+                        (input, checked)
+                    }
                 };
                 tally.execs += 1;
-                if let Err(problem) = checked {
-                    tally.findings.push((input, problem));
-                    break;
+                match checked {
+                    Ok(accepted) => tally.accepted += u64::from(accepted),
+                    Err(problem) => {
+                        tally.findings.push((input, problem));
+                        break;
+                    }
                 }
             }
         }
@@ -388,9 +488,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let tallies = fuzz(&corpora, Duration::from_secs(seconds), execs, seed);
     let findings_dir = root.join("target/fuzz-findings");
     let mut total = (0u64, 0usize);
-    println!("| target | execs | findings |\n|---|---|---|");
+    println!("| target | execs | accepted | findings |\n|---|---|---|---|");
     for t in &tallies {
-        println!("| {} | {} | {} |", t.target, t.execs, t.findings.len());
+        println!("| {} | {} | {} | {} |", t.target, t.execs, t.accepted, t.findings.len());
         total.0 += t.execs;
         total.1 += t.findings.len();
         for (n, (input, problem)) in t.findings.iter().enumerate() {
@@ -402,7 +502,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
     }
     println!(
-        "| **total** | **{}** | **{}** |\n\nseed {seed}, {:.0} s, {} ({} cores)",
+        "| **total** | **{}** | | **{}** |\n\nseed {seed}, {:.0} s, {} ({} cores)",
         total.0,
         total.1,
         started.elapsed().as_secs_f64(),
@@ -489,6 +589,10 @@ mod tests {
             let found = check_statements(src, &statements).unwrap_err();
             assert!(found.contains(problem), "{found}");
         }
+        // The manifest seed parses and writes out as itself.
+        let seed = Manifest::from_text(MANIFEST_SEED, Path::new("seed")).unwrap();
+        assert_eq!(seed.to_text(), MANIFEST_SEED);
+        assert!(check_manifest(MANIFEST_SEED).is_ok());
         assert!(check_versions("1", "2", "10").is_ok());
         assert!(check_versions("1", "1.0", "01").is_ok());
         // Mutation reaches places a split must survive.

@@ -45,7 +45,13 @@ const CODE_MAP: &[(&str, &[&str], &[&str])] = &[
     ("waymark-load", &["waymark-db"], &["wasmtime", "anyhow", "clap"]),
     (
         "xtask",
-        &["waymark-host", "waymark-core", "waymark-testkit", "waymark-load"],
+        &[
+            "waymark-host",
+            "waymark-core",
+            "waymark-backup",
+            "waymark-testkit",
+            "waymark-load",
+        ],
         &[],
     ),
 ];
