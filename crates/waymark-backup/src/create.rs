@@ -419,6 +419,7 @@ async fn write_set(
     let mut files = Vec::new();
     let schema_text = serde_json::to_vec_pretty(&schema).expect("schema items serialise");
     files.push(write_file(dir, "schema.json", &schema_text)?);
+    waymark_db::crash_point("backup-schema-written");
 
     std::fs::create_dir(dir.join("data")).map_err(|e| BackupError::io(dir, e))?;
     // A big table is read in two halves by key, on two connections sharing

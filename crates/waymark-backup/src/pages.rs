@@ -365,14 +365,9 @@ fn claim_temporary(temporary: &Path) -> Result<(FsFile, FsFile), BackupError> {
 /// Whether `temporary` is unlocked, and so left by a restore that
 /// stopped; if so it has been removed, with what SQLite made beside it.
 fn left_by_a_stopped_restore(temporary: &Path) -> bool {
-    let Ok(file) = FsFile::open(temporary) else {
+    let Some(_held) = crate::writing::unheld(temporary) else {
         return false;
     };
-    // The name must still lead to the file found unlocked: another
-    // restore may have removed it and made its own meanwhile.
-    if file.try_lock().is_err() || !crate::writing::same_file(&file, temporary) {
-        return false;
-    }
     for suffix in ["-journal", "-wal", "-shm"] {
         let _ = std::fs::remove_file(with_suffix(temporary, suffix));
     }

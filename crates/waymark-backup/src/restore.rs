@@ -440,6 +440,7 @@ async fn check_by_sums(
     );
     built?;
     let differ = summed?;
+    waymark_db::crash_point("restore-indexes-built");
     run_the_rest(&mut db.restore_connection().await?, &rest).await?;
     if differ.is_empty() {
         return Ok(Vec::new());

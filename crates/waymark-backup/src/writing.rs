@@ -76,21 +76,8 @@ pub(crate) fn sweep(out: &Path) -> Vec<PathBuf> {
             (None, Some(_)) => None,
             (None, None) => continue,
         };
-        let Ok(file) = File::open(&path) else { continue };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => continue,
-            Err(TryLockError::Error(e)) => {
-                tracing::debug!("{}: {e}", path.display());
-                continue;
-            }
-        }
-        // Another sweeper may have removed this file, and a new backup
-        // taken its name, while this one waited: act only if the name
-        // still leads to the file locked here.
-        if !same_file(&file, &path) {
-            continue;
-        }
+        // Held until the set and the lock file are gone.
+        let Some(_file) = unheld(&path) else { continue };
         if let Some(id) = id {
             let dir = out.join(&id);
             if dir.is_dir() && !dir.join(crate::manifest::MANIFEST).exists() {
@@ -124,9 +111,27 @@ fn younger_than_a_minute(path: &Path) -> bool {
         .is_none_or(|age| age < std::time::Duration::from_secs(60))
 }
 
+/// `path`, open and locked here, when no other process holds its lock
+/// (it was left by a run that stopped); `None` when one does, or it is
+/// gone, or cannot be locked. The name is checked to still lead to the
+/// file locked: another process may have removed it, and a new run made
+/// its own under the same name, between the open and the lock.
+pub(crate) fn unheld(path: &Path) -> Option<File> {
+    let file = File::open(path).ok()?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return None,
+        Err(TryLockError::Error(e)) => {
+            tracing::debug!("{}: {e}", path.display());
+            return None;
+        }
+    }
+    same_file(&file, path).then_some(file)
+}
+
 /// Whether `path` still names the file open as `file`.
 #[cfg(unix)]
-pub(crate) fn same_file(file: &File, path: &Path) -> bool {
+fn same_file(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), std::fs::metadata(path)) {
         (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
@@ -135,7 +140,7 @@ pub(crate) fn same_file(file: &File, path: &Path) -> bool {
 }
 
 #[cfg(not(unix))]
-pub(crate) fn same_file(_: &File, path: &Path) -> bool {
+fn same_file(_: &File, path: &Path) -> bool {
     path.exists()
 }
 

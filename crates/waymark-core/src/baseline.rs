@@ -177,7 +177,9 @@ impl Engine {
             })
             .await?;
         }
+        waymark_db::crash_point("baseline-recorded");
         conn.commit().await?;
+        waymark_db::crash_point("baseline-committed");
         Ok(())
     }
 }

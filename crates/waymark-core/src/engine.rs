@@ -777,6 +777,7 @@ impl Engine {
                     bytes: manifest.size(),
                 });
                 backup_id = Some(manifest.id);
+                waymark_db::crash_point("backed-up-before-up");
             }
             self.executor().with_backup(backup_id).run(&plan, on_event).await
         }

@@ -46,5 +46,7 @@ pub use sql::lint::{CLAIM_SETUP, Claim, Finding, RULES, Rule, Severity};
 pub use status::{Entry, State};
 pub use steps::Steps;
 pub use version::Version;
-pub use waymark_db::{ConnectOptions, DbError, Dialect, HistoryTable, OtherTool, Preimage, arm_crash_points, redact};
+pub use waymark_db::{
+    ConnectOptions, DbError, Dialect, HistoryTable, OtherTool, Preimage, arm_crash_points, crash_point, redact,
+};
 pub use waymark_host::{Action, Description, Inspection, Limits, StepFailure};

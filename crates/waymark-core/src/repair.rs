@@ -65,7 +65,9 @@ impl Engine {
                     detail,
                 });
             }
+            waymark_db::crash_point("repair-recorded");
             conn.commit().await?;
+            waymark_db::crash_point("repair-committed");
             Ok(actions)
         }
         .await;

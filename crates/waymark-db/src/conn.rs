@@ -361,7 +361,7 @@ impl Database {
                     return Err(DbError::LockTimeout {
                         url: self.url.clone(),
                         timeout: self.lock_timeout,
-                        holder: "another connection holds the SQLite write lock".to_owned(),
+                        holder: "held by another connection, which has SQLite's write lock".to_owned(),
                     });
                 }
                 Err(e) => return Err(DbError::query("BEGIN IMMEDIATE", e)),

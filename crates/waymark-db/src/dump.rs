@@ -969,11 +969,31 @@ impl Conn {
                     .map_err(|_| DbError::Config(format!("the rows of {} are not valid text", table.name)))?;
                 // What the database says it took, which a trigger that
                 // skips a row makes fewer than were sent.
-                loaded += self.execute(&sql).await?;
+                loaded += self.insert_past_deadlocks(&sql).await?;
                 pending = 0;
             }
         }
         Ok(loaded)
+    }
+
+    /// Runs one autocommitted `INSERT` of a restore, again if the server
+    /// chose it as a deadlock's victim. MariaDB loads an empty table with
+    /// its key checks off under a table lock, and two workers loading one
+    /// table can each hold the lock the other's first insert upgrades to;
+    /// the victim's statement was rolled back whole, so it is sent again.
+    async fn insert_past_deadlocks(&mut self, sql: &str) -> Result<u64, DbError> {
+        const TRIES: u32 = 5;
+        let mut tried = 1;
+        loop {
+            match self.execute(sql).await {
+                Err(e) if e.is_deadlock() && tried < TRIES => {
+                    tracing::debug!(tried, "a restore insert was a deadlock's victim; sending it again");
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(tried))).await;
+                    tried += 1;
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Puts sequences back where a backup found them.

@@ -115,6 +115,7 @@ impl Database {
                     3 => {}
                     _ => unreachable!("one arm per migration"),
                 }
+                crate::crash_point("schema-step-done");
                 let sql = format!(
                     "INSERT INTO {versions} (version, what, at) VALUES ({}, {}, {})",
                     dialect.placeholder(1),
@@ -123,6 +124,7 @@ impl Database {
                 );
                 conn.execute_with(&sql, &[crate::Value::Int(version), crate::Value::Text(what.to_owned())])
                     .await?;
+                crate::crash_point("schema-version-recorded");
                 Ok::<(), DbError>(())
             }
             .await;
@@ -138,6 +140,7 @@ impl Database {
                     )));
                 }
             }
+            crate::crash_point("schema-upgraded");
             tracing::info!(version, "upgraded waymark's tables: {what}");
         }
         Ok(())

@@ -92,6 +92,13 @@ impl DbError {
     pub fn is_lock_timeout(&self) -> bool {
         matches!(self, DbError::Query { code: Some(code), .. } if code == "55P03" || code == "1205")
     }
+
+    /// Whether the server broke a deadlock by rolling this statement's
+    /// transaction back (PostgreSQL's `40P01`, MySQL's 1213): nothing of
+    /// it stayed, so the transaction can be run again.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, DbError::Query { code: Some(code), .. } if code == "40P01" || code == "1213")
+    }
 }
 
 /// The statement that bounds a session's lock waits to `wait`, or lets
@@ -404,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn only_lock_waits_count_as_lock_timeouts() {
+    fn only_lock_waits_count_as_lock_timeouts_and_only_deadlocks_as_deadlocks() {
         let query = |code: &str| DbError::Query {
             context: "running".into(),
             code: Some(code.into()),
@@ -415,5 +422,8 @@ mod tests {
         assert!(query("1205").is_lock_timeout());
         assert!(!query("40P01").is_lock_timeout());
         assert!(!query("42P01").is_lock_timeout());
+        assert!(query("40P01").is_deadlock());
+        assert!(query("1213").is_deadlock());
+        assert!(!query("1205").is_deadlock());
     }
 }

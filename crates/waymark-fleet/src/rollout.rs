@@ -253,6 +253,7 @@ pub async fn roll_out<R: Runner>(
             continue;
         }
         let mut report = run_wave(wave, &mine, runner, watch).await;
+        waymark_core::crash_point("fleet-wave-done");
         if report.failures() > report.allowed {
             report.state = WaveState::Failed;
             halted = Some(Halt::Failures {
@@ -273,6 +274,7 @@ pub async fn roll_out<R: Runner>(
                 });
             }
             report.gate = Some(passed);
+            waymark_core::crash_point("fleet-gate-done");
         }
         waves.push(report);
     }
@@ -326,6 +328,7 @@ async fn run_wave<R: Runner>(
             }
             break;
         };
+        waymark_core::crash_point("fleet-target-done");
         let again = matches!(outcome, Outcome::Locked(_)) && !patient;
         let report = TargetReport {
             name: target.name.clone(),

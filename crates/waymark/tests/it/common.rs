@@ -221,6 +221,15 @@ impl TestDb {
         })
     }
 
+    /// `column` as text, in this database's SQL, for comparing rows.
+    pub(crate) fn text(&self, column: &str) -> String {
+        match self.kind {
+            Kind::Postgres => format!("{column}::text"),
+            Kind::Mysql => format!("CAST({column} AS CHAR)"),
+            Kind::Sqlite => format!("CAST({column} AS TEXT)"),
+        }
+    }
+
     /// Names of the user's tables, without waymark's own.
     pub(crate) fn tables(&self) -> Vec<String> {
         let sql = match self.kind {

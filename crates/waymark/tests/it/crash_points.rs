@@ -52,16 +52,12 @@ struct State {
     history: Vec<(String, String)>,
     /// waymark's own tables (pre-image copies among them), by name.
     own_tables: Vec<String>,
+    /// The schema versions waymark's tables were brought through.
+    schema_versions: Vec<Vec<Option<String>>>,
+    /// The audit log's actions, in order.
+    audit: Vec<Vec<Option<String>>>,
     /// Every file under the project but its migrations, backups by kind.
     files: Vec<String>,
-}
-
-fn text(kind: Kind, column: &str) -> String {
-    match kind {
-        Kind::Postgres => format!("{column}::text"),
-        Kind::Mysql => format!("CAST({column} AS CHAR)"),
-        Kind::Sqlite => format!("CAST({column} AS TEXT)"),
-    }
 }
 
 fn state(db: &TestDb, p: &Project) -> State {
@@ -72,7 +68,7 @@ fn state(db: &TestDb, p: &Project) -> State {
             let columns: Vec<String> = db
                 .rows(&column_names(db.kind, t))
                 .into_iter()
-                .map(|r| text(db.kind, &r[0].clone().unwrap()))
+                .map(|r| db.text(&r[0].clone().unwrap()))
                 .collect();
             db.rows(&format!("SELECT {} FROM {t} ORDER BY 1", columns.join(", ")))
         })
@@ -90,7 +86,7 @@ fn state(db: &TestDb, p: &Project) -> State {
     };
     // Pre-image copies are named by the time they were taken; only how
     // many there are, and of what, can match another run's.
-    let own_tables = db
+    let own_tables: Vec<String> = db
         .rows(own)
         .into_iter()
         .filter_map(|r| r.into_iter().next().flatten())
@@ -99,10 +95,22 @@ fn state(db: &TestDb, p: &Project) -> State {
             None => t,
         })
         .collect();
+    let own_rows = |sql: &str| {
+        if own_tables.iter().any(|t: &String| sql.contains(&format!(" FROM {t} "))) {
+            db.rows(sql)
+        } else {
+            Vec::new()
+        }
+    };
     State {
         schema: db.snapshot(),
         rows,
         history: db.history(),
+        schema_versions: own_rows(&format!(
+            "SELECT {} FROM waymark_history_schema ORDER BY 1",
+            db.text("version")
+        )),
+        audit: own_rows("SELECT action, version FROM waymark_history_audit ORDER BY id"),
         own_tables,
         files: files(p.dir.path()),
     }
@@ -149,6 +157,13 @@ fn files(root: &Path) -> Vec<String> {
     found
 }
 
+/// The state one run of `args` leaves on a fresh database.
+fn clean_run(p: &Project, kind: Kind, args: &[&str]) -> State {
+    let db = TestDb::new(kind);
+    p.run(&db, args).ok();
+    state(&db, p)
+}
+
 /// The lock is free: another runner takes it at once (and may then
 /// refuse for a migration left `running`, or apply one: this is the last
 /// look at each case's database).
@@ -190,7 +205,12 @@ fn project() -> Project {
 /// first. MySQL/MariaDB runs the six statements one by one; in a
 /// transaction the SQL step sends each script in one round trip (three).
 fn up_points(kind: Kind) -> Vec<(&'static str, u32)> {
-    let mut points = vec![("lock-taken", 0), ("preimage-kept", 0), ("before-lock-release", 0)];
+    let mut points = vec![
+        ("lock-taken", 0),
+        ("preimage-copied", 0),
+        ("preimage-kept", 0),
+        ("before-lock-release", 0),
+    ];
     let statements = if kind == Kind::Mysql { 6 } else { 3 };
     points.extend((0..statements).map(|hit| ("statement-done", hit)));
     let per_migration: &[&str] = match kind {
@@ -215,17 +235,17 @@ fn leaves_running(kind: Kind, point: &str) -> bool {
     kind == Kind::Mysql
         && matches!(
             point,
-            "recorded-running-committed" | "recorded-step-done" | "statement-done" | "preimage-kept"
+            "recorded-running-committed"
+                | "recorded-step-done"
+                | "statement-done"
+                | "preimage-copied"
+                | "preimage-kept"
         )
 }
 
 fn crash_during_up(kind: Kind) {
     let p = project();
-    let clean = {
-        let db = TestDb::new(kind);
-        p.run(&db, &["up"]).ok();
-        state(&db, &p)
-    };
+    let clean = clean_run(&p, kind, &["up"]);
     assert_eq!(clean.history.len(), 3);
     assert!(clean.own_tables.iter().any(|t| t.ends_with("_pre_*")), "{clean:?}");
     let points = up_points(kind);
@@ -247,6 +267,17 @@ fn crash_during_up(kind: Kind) {
             let running: Vec<&(String, String)> = history.iter().filter(|(_, s)| s == "running").collect();
             assert_eq!(running.len(), 1, "{point} (hit {hit}): {history:?}");
             assert!(history.iter().all(|(_, s)| s == "running" || s == "applied"));
+            // Stopped while keeping the copy, before the migration's own
+            // statements: nothing to undo by hand, and the repair the
+            // message names, then `up`, give the clean result.
+            if point.starts_with("preimage-") {
+                p.run(&db, &["repair", "--rolled-back"]).ok();
+                p.run(&db, &["up"]).ok();
+                let mut after = state(&db, &p);
+                // The repair's audit entry is the one difference.
+                after.audit.retain(|a| a[0].as_deref() != Some("rolled-back"));
+                assert_eq!(after, clean, "{point} (hit {hit}), repaired");
+            }
         } else {
             again.ok();
             assert_eq!(state(&db, &p), clean, "{point} (hit {hit})");
@@ -332,6 +363,7 @@ fn crash_during_backup(kind: Kind) {
         state
     };
     for (point, hit) in [
+        ("backup-schema-written", 0),
         ("backup-chunk-written", 0),
         ("backup-chunk-written", 2),
         ("backup-manifest-before-rename", 0),
@@ -383,7 +415,12 @@ fn crash_during_restore(kind: Kind) {
         p.run(&db, &["backup", "restore", "--to", &db.url, &set]).ok();
         state(&db, &p)
     };
-    for point in ["restore-tables-made", "restore-rows-loaded", "restore-checked"] {
+    for point in [
+        "restore-tables-made",
+        "restore-rows-loaded",
+        "restore-indexes-built",
+        "restore-checked",
+    ] {
         let db = TestDb::new(kind);
         let restore = ["backup", "restore", "--to", &db.url, &set];
         crashed(&p, &db, &restore, point, 0);
@@ -457,11 +494,7 @@ fn crash_during_a_backfill_postgres() {
         "[backfill]\nbatch_size = 100\n\n[[op]]\nop = \"alter_type\"\ntable = \"accounts\"\ncolumn = \"balance\"\n\
          type = \"numeric(12,2)\"\nup = \"balance::numeric(12,2)\"\ndown = \"round(balance)::integer\"\n",
     );
-    let clean = {
-        let db = TestDb::new(kind);
-        p.run(&db, &["up"]).ok();
-        state(&db, &p)
-    };
+    let clean = clean_run(&p, kind, &["up"]);
     assert_eq!(clean.history[1], ("2".to_owned(), "expanded".to_owned()));
     for (point, hit) in [
         ("batch-before-commit", 0),
@@ -531,7 +564,159 @@ fn crash_during_a_copy_of_pages_sqlite() {
     }
 }
 
+/// waymark's own tables, made on a database's first `up` and brought
+/// through each schema version: killed after any version's step, before
+/// or after its version row is written, the next run finishes the
+/// upgrade. MySQL/MariaDB commits the step without its row, and the next
+/// run does the step again, which each step allows.
+fn crash_during_first_use(kind: Kind) {
+    let p = project();
+    let clean = clean_run(&p, kind, &["up"]);
+    let versions = clean.schema_versions.len() as u32;
+    assert!(versions >= 3, "{clean:?}");
+    for point in ["schema-step-done", "schema-version-recorded", "schema-upgraded"] {
+        for hit in 0..versions {
+            let db = TestDb::new(kind);
+            crashed(&p, &db, &["up"], point, hit);
+            p.run(&db, &["up"]).ok();
+            assert_eq!(state(&db, &p), clean, "{point} (hit {hit})");
+            lock_is_free(&p, &db);
+        }
+    }
+}
+
+/// `repair --rolled-back`: the forgotten record and its audit entry go in
+/// one transaction. Killed before the commit, the next repair does it
+/// all; killed after, the next finds nothing left to repair.
+fn crash_during_repair(kind: Kind) {
+    let p = Project::new();
+    p.migration("1_ok", "CREATE TABLE ok (id INTEGER);", None);
+    p.migration(
+        "2_bad",
+        "-- no-transaction\nCREATE TABLE half (id INTEGER);\nINSERT INTO missing VALUES (1);\n",
+        None,
+    );
+    let repair = ["repair", "--rolled-back"];
+    let clean = {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).code(1);
+        p.run(&db, &repair).ok();
+        state(&db, &p)
+    };
+    assert_eq!(clean.history, [("1".to_owned(), "applied".to_owned())]);
+    assert_eq!(clean.audit, [[Some("rolled-back".to_owned()), Some("2".to_owned())]]);
+    for point in ["repair-recorded", "repair-committed"] {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).code(1);
+        crashed(&p, &db, &repair, point, 0);
+        let again = p.run(&db, &repair).ok();
+        if point == "repair-committed" {
+            again.stderr_has("nothing to repair");
+        }
+        assert_eq!(state(&db, &p), clean, "{point}");
+        lock_is_free(&p, &db);
+    }
+}
+
+/// `baseline`: every row and its audit entry in one transaction. Killed
+/// before the commit, the next baseline records them all; killed after,
+/// the next is refused, the history being there.
+fn crash_during_baseline(kind: Kind) {
+    let p = project();
+    let baseline = ["baseline", "2"];
+    let clean = clean_run(&p, kind, &baseline);
+    assert_eq!(clean.history.len(), 2, "{clean:?}");
+    assert_eq!(clean.audit.len(), 2, "{clean:?}");
+    for point in ["baseline-recorded", "baseline-committed"] {
+        let db = TestDb::new(kind);
+        crashed(&p, &db, &baseline, point, 0);
+        let again = p.run(&db, &baseline);
+        if point == "baseline-committed" {
+            again
+                .code(1)
+                .stderr_has("cannot baseline: the history table already records 2 migration(s)");
+        } else {
+            again.ok();
+        }
+        assert_eq!(state(&db, &p), clean, "{point}");
+        lock_is_free(&p, &db);
+    }
+}
+
+/// `up --backup` killed after its backup and before the first migration:
+/// the next takes a backup of its own and applies them all; both sets are
+/// whole.
+fn crash_after_the_backup_of_up(kind: Kind) {
+    let p = project();
+    let up = ["up", "--backup"];
+    let clean = {
+        let db = TestDb::new(kind);
+        p.run(&db, &up).ok();
+        let state = state(&db, &p);
+        std::fs::remove_dir_all(p.dir.path().join("backups")).unwrap();
+        state
+    };
+    let db = TestDb::new(kind);
+    crashed(&p, &db, &up, "backed-up-before-up", 0);
+    p.run(&db, &up).ok();
+    assert_eq!(state(&db, &p), clean);
+    let listed = p.run(&db, &["backup", "list", "--json"]).ok().json();
+    let sets = listed["backups"].as_array().unwrap();
+    assert_eq!(sets.len(), 2, "{listed}");
+    assert!(sets.iter().all(|s| s["complete"] == true), "{listed}");
+    lock_is_free(&p, &db);
+}
+
+/// `fleet up` killed after any target of a wave, or after a wave and
+/// before its gate: run again, each target ends as a plain `up` leaves
+/// it, and the first wave's gate is run (again) before the second wave.
+#[test]
+fn crash_during_a_fleet_rollout() {
+    let p = project();
+    let clean = clean_run(&p, Kind::Sqlite, &["up"]);
+    let gate_log = p.dir.path().join("gate.log");
+    for (point, hit) in [
+        ("fleet-target-done", 0),
+        ("fleet-target-done", 1),
+        ("fleet-wave-done", 0),
+        ("fleet-wave-done", 1),
+        ("fleet-gate-done", 0),
+    ] {
+        let dbs: Vec<TestDb> = (0..3).map(|_| TestDb::new(Kind::Sqlite)).collect();
+        let mut file = String::new();
+        for (i, db) in dbs.iter().enumerate() {
+            let tier = if i == 0 { "canary" } else { "rest" };
+            file += &format!(
+                "[[target]]\nname = \"t{i}\"\nurl = \"{}\"\nlabels = {{ tier = \"{tier}\" }}\n\n",
+                db.url
+            );
+        }
+        file += "[[wave]]\nname = \"canary\"\nselect = { tier = \"canary\" }\n\
+                 gate = { check = \"echo gate >> gate.log\" }\n\n\
+                 [[wave]]\nname = \"rest\"\nselect = \"*\"\n";
+        p.file("fleet.toml", &file);
+        crashed(&p, &dbs[0], &["fleet", "up"], point, hit);
+        let _ = std::fs::remove_file(&gate_log);
+        p.run(&dbs[0], &["fleet", "up"]).ok();
+        for db in &dbs {
+            // Beyond a plain `up`'s files: the fleet file and the gate's log.
+            let mut after = state(db, &p);
+            after.files.retain(|f| f != "gate.log" && f != "fleet.toml");
+            assert_eq!(after, clean, "{point} (hit {hit})");
+        }
+        let gates = std::fs::read_to_string(&gate_log).unwrap_or_default();
+        assert_eq!(
+            gates, "gate\n",
+            "{point} (hit {hit}): the second run runs the gate once"
+        );
+    }
+}
+
 crate::common::each_dialect!(
+    crash_during_first_use,
+    crash_during_repair,
+    crash_during_baseline,
+    crash_after_the_backup_of_up,
     crash_while_recording_a_failure,
     crash_during_up,
     crash_during_down,

@@ -99,17 +99,9 @@ fn drop_migration(kind: Kind) -> (&'static str, &'static str) {
     (up, down)
 }
 
-fn text(kind: Kind, column: &str) -> String {
-    match kind {
-        Kind::Postgres => format!("{column}::text"),
-        Kind::Mysql => format!("CAST({column} AS CHAR)"),
-        Kind::Sqlite => format!("CAST({column} AS TEXT)"),
-    }
-}
-
 /// Every row of the three tables, in key order.
 fn contents(db: &TestDb) -> Vec<Vec<Vec<Option<String>>>> {
-    let t = |c: &str| text(db.kind, c);
+    let t = |c: &str| db.text(c);
     vec![
         db.rows(&format!("SELECT {}, name, email, note FROM users ORDER BY id", t("id"))),
         db.rows(&format!(
@@ -147,10 +139,7 @@ fn copies(db: &TestDb) -> (Vec<String>, i64) {
         .into_iter()
         .filter_map(|r| r.into_iter().next().flatten())
         .collect();
-    let listed = db.rows(&format!(
-        "SELECT {} FROM waymark_history_preimage",
-        text(db.kind, "COUNT(*)")
-    ));
+    let listed = db.rows(&format!("SELECT {} FROM waymark_history_preimage", db.text("COUNT(*)")));
     let listed = listed[0][0].as_deref().unwrap().parse().unwrap();
     (tables, listed)
 }
@@ -220,10 +209,7 @@ fn up_then_down_gives_back_the_dropped_rows(kind: Kind) {
 
     // The sequence behind a restored key is past the restored values.
     db.execute("INSERT INTO sessions (user_id, token) VALUES (1, 'after')");
-    let newest = db.rows(&format!(
-        "SELECT {} FROM sessions WHERE token = 'after'",
-        text(kind, "id")
-    ));
+    let newest = db.rows(&format!("SELECT {} FROM sessions WHERE token = 'after'", db.text("id")));
     assert_eq!(newest, [[Some("501".to_owned())]]);
     db.execute("DELETE FROM sessions WHERE token = 'after'");
 
