@@ -69,6 +69,7 @@ pub(crate) async fn write_pages(
         conn.rollback().await?;
         let copy = dir.join("pages.vacuum");
         db.vacuum_into(&copy).await?;
+        waymark_db::crash_point("pages-vacuumed");
         let opened = FsFile::open(&copy).map_err(|e| BackupError::io(&copy, e))?;
         let copied = copy_pages(&opened, &copy, dir, options.level, &name, progress)?;
         drop(opened);

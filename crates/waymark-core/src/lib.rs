@@ -16,6 +16,8 @@ mod baseline;
 mod engine;
 mod error;
 mod execute;
+#[doc(hidden)]
+pub mod fuzzing;
 mod plan;
 mod plugin;
 mod repair;

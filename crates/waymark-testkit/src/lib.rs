@@ -17,6 +17,7 @@
 
 mod bouncer;
 mod cluster;
+pub mod fuzz;
 mod mariadb;
 
 use std::path::{Path, PathBuf};

@@ -207,13 +207,21 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
     let defaults = waymark_core::Limits::default();
     let mut init_sql = file.init_sql;
     init_sql.extend(global.init_sql.iter().cloned());
+    // Each refusal names where the value came from: the flag, or the file.
     let step_memory_mib = global.step_memory_mib.or(file.step.memory_mib).unwrap_or(64);
     if step_memory_mib == 0 {
-        return Err(ConfigError("step memory must be at least 1 MiB".to_owned()).into());
+        return Err(ConfigError(match global.step_memory_mib {
+            Some(_) => "--step-memory-mib must be at least 1".to_owned(),
+            None => format!("{}: [step] memory_mib must be at least 1", path.display()),
+        })
+        .into());
     }
-    let layout = match global.layout.as_deref().or(file.layout.as_deref()) {
-        None => Layout::Auto,
-        Some(name) => Layout::parse(name).map_err(|e| ConfigError(format!("layout: {e}")))?,
+    let layout = match (global.layout.as_deref(), file.layout.as_deref()) {
+        (Some(name), _) => Layout::parse(name).map_err(|e| ConfigError(format!("--layout: {e}")))?,
+        (None, Some(name)) => {
+            Layout::parse(name).map_err(|e| ConfigError(format!("{}: layout: {e}", path.display())))?
+        }
+        (None, None) => Layout::Auto,
     };
     let preimages = match file.backup.preimages {
         None | Some(PreimagesFile::On(true)) => PreimageMode::Keep,
@@ -270,7 +278,12 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
             Some(0) => {
                 return Err(ConfigError(format!("{}: [backup] chunk_kib must be at least 1", path.display())).into());
             }
-            Some(kib) => kib * 1024,
+            Some(kib) => kib.checked_mul(1024).ok_or_else(|| {
+                ConfigError(format!(
+                    "{}: [backup] chunk_kib = {kib} is more bytes than a number holds",
+                    path.display()
+                ))
+            })?,
             None => 64 * 1024 * 1024,
         },
         locks,
@@ -319,4 +332,92 @@ fn read(path: &Path, required: bool) -> anyhow::Result<File> {
     };
     // toml's message carries the line, the column and the offending text.
     toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+    use waymark_testkit::fuzz::{Rng, TOML_TOKENS, splice};
+
+    /// A `waymark.toml` that sets every key, the fuzzing's seed.
+    const SEED: &str = "database_url = \"sqlite://app.db\"\nmigrations = \"db\"\nlayout = \"sqlx\"\n\
+        init_sql = [\"SET x = 1\"]\nlock_timeout = \"30s\"\nconnect_timeout = \"5s\"\n\n\
+        [history]\ntable = \"h\"\nschema = \"s\"\n\n\
+        [step]\ntimeout = \"10s\"\nmemory_mib = 64\nstatement_timeout = \"1m\"\nmax_calls = 10\nmax_rows = 10\n\n\
+        [backup]\ndir = \"b\"\nbefore_up = true\npreimages = \"strict\"\nchunk_kib = 64\n\n\
+        [locks]\ntimeout = \"2s\"\nfirst_timeout = \"50ms\"\nretries = 3\nmax_wait = \"1m\"\n\n\
+        [lint]\nsmall_table_rows = 10\n\n[lint.severity]\nadd-column-rewrite = \"error\"\n\n\
+        [fleet]\nparallel = 2\n";
+
+    /// These keys' values, on top of TOML's own tokens.
+    const KEYS: &[&str] = &[
+        "\"0s\"",
+        "\"off\"",
+        "\"1y\"",
+        "\"-1s\"",
+        "[step]",
+        "[locks]",
+        "\"weird-layout\"",
+        "\"warning\"",
+        "\"no-such-rule\"",
+    ];
+
+    /// `waymark.toml` fuzzed, as `cargo xtask fuzz` fuzzes the parsers of
+    /// the library crates (this one is the binary's own): `load` never
+    /// panics, and every refusal names the file, so that the operator
+    /// knows where to look. `WAYMARK_FUZZ_EXECS` sets how many inputs (for
+    /// a long run: `WAYMARK_FUZZ_EXECS=1000000 cargo test -p waymark --bin
+    /// waymark fuzz_waymark_toml`).
+    #[test]
+    fn fuzz_waymark_toml() {
+        let execs: u64 = std::env::var("WAYMARK_FUZZ_EXECS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(20_000);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waymark.toml");
+        let cli = crate::cli::Cli::try_parse_from(["waymark", "--config", path.to_str().unwrap(), "status"]).unwrap();
+        // The seed itself is accepted: the mutations start from a file
+        // that reaches every key's own check.
+        std::fs::write(&path, SEED).unwrap();
+        super::load(&cli.global).unwrap();
+        // What the fuzzing found, each refused naming the file: a layout
+        // and a memory the file got wrong (they named neither), and a chunk
+        // size whose bytes overflow (a panic).
+        for (text, said) in [
+            ("layout = \"nope\"\n", "layout: unknown layout"),
+            ("[step]\nmemory_mib = 0\n", "[step] memory_mib must be at least 1"),
+            (
+                "[backup]\nchunk_kib = 9223372036854775807\n",
+                "is more bytes than a number holds",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let refusal = super::load(&cli.global).unwrap_err().to_string();
+            assert!(refusal.starts_with(&format!("{}: ", path.display())), "{refusal}");
+            assert!(refusal.contains(said), "{refusal}");
+        }
+        let tokens: Vec<&str> = TOML_TOKENS.iter().chain(KEYS).copied().collect();
+        let mut rng = Rng(0x5EED);
+        let mut accepted = 0u64;
+        for _ in 0..execs {
+            let rounds = 1 + rng.below(4);
+            let text = splice(&mut rng, SEED, &tokens, rounds, (24, 48));
+            std::fs::write(&path, &text).unwrap();
+            let loaded = std::panic::catch_unwind(|| super::load(&cli.global))
+                .unwrap_or_else(|_| panic!("load panicked on:\n{text}"));
+            match loaded {
+                Ok(_) => accepted += 1,
+                Err(e) => assert!(
+                    e.to_string().contains(&*path.to_string_lossy()),
+                    "a refusal that names no file: {e}\non:\n{text}"
+                ),
+            }
+        }
+        eprintln!("waymark.toml: {execs} inputs, {accepted} accepted");
+        assert!(
+            accepted > 0,
+            "no input was accepted: the fuzzing reaches only the parser's errors"
+        );
+    }
 }

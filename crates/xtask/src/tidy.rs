@@ -48,6 +48,7 @@ const CODE_MAP: &[(&str, &[&str], &[&str])] = &[
         &[
             "waymark-host",
             "waymark-core",
+            "waymark-db",
             "waymark-backup",
             "waymark-testkit",
             "waymark-load",

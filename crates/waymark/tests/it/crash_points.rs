@@ -534,6 +534,22 @@ fn crash_during_a_copy_of_pages_sqlite() {
         );
         std::fs::remove_dir_all(p.dir.path().join("backups")).unwrap();
     }
+    // A database in WAL mode is copied by `VACUUM INTO` a file in the set,
+    // as big as the database: a run stopped after it leaves that file,
+    // which the next run removes with the rest of the unfinished set.
+    let wal = TestDb::new(kind);
+    p.run(&wal, &["up"]).ok();
+    wal.execute("PRAGMA journal_mode = WAL");
+    crashed(&p, &wal, &["backup", "create", "--pages"], "pages-vacuumed", 0);
+    p.run(&wal, &["backup", "create", "--pages"])
+        .ok()
+        .stderr_has("removed the unfinished backup");
+    let left = files(p.dir.path());
+    assert!(!left.iter().any(|f| f.ends_with("pages.vacuum")), "{left:?}");
+    let listed = p.run(&wal, &["backup", "list", "--json"]).ok().json();
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+    std::fs::remove_dir_all(p.dir.path().join("backups")).unwrap();
+
     let created = p.run(&source, &["backup", "create", "--pages", "--json"]).ok().json();
     let set = created["dir"].as_str().unwrap().to_owned();
     let folder = tempfile::tempdir().unwrap();
