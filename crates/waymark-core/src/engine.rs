@@ -675,8 +675,9 @@ impl Engine {
     ) -> Result<Vec<Applied>, Error> {
         self.under_lock(None, on_event, async |history| {
             let kept = self.db.preimages().await?;
+            let open = self.db.connection().await?.open_redos().await?;
             self.planner(self.preimages, Statements::No)
-                .redo(set, history, &kept)
+                .redo(set, history, &kept, &open)
                 .await
         })
         .await

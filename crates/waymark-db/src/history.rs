@@ -486,6 +486,33 @@ impl Conn {
         Ok(())
     }
 
+    /// The versions a `redo` reverted and has not applied again: each one's
+    /// newest `redo` or `redone` audit entry is `redo` (see
+    /// `waymark-core`'s executor, which writes both in the transactions
+    /// that revert and apply it).
+    pub async fn open_redos(&mut self) -> Result<std::collections::HashSet<String>, DbError> {
+        let dialect = self.dialect();
+        let sql = format!(
+            "SELECT version, action FROM {} WHERE action IN ('redo', 'redone') ORDER BY id",
+            self.history.audit(dialect)
+        );
+        let rows: Vec<(String, String)> = with_conn!(&mut self.inner, c => {
+            sqlx::query(&sql).fetch_all(c).await.and_then(|rows| rows.iter()
+                .map(|r| Ok((r.try_get::<String, _>("version")?, r.try_get::<String, _>("action")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>())
+        })
+        .map_err(|e| DbError::query("reading the audit table", e))?;
+        let mut open = std::collections::HashSet::new();
+        for (version, action) in rows {
+            if action == "redo" {
+                open.insert(version);
+            } else {
+                open.remove(&version);
+            }
+        }
+        Ok(open)
+    }
+
     /// Records the checkpoint of a step that commits in batches, in the
     /// transaction that commits the batch.
     /// `direction` is `up` or `down`: a run is resumed only the way it went.

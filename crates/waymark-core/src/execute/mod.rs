@@ -25,7 +25,7 @@ mod trace;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use waymark_db::{Conn, Database, NewHistoryRow, State as Recorded};
+use waymark_db::{AuditEntry, Conn, Database, NewHistoryRow, State as Recorded};
 use waymark_host::{Call, CallError, Direction, StepFailure};
 
 use self::locks::{Attempts, LockWait, Pause, Watch};
@@ -37,7 +37,7 @@ use crate::engine::{
     Applied, Event, OnStatement, PreimageMode, Progress, batched, config_of, host_dialect, run_name, script_for,
 };
 use crate::error::Error;
-use crate::plan::{Plan, Strategy};
+use crate::plan::{Plan, Strategy, Way};
 use crate::source::{Migration, OpsPhase, Step, Transaction};
 use crate::steps::Steps;
 
@@ -82,6 +82,14 @@ pub struct Executor<'a> {
     /// How statements wait for locks.
     locks: LockPolicy,
     on_lock_retry: Option<OnLockRetry>,
+    /// The versions a `redo` reverted and did not apply again (a runner
+    /// stopped between the two), read when a plan starts. A `redo`'s down
+    /// opens one and any `up` of it closes it, each with an audit entry in
+    /// the transaction that records the migration, so that the next
+    /// `redo` knows to apply it rather than revert one more.
+    open_redos: std::sync::Mutex<HashSet<String>>,
+    /// Whether the plan carried out is a `redo`'s.
+    redoing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Executor<'_> {
@@ -102,6 +110,8 @@ impl<'a> Executor<'a> {
             backup_id: None,
             locks: LockPolicy::default(),
             on_lock_retry: None,
+            open_redos: Default::default(),
+            redoing: Default::default(),
         }
     }
 
@@ -133,6 +143,11 @@ impl<'a> Executor<'a> {
     /// Carries out `plan`; on a failure, the error lists what was done
     /// before it.
     pub async fn run(&self, plan: &Plan, on_event: &mut (dyn FnMut(Event<'_>) + Send)) -> Result<Vec<Applied>, Error> {
+        if !plan.migrations.is_empty() {
+            *self.open_redos.lock().unwrap() = self.db.connection().await?.open_redos().await?;
+        }
+        self.redoing
+            .store(plan.way == Way::Redo, std::sync::atomic::Ordering::Relaxed);
         if plan.single_transaction || plan.dry_run {
             self.apply_batch(plan, on_event).await
         } else {
@@ -243,6 +258,9 @@ impl<'a> Executor<'a> {
                 Err(e) => return Err(with_applied(e, done)),
             };
             done.push(finished(target, m, down, started, p.transactional(), report, on_event));
+            if down && plan.way == Way::Redo {
+                waymark_db::crash_point("redo-reverted");
+            }
         }
         Ok(done)
     }
@@ -358,6 +376,7 @@ impl<'a> Executor<'a> {
         // never atomic: it commits at its own points.)
         let duration_ms = millis(started.elapsed());
         waymark_db::crash_point("atomic-step-done");
+        self.note_redo(&mut conn, m, direction).await?;
         match direction {
             Direction::Up => {
                 let backup = self.backup_id.clone();
@@ -378,6 +397,31 @@ impl<'a> Executor<'a> {
         Ok(Some(preimages))
     }
 
+    /// In the transaction that records `m` applied or reverted: a `redo`'s
+    /// down opens a redo of `m` (audit `redo`), and an `up` of a migration
+    /// with one open closes it (`redone`). The set is changed here, before
+    /// the commit: a failure after this stops the run.
+    async fn note_redo(&self, conn: &mut Conn, m: &Migration, direction: Direction) -> Result<(), Error> {
+        let version = m.version.as_str();
+        let (action, detail) = match direction {
+            Direction::Up if self.open_redos.lock().unwrap().remove(version) => {
+                ("redone", "applied again after a redo reverted it")
+            }
+            Direction::Down if self.redoing.load(std::sync::atomic::Ordering::Relaxed) => {
+                self.open_redos.lock().unwrap().insert(version.to_owned());
+                ("redo", "reverted by a redo, to be applied again")
+            }
+            _ => return Ok(()),
+        };
+        conn.audit(&AuditEntry {
+            action,
+            version,
+            detail,
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Records a migration as applied, or forgets it once reverted.
     async fn finish(
         &self,
@@ -386,10 +430,11 @@ impl<'a> Executor<'a> {
         direction: Direction,
         duration_ms: i64,
     ) -> Result<(), Error> {
+        self.note_redo(conn, m, direction).await?;
         match direction {
             Direction::Up => {
                 let backup = self.backup_id.clone();
-                conn.record(&applied_row(m, duration_ms, backup.as_deref())).await?
+                conn.record(&applied_row(m, duration_ms, backup.as_deref())).await?;
             }
             Direction::Down => {
                 conn.forget(m.version.as_str()).await?;

@@ -5,6 +5,8 @@
 //! run at once needs no more than its strategies, and asking costs a step
 //! call per migration.
 
+use std::collections::HashSet;
+
 use waymark_db::{Dialect, HistoryRow, Preimage, State as Recorded};
 use waymark_host::{Call, Direction};
 
@@ -163,12 +165,31 @@ impl Planner<'_> {
     }
 
     /// What `redo` does: the newest migration reverted, then applied again.
+    /// A redo stopped between the two (`open` holds what it reverted) is
+    /// finished instead: its migration applied, and nothing more reverted.
     pub(crate) async fn redo(
         &self,
         set: &MigrationSet,
         history: &[HistoryRow],
         kept: &[Preimage],
+        open: &HashSet<String>,
     ) -> Result<Plan, Error> {
+        let stopped = set
+            .migrations
+            .iter()
+            .find(|m| open.contains(m.version.as_str()) && !history.iter().any(|r| r.version == m.version.as_str()));
+        if let Some(m) = stopped {
+            tracing::warn!(
+                "the last redo of {} stopped after reverting it; this one applies it again and reverts nothing",
+                m.label()
+            );
+            let mut plan = self.empty(Way::Redo, set, history, false, false);
+            let mut m = m.clone();
+            self.to_apply(&mut m);
+            plan.migrations
+                .push(self.planned(m, Direction::Up, false, false, &[]).await?);
+            return Ok(plan);
+        }
         let mut plan = self.down(set, history, kept, &DownTarget::Steps(1)).await?;
         plan.way = Way::Redo;
         let again: Vec<Migration> = plan.migrations.iter().map(|p| p.migration.clone()).collect();

@@ -659,6 +659,46 @@ fn crash_during_baseline(kind: Kind) {
     }
 }
 
+/// `redo` of the migration that dropped a column: killed after its down
+/// committed, the next `redo` applies that migration again and reverts
+/// nothing more (it used to revert the one before it too); killed after
+/// its up, the next redoes it once more. Either way the end is a clean
+/// redo's, and a later `redo` redoes the newest migration as always.
+fn crash_during_redo(kind: Kind) {
+    let p = project();
+    let clean = {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).ok();
+        p.run(&db, &["redo"]).ok();
+        state(&db, &p)
+    };
+    assert_eq!(clean.history.len(), 3);
+    let finished = match kind {
+        Kind::Mysql => "recorded-finished",
+        _ => "atomic-committed",
+    };
+    for (point, hit) in [("redo-reverted", 0), (finished, 1)] {
+        let db = TestDb::new(kind);
+        p.run(&db, &["up"]).ok();
+        crashed(&p, &db, &["redo"], point, hit);
+        let again = p.run(&db, &["redo"]).ok();
+        let mut after = state(&db, &p);
+        if point == "redo-reverted" {
+            again.stderr_has("the last redo of 3_drop_body stopped after reverting it");
+            assert_eq!(after, clean, "{point}");
+        } else {
+            // Redone twice: two pairs of audit entries where a clean run has one.
+            assert_eq!(after.audit.len(), clean.audit.len() * 2, "{after:?}");
+            after.audit.truncate(clean.audit.len());
+            assert_eq!(after, clean, "{point} (hit {hit})");
+        }
+        let redone = p.run(&db, &["redo", "--json"]).ok().json();
+        assert_eq!(redone["done"].as_array().unwrap().len(), 2, "{redone}");
+        assert_eq!(db.history().len(), 3);
+        lock_is_free(&p, &db);
+    }
+}
+
 /// `up --backup` killed after its backup and before the first migration:
 /// the next takes a backup of its own and applies them all; both sets are
 /// whole.
@@ -732,6 +772,7 @@ crate::common::each_dialect!(
     crash_during_first_use,
     crash_during_repair,
     crash_during_baseline,
+    crash_during_redo,
     crash_after_the_backup_of_up,
     crash_while_recording_a_failure,
     crash_during_up,
