@@ -260,6 +260,8 @@ impl<'a> Executor<'a> {
             done.push(finished(target, m, down, started, p.transactional(), report, on_event));
             if down && plan.way == Way::Redo {
                 waymark_db::crash_point("redo-reverted");
+            } else if !down {
+                self.open_redos.lock().unwrap().remove(m.version.as_str());
             }
         }
         Ok(done)
@@ -399,12 +401,15 @@ impl<'a> Executor<'a> {
 
     /// In the transaction that records `m` applied or reverted: a `redo`'s
     /// down opens a redo of `m` (audit `redo`), and an `up` of a migration
-    /// with one open closes it (`redone`). The set is changed here, before
-    /// the commit: a failure after this stops the run.
+    /// with one open closes it (`redone`). A redo's down adds `m` to the
+    /// open ones at once, for the up that follows it, in the same
+    /// transaction or not; an up's closing is taken out of the set only
+    /// once committed (`run_each`), so that an attempt rolled back for a
+    /// lock and tried again writes it again.
     async fn note_redo(&self, conn: &mut Conn, m: &Migration, direction: Direction) -> Result<(), Error> {
         let version = m.version.as_str();
         let (action, detail) = match direction {
-            Direction::Up if self.open_redos.lock().unwrap().remove(version) => {
+            Direction::Up if self.open_redos.lock().unwrap().contains(version) => {
                 ("redone", "applied again after a redo reverted it")
             }
             Direction::Down if self.redoing.load(std::sync::atomic::Ordering::Relaxed) => {
