@@ -139,6 +139,24 @@ mod tests {
         assert!(missing.is_empty(), "crash points the matrix never arms: {missing:?}");
     }
 
+    /// The binary turns the `crash-points` feature on for the one build
+    /// that `cargo run` and `cargo test` share; what keeps the points out
+    /// of a release is that every piece of them is also behind
+    /// `debug_assertions`.
+    #[test]
+    fn crash_points_are_left_out_of_release_builds() {
+        let crash = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../waymark-db/src/crash.rs");
+        let text = std::fs::read_to_string(crash).unwrap();
+        let gates: Vec<&str> = text.lines().filter(|l| l.contains("crash-points")).collect();
+        assert!(gates.len() >= 3, "{gates:?}");
+        for gate in gates.iter().filter(|l| l.trim_start().starts_with("#[cfg(")) {
+            assert!(
+                gate.contains("debug_assertions"),
+                "a crash-point gate without debug_assertions: {gate}"
+            );
+        }
+    }
+
     #[test]
     fn every_crate_depends_only_on_what_the_code_map_allows() {
         let mut problems = Vec::new();
