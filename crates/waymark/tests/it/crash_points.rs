@@ -201,6 +201,19 @@ fn project() -> Project {
     p
 }
 
+/// A migration that applies, then one that fails outside a transaction
+/// after a statement that stays: `failed` is recorded after `running`.
+fn failing_project() -> Project {
+    let p = Project::new();
+    p.migration("1_ok", "CREATE TABLE ok (id INTEGER);", None);
+    p.migration(
+        "2_bad",
+        "-- no-transaction\nCREATE TABLE half (id INTEGER);\nINSERT INTO missing VALUES (1);\n",
+        None,
+    );
+    p
+}
+
 /// Where `up` can be stopped: each point, and how many times it is passed
 /// first. MySQL/MariaDB runs the six statements one by one; in a
 /// transaction the SQL step sends each script in one round trip (three).
@@ -440,13 +453,7 @@ fn crash_during_restore(kind: Kind) {
 /// failed; a run killed before `failed` was written leaves it `running`,
 /// which the next run refuses as interrupted.
 fn crash_while_recording_a_failure(kind: Kind) {
-    let p = Project::new();
-    p.migration("1_ok", "CREATE TABLE ok (id INTEGER);", None);
-    p.migration(
-        "2_bad",
-        "-- no-transaction\nCREATE TABLE half (id INTEGER);\nINSERT INTO missing VALUES (1);\n",
-        None,
-    );
+    let p = failing_project();
     let (clean, clean_again) = {
         let db = TestDb::new(kind);
         p.run(&db, &["up"]).code(1);
@@ -605,13 +612,7 @@ fn crash_during_first_use(kind: Kind) {
 /// one transaction. Killed before the commit, the next repair does it
 /// all; killed after, the next finds nothing left to repair.
 fn crash_during_repair(kind: Kind) {
-    let p = Project::new();
-    p.migration("1_ok", "CREATE TABLE ok (id INTEGER);", None);
-    p.migration(
-        "2_bad",
-        "-- no-transaction\nCREATE TABLE half (id INTEGER);\nINSERT INTO missing VALUES (1);\n",
-        None,
-    );
+    let p = failing_project();
     let repair = ["repair", "--rolled-back"];
     let clean = {
         let db = TestDb::new(kind);
