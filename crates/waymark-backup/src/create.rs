@@ -689,6 +689,7 @@ mod tests {
             lock_timeout: Duration::from_secs(5),
             lock_wait: None,
             connect_timeout: None,
+            create: true,
         })
         .await
         .unwrap();

@@ -24,7 +24,7 @@ mod writing;
 pub use create::{CreateOptions, Progress, create, create_verified};
 pub use error::BackupError;
 pub use estimate::{Basis, Estimate, Rates, TIMED_MIN_BYTES, estimate};
-pub use list::{Listed, list};
+pub use list::{Listed, list, size_on_disk};
 pub use manifest::{
     AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Pages, READS, Table, Timing, signed, table_digest,
 };

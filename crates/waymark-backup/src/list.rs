@@ -27,7 +27,7 @@ pub fn list(out: &Path) -> Result<Vec<Listed>, BackupError> {
                 BackupError::Incomplete { .. } => "incomplete: no manifest.json".to_owned(),
                 other => other.to_string(),
             }),
-            size: size_of(&dir),
+            size: size_on_disk(&dir),
             id,
             dir,
         })
@@ -59,7 +59,9 @@ fn order(id: &str) -> (&str, u64) {
         .unwrap_or((id, 1))
 }
 
-fn size_of(dir: &Path) -> u64 {
+/// The bytes of every file in a set's folder, its manifest included: what
+/// `backup list` and `backup create` report, and what the set costs.
+pub fn size_on_disk(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_owned()];
     while let Some(folder) = stack.pop() {

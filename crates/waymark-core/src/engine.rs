@@ -72,6 +72,11 @@ pub struct Applied {
     pub version: Version,
     /// Name.
     pub name: String,
+    /// What was done, which says the direction too: `applied`,
+    /// `reverted`, or an ops.toml migration's `expanded`, `completed` or
+    /// `aborted` (a `redo` lists its migration twice, reverted then
+    /// applied).
+    pub done: &'static str,
     /// Wall time it took, including the database's work.
     pub duration: Duration,
     /// Whether it ran in a transaction.
@@ -109,6 +114,10 @@ pub enum Event<'a> {
         label: &'a str,
         /// Up or down.
         down: bool,
+        /// Its place in the batch, from 1.
+        position: usize,
+        /// How many the batch holds.
+        of: usize,
     },
     /// A migration finished.
     Finished {
@@ -210,6 +219,10 @@ pub struct RepairOptions {
     /// Remove the rows of failed (or interrupted) migrations, once their
     /// partial effects have been undone by hand.
     pub rolled_back: bool,
+    /// Record failed (or interrupted) migrations as applied, once what
+    /// they left half done has been finished (an up) or undone (a down)
+    /// by hand.
+    pub applied: bool,
     /// Record the current checksum of modified migrations.
     pub accept_checksums: bool,
     /// Remove the rows of applied migrations whose files are gone.
@@ -823,6 +836,7 @@ pub(crate) fn failure(
             rolled_back,
             resumes: !rolled_back && batched(m),
             lock_wait: None,
+            down: false,
         }),
         applied,
     }

@@ -17,6 +17,12 @@ pub enum SourceError {
         /// What the OS said.
         message: String,
     },
+    /// The folder of migrations is not there.
+    #[error("{}: no such folder of migrations", dir.display())]
+    NoFolder {
+        /// The folder, as given.
+        dir: PathBuf,
+    },
     /// A name that is not `<version>_<name>`, or an unexpected file.
     #[error("{}: {reason}", path.display())]
     BadName {
@@ -102,6 +108,38 @@ pub struct MigrationFailure {
     /// When a statement gave up waiting for a lock: which, and the
     /// sessions that held it.
     pub lock_wait: Option<String>,
+    /// Whether it failed reverting (its down script), not applying.
+    pub down: bool,
+}
+
+impl MigrationFailure {
+    /// What to do about a failure that was not rolled back: what stayed
+    /// done, and the two ways out, each for the direction it failed in.
+    fn repair_hint(&self) -> String {
+        let version = self.label.split('_').next().unwrap_or_default();
+        let file = self.file.display();
+        let from = match &self.failure {
+            StepFailure::Statement { line, .. } if *line > 0 => format!("line {line}"),
+            _ => "the failing statement".to_owned(),
+        };
+        if self.down {
+            format!(
+                "{file} ran outside a transaction, so what it did before {from} stays done and {} is half reverted. \
+                 Either finish the revert by hand ({file} from {from} on) and run `waymark repair --rolled-back \
+                 --version {version}`, which records it as not applied; or undo what ran before {from} and run \
+                 `waymark repair --applied --version {version}`, which records it as applied, for `waymark down` \
+                 to try again",
+                self.label
+            )
+        } else {
+            format!(
+                "{file} ran outside a transaction, so its statements before {from} stay applied. Either undo them \
+                 by hand and run `waymark repair --rolled-back --version {version}`, then `waymark up` again; or \
+                 apply the rest by hand ({file} from {from} on) and run `waymark repair --applied --version \
+                 {version}`, which records it as applied"
+            )
+        }
+    }
 }
 
 fn location(file: &std::path::Path, failure: &StepFailure) -> String {
@@ -187,11 +225,7 @@ impl Error {
                  command again to go on from there"
                     .to_owned(),
             ),
-            Error::Migration { failure, .. } if !failure.rolled_back => Some(format!(
-                "the migration ran outside a transaction, so its statements before the failing one stay applied; \
-                 undo them by hand, then run `waymark repair --rolled-back --version {}` and `waymark up` again",
-                failure.label.split('_').next().unwrap_or_default()
-            )),
+            Error::Migration { failure, .. } if !failure.rolled_back => Some(failure.repair_hint()),
             Error::Db(DbError::NewerSchema { .. }) => Some(
                 "run the waymark release that wrote this history (or a newer one); nothing was read or changed"
                     .to_owned(),
@@ -201,9 +235,15 @@ impl Error {
                  the statement: `-- waymark:allow <rule> <reason>` (`waymark lint --rules` explains each rule)"
                     .to_owned(),
             ),
+            Error::Source(SourceError::NoFolder { .. }) => Some(
+                "create the first migration with `waymark new <name>`, or name the folder with --migrations \
+                 (or WAYMARK_MIGRATIONS, or migrations = \"...\" in waymark.toml)"
+                    .to_owned(),
+            ),
             Error::Db(DbError::LockTimeout { .. }) => {
                 Some("another runner is migrating this database; wait for it, or raise --lock-timeout".to_owned())
             }
+            Error::Db(e) | Error::Backup(waymark_backup::BackupError::Db(e)) => e.hint(),
             _ => None,
         }
     }

@@ -41,14 +41,15 @@ pub use plan::{
 };
 pub use plugin::{PluginTest, PluginTestOptions, Sdk, Stage, inspect, scaffold_plugin, test_plugin};
 pub use source::{
-    Access, ComponentStep, Ignored, Layout, Migration, MigrationSet, Script, Step, Transaction, checksum, discover,
-    scaffold,
+    Access, ComponentStep, EMPTY_DOWN, Ignored, Layout, Migration, MigrationSet, Script, Step, Transaction, checksum,
+    discover, scaffold,
 };
 pub use sql::lint::{CLAIM_SETUP, Claim, Finding, RULES, Rule, Severity};
 pub use status::{Entry, State};
 pub use steps::Steps;
 pub use version::Version;
 pub use waymark_db::{
-    ConnectOptions, DbError, Dialect, HistoryTable, OtherTool, Preimage, arm_crash_points, crash_point, redact,
+    ConnectOptions, DatabaseChange, DbError, Dialect, HistoryTable, OtherTool, Preimage, arm_crash_points, crash_point,
+    create_database, drop_database, redact,
 };
-pub use waymark_host::{Action, Description, Inspection, Limits, StepFailure};
+pub use waymark_host::{Action, Description, INTERFACE_VERSION, Inspection, Limits, StepFailure};

@@ -79,18 +79,28 @@ pub fn scaffold_plugin(dir: &Path, name: &str, sdk: &Sdk) -> Result<Vec<PathBuf>
             ),
         ),
         (root.join("src/lib.rs"), plugin_template(name)),
+        // A migration folder that uses the step, for `plugin test` to run
+        // as it is: after `cargo build --release --target wasm32-wasip2`,
+        // `waymark plugin test example` passes.
         (
-            root.join("step.toml.example"),
+            root.join("example/step.toml"),
             format!(
-                "# Copy into a migration folder as step.toml, with the component's path and\n\
-                 # the sha256 that `waymark plugin inspect` prints.\n\
-                 component = \"../../plugins/{crate_name}.wasm\"\n\
-                 sha256 = \"<from waymark plugin inspect>\"\n\n\
+                "# A migration that uses the step. `waymark plugin test example` runs it\n\
+                 # against a scratch database made by setup.sql, and pins the component\n\
+                 # built last. In a real migration folder, pin it: add the sha256 that\n\
+                 # `waymark plugin inspect` prints, and give the component's path from there.\n\
+                 component = \"../target/wasm32-wasip2/release/{crate_name}.wasm\"\n\n\
                  [permissions]\n\
                  # read-only unless granted; list the tables the step may write.\n\
                  write = [\"users\"]\n\n\
                  [config]\ntable = \"users\"\ncolumn = \"email\"\nvalue = \"admin@example.com\"\n"
             ),
+        ),
+        (
+            root.join(format!("example/{SETUP}")),
+            "-- What the example's step works on, made in the scratch database first.\n\
+             CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE);\n"
+                .to_owned(),
         ),
         (root.join(".gitignore"), "/target\n".to_owned()),
     ];
@@ -157,6 +167,10 @@ pub struct Stage {
     pub duration: std::time::Duration,
 }
 
+/// The SQL beside a migration folder's `step.toml` that `plugin test`
+/// runs first when no `--setup` is given.
+const SETUP: &str = "setup.sql";
+
 /// How to run a plugin test.
 #[derive(Debug, Clone)]
 pub struct PluginTestOptions {
@@ -164,7 +178,8 @@ pub struct PluginTestOptions {
     pub path: PathBuf,
     /// The scratch database; `None`: a new SQLite file.
     pub url: Option<String>,
-    /// SQL run before the test, to create what the step works on.
+    /// SQL run before the test, to create what the step works on;
+    /// `None`: the folder's `setup.sql`, if it has one.
     pub setup: Option<PathBuf>,
     /// The limits a real run applies.
     pub limits: Limits,
@@ -178,9 +193,23 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
     let migrations = scratch.path().join("migrations");
     let folder = migrations.join("1_plugin_test");
     std::fs::create_dir_all(&folder).map_err(|e| Error::Usage(format!("{}: {e}", folder.display())))?;
-    std::fs::write(folder.join("step.toml"), step_file(&options.path)?)
-        .map_err(|e| Error::Usage(format!("{}: {e}", folder.display())))?;
-    let set = discover(&migrations, crate::source::Layout::Waymark)?;
+    let copy = folder.join("step.toml");
+    std::fs::write(&copy, step_file(&options.path)?).map_err(|e| Error::Usage(format!("{}: {e}", folder.display())))?;
+    // What is said of the copy is said of the user's own file.
+    let users = match options.path.is_dir() {
+        true => options.path.join("step.toml"),
+        false => options.path.clone(),
+    };
+    let set = discover(&migrations, crate::source::Layout::Waymark).map_err(|e| {
+        Error::Usage(
+            e.to_string()
+                .replace(&copy.display().to_string(), &users.display().to_string()),
+        )
+    })?;
+    let setup = options
+        .setup
+        .clone()
+        .or_else(|| Some(options.path.join(SETUP)).filter(|s| options.path.is_dir() && s.is_file()));
 
     let url = options
         .url
@@ -197,8 +226,9 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
         lock_timeout: std::time::Duration::from_secs(10),
         lock_wait: None,
         connect_timeout: None,
+        create: true,
     };
-    if let Some(setup) = &options.setup {
+    if let Some(setup) = &setup {
         let sql = std::fs::read_to_string(setup).map_err(|e| Error::Usage(format!("{}: {e}", setup.display())))?;
         let db = Database::connect(&connect).await?;
         let ran = async { db.connection().await?.execute(&sql).await }.await;
@@ -215,7 +245,15 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
         severities: Default::default(),
     })
     .await?;
-    let result = run_stages(&engine, &set, &history.name).await;
+    let result = run_stages(&engine, &set, &history.name).await.map_err(|e| match e {
+        Error::Migration { mut failure, applied } => {
+            if failure.file == set.migrations[0].up.path {
+                failure.file = users.clone();
+            }
+            Error::Migration { failure, applied }
+        }
+        other => other,
+    });
     if result.is_ok() {
         engine.drop_history().await?;
     }
@@ -306,6 +344,13 @@ fn step_file(path: &Path) -> Result<String, Error> {
             .map_err(|e: toml::de::Error| usage(format!("step.toml: {}", e.to_string().trim_end())))?;
         if let Some(toml::Value::String(component)) = table.get("component") {
             let absolute = std::path::absolute(path.join(component)).map_err(|e| usage(e.to_string()))?;
+            // A test pins the component as built now, when the folder
+            // has no pin yet (the scaffold's example).
+            if !table.contains_key("sha256") {
+                let bytes =
+                    std::fs::read(&absolute).map_err(|e| usage(format!("component {}: {e}", absolute.display())))?;
+                table.insert("sha256".to_owned(), toml::Value::String(waymark_host::digest(&bytes)));
+            }
             table.insert(
                 "component".to_owned(),
                 toml::Value::String(absolute.display().to_string()),

@@ -1,7 +1,7 @@
 //! `repair`: the explicit, audited way out of a failed or drifted state,
 //! each action behind its own flag.
 
-use waymark_db::AuditEntry;
+use waymark_db::{AuditEntry, NewHistoryRow, State as Recorded};
 
 use crate::engine::{Engine, RepairAction, RepairOptions, release};
 use crate::error::Error;
@@ -11,9 +11,15 @@ use crate::status::State;
 impl Engine {
     /// The explicit, audited way out of a failed or drifted state.
     pub async fn repair(&self, set: &MigrationSet, options: &RepairOptions) -> Result<Vec<RepairAction>, Error> {
-        if !(options.rolled_back || options.accept_checksums || options.forget_missing) {
+        if !(options.rolled_back || options.applied || options.accept_checksums || options.forget_missing) {
             return Err(Error::Usage(
-                "repair needs to be told what to do: --rolled-back, --accept-checksums or --forget-missing".to_owned(),
+                "repair needs to be told what to do: --rolled-back, --applied, --accept-checksums or --forget-missing"
+                    .to_owned(),
+            ));
+        }
+        if options.rolled_back && options.applied {
+            return Err(Error::Usage(
+                "--rolled-back and --applied say opposite things of a failed migration; give one".to_owned(),
             ));
         }
         let lock = self.lock_for_change().await?;
@@ -34,6 +40,25 @@ impl Engine {
                             format!(
                                 "removed the {} record; `up` will run it again (it failed with: {})",
                                 row.state.as_str(),
+                                row.error.as_deref().unwrap_or("its runner stopped before finishing")
+                            ),
+                        )
+                    }
+                    State::Failed if options.applied => {
+                        conn.record(&NewHistoryRow {
+                            version: &row.version,
+                            name: &row.name,
+                            checksum: &row.checksum,
+                            state: Recorded::Applied,
+                            duration_ms: row.duration_ms,
+                            error: None,
+                            backup_id: row.backup_id.as_deref(),
+                        })
+                        .await?;
+                        (
+                            "applied",
+                            format!(
+                                "recorded as applied; `down` will revert it (it failed with: {})",
                                 row.error.as_deref().unwrap_or("its runner stopped before finishing")
                             ),
                         )

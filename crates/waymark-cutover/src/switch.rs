@@ -589,5 +589,6 @@ pub(crate) fn connect_options(url: &str) -> ConnectOptions {
         lock_timeout: Duration::from_secs(10),
         lock_wait: None,
         connect_timeout: None,
+        create: true,
     }
 }

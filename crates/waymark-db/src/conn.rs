@@ -36,6 +36,10 @@ pub struct ConnectOptions {
     /// (a dropped packet, a listener that never speaks) then fails in
     /// seconds, not minutes.
     pub connect_timeout: Option<Duration>,
+    /// Whether a SQLite file that is not there is created (`up` and the
+    /// other commands that write). Read-only commands leave it `false`, so
+    /// a mistyped path is an error naming it, not a new empty database.
+    pub create: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -199,9 +203,27 @@ async fn cause<C: sqlx::Connection>(options: &C::Options, reach: Duration) -> sq
     }
 }
 
+/// A failure to connect to `url` (redacted), said as what it is: a
+/// database that is not there, or the driver's cause.
+pub(crate) fn connect_error(url: &str, e: &sqlx::Error) -> DbError {
+    let (code, message, _) = describe(e);
+    // PostgreSQL's invalid_catalog_name; MySQL's ER_BAD_DB_ERROR.
+    if matches!(code.as_deref(), Some("3D000" | "1049")) {
+        return DbError::NoDatabase {
+            url: url.to_owned(),
+            message,
+            file: false,
+        };
+    }
+    DbError::Connect {
+        url: url.to_owned(),
+        message,
+    }
+}
+
 /// How long a connect may take when [`ConnectOptions::connect_timeout`]
 /// is not given: a server that answers at all answers well within it.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Database {
     /// Connects, running `init_sql` on the first connection so a bad setup
@@ -214,15 +236,9 @@ impl Database {
             message: e.to_string(),
         };
         let reach = options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let connect_error = |e: sqlx::Error| {
-            let (_, message, _) = describe(&e);
-            // An init statement's failure reads better with its text.
-            DbError::Connect {
-                url: url.clone(),
-                message,
-            }
-        };
-        let scheme = options.url.split("://").next().unwrap_or_default().to_ascii_lowercase();
+        let connect_error = |e: sqlx::Error| connect_error(&url, &e);
+        // `sqlite://app.db`, and sqlx's own `sqlite:app.db`.
+        let scheme = options.url.split(':').next().unwrap_or_default().to_ascii_lowercase();
         let dialect = Dialect::of_url(&options.url).unwrap_or(Dialect::Sqlite);
         let init: Vec<String> = crate::waits::bound_on_connect(dialect, options.lock_wait)
             .into_iter()
@@ -278,8 +294,18 @@ impl Database {
             "sqlite" => {
                 let opts = SqliteConnectOptions::from_str(&options.url)
                     .map_err(invalid)?
-                    .create_if_missing(true)
+                    .create_if_missing(options.create)
                     .busy_timeout(options.lock_timeout);
+                if !options.create {
+                    let missing = crate::pages::sqlite_file(&options.url)?.filter(|file| !file.exists());
+                    if let Some(file) = missing {
+                        return Err(DbError::NoDatabase {
+                            url,
+                            message: format!("no database file {}", file.display()),
+                            file: true,
+                        });
+                    }
+                }
                 // One connection: SQLite serialises writers anyway, and one
                 // connection cannot wait on a lock its sibling holds.
                 let pool = SqlitePoolOptions::new()

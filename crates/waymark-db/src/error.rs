@@ -24,6 +24,17 @@ pub enum DbError {
         /// What the driver said.
         message: String,
     },
+    /// The server answered, but the database the URL names is not there
+    /// (or, for a command that creates nothing, the SQLite file).
+    #[error("could not connect to {url}: {message}")]
+    NoDatabase {
+        /// The URL, with any password removed.
+        url: String,
+        /// What is missing, as the server (or the file system) said.
+        message: String,
+        /// Whether it is a SQLite file, which `up` would create.
+        file: bool,
+    },
     /// Another runner held the migration lock for longer than allowed.
     #[error("could not get the migration lock on {url} within {} s: {holder}", timeout.as_secs_f64())]
     LockTimeout {
@@ -80,6 +91,33 @@ impl DbError {
             *doing = context;
         }
         self
+    }
+
+    /// What the user can do about it, where the error alone does not say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DbError::NoDatabase { file: true, .. } => Some(
+                "`waymark up` (or `waymark database create`) creates the file; status, plan and verify only read, \
+                 so they create nothing; check the path in the URL"
+                    .to_owned(),
+            ),
+            DbError::NoDatabase { file: false, .. } => Some(
+                "create it with `waymark database create` (the URL's user needs the right to), or check the \
+                 database name in the URL"
+                    .to_owned(),
+            ),
+            DbError::Connect { message, .. } if message.contains("Connection refused") => Some(
+                "nothing listens at that host and port: is the server running, and is the URL's port its port? \
+                 (--database-url or DATABASE_URL)"
+                    .to_owned(),
+            ),
+            DbError::Connect { message, .. } if message.contains("the connect timeout") => Some(
+                "the host did not answer: check the host in the URL and any firewall between, or allow longer \
+                 with --connect-timeout"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
     }
 
     pub(crate) fn query(context: impl Into<String>, error: sqlx::Error) -> Self {

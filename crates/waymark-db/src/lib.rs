@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod admin;
 mod conn;
 mod crash;
 mod dialect;
@@ -29,6 +30,7 @@ mod url;
 mod value;
 mod waits;
 
+pub use admin::{DatabaseChange, create_database, drop_database};
 pub use conn::{Conn, ConnectOptions, Database};
 pub use crash::{arm_crash_points, crash_point};
 pub use dialect::Dialect;

@@ -3,6 +3,18 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What `waymark --version` says: the release, the commit it was built
+/// from (build.rs) and the plugin interface its host serves, the three
+/// things a bug report or a plugin author needs.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {}, plugin interface {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("WAYMARK_COMMIT"),
+        waymark_core::INTERFACE_VERSION
+    )
+});
+
 /// Versioned, transactional schema migrations for PostgreSQL, MySQL/MariaDB
 /// and SQLite, every step run as a sandboxed WebAssembly component.
 ///
@@ -11,7 +23,7 @@ use clap::{Args, Parser, Subcommand};
 /// get the lock in time, 5 a cutover refused, 6 a lint error not allowed,
 /// 7 a rehearsal's verdict failed.
 #[derive(Debug, Parser)]
-#[command(name = "waymark", version, max_term_width = 100)]
+#[command(name = "waymark", version = VERSION.as_str(), max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -26,14 +38,14 @@ pub(crate) struct Global {
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub(crate) database_url: Option<String>,
     /// Folder of migrations. Default: migrations/
-    #[arg(long, env = "WAYMARK_MIGRATIONS", global = true)]
+    #[arg(long, env = "WAYMARK_MIGRATIONS", global = true, hide_env_values = true)]
     pub(crate) migrations: Option<PathBuf>,
     /// Whose layout the migrations folder is in: auto (default), waymark,
     /// diesel, sqlx, golang-migrate, dbmate, goose or flyway.
-    #[arg(long, env = "WAYMARK_LAYOUT", global = true)]
+    #[arg(long, env = "WAYMARK_LAYOUT", global = true, hide_env_values = true)]
     pub(crate) layout: Option<String>,
     /// Config file. Default: waymark.toml, if present.
-    #[arg(long, env = "WAYMARK_CONFIG", global = true)]
+    #[arg(long, env = "WAYMARK_CONFIG", global = true, hide_env_values = true)]
     pub(crate) config: Option<PathBuf>,
     /// SQL run on every connection waymark opens, before anything else
     /// (repeatable), e.g. "SET lock_timeout = '5s'".
@@ -44,7 +56,14 @@ pub(crate) struct Global {
     pub(crate) lock_timeout: Option<Duration>,
     /// How long to try to reach the database before giving up with the
     /// cause, e.g. 10s. Default: 5s.
-    #[arg(long, value_name = "DUR", env = "WAYMARK_CONNECT_TIMEOUT", value_parser = parse_duration, global = true)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        env = "WAYMARK_CONNECT_TIMEOUT",
+        value_parser = parse_duration,
+        global = true,
+        hide_env_values = true
+    )]
     pub(crate) connect_timeout: Option<Duration>,
     /// History table name. Default: waymark_history.
     #[arg(long, global = true)]
@@ -139,6 +158,10 @@ pub(crate) enum Command {
         /// rename_table, alter_type, set_not_null, drop_not_null, sql).
         #[arg(long)]
         op: Option<String>,
+        /// Its version. Default: the next of a numbered folder, else the
+        /// UTC time (one second after the newest if that is not earlier).
+        #[arg(long)]
+        version: Option<String>,
     },
     /// Record every migration up to VERSION as applied without running it,
     /// to adopt a database whose schema already exists; or, with --from,
@@ -172,6 +195,39 @@ pub(crate) enum Command {
     /// workload: a baseline, each migration, and after, with latency,
     /// errors and lock waits per phase and a verdict (exit 7 when it fails).
     Rehearse(RehearseArgs),
+    /// Create or drop the database the URL names (for SQLite, its file),
+    /// as the URL's user. Both do nothing, and say so, when it already is
+    /// as asked.
+    #[command(subcommand)]
+    Database(DatabaseCommand),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish,
+    /// powershell), e.g. `waymark completions bash >
+    /// ~/.local/share/bash-completion/completions/waymark`.
+    Completions {
+        /// Which shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `waymark man | man -l -`; with
+    /// --out, write it and one page per command into a folder.
+    Man {
+        /// The folder for waymark.1 and a waymark-<command>.1 per command.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DatabaseCommand {
+    /// Create it, connecting to the server's maintenance database
+    /// (PostgreSQL's `postgres`) or to the server alone (MySQL).
+    Create,
+    /// Drop it and everything in it; asks for --yes, since nothing brings
+    /// it back but a backup.
+    Drop {
+        /// Drop it: without this, nothing is dropped.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,7 +284,7 @@ pub(crate) struct FleetDownArgs {
 pub(crate) struct FleetArgs {
     /// The fleet file. Default: fleet.toml, or the [fleet] table of
     /// waymark.toml.
-    #[arg(long, env = "WAYMARK_FLEET")]
+    #[arg(long, env = "WAYMARK_FLEET", hide_env_values = true)]
     pub(crate) fleet: Option<PathBuf>,
     /// Take only the targets of shard i of N (i counts from 0), for N
     /// runners sharing the fleet: a Kubernetes indexed Job, a CI matrix.
@@ -660,8 +716,13 @@ pub(crate) struct DownArgs {
 pub(crate) struct RepairArgs {
     /// Forget failed or interrupted migrations, after undoing their partial
     /// effects by hand; `up` runs them again.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "applied")]
     pub(crate) rolled_back: bool,
+    /// Record failed or interrupted migrations as applied, after finishing
+    /// by hand what a failed up left undone, or undoing what a failed down
+    /// did; `down` can then revert them.
+    #[arg(long)]
+    pub(crate) applied: bool,
     /// Record the current checksum of modified migrations.
     #[arg(long)]
     pub(crate) accept_checksums: bool,

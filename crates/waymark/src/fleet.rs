@@ -44,7 +44,8 @@ pub(crate) async fn fleet(
         inventory.waves.reverse();
     }
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
-    let options = crate::engine_options(settings);
+    // Only a rollout writes, and so may create a SQLite target's file.
+    let options = crate::engine_options(settings, matches!(command, FleetCommand::Up(_) | FleetCommand::Down(_)));
     let mut runner = EngineRunner {
         set,
         steps: Arc::new(Steps::new(options.limits.clone(), options.cache_dir.clone())?),

@@ -10,6 +10,7 @@ mod config;
 mod events;
 mod fleet;
 mod json;
+mod manual;
 mod metrics;
 mod output;
 mod rehearse;
@@ -29,7 +30,7 @@ use waymark_core::{
 use waymark_backup::BackupError;
 use waymark_cutover::CutoverError;
 
-use crate::cli::{BackupCommand, Cli, Command, CutoverCommand, PluginCommand};
+use crate::cli::{BackupCommand, Cli, Command, CutoverCommand, DatabaseCommand, PluginCommand};
 use crate::config::{ConfigError, Settings};
 use crate::output::Output;
 
@@ -58,6 +59,29 @@ fn main() -> ExitCode {
             }
         }
     }
+    // Neither reads the configuration: a broken waymark.toml must not
+    // keep a shell from completing the command that would fix it.
+    match &cli.command {
+        Command::Completions { shell } => {
+            manual::completions(*shell);
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { out: dir } => {
+            return match manual::man(dir.as_deref()) {
+                Ok(written) => {
+                    if dir.is_some() {
+                        out.created(&written);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    out.error(&e, None);
+                    ExitCode::from(exit::FAILED)
+                }
+            };
+        }
+        _ => {}
+    }
     let result = config::load(&cli.global).and_then(|settings| {
         let runtime =
             runtime_for(&cli.command, &settings).map_err(|e| anyhow!("could not start the async runtime: {e}"))?;
@@ -67,8 +91,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = exit_code(&e);
-            let hint = e.downcast_ref::<Error>().and_then(Error::hint);
-            out.error(&e, hint.as_deref());
+            out.error(&e, hint(&e).as_deref());
             ExitCode::from(code)
         }
     }
@@ -112,6 +135,19 @@ fn init_tracing(cli: &Cli) {
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// What the user can do about `e`, from whichever crate's error it is.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    if let Some(e) = e.downcast_ref::<Error>() {
+        return e.hint();
+    }
+    let db = match (e.downcast_ref::<BackupError>(), e.downcast_ref::<CutoverError>()) {
+        (Some(BackupError::Db(db)), _)
+        | (_, Some(CutoverError::Db(db) | CutoverError::Backup(BackupError::Db(db)))) => Some(db),
+        _ => e.downcast_ref::<waymark_core::DbError>(),
+    };
+    db.and_then(waymark_core::DbError::hint)
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
@@ -171,8 +207,21 @@ fn version(raw: &str, flag: &str) -> anyhow::Result<Version> {
 }
 
 async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
-    if let Command::New { name, op } = &cli.command {
-        let paths = scaffold(&settings.migrations, name, settings.layout, op.as_deref()).map_err(Error::from)?;
+    if let Command::New {
+        name,
+        op,
+        version: chosen,
+    } = &cli.command
+    {
+        let chosen = chosen.as_deref().map(|v| version(v, "--version")).transpose()?;
+        let paths = scaffold(
+            &settings.migrations,
+            name,
+            settings.layout,
+            op.as_deref(),
+            chosen.as_ref(),
+        )
+        .map_err(Error::from)?;
         out.created(&paths);
         return Ok(0);
     }
@@ -186,6 +235,9 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
     }
     if let Command::Cutover(command) = &cli.command {
         return cutover(command, settings, out).await;
+    }
+    if let Command::Database(command) = &cli.command {
+        return database(command, settings, out).await;
     }
     if let Command::Lint { rules: true, .. } = &cli.command {
         out.rules(&settings.severities);
@@ -202,7 +254,7 @@ async fn run(cli: &Cli, settings: &Settings, out: &Output) -> anyhow::Result<u8>
     if let Command::Fleet(command) = &cli.command {
         return fleet::fleet(command, settings, &set, out).await;
     }
-    let mut engine = connect(settings).await?;
+    let mut engine = connect(settings, writes(&cli.command)).await?;
     if let Some(progress) = out.step_progress() {
         engine.on_progress(progress);
     }
@@ -264,6 +316,12 @@ async fn plugin(command: &PluginCommand, settings: &Settings, out: &Output) -> a
             let sdk = sdk_path.clone().map_or(Sdk::Vendored, Sdk::Path);
             let paths = waymark_core::scaffold_plugin(dir, name, &sdk)?;
             out.created(&paths);
+            let root = dir.join(name);
+            out.note(&format!(
+                "next: cargo build --release --target wasm32-wasip2 --manifest-path {}, then waymark plugin test {}",
+                root.join("Cargo.toml").display(),
+                root.join("example").display()
+            ));
             Ok(0)
         }
         PluginCommand::Inspect { path } => {
@@ -341,7 +399,7 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
             estimate,
             pages,
         } => {
-            let engine = connect(settings).await?;
+            let engine = connect(settings, false).await?;
             let options = waymark_backup::CreateOptions {
                 pages: *pages,
                 ..backup_options(settings, tables.clone(), dir.clone())
@@ -365,6 +423,25 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
     }
 }
 
+/// `database create|drop`: needs no migrations folder.
+async fn database(command: &DatabaseCommand, settings: &Settings, out: &Output) -> anyhow::Result<u8> {
+    let options = connect_options(settings, &settings.database_url);
+    let url = redact(&settings.database_url);
+    let change = match command {
+        DatabaseCommand::Create => waymark_core::create_database(&options).await?,
+        DatabaseCommand::Drop { yes: false } => {
+            return Err(Error::Usage(format!(
+                "`database drop` drops the database {url} names and everything in it; run it again with --yes to \
+                 drop it"
+            ))
+            .into());
+        }
+        DatabaseCommand::Drop { yes: true } => waymark_core::drop_database(&options).await?,
+    };
+    out.database(matches!(command, DatabaseCommand::Create), &change, &url);
+    Ok(0)
+}
+
 /// How waymark connects to `url` for a backup's restore or a cutover.
 fn connect_options(settings: &Settings, url: &str) -> ConnectOptions {
     ConnectOptions {
@@ -377,6 +454,7 @@ fn connect_options(settings: &Settings, url: &str) -> ConnectOptions {
         lock_timeout: settings.lock_timeout,
         lock_wait: None,
         connect_timeout: settings.connect_timeout,
+        create: true,
     }
 }
 
@@ -525,14 +603,30 @@ fn limits(settings: &Settings) -> Limits {
     }
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<Engine> {
-    let options = engine_options(settings);
+/// Whether a command writes, and so may create the SQLite file it is
+/// pointed at: one that only reads (`status`, `plan`, `verify`) refuses a
+/// file that is not there rather than leave an empty one behind.
+fn writes(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Up(_)
+            | Command::Down(_)
+            | Command::Redo
+            | Command::Complete { .. }
+            | Command::Baseline { .. }
+            | Command::Repair(_)
+    )
+}
+
+/// The engine on the configured database; `create` as [`writes`] says.
+async fn connect(settings: &Settings, create: bool) -> anyhow::Result<Engine> {
+    let options = engine_options(settings, create);
     tracing::debug!("connecting to {}", redact(&settings.database_url));
     Ok(Engine::connect(&options).await?)
 }
 
 /// How the engine connects to the configured database and runs its steps.
-fn engine_options(settings: &Settings) -> EngineOptions {
+fn engine_options(settings: &Settings, create: bool) -> EngineOptions {
     EngineOptions {
         connect: ConnectOptions {
             url: settings.database_url.clone(),
@@ -544,6 +638,7 @@ fn engine_options(settings: &Settings) -> EngineOptions {
             lock_timeout: settings.lock_timeout,
             lock_wait: settings.locks.timeout,
             connect_timeout: settings.connect_timeout,
+            create,
         },
         limits: limits(settings),
         cache_dir: None,
@@ -561,6 +656,9 @@ async fn dispatch(
     engine: &Engine,
     set: &waymark_core::MigrationSet,
 ) -> anyhow::Result<u8> {
+    if writes(&cli.command) {
+        out.show_running();
+    }
     let mut progress = |event: Event<'_>| out.progress(&event);
     match &cli.command {
         Command::Status => {
@@ -596,7 +694,20 @@ async fn dispatch(
                     ignore_missing: up.ignore_missing,
                     ..Default::default()
                 };
-                (engine.plan(set, &up).await?, options)
+                let plan = engine.plan(set, &up).await?;
+                // Said before it is applied, while the file can still be
+                // written: `down` refuses such a script.
+                for p in &plan.migrations {
+                    if let Some(path) = p.migration.empty_down() {
+                        tracing::warn!(
+                            "{}: its down script {} holds no statement, so `waymark down` will refuse to revert it until it holds one or a line `{}`",
+                            p.migration.label(),
+                            path.display(),
+                            waymark_core::EMPTY_DOWN
+                        );
+                    }
+                }
+                (plan, options)
             };
             let saved = engine.save(&plan, options);
             if let Some(path) = &args.out {
@@ -605,10 +716,13 @@ async fn dispatch(
             let trace = if args.trace {
                 let scratch = match &args.scratch_url {
                     Some(url) => Some(
-                        connect(&Settings {
-                            database_url: url.clone(),
-                            ..settings.clone()
-                        })
+                        connect(
+                            &Settings {
+                                database_url: url.clone(),
+                                ..settings.clone()
+                            },
+                            false,
+                        )
                         .await?,
                     ),
                     None => None,
@@ -687,6 +801,7 @@ async fn dispatch(
         Command::Repair(args) => {
             let options = RepairOptions {
                 rolled_back: args.rolled_back,
+                applied: args.applied,
                 accept_checksums: args.accept_checksums,
                 forget_missing: args.forget_missing,
                 version: args.version.as_deref().map(|v| version(v, "--version")).transpose()?,
@@ -701,7 +816,10 @@ async fn dispatch(
         | Command::Backup(_)
         | Command::Cutover(_)
         | Command::Fleet(_)
-        | Command::Rehearse(_) => {
+        | Command::Rehearse(_)
+        | Command::Database(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled before connecting")
         }
     }

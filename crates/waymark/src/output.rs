@@ -97,6 +97,7 @@ macro_rules! outln {
 }
 
 mod fleet;
+mod running;
 pub(crate) use fleet::FleetView;
 mod rehearsal;
 
@@ -105,6 +106,8 @@ pub(crate) struct Output {
     quiet: bool,
     /// `--events FILE`, which gets every event as a JSON line.
     pub(crate) events: Option<crate::events::EventLog>,
+    /// The migration running now, once [`Output::show_running`] is called.
+    running: std::sync::Arc<running::Running>,
 }
 
 impl Output {
@@ -113,6 +116,15 @@ impl Output {
             json,
             quiet,
             events: None,
+            running: Default::default(),
+        }
+    }
+
+    /// Shows each migration while it runs (not in quiet mode): a bar on a
+    /// terminal, a line now and then elsewhere.
+    pub(crate) fn show_running(&self) {
+        if !self.quiet {
+            self.running.enable(std::io::stderr().is_terminal());
         }
     }
 
@@ -126,7 +138,7 @@ impl Output {
 
     pub(crate) fn note(&self, line: &str) {
         if !self.quiet {
-            eprintln!("{line}");
+            self.running.println(line);
         }
     }
 
@@ -142,6 +154,7 @@ impl Output {
     }
 
     pub(crate) fn error(&self, error: &anyhow::Error, hint: Option<&str>) {
+        self.running.clear();
         eprintln!("error: {error:#}");
         if let Some(hint) = hint {
             eprintln!("hint: {hint}");
@@ -171,8 +184,15 @@ impl Output {
         match event {
             // The target is the one database a command runs against; the
             // log names it so that lines from several runs can be told apart.
-            Event::Started { target, label, down } => {
+            Event::Started {
+                target,
+                label,
+                down,
+                position,
+                of,
+            } => {
                 tracing::info!("{} {label} on {target}", if *down { "reverting" } else { "applying" });
+                self.running.started(label, *down, *position, *of);
             }
             Event::Finished {
                 label,
@@ -182,6 +202,7 @@ impl Output {
                 warnings,
                 ..
             } => {
+                self.running.ended();
                 self.note(&format!("{done} {label} ({} ms)", duration.as_millis()));
                 for p in preimages.iter() {
                     self.note(&match p.put_back {
@@ -196,10 +217,13 @@ impl Output {
             Event::Finding { file, finding, .. } => {
                 self.note(finding_text(file, finding).lines().next().unwrap_or_default());
             }
-            Event::Skipped { label, down, .. } => self.note(&format!(
-                "skipped {label}: another runner {} it first",
-                if *down { "reverted" } else { "applied" }
-            )),
+            Event::Skipped { label, down, .. } => {
+                self.running.ended();
+                self.note(&format!(
+                    "skipped {label}: another runner {} it first",
+                    if *down { "reverted" } else { "applied" }
+                ));
+            }
             Event::BackedUp {
                 id, dir, tables, bytes, ..
             } => self.note(&format!(
@@ -590,6 +614,9 @@ impl Output {
             return None;
         }
         if std::io::stderr().is_terminal() {
+            // The running migration's bar, when there is one, shows the
+            // step's count; a second bar would draw over it.
+            let running = self.running.clone();
             let bar = indicatif::ProgressBar::hidden();
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
             bar.set_style(
@@ -600,6 +627,9 @@ impl Output {
             let bar = std::sync::Mutex::new(bar);
             return Some(std::sync::Arc::new(
                 move |label: &str, done: u64, total: Option<u64>| {
+                    if running.step(label, done, total) {
+                        return;
+                    }
                     let bar = bar.lock().unwrap();
                     if bar.message() != label {
                         bar.reset();
@@ -711,6 +741,7 @@ impl Output {
     }
 
     pub(crate) fn applied(&self, command: &str, done: &[Applied], failure: Option<(&Error, Option<String>)>) {
+        self.running.clear();
         let verb = match command {
             "down" => "reverted",
             "complete" => "completed",
@@ -731,6 +762,16 @@ impl Output {
                     _ => "pending",
                 }
             ));
+        } else if command == "redo" {
+            // Each migration is listed twice, reverted then applied.
+            let mut redone: Vec<&str> = done.iter().map(|a| a.version.as_str()).collect();
+            redone.dedup();
+            let how = if done.iter().any(|a| a.done == "reverted") {
+                "reverted, then applied again"
+            } else {
+                "applied again, the revert of an interrupted redo having run before"
+            };
+            self.note(&format!("redid {} migration(s): {how}", redone.len()));
         } else {
             self.note(&format!("{verb} {} migration(s)", done.len()));
         }
@@ -797,6 +838,27 @@ impl Output {
                 outln!("{}", p.display());
             }
         }
+    }
+
+    /// `database create` (`created`) or `database drop`.
+    pub(crate) fn database(&self, created: bool, change: &waymark_core::DatabaseChange, url: &str) {
+        if self.json {
+            self.reply(
+                true,
+                json::DatabaseChanged {
+                    database: &change.name,
+                    changed: change.changed,
+                },
+            );
+            return;
+        }
+        let said = match (created, change.changed) {
+            (true, true) => format!("created database {} ({url})", change.name),
+            (true, false) => format!("database {} exists already ({url}); nothing changed", change.name),
+            (false, true) => format!("dropped database {} ({url})", change.name),
+            (false, false) => format!("database {} does not exist ({url}); nothing dropped", change.name),
+        };
+        self.note(&said);
     }
 
     pub(crate) fn baseline(&self, adopted: &[Migration]) {
@@ -948,6 +1010,8 @@ impl Output {
 
     pub(crate) fn backup_created(&self, dir: &std::path::Path, m: &Manifest) {
         let rows: u64 = m.tables.iter().map(|t| t.rows).sum();
+        // As `backup list` counts it: the folder on disk, manifest and all.
+        let size = waymark_backup::size_on_disk(dir);
         if self.json {
             self.reply(
                 true,
@@ -957,7 +1021,7 @@ impl Output {
                     kind: set_kind(m),
                     tables: m.tables.len(),
                     rows,
-                    bytes: m.size(),
+                    bytes: size,
                     migration: m.history.last().map(|h| h.version.as_str()),
                     duration_ms: m.timing.map(|t| t.took_ms),
                 },
@@ -975,12 +1039,12 @@ impl Output {
                 p.pages,
                 human_bytes(p.page_size),
                 human_bytes(p.raw_bytes),
-                human_bytes(m.size())
+                human_bytes(size)
             )),
             None => self.note(&format!(
                 "backed up {} tables ({rows} rows, {}){duration} and verified",
                 m.tables.len(),
-                human_bytes(m.size())
+                human_bytes(size)
             )),
         }
     }

@@ -156,10 +156,13 @@ pub(crate) async fn rehearse(
             restored.id, restored.tables, restored.rows
         ));
     }
-    let mut engine = crate::connect(&Settings {
-        database_url: args.scratch.clone(),
-        ..settings.clone()
-    })
+    let mut engine = crate::connect(
+        &Settings {
+            database_url: args.scratch.clone(),
+            ..settings.clone()
+        },
+        true,
+    )
     .await?;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let tell = seen.clone();

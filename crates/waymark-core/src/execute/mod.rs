@@ -213,7 +213,8 @@ impl<'a> Executor<'a> {
         // which may have left copies waiting.
         let mut waiting: Option<HashSet<String>> = None;
         let mut done = Vec::new();
-        for p in &plan.migrations {
+        let of = plan.migrations.len();
+        for (i, p) in plan.migrations.iter().enumerate() {
             let (m, down) = (&p.migration, p.down);
             let direction = if down { Direction::Down } else { Direction::Up };
             let waiting = if down {
@@ -230,6 +231,8 @@ impl<'a> Executor<'a> {
                 target,
                 label: &label,
                 down,
+                position: i + 1,
+                of,
             });
             let started = Instant::now();
             let ran = match p.strategy {
@@ -613,10 +616,13 @@ impl<'a> Executor<'a> {
         } else {
             false
         };
-        let error = with_lock_wait(
+        let mut error = with_lock_wait(
             crate::engine::failure(m, script, failure, untouched, done.to_vec()),
             lock_wait,
         );
+        if let Error::Migration { failure, .. } = &mut error {
+            failure.down = direction == Direction::Down;
+        }
         if contract || untouched {
             return Err(error);
         }
@@ -682,12 +688,15 @@ impl<'a> Executor<'a> {
         let waiting = self.read_waiting().await?;
         let mut conn = self.db.begin().await?;
         let mut done = Vec::new();
-        for m in plan.migrations.iter().map(|p| &p.migration) {
+        let of = plan.migrations.len();
+        for (i, m) in plan.migrations.iter().map(|p| &p.migration).enumerate() {
             let label = m.label();
             on_event(Event::Started {
                 target,
                 label: &label,
                 down: false,
+                position: i + 1,
+                of,
             });
             let started = Instant::now();
             let retired = self.retire_waiting(&mut conn, m, Direction::Up, &waiting).await?;
@@ -881,6 +890,7 @@ fn finished(
     Applied {
         version: m.version.clone(),
         name: m.name.clone(),
+        done,
         duration,
         transactional,
         preimages: report.notes,

@@ -434,9 +434,10 @@ impl Planner<'_> {
                     first.label()
                 ),
                 hint: Some(format!(
-                    "its statements before the failure may have taken effect; undo them by hand, then run \
-                     `waymark repair --rolled-back --version {}`",
-                    first.version
+                    "its statements before the failure may have taken effect: undo them by hand and run \
+                     `waymark repair --rolled-back --version {v}` (it is then not applied), or finish it by hand \
+                     and run `waymark repair --applied --version {v}` (it is then applied)",
+                    v = first.version
                 )),
             });
         }
@@ -504,7 +505,11 @@ impl Planner<'_> {
                     "migration {} is in a failed state; repair it before reverting anything",
                     failed.label()
                 ),
-                hint: Some(format!("waymark repair --rolled-back --version {}", failed.version)),
+                hint: Some(format!(
+                    "if what it did is undone (or, for a failed down, finished) by hand: `waymark repair \
+                     --rolled-back --version {v}`; if it stands applied: `waymark repair --applied --version {v}`",
+                    v = failed.version
+                )),
             });
         }
         let applied: Vec<&Entry> = status.iter().rev().filter(|e| e.state.is_applied()).collect();
@@ -546,6 +551,19 @@ impl Planner<'_> {
                             m.label()
                         ),
                         hint: Some("nothing was reverted".to_owned()),
+                    });
+                }
+                (_, Some(m)) if m.empty_down().is_some() => {
+                    let path = m.empty_down().expect("matched").display();
+                    return Err(Error::Refused {
+                        message: format!(
+                            "cannot revert {}: its down script {path} holds no statement, so reverting it would change nothing",
+                            m.label()
+                        ),
+                        hint: Some(format!(
+                            "write the statements that undo it in {path}; if undoing it needs none, add the line `{}`; nothing was reverted",
+                            crate::source::EMPTY_DOWN
+                        )),
                     });
                 }
                 (_, Some(m)) => out.push(m.clone()),

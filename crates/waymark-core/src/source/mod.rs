@@ -269,6 +269,41 @@ impl Migration {
     pub fn label(&self) -> String {
         format!("{}_{}", self.version, self.name)
     }
+
+    /// The down script of a SQL migration when it holds no statement (only
+    /// comments, blank lines and `;`) and no line saying
+    /// [`EMPTY_DOWN`]. `new` writes such a file, and running it would
+    /// revert nothing while the history said "reverted", so `down` takes
+    /// it for no down at all.
+    pub fn empty_down(&self) -> Option<&Path> {
+        let down = self.down.as_ref().filter(|_| matches!(self.step, Step::Sql))?;
+        let meant = down.text.lines().any(|l| l.trim_start().starts_with(EMPTY_DOWN));
+        (!meant && !holds_statement(&down.text)).then_some(down.path.as_path())
+    }
+}
+
+/// The comment by which a down script with no statements says that
+/// reverting its migration needs none.
+pub const EMPTY_DOWN: &str = "-- waymark:empty-down";
+
+/// Whether SQL text holds anything but comments (`--`, `#`, `/* */`),
+/// whitespace and `;`. Whatever else starts a statement, in any dialect.
+fn holds_statement(text: &str) -> bool {
+    let mut rest = text.trim_start_matches('\u{feff}');
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ';');
+        if rest.starts_with("--") || rest.starts_with('#') {
+            rest = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            match after.split_once("*/") {
+                Some((_, after)) => rest = after,
+                // An unclosed comment is for the database to refuse.
+                None => return true,
+            }
+        } else {
+            return !rest.is_empty();
+        }
+    }
 }
 
 /// A file or folder beside the migrations that is not one.
@@ -302,6 +337,18 @@ pub struct MigrationSet {
 /// it). Fails on the first problem, naming the file, so that nothing runs
 /// from a folder that is not fully understood.
 pub fn discover(dir: &Path, layout: Layout) -> Result<MigrationSet, SourceError> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SourceError::NoFolder { dir: dir.to_owned() });
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(SourceError::Io {
+                path: dir.to_owned(),
+                message: "not a folder; the migrations are a folder of them".to_owned(),
+            });
+        }
+        _ => {}
+    }
     let layout = match layout {
         Layout::Auto => layout::detect(dir)?,
         other => other,
@@ -445,7 +492,29 @@ pub(crate) fn read_sorted(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
 
 #[cfg(test)]
 mod tests {
-    use super::checksum;
+    use super::{checksum, holds_statement};
+
+    #[test]
+    fn a_script_of_comments_holds_no_statement() {
+        for empty in [
+            "",
+            "-- 1_a: down (reverts up)\n",
+            "\u{feff}\n  ;\n-- Not reversible",
+            "/* nothing\n to undo */ ;\n# MySQL's comment\n",
+            "-- +goose Down\n-- +goose StatementBegin\n-- +goose StatementEnd\n",
+        ] {
+            assert!(!holds_statement(empty), "{empty:?}");
+        }
+        for statement in [
+            "DROP TABLE a;",
+            "-- x\nDROP TABLE a",
+            "/* x */ SELECT 1",
+            "/* unclosed",
+            "'--'",
+        ] {
+            assert!(holds_statement(statement), "{statement:?}");
+        }
+    }
 
     #[test]
     fn checksum_ignores_line_endings_and_bom() {

@@ -17,7 +17,8 @@ pub(crate) struct BackupCreated<'a> {
     pub(crate) tables: usize,
     /// How many rows, over all tables.
     pub(crate) rows: u64,
-    /// Its size on disk, compressed.
+    /// Its size on disk, compressed, every file of its folder counted (as
+    /// `backup list` counts it).
     pub(crate) bytes: u64,
     /// The last migration applied when it was taken.
     pub(crate) migration: Option<&'a str>,
@@ -97,7 +98,8 @@ pub(crate) struct ListedBackup<'a> {
     /// When it was taken (RFC 3339); complete sets only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) created_at: Option<&'a str>,
-    /// Its size on disk.
+    /// Its size on disk, every file of its folder counted (as `backup
+    /// create` counts it).
     pub(crate) bytes: u64,
     /// Milliseconds it took to take; complete sets written by a waymark
     /// that records it (backup format 3).

@@ -134,6 +134,10 @@ pub(crate) struct AppliedMigration<'a> {
     pub(crate) version: &'a str,
     /// Its name.
     pub(crate) name: &'a str,
+    /// What was done, which says the direction: `applied`, `reverted`, or
+    /// an ops.toml migration's `expanded`, `completed` or `aborted`. A
+    /// `redo` lists its migration twice: `reverted`, then `applied`.
+    pub(crate) done: &'a str,
     /// Wall time it took, in milliseconds.
     pub(crate) duration_ms: u128,
     /// Whether it ran in a transaction.
@@ -149,6 +153,7 @@ impl<'a> From<&'a Applied> for AppliedMigration<'a> {
         AppliedMigration {
             version: a.version.as_str(),
             name: &a.name,
+            done: a.done,
             duration_ms: a.duration.as_millis(),
             transactional: a.transactional,
             preimages: a
@@ -241,6 +246,16 @@ pub(crate) struct Verified<'a> {
 pub(crate) struct Created {
     /// The files written, in order.
     pub(crate) created: Vec<String>,
+}
+
+/// `waymark database create` and `waymark database drop`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct DatabaseChanged<'a> {
+    /// The database's name (for SQLite, its file).
+    pub(crate) database: &'a str,
+    /// Whether it was created (dropped); `false` when it already existed
+    /// (was already gone) and nothing changed.
+    pub(crate) changed: bool,
 }
 
 /// A migration recorded by `baseline`.

@@ -30,8 +30,8 @@ pub(crate) use fleet::{
     FleetWave,
 };
 pub(crate) use migrations::{
-    Adopted, AppliedMigration, AppliedReply, Baselined, Created, EntryJson, IgnoredFile, Linted, LintedMigration,
-    PlanReply, Repaired, RepairedMigration, RuleJson, Rules, StatusReply, Verified,
+    Adopted, AppliedMigration, AppliedReply, Baselined, Created, DatabaseChanged, EntryJson, IgnoredFile, Linted,
+    LintedMigration, PlanReply, Repaired, RepairedMigration, RuleJson, Rules, StatusReply, Verified,
 };
 pub(crate) use plugin::{Described, Inspected, PluginTested, TestStage};
 pub(crate) use rehearse::{
@@ -101,6 +101,16 @@ fn schemas() -> Vec<(&'static str, &'static str, Schema)> {
         ("new", "waymark new --json", of::<Created>()),
         ("baseline", "waymark baseline --json", of::<Baselined<'static>>()),
         ("repair", "waymark repair --json", of::<Repaired<'static>>()),
+        (
+            "database-create",
+            "waymark database create --json",
+            of::<DatabaseChanged<'static>>(),
+        ),
+        (
+            "database-drop",
+            "waymark database drop --json",
+            of::<DatabaseChanged<'static>>(),
+        ),
         ("plugin-new", "waymark plugin new --json", of::<Created>()),
         (
             "plugin-inspect",

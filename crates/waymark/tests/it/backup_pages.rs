@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{BIN, Kind, Project, Run, TestDb, block_on, cache_dir};
+use crate::common::{BIN, Kind, Project, Run, TestDb, block_on, cache_dir, names_in};
 use crate::json_contract::conforms;
 
 fn project() -> Project {
@@ -82,15 +82,6 @@ fn manifest(set: &Path) -> serde_json::Value {
 }
 
 /// The files of a folder, by name.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_copy_of_pages_restores_byte_for_byte_and_refuses_every_target_it_cannot_go_into() {
     let source = TestDb::new(Kind::Sqlite);
@@ -109,7 +100,7 @@ fn a_copy_of_pages_restores_byte_for_byte_and_refuses_every_target_it_cannot_go_
         created.stderr
     );
     let set = p.dir.path().join(reply["dir"].as_str().unwrap());
-    assert_eq!(names(&set), ["manifest.json", "pages.zst"]);
+    assert_eq!(names_in(&set), ["manifest.json", "pages.zst"]);
     let m = manifest(&set);
     assert_eq!(m["format"], "waymark-backup/5");
     assert_eq!(m["row_format"], "sqlite-pages");
@@ -171,7 +162,7 @@ fn a_copy_of_pages_restores_byte_for_byte_and_refuses_every_target_it_cannot_go_
         sha256(&file),
         "the restored file is the source's, byte for byte"
     );
-    assert_eq!(names(out.path()), ["restored.db"], "no temporary file is left");
+    assert_eq!(names_in(out.path()), ["restored.db"], "no temporary file is left");
     let status = at(&p, &to, &["status", "--json"]).ok().json();
     assert_eq!(status["migrations"][0]["state"], "applied", "{status}");
 
@@ -333,7 +324,7 @@ fn a_wal_database_is_copied_with_its_uncheckpointed_commits() {
     let m = manifest(&set);
     assert_eq!(m["pages"]["copied_by"], "vacuum-into", "{m}");
     assert_eq!(
-        names(&set),
+        names_in(&set),
         ["manifest.json", "pages.zst"],
         "SQLite's copy is not left in the set"
     );
@@ -395,9 +386,9 @@ fn damaged_pages_restore_nothing() {
         .stderr_has("does not verify (1 problem(s)); nothing was restored");
     assert!(refused.stderr.contains("pages.zst: SHA-256 "), "{}", refused.stderr);
     assert!(
-        names(out.path()).is_empty(),
+        names_in(out.path()).is_empty(),
         "nothing was written: {:?}",
-        names(out.path())
+        names_in(out.path())
     );
     std::fs::write(&pages, &good).unwrap();
 
@@ -418,8 +409,8 @@ fn damaged_pages_restore_nothing() {
         .stderr_has("pages.zst: SQLite's integrity check of its pages says: ");
     assert!(refused.stderr.contains("nothing was restored"), "{}", refused.stderr);
     assert!(
-        names(out.path()).is_empty(),
+        names_in(out.path()).is_empty(),
         "nothing was left: {:?}",
-        names(out.path())
+        names_in(out.path())
     );
 }

@@ -122,7 +122,13 @@ fn missing_migrations_folder() {
     let p = Project::new();
     p.run(&db, &["--migrations", "nowhere", "up"])
         .code(2)
-        .stderr_has("nowhere: No such file or directory");
+        .stderr_has("nowhere: no such folder of migrations");
+    // A file where the folder should be.
+    p.file("schema.sql", "CREATE TABLE t (id INTEGER);\n");
+    p.run(&db, &["--migrations", "schema.sql", "up"])
+        .code(2)
+        .stderr_has("schema.sql: not a folder; the migrations are a folder of them");
+    assert!(db.tables().is_empty());
 }
 
 /// Runs `up` and fails the test, rather than hanging it, if it has not

@@ -75,7 +75,11 @@ impl TestDb {
         match kind {
             Kind::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}", dir.path().join(format!("{name}.db")).display());
+                let file = dir.path().join(format!("{name}.db"));
+                // A database that exists, as the servers' do: an empty file
+                // is one, and the commands that only read refuse a missing one.
+                std::fs::File::create(&file).unwrap();
+                let url = format!("sqlite://{}", file.display());
                 TestDb {
                     kind,
                     url,
@@ -412,6 +416,16 @@ impl Project {
     pub(crate) fn run(&self, db: &TestDb, args: &[&str]) -> Run {
         Run::from(self.command(db, args).output().unwrap())
     }
+}
+
+/// The names in a folder, sorted.
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// One compiled-artifact cache for the whole test run, as a user would have.

@@ -136,7 +136,12 @@ fn mariadb_records_a_failure_and_needs_repair() {
     assert!(run.stderr.contains(expected), "{}", run.stderr);
     assert!(run.stderr.contains("[1146]"), "{}", run.stderr);
     assert!(
-        run.stderr.contains("hint: the migration ran outside a transaction"),
+        run.stderr.contains(
+            "hint: migrations/2_broken/up.sql ran outside a transaction, so its statements before line 5 stay \
+             applied. Either undo them by hand and run `waymark repair --rolled-back --version 2`, then `waymark up` \
+             again; or apply the rest by hand (migrations/2_broken/up.sql from line 5 on) and run `waymark repair \
+             --applied --version 2`"
+        ),
         "{}",
         run.stderr
     );
@@ -180,6 +185,73 @@ fn mariadb_records_a_failure_and_needs_repair() {
     assert_eq!(db.tables(), ["after_broken", "first_half", "ok"]);
     let audit = db.rows("SELECT action FROM waymark_history_audit");
     assert_eq!(audit, [[Some("rolled-back".to_owned())]]);
+}
+
+/// A down that fails half-way on MariaDB: the hint's two ways out each
+/// work, one recording the migration as still applied (and `down` then
+/// reverts it), the other as reverted.
+#[test]
+fn mariadb_repairs_a_failed_down_either_way() {
+    let db = TestDb::new(Kind::Mysql);
+    let p = Project::new();
+    let down = "DROP TABLE a;\nDROP TABLE no_such_table;\nDROP TABLE b;\n";
+    p.migration("1_one", "CREATE TABLE one (id INTEGER);", Some("DROP TABLE one;"));
+    p.migration(
+        "2_pair",
+        "CREATE TABLE a (id INTEGER);\nCREATE TABLE b (id INTEGER);",
+        Some(down),
+    );
+    p.run(&db, &["up"]).ok();
+
+    let failed = p.run(&db, &["down"]).code(1);
+    let failed = failed.stderr_has("migrations/2_pair/down.sql:2: [1051]").stderr_has(
+        "hint: migrations/2_pair/down.sql ran outside a transaction, so what it did before line 2 stays done and \
+             2_pair is half reverted. Either finish the revert by hand (migrations/2_pair/down.sql from line 2 on) \
+             and run `waymark repair --rolled-back --version 2`, which records it as not applied; or undo what ran \
+             before line 2 and run `waymark repair --applied --version 2`, which records it as applied, for \
+             `waymark down` to try again",
+    );
+    drop(failed);
+    assert_eq!(db.tables(), ["b", "one"]);
+    assert_eq!(db.history()[1], ("2".to_owned(), "failed".to_owned()));
+    p.run(&db, &["down"])
+        .code(1)
+        .stderr_has("failed state")
+        .stderr_has("`waymark repair --applied --version 2`");
+    p.run(&db, &["repair", "--rolled-back", "--applied"])
+        .code(2)
+        .stderr_has("cannot be used with");
+
+    // Undo what ran, say it stands applied: the fixed down then reverts it.
+    db.execute("CREATE TABLE a (id INTEGER)");
+    let repaired = p.run(&db, &["repair", "--applied", "--version", "2"]).ok();
+    assert!(repaired.stdout.contains("applied 2_pair"), "{}", repaired.stdout);
+    assert_eq!(db.history()[1], ("2".to_owned(), "applied".to_owned()));
+    p.migration(
+        "2_pair",
+        "CREATE TABLE a (id INTEGER);\nCREATE TABLE b (id INTEGER);",
+        Some("DROP TABLE a;\nDROP TABLE b;\n"),
+    );
+    p.run(&db, &["down"]).ok().stderr_has("reverted 2_pair");
+    assert_eq!(db.tables(), ["one"]);
+    assert_eq!(db.history().len(), 1);
+
+    // The other way: fail again, finish the revert by hand, say so.
+    p.run(&db, &["up"]).ok();
+    p.migration(
+        "2_pair",
+        "CREATE TABLE a (id INTEGER);\nCREATE TABLE b (id INTEGER);",
+        Some(down),
+    );
+    p.run(&db, &["down"]).code(1);
+    db.execute("DROP TABLE b");
+    p.run(&db, &["repair", "--rolled-back", "--version", "2"]).ok();
+    assert_eq!(db.tables(), ["one"]);
+    let status = p.run(&db, &["status", "--json"]).ok().json();
+    assert_eq!(status["migrations"][1]["state"], "pending");
+    let audit = db.rows("SELECT action FROM waymark_history_audit ORDER BY id");
+    let audit: Vec<&str> = audit.iter().map(|r| r[0].as_deref().unwrap()).collect();
+    assert_eq!(audit, ["applied", "rolled-back"]);
 }
 
 #[test]

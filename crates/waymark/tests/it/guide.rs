@@ -85,6 +85,25 @@ fn the_first_step_plugin_guide_works() {
         }
     }
 
+    // What the guide says a component imports is what inspect lists.
+    let inspected = Command::new(BIN)
+        .args([
+            "plugin",
+            "inspect",
+            "--json",
+            "greet/target/wasm32-wasip2/release/greet.wasm",
+        ])
+        .current_dir(work.path())
+        .env("WAYMARK_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    for import in inspected["imports"].as_array().unwrap() {
+        let import = import.as_str().unwrap();
+        let family = format!("`{}/*`", import.split('/').next().unwrap());
+        assert!(guide.contains(&family), "the guide does not name {family} ({import})");
+    }
+
     let status = Command::new(BIN)
         .args(["status", "--json"])
         .current_dir(work.path())

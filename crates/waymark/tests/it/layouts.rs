@@ -43,7 +43,8 @@ fn versions(db: &TestDb) -> Vec<String> {
 
 /// diesel: folders only, version 0 an ordinary migration, mixed all-digit
 /// and dashed versions in diesel's order, a name with a space, an empty
-/// `down.sql`, `run_in_transaction = false`; loose files are not
+/// `down.sql` (refused, as diesel refuses an empty migration, until it
+/// says it is meant), `run_in_transaction = false`; loose files are not
 /// migrations. `down --to 0` keeps the initial setup; `down --all` reverts
 /// it too.
 fn diesel(kind: Kind) {
@@ -64,7 +65,7 @@ fn diesel(kind: Kind) {
         "CREATE TABLE b (id INT PRIMARY KEY);\n",
         Some("DROP TABLE b;\n"),
     )
-    // An empty down.sql: diesel reverts it by doing nothing.
+    // An empty down.sql: reverting by it would change nothing.
     .migration("2019-03-01-000000_seed_a", "INSERT INTO a (id) VALUES (1);\n", Some(""));
     let index = if kind == Kind::Postgres {
         "CREATE INDEX CONCURRENTLY b_id ON b (id);\n"
@@ -115,6 +116,15 @@ fn diesel(kind: Kind) {
     );
     assert_eq!(versions(&db).len(), 5);
 
+    p.run(&db, &["down", "--to", "0"])
+        .code(1)
+        .stderr_has("2019-03-01-000000_seed_a/down.sql holds no statement")
+        .stderr_has("nothing was reverted");
+    assert_eq!(versions(&db).len(), 5);
+    p.file(
+        "migrations/2019-03-01-000000_seed_a/down.sql",
+        "-- waymark:empty-down: the row may stay\n",
+    );
     p.run(&db, &["down", "--to", "0"]).ok();
     assert_eq!(db.tables(), ["setup"], "down --to 0 keeps version 0");
     assert_eq!(versions(&db), ["00000000000000"]);

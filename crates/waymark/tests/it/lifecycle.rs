@@ -71,8 +71,18 @@ fn round_trip(kind: Kind) {
     p.run(&db, &["redo"])
         .ok()
         .stderr_has("reverted 10_add_tags")
-        .stderr_has("applied 10_add_tags");
+        .stderr_has("applied 10_add_tags")
+        .stderr_has("redid 1 migration(s): reverted, then applied again");
     assert_eq!(db.snapshot(), applied);
+    // Its JSON lists the migration twice, each time saying which way.
+    let redone = p.run(&db, &["redo", "--json"]).ok().json();
+    let done: Vec<(&str, &str)> = redone["done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["version"].as_str().unwrap(), m["done"].as_str().unwrap()))
+        .collect();
+    assert_eq!(done, [("10", "reverted"), ("10", "applied")]);
 
     p.run(&db, &["down", "--steps", "2"]).ok();
     assert_eq!(db.tables(), ["users"]);

@@ -16,6 +16,7 @@ mod crash_points;
 mod cutover;
 mod expand_contract;
 mod failures;
+mod first_hour;
 mod fleet;
 mod guide;
 mod hostile;

@@ -396,7 +396,7 @@ fn a_waiting_copy_goes_back_in_the_down_that_makes_its_place(kind: Kind) {
     p.migration(
         "3_drop_extra",
         "ALTER TABLE t DROP COLUMN extra;\n",
-        Some("-- made again by 2's down\n"),
+        Some("-- waymark:empty-down: made again by 2's down\n"),
     );
     if kind == Kind::Mysql {
         p.migration(

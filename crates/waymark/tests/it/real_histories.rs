@@ -61,7 +61,8 @@ fn hundreds_of_postgres_migrations() {
     p.migration(
         "20250101000000_only_comments",
         "-- nothing to do here;\n/* really; nothing */\n",
-        Some("-- nothing\n"),
+        // Said on purpose: a down of no statements is refused otherwise.
+        Some("-- nothing\n-- waymark:empty-down: the up does nothing either\n"),
     );
     let empty = db.snapshot();
     p.run(&db, &["up", "-q"]).ok();
