@@ -428,3 +428,89 @@ fn plugin_test_names_the_users_own_step_file() {
         .stderr_has("example: component ")
         .stderr_has("example/target/none.wasm: No such file or directory");
 }
+
+#[test]
+fn the_ci_template_runs_only_what_waymark_accepts() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let template = std::fs::read_to_string(root.join("docs/ci/github-actions.yml")).unwrap();
+    let commands: Vec<Vec<&str>> = template
+        .lines()
+        .map(|l| l.trim().trim_start_matches("run: "))
+        .filter_map(|l| l.strip_prefix("waymark "))
+        .map(|l| {
+            l.split_whitespace()
+                .take_while(|word| !matches!(*word, ">" | "|" | "&&" | "2>&1"))
+                .collect()
+        })
+        .collect();
+    assert!(commands.len() >= 7, "the template lost its commands: {commands:?}");
+    for args in commands {
+        // clap checks every flag and value before it prints the help.
+        let run = std::process::Command::new(crate::common::BIN)
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "waymark {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+}
+
+/// The README's "Your first migration", run as written: after the
+/// quickstart's `up` of the bundled migrations, each `waymark` line in
+/// order, the SQL block split into the new migration's two files.
+#[test]
+fn the_readmes_first_migration_works_as_written() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split_once("### Your first migration")
+        .and_then(|(_, rest)| rest.split_once("**On PostgreSQL"))
+        .expect("the README has its first migration")
+        .0;
+    let mut commands = Vec::new();
+    let mut sql = String::new();
+    let mut block: Option<&str> = None;
+    for line in section.lines() {
+        match (line.strip_prefix("```"), block) {
+            (Some(kind), None) => block = Some(kind),
+            (Some(_), Some(_)) => block = None,
+            (None, Some("sh")) => {
+                let command = line.split(" #").next().unwrap().trim();
+                commands.push(command.strip_prefix("waymark ").expect(line).to_owned());
+            }
+            (None, Some("sql")) => sql.push_str(&format!("{line}\n")),
+            _ => {}
+        }
+    }
+    let (up, down) = sql.split_once("-- down.sql").expect("the SQL block has both files");
+
+    let db = TestDb::new(Kind::Sqlite);
+    let p = Project::new();
+    for bundled in crate::common::names_in(&root.join("migrations")) {
+        for file in ["up.sql", "down.sql"] {
+            let text = std::fs::read_to_string(root.join("migrations").join(&bundled).join(file)).unwrap();
+            p.file(&format!("migrations/{bundled}/{file}"), text);
+        }
+    }
+    p.run(&db, &["up"]).ok();
+    let (first, rest) = commands.split_first().expect("the section has commands");
+    assert!(first.starts_with("new "), "{first}");
+    let made = p.run(&db, &first.split_whitespace().collect::<Vec<_>>()).ok();
+    let up_path = made.stdout.lines().find(|l| l.ends_with("up.sql")).unwrap();
+    std::fs::write(p.dir.path().join(up_path), up).unwrap();
+    std::fs::write(p.dir.path().join(up_path.replace("up.sql", "down.sql")), down).unwrap();
+    assert_eq!(rest.len(), 4, "{rest:?}");
+    for command in rest {
+        p.run(&db, &command.split_whitespace().collect::<Vec<_>>()).ok();
+        if command == "up" {
+            assert!(db.tables().contains(&"teams".to_owned()), "{:?}", db.tables());
+        }
+    }
+    assert!(!db.tables().contains(&"teams".to_owned()), "down reverted it");
+    assert_eq!(db.history().len(), 3);
+}
