@@ -191,7 +191,16 @@ pub struct PluginTestOptions {
 pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Error> {
     let scratch = tempfile::tempdir().map_err(|e| Error::Usage(format!("creating a scratch folder: {e}")))?;
     let migrations = scratch.path().join("migrations");
-    let folder = migrations.join("1_plugin_test");
+    // Named after what the user gave, for the messages that name it.
+    let stem: String = options
+        .path
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    let folder = migrations.join(format!("1_{}", if stem.is_empty() { "plugin_test" } else { &stem }));
     std::fs::create_dir_all(&folder).map_err(|e| Error::Usage(format!("{}: {e}", folder.display())))?;
     let copy = folder.join("step.toml");
     std::fs::write(&copy, step_file(&options.path)?).map_err(|e| Error::Usage(format!("{}: {e}", folder.display())))?;
@@ -246,6 +255,19 @@ pub async fn test_plugin(options: &PluginTestOptions) -> Result<PluginTest, Erro
     })
     .await?;
     let result = run_stages(&engine, &set, &history.name).await.map_err(|e| match e {
+        // A bare component runs with no [config]: a step that needs one
+        // (the scaffold's does) fails, and the way out is its example.
+        Error::Migration { mut failure, .. } if !options.path.is_dir() => {
+            failure.file = users.clone();
+            Error::Refused {
+                message: failure.to_string(),
+                hint: Some(format!(
+                    "{} ran with no [config] and read-write access; if the step needs a configuration, test a \
+                     migration folder whose step.toml gives one (`waymark plugin new` writes one as example/)",
+                    users.display()
+                )),
+            }
+        }
         Error::Migration { mut failure, applied } => {
             if failure.file == set.migrations[0].up.path {
                 failure.file = users.clone();

@@ -685,7 +685,20 @@ async fn dispatch(
                     all: args.all,
                     ..Default::default()
                 };
-                (engine.plan_down(set, &target).await?, options)
+                let plan = engine.plan_down(set, &target).await?;
+                // Allowed, since it says so, but worth a word before it runs.
+                for p in &plan.migrations {
+                    if let Some(down) = p.migration.down_runs_nothing() {
+                        tracing::warn!(
+                            "{}: its down script {} holds no statement ({}): reverting it runs nothing, and what \
+                             its up did stays",
+                            p.migration.label(),
+                            down.path.display(),
+                            waymark_core::EMPTY_DOWN
+                        );
+                    }
+                }
+                (plan, options)
             } else {
                 let up = up_options(&args.up)?;
                 let options = waymark_core::SavedOptions {

@@ -238,6 +238,7 @@ impl Output {
     /// next: the application's queries went through meanwhile.
     pub(crate) fn lock_retries(&self) -> waymark_core::OnLockRetry {
         let quiet = self.quiet;
+        let running = self.running.clone();
         std::sync::Arc::new(move |r: &waymark_core::LockRetry| {
             if quiet {
                 return;
@@ -263,10 +264,11 @@ impl Output {
                     r.pause.as_secs_f64()
                 ),
             };
-            eprintln!(
+            // Above the running migration's bar, when there is one.
+            running.println(&format!(
                 "warning: {}: attempt {} of {}: {}; {again} {when}",
                 r.label, r.attempt, r.budget, r.wait
-            );
+            ));
         })
     }
 

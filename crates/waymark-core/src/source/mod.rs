@@ -276,9 +276,17 @@ impl Migration {
     /// revert nothing while the history said "reverted", so `down` takes
     /// it for no down at all.
     pub fn empty_down(&self) -> Option<&Path> {
-        let down = self.down.as_ref().filter(|_| matches!(self.step, Step::Sql))?;
+        let down = self.down_runs_nothing()?;
         let meant = down.text.lines().any(|l| l.trim_start().starts_with(EMPTY_DOWN));
-        (!meant && !holds_statement(&down.text)).then_some(down.path.as_path())
+        (!meant).then_some(down.path.as_path())
+    }
+
+    /// The down script of a SQL migration when it holds no statement,
+    /// whether or not it says so on purpose: reverting by it runs nothing.
+    pub fn down_runs_nothing(&self) -> Option<&Script> {
+        self.down
+            .as_ref()
+            .filter(|down| matches!(self.step, Step::Sql) && !holds_statement(&down.text))
     }
 }
 

@@ -95,9 +95,16 @@ fn an_empty_down_script_is_no_down(kind: Kind) {
         format!("{written}-- waymark:empty-down the table stays, by design\n"),
     )
     .unwrap();
-    p.run(&db, &["plan"]).ok();
+    p.run(&db, &["plan", "--down"]).ok().stderr_has(&format!(
+        "_people: its down script {down} holds no statement (-- waymark:empty-down): reverting it runs nothing, \
+         and what its up did stays"
+    ));
     p.run(&db, &["down"]).ok().stderr_has("reverted");
     assert!(db.history().is_empty(), "{:?}", db.history());
+    // Pending again, its plan says nothing of its down: it is meant.
+    let planned = p.run(&db, &["plan"]).ok();
+    assert!(planned.stdout.contains("_people"), "{}", planned.stdout);
+    assert!(!planned.stderr.contains("holds no statement"), "{}", planned.stderr);
     assert_eq!(db.tables().iter().filter(|t| *t == "people").count(), 1);
 }
 

@@ -104,6 +104,25 @@ fn the_first_step_plugin_guide_works() {
         assert!(guide.contains(&family), "the guide does not name {family} ({import})");
     }
 
+    // The bare component has no [config]: its test fails saying where the
+    // configured example is, and names the user's file.
+    let bare = Command::new(BIN)
+        .args(["plugin", "test", "greet/target/wasm32-wasip2/release/greet.wasm"])
+        .current_dir(work.path())
+        .env("WAYMARK_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&bare.stderr);
+    assert_eq!(bare.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("migration 1_greet failed: greet/target/wasm32-wasip2/release/greet.wasm"),
+        "{said}"
+    );
+    assert!(
+        said.contains("ran with no [config]") && said.contains("writes one as example/"),
+        "{said}"
+    );
+
     let status = Command::new(BIN)
         .args(["status", "--json"])
         .current_dir(work.path())
