@@ -48,10 +48,9 @@ impl Running {
         match &*state {
             State::Off => {}
             State::Idle { terminal: true } => {
-                let bar = indicatif::ProgressBar::with_draw_target(
-                    Some(of as u64),
-                    indicatif::ProgressDrawTarget::stderr_with_hz(4),
-                );
+                // Drawn only once it says what runs.
+                let bar = indicatif::ProgressBar::hidden();
+                bar.set_length(of as u64);
                 bar.set_style(
                     indicatif::ProgressStyle::with_template("[{bar:20}] {pos}/{len} {msg} ({secs})")
                         .expect("the template is valid")
@@ -62,6 +61,7 @@ impl Running {
                 );
                 bar.set_position(position.saturating_sub(1) as u64);
                 bar.set_message(format!("{verb} {label}"));
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
                 // Drawn while the database works and nothing calls back.
                 bar.enable_steady_tick(Duration::from_millis(250));
                 *state = State::Bar(bar);
@@ -104,13 +104,12 @@ impl Running {
     }
 
     /// The running migration ended (or was skipped): the log's watcher
-    /// stops; the bar stays for the next one until [`Running::clear`].
+    /// stops; the bar stays as it is until the next starts, or until
+    /// [`Running::clear`].
     pub(crate) fn ended(&self) {
         let mut state = self.state.lock().unwrap();
-        match &*state {
-            State::Bar(bar) => bar.inc(1),
-            State::Lines { .. } => *state = State::Idle { terminal: false },
-            _ => {}
+        if let State::Lines { .. } = &*state {
+            *state = State::Idle { terminal: false };
         }
     }
 

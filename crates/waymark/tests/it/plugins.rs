@@ -171,6 +171,35 @@ fn backfill_resumes_after_a_kill(kind: Kind) {
 
 each_dialect!(backfill_resumes_after_a_kill);
 
+/// On a terminal, a batched step's count shows in the running migration's
+/// bar (one bar, not a second drawn over it).
+#[test]
+fn a_backfill_counts_its_rows_in_the_running_bar() {
+    let db = TestDb::new(Kind::Sqlite);
+    let p = Project::new();
+    p.migration("1_users", &users_table(Kind::Sqlite), Some("DROP TABLE users;"));
+    p.run(&db, &["up"]).ok();
+    plugin_step(&p, "2_backfill", "backfill", waymark_host::BACKFILL_WASM_PATH, BACKFILL);
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{} up", crate::common::BIN), "/dev/null"])
+        .current_dir(p.dir.path())
+        .env("DATABASE_URL", &db.url)
+        .env("WAYMARK_CACHE_DIR", crate::common::cache_dir())
+        .output()
+        .unwrap();
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{drawn}");
+    let counts: Vec<u64> = drawn
+        .split(['\r', '\n'])
+        .filter_map(|l| l.split_once("] 0/1 applying 2_backfill: ")?.1.split_once('/'))
+        .map(|(done, _)| done.parse().unwrap())
+        .collect();
+    assert!(counts.len() >= 2, "the count shows as it goes: {drawn}");
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(drawn.contains("applied 2_backfill"), "{drawn}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'user'"), 20_000);
+}
+
 /// What holds back every write to `users` until its transaction ends: a
 /// table lock on PostgreSQL, a row lock on every row on MySQL/MariaDB.
 fn lock_users(kind: Kind) -> &'static str {
