@@ -59,6 +59,14 @@ impl ProgressLines {
 }
 
 /// `1h02m`, `3m07s`, `42s`.
+/// Puts a bar made by `bytes_bar` on the terminal, once its first update
+/// has set every field it shows.
+fn shown(bar: &indicatif::ProgressBar) {
+    if bar.is_hidden() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    }
+}
+
 fn short_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
@@ -913,8 +921,7 @@ impl Output {
         };
         let started = std::time::Instant::now();
         Box::new(move |p: BackupProgress<'_>| {
-            bar.set_length(p.total_bytes.unwrap_or(p.bytes).max(p.bytes));
-            bar.set_position(p.bytes);
+            let total = p.total_bytes.unwrap_or(p.bytes).max(p.bytes);
             // A copy of pages counts bytes, not rows.
             bar.set_prefix(match p.rows {
                 0 => p.table.to_owned(),
@@ -923,18 +930,17 @@ impl Output {
             let elapsed = started.elapsed();
             let left = match p.expected {
                 Some(expected) if elapsed < std::time::Duration::from_secs(1) || p.bytes == 0 => {
-                    expected.saturating_sub(elapsed)
+                    Some(expected.saturating_sub(elapsed))
                 }
-                _ if p.bytes == 0 => {
-                    bar.set_message("?");
-                    return;
-                }
-                _ => {
-                    let rest = bar.length().unwrap_or(p.bytes).saturating_sub(p.bytes) as f64;
-                    elapsed.mul_f64(rest / p.bytes as f64)
-                }
+                _ if p.bytes == 0 => None,
+                _ => Some(elapsed.mul_f64(total.saturating_sub(p.bytes) as f64 / p.bytes as f64)),
             };
-            bar.set_message(short_duration(left));
+            bar.set_message(left.map_or_else(|| "?".to_owned(), short_duration));
+            // Last: setting the position may draw, and the frame should
+            // already name the table and the time left.
+            bar.set_length(total);
+            bar.set_position(p.bytes);
+            shown(&bar);
         })
     }
 
@@ -1196,8 +1202,9 @@ impl Output {
         if self.json || self.quiet || !std::io::stderr().is_terminal() {
             return None;
         }
+        // Hidden until its first update has set every field ([`shown`]):
+        // a frame drawn half set says `0 B/0 B` or an empty ETA.
         let bar = indicatif::ProgressBar::hidden().with_finish(indicatif::ProgressFinish::AndClear);
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
         bar.set_style(
             indicatif::ProgressStyle::with_template(&format!(
                 "{label} [{{bar:30}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, eta {eta})"
@@ -1215,9 +1222,10 @@ impl Output {
             return Box::new(|_| {});
         };
         Box::new(move |p: SyncProgress| {
+            bar.set_message(format!("{}/{} tables ready", p.ready, p.tables));
             bar.set_length(p.total_bytes);
             bar.set_position(p.bytes);
-            bar.set_message(format!("{}/{} tables ready", p.ready, p.tables));
+            shown(&bar);
         })
     }
 

@@ -220,6 +220,25 @@ fn the_bar_shows_an_eta_from_the_start_on_a_terminal() {
         assert!(frame.contains(" MiB/"), "{frame}");
         assert!(!frame.contains("eta ?"), "an ETA from the first frame: {frame}");
     }
+    // The total is known from the first frame (the catalog's sizes), not
+    // grown with the progress; no frame is drawn half set.
+    let totals: Vec<&str> = frames
+        .iter()
+        .filter_map(|f| f.split_once(" MiB/")?.1.split_once(" MiB ("))
+        .map(|(total, _)| total)
+        .collect();
+    assert!(totals.windows(2).all(|w| w[0] == w[1]), "{totals:?}");
+    let first: f64 = frames[0]
+        .split_once("] ")
+        .unwrap()
+        .1
+        .split_once(" MiB/")
+        .unwrap()
+        .0
+        .parse()
+        .unwrap();
+    assert!(first < totals[0].parse::<f64>().unwrap() / 2.0, "{}", frames[0]);
+    assert!(!drawn.contains("0 B/0 B") && !drawn.contains("eta )"), "{drawn}");
     assert!(drawn.contains("and verified"), "{drawn}");
 }
 
