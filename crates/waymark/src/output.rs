@@ -58,7 +58,6 @@ impl ProgressLines {
     }
 }
 
-/// `1h02m`, `3m07s`, `42s`.
 /// Puts a bar made by `bytes_bar` on the terminal, once its first update
 /// has set every field it shows.
 fn shown(bar: &indicatif::ProgressBar) {
@@ -67,6 +66,7 @@ fn shown(bar: &indicatif::ProgressBar) {
     }
 }
 
+/// `1h02m`, `3m07s`, `42s`.
 fn short_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
