@@ -685,20 +685,7 @@ async fn dispatch(
                     all: args.all,
                     ..Default::default()
                 };
-                let plan = engine.plan_down(set, &target).await?;
-                // Allowed, since it says so, but worth a word before it runs.
-                for p in &plan.migrations {
-                    if let Some(down) = p.migration.down_runs_nothing() {
-                        tracing::warn!(
-                            "{}: its down script {} holds no statement ({}): reverting it runs nothing, and what \
-                             its up did stays",
-                            p.migration.label(),
-                            down.path.display(),
-                            waymark_core::EMPTY_DOWN
-                        );
-                    }
-                }
-                (plan, options)
+                (engine.plan_down(set, &target).await?, options)
             } else {
                 let up = up_options(&args.up)?;
                 let options = waymark_core::SavedOptions {
@@ -707,20 +694,7 @@ async fn dispatch(
                     ignore_missing: up.ignore_missing,
                     ..Default::default()
                 };
-                let plan = engine.plan(set, &up).await?;
-                // Said before it is applied, while the file can still be
-                // written: `down` refuses such a script.
-                for p in &plan.migrations {
-                    if let Some(path) = p.migration.empty_down() {
-                        tracing::warn!(
-                            "{}: its down script {} holds no statement, so `waymark down` will refuse to revert it until it holds one or a line `{}`",
-                            p.migration.label(),
-                            path.display(),
-                            waymark_core::EMPTY_DOWN
-                        );
-                    }
-                }
-                (plan, options)
+                (engine.plan(set, &up).await?, options)
             };
             let saved = engine.save(&plan, options);
             if let Some(path) = &args.out {

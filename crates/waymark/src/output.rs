@@ -417,8 +417,20 @@ impl Output {
         trace: Option<&waymark_core::Trace>,
     ) {
         let ok = trace.is_none_or(|t| t.stopped.is_none());
+        // Said before the plan, while a file can still be mended.
+        let warnings = plan.warnings();
+        for w in &warnings {
+            self.note(&format!("warning: {w}"));
+        }
         if self.json {
-            self.reply(ok, json::PlanReply { plan: saved, trace });
+            self.reply(
+                ok,
+                json::PlanReply {
+                    plan: saved,
+                    warnings: (!warnings.is_empty()).then_some(&warnings[..]),
+                    trace,
+                },
+            );
         } else {
             self.plan_text(plan);
             if let Some(trace) = trace {

@@ -150,6 +150,39 @@ pub struct Plan {
     pub basis: Basis,
 }
 
+impl Plan {
+    /// What is worth a word before the plan runs, though nothing refuses
+    /// it: a migration about to be applied whose down script holds no
+    /// statement (`down` will refuse to revert it), and one about to be
+    /// reverted by a script that says it runs nothing on purpose.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut said = Vec::new();
+        for p in &self.migrations {
+            let m = &p.migration;
+            if p.down {
+                if let Some(down) = m.down_runs_nothing() {
+                    said.push(format!(
+                        "{}: its down script {} holds no statement ({}): reverting it runs nothing, and what its \
+                         up did stays",
+                        m.label(),
+                        down.path.display(),
+                        crate::source::EMPTY_DOWN
+                    ));
+                }
+            } else if let Some(path) = m.empty_down() {
+                said.push(format!(
+                    "{}: its down script {} holds no statement, so `waymark down` will refuse to revert it until \
+                     it holds one or a line `{}`",
+                    m.label(),
+                    path.display(),
+                    crate::source::EMPTY_DOWN
+                ));
+            }
+        }
+        said
+    }
+}
+
 /// The state a plan was made from: the history and every migration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Basis {

@@ -108,6 +108,11 @@ pub(crate) struct StatusReply<'a> {
 pub(crate) struct PlanReply<'a> {
     #[serde(flatten)]
     pub(crate) plan: &'a SavedPlan,
+    /// What is worth a word though nothing refuses the plan (a migration
+    /// whose down script holds no statement), as stderr says it; absent
+    /// when there is nothing to say. Not part of the saved plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) warnings: Option<&'a [String]>,
     /// With `--trace`: what each statement locked, rewrote and took, as
     /// the server saw it, in a transaction that was rolled back.
     #[serde(skip_serializing_if = "Option::is_none")]

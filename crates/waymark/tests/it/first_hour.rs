@@ -77,6 +77,14 @@ fn an_empty_down_script_is_no_down(kind: Kind) {
     p.run(&db, &["plan"]).ok().stderr_has(&format!(
         "_people: its down script {down} holds no statement, so `waymark down` will refuse to revert it"
     ));
+    // And in its JSON, for a pipeline to read.
+    let planned = p.run(&db, &["plan", "--json"]).ok().json();
+    crate::json_contract::conforms("plan", &planned);
+    let warning = planned["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.ends_with("until it holds one or a line `-- waymark:empty-down`"),
+        "{warning}"
+    );
     p.run(&db, &["up"]).ok();
 
     // `plan --down` and `down` refuse it, naming the file; nothing moves.
@@ -105,6 +113,8 @@ fn an_empty_down_script_is_no_down(kind: Kind) {
     let planned = p.run(&db, &["plan"]).ok();
     assert!(planned.stdout.contains("_people"), "{}", planned.stdout);
     assert!(!planned.stderr.contains("holds no statement"), "{}", planned.stderr);
+    let planned = p.run(&db, &["plan", "--json"]).ok().json();
+    assert!(planned.get("warnings").is_none(), "{planned}");
     assert_eq!(db.tables().iter().filter(|t| *t == "people").count(), 1);
 }
 
