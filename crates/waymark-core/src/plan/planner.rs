@@ -553,20 +553,22 @@ impl Planner<'_> {
                         hint: Some("nothing was reverted".to_owned()),
                     });
                 }
-                (_, Some(m)) if m.empty_down().is_some() => {
-                    let path = m.empty_down().expect("matched").display();
-                    return Err(Error::Refused {
-                        message: format!(
-                            "cannot revert {}: its down script {path} holds no statement, so reverting it would change nothing",
-                            m.label()
-                        ),
-                        hint: Some(format!(
-                            "write the statements that undo it in {path}; if undoing it needs none, add the line `{}`; nothing was reverted",
-                            crate::source::EMPTY_DOWN
-                        )),
-                    });
+                (_, Some(m)) => {
+                    if let Some(path) = m.empty_down() {
+                        let path = path.display();
+                        return Err(Error::Refused {
+                            message: format!(
+                                "cannot revert {}: its down script {path} holds no statement, so reverting it would change nothing",
+                                m.label()
+                            ),
+                            hint: Some(format!(
+                                "write the statements that undo it in {path}; if undoing it needs none, add the line `{}`; nothing was reverted",
+                                crate::source::EMPTY_DOWN
+                            )),
+                        });
+                    }
+                    out.push(m.clone());
                 }
-                (_, Some(m)) => out.push(m.clone()),
             }
         }
         Ok(out)

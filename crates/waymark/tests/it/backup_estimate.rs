@@ -4,10 +4,9 @@
 //! the bar's ETA on a terminal; and a set of the format before timings
 //! (2), which still verifies, lists and restores.
 
-use std::process::Command;
 use std::time::Instant;
 
-use crate::common::{BIN, Kind, Project, TestDb, cache_dir, each_dialect, rewrite_manifest};
+use crate::common::{Kind, Project, TestDb, each_dialect, rewrite_manifest};
 use crate::json_contract::conforms;
 
 /// `rows` more rows of 200 characters each in `big`: 1,000 rows are about
@@ -199,16 +198,7 @@ fn the_bar_shows_an_eta_from_the_start_on_a_terminal() {
     let p = project();
     p.run(&db, &["up"]).ok();
     grow(&db, 200_000);
-    // `script` gives the command a pseudo-terminal and copies what it drew.
-    let out = Command::new("script")
-        .args(["-qec", &format!("{BIN} backup create"), "/dev/null"])
-        .current_dir(p.dir.path())
-        .env("DATABASE_URL", &db.url)
-        .env("WAYMARK_CACHE_DIR", cache_dir())
-        .output()
-        .unwrap();
-    let drawn = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{drawn}");
+    let drawn = p.drawn_on_a_terminal(Some(&db.url), "backup create");
     // Each frame: table and rows, bytes of the expected total, and an ETA
     // that is a time, never unknown.
     let frames: Vec<&str> = drawn

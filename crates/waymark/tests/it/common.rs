@@ -416,6 +416,31 @@ impl Project {
     pub(crate) fn run(&self, db: &TestDb, args: &[&str]) -> Run {
         Run::from(self.command(db, args).output().unwrap())
     }
+
+    /// [`Project::run`] against any `url`, as [`Project::command_at`].
+    pub(crate) fn run_at(&self, url: &str, args: &[&str]) -> Run {
+        Run::from(self.command_at(url, args).output().unwrap())
+    }
+
+    /// `waymark ARGS` in the project on a pseudo-terminal (`script` gives
+    /// the command one and copies what it drew), against `url` or, with
+    /// none, the URLs its files give; fails the test unless it succeeds,
+    /// and returns what it drew.
+    #[track_caller]
+    pub(crate) fn drawn_on_a_terminal(&self, url: Option<&str>, args: &str) -> String {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+            .current_dir(self.dir.path())
+            .env("WAYMARK_CACHE_DIR", cache_dir());
+        match url {
+            Some(url) => cmd.env("DATABASE_URL", url),
+            None => cmd.env_remove("DATABASE_URL"),
+        };
+        let out = cmd.output().unwrap();
+        let drawn = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{drawn}");
+        drawn
+    }
 }
 
 /// The names in a folder, sorted.

@@ -161,7 +161,7 @@ fn read_only_commands_create_no_sqlite_file_and_sqlx_urls_work() {
     let file = p.dir.path().join("app.db");
     for url in ["sqlite://app.db", "sqlite:app.db"] {
         for command in ["status", "plan", "verify"] {
-            let run = crate::common::Run::from(p.command_at(url, &[command]).output().unwrap());
+            let run = p.run_at(url, &[command]);
             run.code(1)
                 .stderr_has(&format!("could not connect to {url}: no database file app.db"))
                 .stderr_has("hint: `waymark up` (or `waymark database create`) creates the file");
@@ -169,11 +169,9 @@ fn read_only_commands_create_no_sqlite_file_and_sqlx_urls_work() {
         }
     }
     // sqlx's form works for the commands that write, and then for reads.
-    crate::common::Run::from(p.command_at("sqlite:app.db", &["up"]).output().unwrap()).ok();
+    p.run_at("sqlite:app.db", &["up"]).ok();
     assert!(file.exists());
-    let status = crate::common::Run::from(p.command_at("sqlite:app.db", &["status", "--json"]).output().unwrap())
-        .ok()
-        .json();
+    let status = p.run_at("sqlite:app.db", &["status", "--json"]).ok().json();
     assert_eq!(status["migrations"][0]["state"], "applied");
 }
 
@@ -195,32 +193,30 @@ fn database_create_and_drop(kind: Kind) {
     p.migration("1_t", "CREATE TABLE t (id INTEGER);", None);
 
     // A database that is not there: said so, with the way to make it.
-    let run = crate::common::Run::from(p.command_at(&url, &["status"]).output().unwrap()).code(1);
+    let run = p.run_at(&url, &["status"]).code(1);
     run.stderr_has(&format!("could not connect to {url}"))
         .stderr_has("hint: create it with `waymark database create`");
 
-    let run = crate::common::Run::from(p.command_at(&url, &["database", "create"]).output().unwrap()).ok();
+    let run = p.run_at(&url, &["database", "create"]).ok();
     run.stderr_has(&format!("created database {name}"));
     assert_eq!(exists(), 1);
-    crate::common::Run::from(p.command_at(&url, &["up"]).output().unwrap()).ok();
+    p.run_at(&url, &["up"]).ok();
     // Again: nothing changes, and a pipeline can run it every time.
-    let again = crate::common::Run::from(p.command_at(&url, &["database", "create", "--json"]).output().unwrap())
-        .ok()
-        .json();
+    let again = p.run_at(&url, &["database", "create", "--json"]).ok().json();
     crate::json_contract::conforms("database-create", &again);
     assert_eq!(again["changed"], false, "{again}");
     assert_eq!(again["database"], name.as_str());
 
     // Drop asks for --yes, and without it leaves everything.
-    crate::common::Run::from(p.command_at(&url, &["database", "drop"]).output().unwrap())
+    p.run_at(&url, &["database", "drop"])
         .code(2)
         .stderr_has("run it again with --yes");
     assert_eq!(exists(), 1);
-    crate::common::Run::from(p.command_at(&url, &["database", "drop", "--yes"]).output().unwrap())
+    p.run_at(&url, &["database", "drop", "--yes"])
         .ok()
         .stderr_has(&format!("dropped database {name}"));
     assert_eq!(exists(), 0);
-    crate::common::Run::from(p.command_at(&url, &["database", "drop", "-y"]).output().unwrap())
+    p.run_at(&url, &["database", "drop", "-y"])
         .ok()
         .stderr_has("does not exist");
 }
@@ -239,7 +235,7 @@ fn database_create_and_drop_mysql() {
 fn database_create_and_drop_a_sqlite_file() {
     let p = Project::new();
     let file = p.dir.path().join("new.db");
-    let run = |args: &[&str]| crate::common::Run::from(p.command_at("sqlite://new.db", args).output().unwrap());
+    let run = |args: &[&str]| p.run_at("sqlite://new.db", args);
     run(&["database", "create"]).ok().stderr_has("created database new.db");
     assert!(file.exists());
     run(&["database", "create"]).ok().stderr_has("exists already");
@@ -256,14 +252,10 @@ fn a_refused_port_says_what_to_check() {
         .unwrap()
         .port();
     let url = format!("postgres://app@127.0.0.1:{port}/app");
-    crate::common::Run::from(
-        p.command_at(&url, &["status", "--connect-timeout", "1s"])
-            .output()
-            .unwrap(),
-    )
-    .code(1)
-    .stderr_has("Connection refused")
-    .stderr_has("hint: nothing listens at that host and port");
+    p.run_at(&url, &["status", "--connect-timeout", "1s"])
+        .code(1)
+        .stderr_has("Connection refused")
+        .stderr_has("hint: nothing listens at that host and port");
 }
 
 #[test]
@@ -347,15 +339,7 @@ fn a_long_migration_is_shown_while_it_runs() {
 
     // On a terminal (`script` gives the command one and copies what it
     // drew): a bar over the batch, the running migration, its seconds.
-    let out = std::process::Command::new("script")
-        .args(["-qec", &format!("{} up", crate::common::BIN), "/dev/null"])
-        .current_dir(p.dir.path())
-        .env("DATABASE_URL", &db.url)
-        .env("WAYMARK_CACHE_DIR", crate::common::cache_dir())
-        .output()
-        .unwrap();
-    let drawn = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{drawn}");
+    let drawn = p.drawn_on_a_terminal(Some(&db.url), "up");
     let seconds: Vec<f64> = drawn
         .split(['\r', '\n'])
         .filter_map(|l| l.split_once("] 1/2 applying 2_slow (")?.1.split_once(" s)"))

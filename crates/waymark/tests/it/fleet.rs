@@ -672,16 +672,7 @@ fn on_a_terminal_the_rollout_shows_a_bar_with_the_time_left_and_each_target_in_f
         "fleet.toml",
         file + "[[wave]]\nname = \"all\"\nselect = \"*\"\nparallel = 2\n",
     );
-    // `script` gives the command a pseudo-terminal and copies what it drew.
-    let out = Command::new("script")
-        .args(["-qec", &format!("{BIN} fleet up"), "/dev/null"])
-        .current_dir(p.dir.path())
-        .env_remove("DATABASE_URL")
-        .env("WAYMARK_CACHE_DIR", cache_dir())
-        .output()
-        .unwrap();
-    let drawn = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{drawn}");
+    let drawn = p.drawn_on_a_terminal(None, "fleet up");
     assert!(drawn.contains("wave all ["), "{drawn}");
     assert!(
         drawn.contains("/3 targets, ") && drawn.contains(" so far, eta "),

@@ -180,15 +180,7 @@ fn a_backfill_counts_its_rows_in_the_running_bar() {
     p.migration("1_users", &users_table(Kind::Sqlite), Some("DROP TABLE users;"));
     p.run(&db, &["up"]).ok();
     plugin_step(&p, "2_backfill", "backfill", waymark_host::BACKFILL_WASM_PATH, BACKFILL);
-    let out = std::process::Command::new("script")
-        .args(["-qec", &format!("{} up", crate::common::BIN), "/dev/null"])
-        .current_dir(p.dir.path())
-        .env("DATABASE_URL", &db.url)
-        .env("WAYMARK_CACHE_DIR", crate::common::cache_dir())
-        .output()
-        .unwrap();
-    let drawn = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{drawn}");
+    let drawn = p.drawn_on_a_terminal(Some(&db.url), "up");
     let counts: Vec<u64> = drawn
         .split(['\r', '\n'])
         .filter_map(|l| l.split_once("] 0/1 applying 2_backfill: ")?.1.split_once('/'))
