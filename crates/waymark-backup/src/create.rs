@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use waymark_db::{Conn, Database, Dialect, HistoryRow, KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo};
+use waymark_db::{
+    Conn, Database, Dialect, HeapPages, HistoryRow, KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo,
+};
 
 use crate::error::BackupError;
 use crate::estimate::{Rates, Total};
@@ -19,6 +21,7 @@ use crate::manifest::{
     AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Pages, Source, Table, Timing, table_digest,
 };
 use crate::rowsum::RowSum;
+use crate::stored::KeyOrder;
 use crate::writing::Writing;
 
 /// How to take a backup.
@@ -120,12 +123,21 @@ impl<'a> ChunkWriter<'a> {
     }
 }
 
-/// Streams the rows of `range` of a table into `writer`, counting rows and
+/// Which of a table's rows to read, and how.
+enum Read<'r> {
+    /// A range of its key, in key order.
+    Keyed(KeyRange),
+    /// A run of its heap pages as they lie (PostgreSQL), while every key
+    /// rises; once one does not, the rest is read and dropped.
+    Stored(HeapPages, &'r mut KeyOrder),
+}
+
+/// Streams `read`'s rows of a table into `writer`, counting rows and
 /// bytes (over every table) in `counters` for progress.
 async fn copy_rows(
     conn: &mut Conn,
     info: &TableInfo,
-    range: &KeyRange,
+    read: Read<'_>,
     writer: &mut ChunkWriter<'_>,
     (rows_so_far, bytes_so_far): (&AtomicU64, &AtomicU64),
     total: &Total,
@@ -138,33 +150,44 @@ async fn copy_rows(
     let dialect = conn.dialect();
     let mut batch: Vec<u8> = Vec::with_capacity(limit);
     let mut batch_rows = 0u64;
-    let streamed = conn
-        .stream_rows_in(info, range, &mut |piece, rows| {
-            let table_rows = rows_so_far.fetch_add(rows, Ordering::Relaxed) + rows;
-            let bytes = bytes_so_far.fetch_add(piece.len() as u64, Ordering::Relaxed) + piece.len() as u64;
-            if table_rows % 10_000 < rows {
-                progress(Progress {
-                    table: &info.name,
-                    rows: table_rows,
-                    bytes,
-                    total_bytes: Some(total.bytes(bytes)),
-                    expected: Some(total.expected),
-                });
-            }
-            writer.sum.add(dialect, piece);
-            batch.extend_from_slice(piece);
-            batch_rows += rows;
-            if batch.len() < limit {
-                return Ok(());
-            }
-            let written = writer.write(&batch, batch_rows);
-            batch.clear();
-            batch_rows = 0;
-            written.inspect_err(|e| {
-                failed = Some((writer.current(), std::io::Error::new(e.kind(), e.to_string())));
-            })
+    let (pages, range, mut order) = match read {
+        Read::Keyed(range) => (None, range, None),
+        Read::Stored(pages, order) => (Some(pages), KeyRange::default(), Some(order)),
+    };
+    let mut sink = |piece: &[u8], rows: u64| -> std::io::Result<()> {
+        if let Some(order) = order.as_deref_mut()
+            && !order.follow(piece)
+        {
+            return Ok(());
+        }
+        let table_rows = rows_so_far.fetch_add(rows, Ordering::Relaxed) + rows;
+        let bytes = bytes_so_far.fetch_add(piece.len() as u64, Ordering::Relaxed) + piece.len() as u64;
+        if table_rows % 10_000 < rows {
+            progress(Progress {
+                table: &info.name,
+                rows: table_rows,
+                bytes,
+                total_bytes: Some(total.bytes(bytes)),
+                expected: Some(total.expected),
+            });
+        }
+        writer.sum.add(dialect, piece);
+        batch.extend_from_slice(piece);
+        batch_rows += rows;
+        if batch.len() < limit {
+            return Ok(());
+        }
+        let written = writer.write(&batch, batch_rows);
+        batch.clear();
+        batch_rows = 0;
+        written.inspect_err(|e| {
+            failed = Some((writer.current(), std::io::Error::new(e.kind(), e.to_string())));
         })
-        .await;
+    };
+    let streamed = match pages {
+        Some(pages) => conn.stream_rows_stored(info, pages, &mut sink).await,
+        None => conn.stream_rows_in(info, &range, &mut sink).await,
+    };
     let rows = streamed.map_err(|e| match failed.take() {
         Some((path, io)) => BackupError::io(&path, io),
         None => BackupError::Db(e),
@@ -431,44 +454,35 @@ async fn write_set(
     let mut done_tables = Vec::new();
     let bytes_so_far = AtomicU64::new(0);
     for (index, (info, footprint)) in tables.into_iter().zip(&footprints).enumerate() {
-        let split = match &helper {
-            // Worth it once the table fills two chunks.
-            Some(_) => conn.split_key(&info, 2 * options.chunk_bytes).await?,
-            None => None,
-        };
         let prefix = format!("data/{:04}", index + 1);
-        let rows_so_far = AtomicU64::new(0);
-        let (rows, writer) = match (split, helper.as_mut()) {
-            (Some(mid), Some(second)) => {
-                let first_half = KeyRange {
-                    after: None,
-                    upto: Some(mid.clone()),
-                };
-                let second_half = KeyRange {
-                    after: Some(mid),
-                    upto: None,
-                };
-                let mut a = ChunkWriter::new(dir, prefix.clone(), options);
-                let mut b = ChunkWriter::new(dir, format!("{prefix}b"), options);
-                let counters = (&rows_so_far, &bytes_so_far);
-                // One half reports progress for both: the counters are shared.
-                let mut quiet = |_: Progress<'_>| {};
-                let (ra, rb) = tokio::join!(
-                    copy_rows(&mut conn, &info, &first_half, &mut a, counters, &total, progress),
-                    copy_rows(second, &info, &second_half, &mut b, counters, &total, &mut quiet),
-                );
-                let rows = ra? + rb?;
-                a.chunks.append(&mut b.chunks);
-                a.files.append(&mut b.files);
-                a.sum = a.sum.merge(b.sum);
-                (rows, a)
+        let before = bytes_so_far.load(Ordering::Relaxed);
+        let to = (dir, prefix.as_str(), options);
+        let stored = match dialect {
+            Dialect::Postgres => {
+                read_stored(
+                    (&mut conn, helper.as_mut()),
+                    &info,
+                    to,
+                    (&bytes_so_far, &total),
+                    progress,
+                )
+                .await?
             }
-            _ => {
-                let mut writer = ChunkWriter::new(dir, prefix, options);
-                let whole = KeyRange::default();
-                let counters = (&rows_so_far, &bytes_so_far);
-                let rows = copy_rows(&mut conn, &info, &whole, &mut writer, counters, &total, progress).await?;
-                (rows, writer)
+            _ => None,
+        };
+        let (rows, writer) = match stored {
+            Some(read) => read,
+            None => {
+                // What the read as stored counted is read again.
+                bytes_so_far.store(before, Ordering::Relaxed);
+                read_keyed(
+                    (&mut conn, helper.as_mut()),
+                    &info,
+                    to,
+                    (&bytes_so_far, &total),
+                    progress,
+                )
+                .await?
             }
         };
         let bytes = bytes_so_far.load(Ordering::Relaxed);
@@ -512,6 +526,134 @@ async fn write_set(
             pages: None,
         },
     )
+}
+
+/// Where a table's chunks go: the set's folder, their names' start, and
+/// their size and compression.
+type Destination<'d> = (&'d Path, &'d str, &'d CreateOptions);
+
+/// Reads a PostgreSQL table's rows as its heap pages hold them, when its
+/// key is one [`KeyOrder`] can follow: in two runs of pages at once when
+/// it fills two chunks and a second connection shares the snapshot. The
+/// rows and their chunks, if every key rose from the first row to the
+/// last; `None`, with whatever was written removed, if one did not.
+async fn read_stored<'d>(
+    (conn, second): (&mut Conn, Option<&mut Conn>),
+    info: &TableInfo,
+    to: Destination<'d>,
+    so_far: (&AtomicU64, &Total),
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<Option<(u64, ChunkWriter<'d>)>, BackupError> {
+    let Some(mut first) = KeyOrder::of(info) else {
+        return Ok(None);
+    };
+    let mut then = first.clone();
+    let (pages, page_bytes) = conn.heap_pages(info).await?;
+    let big = pages.saturating_mul(page_bytes) >= 2 * to.2.chunk_bytes;
+    let (read, also) = match second.filter(|_| big) {
+        Some(second) => (
+            Read::Stored(
+                HeapPages {
+                    from: 0,
+                    upto: Some(pages / 2),
+                },
+                &mut first,
+            ),
+            Some((
+                Read::Stored(
+                    HeapPages {
+                        from: pages / 2,
+                        upto: None,
+                    },
+                    &mut then,
+                ),
+                second,
+            )),
+        ),
+        None => (Read::Stored(HeapPages::default(), &mut first), None),
+    };
+    let (rows, writer) = read_in(conn, info, (read, also), to, so_far, progress).await?;
+    if first.precedes(&then) {
+        return Ok(Some((rows, writer)));
+    }
+    tracing::debug!(
+        "{}: its heap pages do not hold its rows in key order; reading it by key",
+        info.name
+    );
+    for file in &writer.files {
+        let path = to.0.join(&file.path);
+        std::fs::remove_file(&path).map_err(|e| BackupError::io(&path, e))?;
+    }
+    Ok(None)
+}
+
+/// Reads a table's rows in key order: in two halves of its key at once
+/// when it fills two chunks, the planner's statistics give a middle, and
+/// a second connection shares the snapshot.
+async fn read_keyed<'d>(
+    (conn, second): (&mut Conn, Option<&mut Conn>),
+    info: &TableInfo,
+    to: Destination<'d>,
+    so_far: (&AtomicU64, &Total),
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<(u64, ChunkWriter<'d>), BackupError> {
+    let split = match &second {
+        Some(_) => conn.split_key(info, 2 * to.2.chunk_bytes).await?,
+        None => None,
+    };
+    let reads = match split.zip(second) {
+        Some((mid, second)) => (
+            Read::Keyed(KeyRange {
+                after: None,
+                upto: Some(mid.clone()),
+            }),
+            Some((
+                Read::Keyed(KeyRange {
+                    after: Some(mid),
+                    upto: None,
+                }),
+                second,
+            )),
+        ),
+        None => (Read::Keyed(KeyRange::default()), None),
+    };
+    read_in(conn, info, reads, to, so_far, progress).await
+}
+
+/// Reads a table's rows into chunks: in one read, or in two at once, the
+/// second on its own connection (sharing the snapshot), whose chunks come
+/// after the first's.
+async fn read_in<'d>(
+    conn: &mut Conn,
+    info: &TableInfo,
+    reads: (Read<'_>, Option<(Read<'_>, &mut Conn)>),
+    (dir, prefix, options): Destination<'d>,
+    (bytes_so_far, total): (&AtomicU64, &Total),
+    progress: &mut (dyn FnMut(Progress<'_>) + Send),
+) -> Result<(u64, ChunkWriter<'d>), BackupError> {
+    let rows_so_far = AtomicU64::new(0);
+    let counters = (&rows_so_far, bytes_so_far);
+    let mut a = ChunkWriter::new(dir, prefix.to_owned(), options);
+    match reads {
+        (first, Some((then, second))) => {
+            let mut b = ChunkWriter::new(dir, format!("{prefix}b"), options);
+            // One half reports progress for both: the counters are shared.
+            let mut quiet = |_: Progress<'_>| {};
+            let (ra, rb) = tokio::join!(
+                copy_rows(conn, info, first, &mut a, counters, total, progress),
+                copy_rows(second, info, then, &mut b, counters, total, &mut quiet),
+            );
+            let rows = ra? + rb?;
+            a.chunks.append(&mut b.chunks);
+            a.files.append(&mut b.files);
+            a.sum = a.sum.merge(b.sum);
+            Ok((rows, a))
+        }
+        (whole, None) => {
+            let rows = copy_rows(conn, info, whole, &mut a, counters, total, progress).await?;
+            Ok((rows, a))
+        }
+    }
 }
 
 /// What a set holds, for its manifest.

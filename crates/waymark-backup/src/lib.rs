@@ -18,6 +18,7 @@ mod manifest;
 mod pages;
 mod restore;
 mod rowsum;
+mod stored;
 mod verify;
 mod writing;
 

@@ -34,7 +34,7 @@ pub use admin::{DatabaseChange, create_database, drop_database};
 pub use conn::{Conn, ConnectOptions, Database};
 pub use crash::{arm_crash_points, crash_point};
 pub use dialect::Dialect;
-pub use dump::{KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo, last_key, records, split_rows};
+pub use dump::{HeapPages, KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo, last_key, records, split_rows};
 pub use error::DbError;
 pub use foreign::{OtherHistory, OtherTool};
 pub use history::{AuditEntry, HistoryRow, HistoryTable, NewHistoryRow, State};
