@@ -15,12 +15,10 @@ use waymark_db::{
     Conn, Database, Dialect, HeapPages, HistoryRow, KeyRange, SchemaItem, SequenceValue, ServerInfo, TableInfo,
 };
 
+use crate::chunks::{ChunkWriter, Chunks};
 use crate::error::BackupError;
 use crate::estimate::{Rates, Total};
-use crate::manifest::{
-    AppliedMigration, Chunk, FORMAT, File, MANIFEST, Manifest, Pages, Source, Table, Timing, table_digest,
-};
-use crate::rowsum::RowSum;
+use crate::manifest::{AppliedMigration, FORMAT, File, MANIFEST, Manifest, Pages, Source, Table, Timing, table_digest};
 use crate::stored::KeyOrder;
 use crate::writing::Writing;
 
@@ -87,49 +85,13 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Writes one table's rows as chunks.
-struct ChunkWriter<'a> {
-    dir: &'a Path,
-    prefix: String,
-    limit: u64,
-    level: i32,
-    open: Option<OpenChunk>,
-    chunks: Vec<Chunk>,
-    files: Vec<File>,
-    /// Every row written, as the restore sums them back.
-    sum: RowSum,
-}
-
-struct OpenChunk {
-    relative: String,
-    encoder: zstd::Encoder<'static, Hashing<FsFile>>,
-    raw: Sha256,
-    raw_bytes: u64,
-    rows: u64,
-}
-
-impl<'a> ChunkWriter<'a> {
-    fn new(dir: &'a Path, prefix: String, options: &CreateOptions) -> Self {
-        ChunkWriter {
-            dir,
-            prefix,
-            limit: options.chunk_bytes,
-            level: options.level,
-            open: None,
-            chunks: Vec::new(),
-            files: Vec::new(),
-            sum: RowSum::default(),
-        }
-    }
-}
-
 /// Which of a table's rows to read, and how.
-enum Read<'r> {
+enum Read {
     /// A range of its key, in key order.
     Keyed(KeyRange),
-    /// A run of its heap pages as they lie (PostgreSQL), while every key
-    /// rises; once one does not, the rest is read and dropped.
-    Stored(HeapPages, &'r mut KeyOrder),
+    /// A run of its heap pages as they lie (PostgreSQL), its writer
+    /// checking that every key rises.
+    Stored(HeapPages),
 }
 
 /// Streams `read`'s rows of a table into `writer`, counting rows and
@@ -137,29 +99,14 @@ enum Read<'r> {
 async fn copy_rows(
     conn: &mut Conn,
     info: &TableInfo,
-    read: Read<'_>,
-    writer: &mut ChunkWriter<'_>,
+    read: Read,
+    writer: ChunkWriter,
     (rows_so_far, bytes_so_far): (&AtomicU64, &AtomicU64),
     total: &Total,
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) -> Result<u64, BackupError> {
-    let mut failed: Option<(PathBuf, std::io::Error)> = None;
-    // Rows arrive one by one; they are hashed and compressed in batches,
-    // which costs far less per byte.
-    let limit = BATCH.min(usize::try_from(writer.limit / 4).unwrap_or(BATCH)).max(1);
-    let dialect = conn.dialect();
-    let mut batch: Vec<u8> = Vec::with_capacity(limit);
-    let mut batch_rows = 0u64;
-    let (pages, range, mut order) = match read {
-        Read::Keyed(range) => (None, range, None),
-        Read::Stored(pages, order) => (Some(pages), KeyRange::default(), Some(order)),
-    };
+) -> Result<(u64, ChunkWriter), BackupError> {
+    let mut chunks = Chunks::start(writer);
     let mut sink = |piece: &[u8], rows: u64| -> std::io::Result<()> {
-        if let Some(order) = order.as_deref_mut()
-            && !order.follow(piece)
-        {
-            return Ok(());
-        }
         let table_rows = rows_so_far.fetch_add(rows, Ordering::Relaxed) + rows;
         let bytes = bytes_so_far.fetch_add(piece.len() as u64, Ordering::Relaxed) + piece.len() as u64;
         if table_rows % 10_000 < rows {
@@ -171,100 +118,15 @@ async fn copy_rows(
                 expected: Some(total.expected),
             });
         }
-        writer.sum.add(dialect, piece);
-        batch.extend_from_slice(piece);
-        batch_rows += rows;
-        if batch.len() < limit {
-            return Ok(());
-        }
-        let written = writer.write(&batch, batch_rows);
-        batch.clear();
-        batch_rows = 0;
-        written.inspect_err(|e| {
-            failed = Some((writer.current(), std::io::Error::new(e.kind(), e.to_string())));
-        })
+        chunks.push(piece, rows)
     };
-    let streamed = match pages {
-        Some(pages) => conn.stream_rows_stored(info, pages, &mut sink).await,
-        None => conn.stream_rows_in(info, &range, &mut sink).await,
+    let streamed = match read {
+        Read::Stored(pages) => conn.stream_rows_stored(info, pages, &mut sink).await,
+        Read::Keyed(range) => conn.stream_rows_in(info, &range, &mut sink).await,
     };
-    let rows = streamed.map_err(|e| match failed.take() {
-        Some((path, io)) => BackupError::io(&path, io),
-        None => BackupError::Db(e),
-    })?;
-    let last = writer.current();
-    if !batch.is_empty() {
-        writer
-            .write(&batch, batch_rows)
-            .map_err(|e| BackupError::io(&last, e))?;
-    }
-    let last = writer.current();
-    writer.close().map_err(|e| BackupError::io(&last, e))?;
-    Ok(rows)
-}
-
-/// Bytes of whole rows hashed and compressed at a time (at most a quarter
-/// of a chunk, so chunks keep their size).
-const BATCH: usize = 256 * 1024;
-
-impl ChunkWriter<'_> {
-    /// Takes whole rows; starts a new chunk once the current one is full.
-    fn write(&mut self, piece: &[u8], rows: u64) -> std::io::Result<()> {
-        if self.open.is_none() {
-            let relative = format!("{}-{:05}.zst", self.prefix, self.chunks.len() + 1);
-            let file = FsFile::create(self.dir.join(&relative))?;
-            let hashing = Hashing {
-                inner: file,
-                hash: Sha256::new(),
-                bytes: 0,
-            };
-            self.open = Some(OpenChunk {
-                relative,
-                encoder: zstd::Encoder::new(hashing, self.level)?,
-                raw: Sha256::new(),
-                raw_bytes: 0,
-                rows: 0,
-            });
-        }
-        let open = self.open.as_mut().expect("opened above");
-        open.encoder.write_all(piece)?;
-        open.raw.update(piece);
-        open.raw_bytes += piece.len() as u64;
-        open.rows += rows;
-        if open.raw_bytes >= self.limit {
-            self.close()?;
-        }
-        Ok(())
-    }
-
-    /// The chunk being written (or about to be), for messages.
-    fn current(&self) -> PathBuf {
-        match &self.open {
-            Some(open) => self.dir.join(&open.relative),
-            None => self
-                .dir
-                .join(format!("{}-{:05}.zst", self.prefix, self.chunks.len() + 1)),
-        }
-    }
-
-    fn close(&mut self) -> std::io::Result<()> {
-        let Some(open) = self.open.take() else { return Ok(()) };
-        let hashing = open.encoder.finish()?;
-        hashing.inner.sync_all()?;
-        waymark_db::crash_point("backup-chunk-written");
-        self.files.push(File {
-            path: open.relative.clone(),
-            size: hashing.bytes,
-            sha256: hex::encode(hashing.hash.finalize()),
-        });
-        self.chunks.push(Chunk {
-            file: open.relative,
-            rows: open.rows,
-            raw_bytes: open.raw_bytes,
-            raw_sha256: hex::encode(open.raw.finalize()),
-        });
-        Ok(())
-    }
+    // A writer that stopped stopped the read: its error is the cause.
+    let writer = chunks.finish()?;
+    Ok((streamed?, writer))
 }
 
 /// Makes a new set's folder and returns its id: the time, to the second,
@@ -537,43 +399,31 @@ type Destination<'d> = (&'d Path, &'d str, &'d CreateOptions);
 /// it fills two chunks and a second connection shares the snapshot. The
 /// rows and their chunks, if every key rose from the first row to the
 /// last; `None`, with whatever was written removed, if one did not.
-async fn read_stored<'d>(
+async fn read_stored(
     (conn, second): (&mut Conn, Option<&mut Conn>),
     info: &TableInfo,
-    to: Destination<'d>,
+    to: Destination<'_>,
     so_far: (&AtomicU64, &Total),
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) -> Result<Option<(u64, ChunkWriter<'d>)>, BackupError> {
-    let Some(mut first) = KeyOrder::of(info) else {
+) -> Result<Option<(u64, ChunkWriter)>, BackupError> {
+    if KeyOrder::of(info).is_none() {
         return Ok(None);
-    };
-    let mut then = first.clone();
+    }
     let (pages, page_bytes) = conn.heap_pages(info).await?;
     let big = pages.saturating_mul(page_bytes) >= 2 * to.2.chunk_bytes;
-    let (read, also) = match second.filter(|_| big) {
-        Some(second) => (
-            Read::Stored(
-                HeapPages {
-                    from: 0,
-                    upto: Some(pages / 2),
-                },
-                &mut first,
-            ),
-            Some((
-                Read::Stored(
-                    HeapPages {
-                        from: pages / 2,
-                        upto: None,
-                    },
-                    &mut then,
-                ),
-                second,
-            )),
-        ),
-        None => (Read::Stored(HeapPages::default(), &mut first), None),
+    let reads = match second.filter(|_| big) {
+        Some(second) => {
+            let (first, then) = (Some(pages / 2), pages / 2);
+            let first = Read::Stored(HeapPages { from: 0, upto: first });
+            (
+                first,
+                Some((Read::Stored(HeapPages { from: then, upto: None }), second)),
+            )
+        }
+        None => (Read::Stored(HeapPages::default()), None),
     };
-    let (rows, writer) = read_in(conn, info, (read, also), to, so_far, progress).await?;
-    if first.precedes(&then) {
+    let (rows, writer, in_order) = read_in(conn, info, reads, to, so_far, progress).await?;
+    if in_order {
         return Ok(Some((rows, writer)));
     }
     tracing::debug!(
@@ -590,13 +440,13 @@ async fn read_stored<'d>(
 /// Reads a table's rows in key order: in two halves of its key at once
 /// when it fills two chunks, the planner's statistics give a middle, and
 /// a second connection shares the snapshot.
-async fn read_keyed<'d>(
+async fn read_keyed(
     (conn, second): (&mut Conn, Option<&mut Conn>),
     info: &TableInfo,
-    to: Destination<'d>,
+    to: Destination<'_>,
     so_far: (&AtomicU64, &Total),
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) -> Result<(u64, ChunkWriter<'d>), BackupError> {
+) -> Result<(u64, ChunkWriter), BackupError> {
     let split = match &second {
         Some(_) => conn.split_key(info, 2 * to.2.chunk_bytes).await?,
         None => None,
@@ -617,41 +467,54 @@ async fn read_keyed<'d>(
         ),
         None => (Read::Keyed(KeyRange::default()), None),
     };
-    read_in(conn, info, reads, to, so_far, progress).await
+    let (rows, writer, _) = read_in(conn, info, reads, to, so_far, progress).await?;
+    Ok((rows, writer))
 }
 
 /// Reads a table's rows into chunks: in one read, or in two at once, the
 /// second on its own connection (sharing the snapshot), whose chunks come
-/// after the first's.
-async fn read_in<'d>(
+/// after the first's. Also whether the rows came in key order, one read
+/// after the other: always, for reads by key.
+async fn read_in(
     conn: &mut Conn,
     info: &TableInfo,
-    reads: (Read<'_>, Option<(Read<'_>, &mut Conn)>),
-    (dir, prefix, options): Destination<'d>,
+    reads: (Read, Option<(Read, &mut Conn)>),
+    (dir, prefix, options): Destination<'_>,
     (bytes_so_far, total): (&AtomicU64, &Total),
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
-) -> Result<(u64, ChunkWriter<'d>), BackupError> {
+) -> Result<(u64, ChunkWriter, bool), BackupError> {
     let rows_so_far = AtomicU64::new(0);
     let counters = (&rows_so_far, bytes_so_far);
-    let mut a = ChunkWriter::new(dir, prefix.to_owned(), options);
+    let dialect = conn.dialect();
+    let writer = |read: &Read, prefix: String| {
+        let mut writer = ChunkWriter::new(dir, prefix, options, dialect);
+        writer.order = matches!(read, Read::Stored(_)).then(|| KeyOrder::of(info)).flatten();
+        writer
+    };
     match reads {
         (first, Some((then, second))) => {
-            let mut b = ChunkWriter::new(dir, format!("{prefix}b"), options);
+            let (a, b) = (writer(&first, prefix.to_owned()), writer(&then, format!("{prefix}b")));
             // One half reports progress for both: the counters are shared.
             let mut quiet = |_: Progress<'_>| {};
             let (ra, rb) = tokio::join!(
-                copy_rows(conn, info, first, &mut a, counters, total, progress),
-                copy_rows(second, info, then, &mut b, counters, total, &mut quiet),
+                copy_rows(conn, info, first, a, counters, total, progress),
+                copy_rows(second, info, then, b, counters, total, &mut quiet),
             );
-            let rows = ra? + rb?;
+            let ((rows_a, mut a), (rows_b, mut b)) = (ra?, rb?);
+            let in_order = match (&a.order, &b.order) {
+                (Some(x), Some(y)) => x.precedes(y),
+                _ => true,
+            };
             a.chunks.append(&mut b.chunks);
             a.files.append(&mut b.files);
             a.sum = a.sum.merge(b.sum);
-            Ok((rows, a))
+            Ok((rows_a + rows_b, a, in_order))
         }
         (whole, None) => {
-            let rows = copy_rows(conn, info, whole, &mut a, counters, total, progress).await?;
-            Ok((rows, a))
+            let a = writer(&whole, prefix.to_owned());
+            let (rows, a) = copy_rows(conn, info, whole, a, counters, total, progress).await?;
+            let in_order = a.order.as_ref().is_none_or(KeyOrder::rising);
+            Ok((rows, a, in_order))
         }
     }
 }

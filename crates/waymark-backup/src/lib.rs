@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+mod chunks;
 mod create;
 mod error;
 mod estimate;

@@ -18,9 +18,28 @@ use xxhash_rust::xxh3::xxh3_128;
 /// `COPY` text on PostgreSQL; elsewhere one length-prefixed record per
 /// piece, whatever bytes it holds.
 pub(crate) fn rows_of(dialect: Dialect, piece: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let lines = (dialect == Dialect::Postgres).then(|| piece.split_inclusive(|b| *b == b'\n'));
+    let lines = (dialect == Dialect::Postgres).then(|| lines(piece));
     let whole = (dialect != Dialect::Postgres).then_some(piece);
     lines.into_iter().flatten().chain(whole)
+}
+
+/// The lines of `COPY` text, each with its line end, and a last one
+/// without, as it is. Found with `memchr`: a backup's rows pass through
+/// here several hundred megabytes at a time, and a byte-by-byte split
+/// cost a tenth of the create's CPU.
+pub(crate) fn lines(piece: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', piece);
+    std::iter::from_fn(move || {
+        let end = match ends.next() {
+            Some(end) => end + 1,
+            None if start < piece.len() => piece.len(),
+            None => return None,
+        };
+        let line = &piece[start..end];
+        start = end;
+        Some(line)
+    })
 }
 
 /// The running sum of a table's rows, or of a part of them.
@@ -80,6 +99,15 @@ mod tests {
         let mut sum = RowSum::default();
         pieces.iter().for_each(|p| sum.add(dialect, p));
         sum
+    }
+
+    #[test]
+    fn lines_are_cut_as_split_inclusive_cuts_them() {
+        for text in [&b""[..], b"\n", b"a", b"a\n", b"a\nb", b"a\n\nb\n", b"1\tx\n2\ty\n3"] {
+            let ours: Vec<&[u8]> = lines(text).collect();
+            let std: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+            assert_eq!(ours, std, "{:?}", String::from_utf8_lossy(text));
+        }
     }
 
     #[test]

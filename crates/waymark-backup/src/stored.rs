@@ -56,30 +56,23 @@ impl KeyOrder {
     /// Follows the whole rows of a piece of `COPY` text. False once a key
     /// has not been greater than the one before it, and from then on.
     pub(crate) fn follow(&mut self, piece: &[u8]) -> bool {
-        for line in piece.split(|b| *b == b'\n') {
+        for line in crate::rowsum::lines(piece) {
             if self.broken {
                 break;
             }
-            // The empty rest after the piece's last line end.
-            if line.is_empty() {
-                continue;
-            }
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
             self.scratch.clear();
             for &p in &self.positions {
-                let field = line.split(|b| *b == b'\t').nth(p);
-                match field.and_then(|f| std::str::from_utf8(f).ok()?.parse::<i64>().ok()) {
+                match field(line, p).and_then(integer) {
                     Some(value) => self.scratch.push(value),
-                    None => {
-                        self.broken = true;
-                        break;
-                    }
+                    None => self.broken = true,
                 }
             }
             if self.broken {
                 break;
             }
             if self.first.is_empty() {
-                self.first = self.scratch.clone();
+                self.first.clone_from(&self.scratch);
             } else if self.scratch <= self.last {
                 self.broken = true;
                 break;
@@ -89,12 +82,49 @@ impl KeyOrder {
         !self.broken
     }
 
+    /// Whether every key followed rose.
+    pub(crate) fn rising(&self) -> bool {
+        !self.broken
+    }
+
     /// Whether every key followed rose, and all of them are below every
     /// key `next` followed: two runs of pages that, one after the other,
     /// are in key order.
     pub(crate) fn precedes(&self, next: &KeyOrder) -> bool {
         !self.broken && !next.broken && (self.last.is_empty() || next.first.is_empty() || self.last < next.first)
     }
+}
+
+/// Field `n` (from 0) of a line of `COPY` text. A tab in a value is
+/// written `\\t`, so every tab byte ends a field.
+fn field(line: &[u8], n: usize) -> Option<&[u8]> {
+    let mut start = 0;
+    let mut tabs = memchr::memchr_iter(b'\t', line);
+    for _ in 0..n {
+        start = tabs.next()? + 1;
+    }
+    let end = tabs.next().unwrap_or(line.len());
+    Some(&line[start..end])
+}
+
+/// An integer as `COPY` writes one: an optional `-` and decimal digits.
+fn integer(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // Summed below zero, where i64 reaches one further (`i64::MIN`).
+    let mut below = 0i64;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        below = below.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if negative { Some(below) } else { below.checked_neg() }
 }
 
 #[cfg(test)]
@@ -138,6 +168,20 @@ mod tests {
         // (a, b) = (9, 5), (10, 1), (10, 2): rising as numbers, not as text.
         assert!(order.follow(b"5\t9\n1\t10\n2\t10\n"));
         assert!(!order.follow(b"1\t10\n"));
+    }
+
+    #[test]
+    fn integers_read_as_copy_writes_them_to_both_ends_of_i64() {
+        assert_eq!(integer(b"0"), Some(0));
+        assert_eq!(integer(b"-17"), Some(-17));
+        assert_eq!(integer(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(integer(b"-9223372036854775808"), Some(i64::MIN));
+        for not in [&b""[..], b"-", b"9223372036854775808", b"1.5", b"\\N", b" 1"] {
+            assert_eq!(integer(not), None, "{:?}", String::from_utf8_lossy(not));
+        }
+        assert_eq!(field(b"a\tb\tc", 0), Some(&b"a"[..]));
+        assert_eq!(field(b"a\tb\tc", 2), Some(&b"c"[..]));
+        assert_eq!(field(b"a\tb\tc", 3), None);
     }
 
     #[test]

@@ -211,13 +211,16 @@ fn the_bar_shows_an_eta_from_the_start_on_a_terminal() {
         assert!(!frame.contains("eta ?"), "an ETA from the first frame: {frame}");
     }
     // The total is known from the first frame (the catalog's sizes), not
-    // grown with the progress; no frame is drawn half set.
+    // grown with the progress; no frame is drawn half set. Once the table
+    // is done the total is corrected, once, to what it held, and frames
+    // drawn then (on a busy machine, before the next table starts) show it.
     let totals: Vec<&str> = frames
         .iter()
         .filter_map(|f| f.split_once(" MiB/")?.1.split_once(" MiB ("))
         .map(|(total, _)| total)
         .collect();
-    assert!(totals.windows(2).all(|w| w[0] == w[1]), "{totals:?}");
+    let changes = totals.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(changes <= 1, "{totals:?}");
     let first: f64 = frames[0]
         .split_once("] ")
         .unwrap()
