@@ -318,33 +318,14 @@ async fn write_set(
     for (index, (info, footprint)) in tables.into_iter().zip(&footprints).enumerate() {
         let prefix = format!("data/{:04}", index + 1);
         let before = bytes_so_far.load(Ordering::Relaxed);
-        let to = (dir, prefix.as_str(), options);
-        let stored = match dialect {
-            Dialect::Postgres => {
-                read_stored(
-                    (&mut conn, helper.as_mut()),
-                    &info,
-                    to,
-                    (&bytes_so_far, &total),
-                    progress,
-                )
-                .await?
-            }
-            _ => None,
-        };
+        let (to, so_far) = ((dir, prefix.as_str(), options), (&bytes_so_far, &total));
+        let stored = read_stored((&mut conn, helper.as_mut()), &info, to, so_far, progress).await?;
         let (rows, writer) = match stored {
             Some(read) => read,
             None => {
                 // What the read as stored counted is read again.
                 bytes_so_far.store(before, Ordering::Relaxed);
-                read_keyed(
-                    (&mut conn, helper.as_mut()),
-                    &info,
-                    to,
-                    (&bytes_so_far, &total),
-                    progress,
-                )
-                .await?
+                read_keyed((&mut conn, helper.as_mut()), &info, to, so_far, progress).await?
             }
         };
         let bytes = bytes_so_far.load(Ordering::Relaxed);
@@ -395,7 +376,7 @@ async fn write_set(
 type Destination<'d> = (&'d Path, &'d str, &'d CreateOptions);
 
 /// Reads a PostgreSQL table's rows as its heap pages hold them, when its
-/// key is one [`KeyOrder`] can follow: in two runs of pages at once when
+/// key is one [`KeyOrder`] can follow (`None` at once elsewhere): in two runs of pages at once when
 /// it fills two chunks and a second connection shares the snapshot. The
 /// rows and their chunks, if every key rose from the first row to the
 /// last; `None`, with whatever was written removed, if one did not.
@@ -406,7 +387,7 @@ async fn read_stored(
     so_far: (&AtomicU64, &Total),
     progress: &mut (dyn FnMut(Progress<'_>) + Send),
 ) -> Result<Option<(u64, ChunkWriter)>, BackupError> {
-    if KeyOrder::of(info).is_none() {
+    if conn.dialect() != Dialect::Postgres || KeyOrder::of(info).is_none() {
         return Ok(None);
     }
     let (pages, page_bytes) = conn.heap_pages(info).await?;
