@@ -1,15 +1,16 @@
 //! A table's rows into chunks: each chunk's rows hashed (SHA-256), summed
 //! (the order-independent `RowSum`), checked for rising keys where the
-//! read needs it, and compressed with zstd, on a thread of their own.
+//! read needs it, and compressed with zstd, in batches.
 //!
-//! The rows of a big table arrive on two connections at once. Hashing and
-//! compressing them is most of the client's work; done on the task that
-//! receives them, both reads shared one thread. Each read now hands its
-//! rows, in batches, to a thread of its own, through a channel that holds
-//! a few batches, so that memory stays bounded whatever the table's size
-//! and the client's work is not held to one core where there are more
-//! (on two, shared with the server's two backends, it measured the same;
-//! design 0009, "The create's own work, measured again").
+//! The rows of a big table arrive on two connections at once, both read
+//! by one task. Hashing and compressing them is most of the client's work.
+//! Where the machine has more than two cores, each read hands its batches
+//! to a thread of its own, through a channel that holds a few, so that
+//! memory stays bounded whatever the table's size and the client's work
+//! is not held to one core. On two cores, the database's two backends
+//! already take both: a thread per read there measured slower, through
+//! switching, than writing on the reading task (design 0009, "Two cores,
+//! one thread").
 
 use std::fs::File as FsFile;
 use std::io::Write;
@@ -173,36 +174,65 @@ const BATCH: usize = 256 * 1024;
 /// the writer busy, few enough that memory does not grow with the table.
 const QUEUED: usize = 4;
 
-/// What a writer's thread ends with: the writer, or the chunk it could
-/// not write and why.
+/// What a writer ends with: the writer, or the chunk it could not write
+/// and why.
 type Written = Result<ChunkWriter, (PathBuf, std::io::Error)>;
 
-/// A [`ChunkWriter`] at work on its own thread, fed whole rows.
+/// A [`ChunkWriter`] fed whole rows, in batches: on a thread of its own
+/// where the machine has cores to spare, on the reading task otherwise.
 pub(crate) struct Chunks {
-    tx: Option<SyncSender<(Vec<u8>, u64)>>,
-    worker: Option<JoinHandle<Written>>,
+    to: Writing,
     batch: Vec<u8>,
     batch_rows: u64,
     limit: usize,
 }
 
+/// Where a [`Chunks`]' batches are written.
+enum Writing {
+    /// By the task that reads the rows, between reads. On two cores the
+    /// database's two backends already take both: a thread per read only
+    /// added switching (design 0009, "Two cores, one thread").
+    /// `None` once finished. (Boxed: a writer is large beside a thread's
+    /// handles.)
+    Here(Box<Option<Written>>),
+    /// On a thread of its own, behind a channel.
+    Thread {
+        tx: Option<SyncSender<(Vec<u8>, u64)>>,
+        worker: Option<JoinHandle<Written>>,
+    },
+}
+
 impl Chunks {
-    /// Starts `writer` on a thread of its own.
-    pub(crate) fn start(mut writer: ChunkWriter) -> Chunks {
+    /// Starts `writer`: on a thread of its own if the machine has more
+    /// than two cores.
+    pub(crate) fn start(writer: ChunkWriter) -> Chunks {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Chunks::start_on(writer, cores > 2)
+    }
+
+    fn start_on(mut writer: ChunkWriter, thread: bool) -> Chunks {
         // Rows arrive a run at a time; they are hashed and compressed in
         // batches, which costs far less per byte.
         let limit = BATCH.min(usize::try_from(writer.limit / 4).unwrap_or(BATCH)).max(1);
-        let (tx, rx) = sync_channel::<(Vec<u8>, u64)>(QUEUED);
-        let worker = std::thread::spawn(move || {
-            for (batch, rows) in rx {
-                writer.take(&batch, rows).map_err(|e| (writer.current(), e))?;
+        let to = match thread {
+            false => Writing::Here(Box::new(Some(Ok(writer)))),
+            true => {
+                let (tx, rx) = sync_channel::<(Vec<u8>, u64)>(QUEUED);
+                let worker = std::thread::spawn(move || {
+                    for (batch, rows) in rx {
+                        writer.take(&batch, rows).map_err(|e| (writer.current(), e))?;
+                    }
+                    writer.close().map_err(|e| (writer.current(), e))?;
+                    Ok(writer)
+                });
+                Writing::Thread {
+                    tx: Some(tx),
+                    worker: Some(worker),
+                }
             }
-            writer.close().map_err(|e| (writer.current(), e))?;
-            Ok(writer)
-        });
+        };
         Chunks {
-            tx: Some(tx),
-            worker: Some(worker),
+            to,
             batch: Vec::with_capacity(limit),
             batch_rows: 0,
             limit,
@@ -221,11 +251,27 @@ impl Chunks {
     }
 
     fn send(&mut self) -> std::io::Result<()> {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.limit));
         let rows = std::mem::take(&mut self.batch_rows);
-        let tx = self.tx.as_ref().expect("sending until finished");
-        tx.send((batch, rows))
-            .map_err(|_| std::io::Error::other("the chunk writer stopped"))
+        let stopped = || std::io::Error::other("the chunk writer stopped");
+        match &mut self.to {
+            Writing::Here(written) => {
+                let Some(Ok(writer)) = &mut **written else {
+                    return Err(stopped());
+                };
+                if let Err(e) = writer.take(&self.batch, rows) {
+                    let failed = (writer.current(), e);
+                    **written = Some(Err(failed));
+                    return Err(stopped());
+                }
+                self.batch.clear();
+                Ok(())
+            }
+            Writing::Thread { tx, .. } => {
+                let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.limit));
+                let tx = tx.as_ref().expect("sending until finished");
+                tx.send((batch, rows)).map_err(|_| stopped())
+            }
+        }
     }
 
     /// Writes what is left, closes the last chunk and gives the writer
@@ -235,9 +281,15 @@ impl Chunks {
             true => Ok(()),
             false => self.send(),
         };
-        let written = match self.stop() {
-            Ok(written) => written,
-            Err(panic) => std::panic::resume_unwind(panic),
+        let written = match &mut self.to {
+            Writing::Here(written) => written.take().expect("finished once").and_then(|mut writer| {
+                writer.close().map_err(|e| (writer.current(), e))?;
+                Ok(writer)
+            }),
+            Writing::Thread { .. } => match self.stop() {
+                Ok(written) => written,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
         };
         let writer = written.map_err(|(path, e)| BackupError::io(&path, e))?;
         sent.map_err(|e| BackupError::io(&writer.current(), e))?;
@@ -246,16 +298,99 @@ impl Chunks {
 
     /// Ends the channel and waits for the writer's thread.
     fn stop(&mut self) -> std::thread::Result<Written> {
-        self.tx = None;
-        self.worker.take().expect("stopped once").join()
+        let Writing::Thread { tx, worker } = &mut self.to else {
+            unreachable!("only a thread is stopped")
+        };
+        *tx = None;
+        worker.take().expect("stopped once").join()
     }
 }
 
 impl Drop for Chunks {
     /// A read that failed leaves no thread behind.
     fn drop(&mut self) {
-        if self.worker.is_some() {
+        if let Writing::Thread { worker: Some(_), .. } = &self.to {
             drop(self.stop());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(chunk_bytes: u64) -> CreateOptions {
+        CreateOptions {
+            out: PathBuf::new(),
+            tables: None,
+            url: String::new(),
+            chunk_bytes,
+            level: 3,
+            snapshot: None,
+            pages: false,
+            jobs: None,
+        }
+    }
+
+    /// Rows of `COPY` text, pushed in pieces of uneven size, as runs of
+    /// the server's messages arrive.
+    fn write_rows(dir: &Path, thread: bool) -> ChunkWriter {
+        let writer = ChunkWriter::new(dir, "t".into(), &options(64 * 1024), Dialect::Postgres);
+        let mut chunks = Chunks::start_on(writer, thread);
+        let mut piece = Vec::new();
+        let mut rows = 0;
+        for i in 0..20_000u32 {
+            piece.extend_from_slice(format!("{i}\trow {i} of the table\n").as_bytes());
+            rows += 1;
+            if i % 97 == 0 {
+                chunks.push(&piece, rows).unwrap();
+                (piece, rows) = (Vec::new(), 0);
+            }
+        }
+        chunks.push(&piece, rows).unwrap();
+        chunks.finish().unwrap()
+    }
+
+    #[test]
+    fn chunks_written_here_and_on_a_thread_are_the_same() {
+        let (here, there) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (write_rows(here.path(), false), write_rows(there.path(), true));
+        let shape = |w: &ChunkWriter| -> Vec<(String, u64, u64, String)> {
+            w.chunks
+                .iter()
+                .map(|c| (c.file.clone(), c.rows, c.raw_bytes, c.raw_sha256.clone()))
+                .collect()
+        };
+        assert!(a.chunks.len() > 3, "several chunks: {:?}", shape(&a));
+        assert_eq!(shape(&a), shape(&b));
+        assert_eq!(a.chunks.iter().map(|c| c.rows).sum::<u64>(), 20_000);
+        // Every chunk but the last is cut after the row that fills it.
+        assert!(a.chunks[..a.chunks.len() - 1].iter().all(|c| c.raw_bytes >= 64 * 1024));
+        let files = |w: &ChunkWriter| {
+            w.files
+                .iter()
+                .map(|f| (f.path.clone(), f.sha256.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(files(&a), files(&b));
+        assert_eq!(a.sum.hex(), b.sum.hex());
+    }
+
+    /// A chunk that cannot be written stops the rows, here as on a
+    /// thread, and the error names the chunk's file.
+    #[test]
+    fn a_chunk_that_cannot_be_written_is_named() {
+        for thread in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let gone = dir.path().join("gone");
+            let writer = ChunkWriter::new(&gone, "t".into(), &options(1024), Dialect::Postgres);
+            let mut chunks = Chunks::start_on(writer, thread);
+            let row = b"1\tx\n".repeat(100);
+            // The channel's batches may be taken before the thread fails.
+            let stopped = (0..100).any(|_| chunks.push(&row, 100).is_err());
+            assert!(stopped || thread, "written here, the first batch fails");
+            let err = chunks.finish().err().expect("the folder does not exist").to_string();
+            assert!(err.contains(&gone.join("t-00001.zst").display().to_string()), "{err}");
         }
     }
 }

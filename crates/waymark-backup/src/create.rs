@@ -44,6 +44,23 @@ pub struct CreateOptions {
     /// than its tables' rows: at the pace of `sqlite3 .backup`, proving the
     /// file rather than each row.
     pub pages: bool,
+    /// How many connections read a big table at once, sharing the
+    /// snapshot (PostgreSQL): 1, or 2 for two parts of it. `None` chooses
+    /// by this machine's cores ([`CreateOptions::reads`]).
+    pub jobs: Option<u8>,
+}
+
+impl CreateOptions {
+    /// How many connections read a big table: as asked, or 2 where this
+    /// machine has more than two cores and 1 where it has two or fewer.
+    /// With two, the client's work on the rows is what sets the pace, and
+    /// a second read only adds to the server's (two runs of pages cost the
+    /// server a fifth more than one scan; design 0009, "Two cores, one
+    /// thread").
+    pub fn reads(&self) -> u8 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.jobs.unwrap_or(if cores > 2 { 2 } else { 1 }).clamp(1, 2)
+    }
 }
 
 /// Progress of a backup or restore: rows and bytes so far, for one table
@@ -307,11 +324,12 @@ async fn write_set(
     waymark_db::crash_point("backup-schema-written");
 
     std::fs::create_dir(dir.join("data")).map_err(|e| BackupError::io(dir, e))?;
-    // A big table is read in two halves by key, on two connections sharing
-    // the snapshot, so the server formats rows on two cores.
+    // With two reads, a big table is read in two parts (runs of its pages,
+    // or halves of its key) on two connections sharing the snapshot, so
+    // the server formats rows on two cores.
     let mut helper = match &snapshot {
-        Some(id) => Some(db.join_snapshot(id).await?),
-        None => None,
+        Some(id) if options.reads() == 2 => Some(db.join_snapshot(id).await?),
+        _ => None,
     };
     let mut done_tables = Vec::new();
     let bytes_so_far = AtomicU64::new(0);
@@ -376,10 +394,11 @@ async fn write_set(
 type Destination<'d> = (&'d Path, &'d str, &'d CreateOptions);
 
 /// Reads a PostgreSQL table's rows as its heap pages hold them, when its
-/// key is one [`KeyOrder`] can follow (`None` at once elsewhere): in two runs of pages at once when
-/// it fills two chunks and a second connection shares the snapshot. The
-/// rows and their chunks, if every key rose from the first row to the
-/// last; `None`, with whatever was written removed, if one did not.
+/// key is one [`KeyOrder`] can follow (`None` at once elsewhere): in two
+/// runs of pages at once when it fills two chunks and a second connection
+/// shares the snapshot. The rows and their chunks, if every key rose from
+/// the first row to the last; `None`, with whatever was written removed,
+/// if one did not.
 async fn read_stored(
     (conn, second): (&mut Conn, Option<&mut Conn>),
     info: &TableInfo,
@@ -394,12 +413,16 @@ async fn read_stored(
     let big = pages.saturating_mul(page_bytes) >= 2 * to.2.chunk_bytes;
     let reads = match second.filter(|_| big) {
         Some(second) => {
-            let (first, then) = (Some(pages / 2), pages / 2);
-            let first = Read::Stored(HeapPages { from: 0, upto: first });
-            (
-                first,
-                Some((Read::Stored(HeapPages { from: then, upto: None }), second)),
-            )
+            let middle = pages / 2;
+            let first = Read::Stored(HeapPages {
+                from: 0,
+                upto: Some(middle),
+            });
+            let then = Read::Stored(HeapPages {
+                from: middle,
+                upto: None,
+            });
+            (first, Some((then, second)))
         }
         None => (Read::Stored(HeapPages::default()), None),
     };
@@ -663,6 +686,28 @@ mod tests {
 
     use super::*;
 
+    /// One read or two, as asked (a number out of range is brought into
+    /// it); unasked, two only where the machine has cores to spare.
+    #[test]
+    fn reads_are_as_asked_or_follow_the_cores() {
+        let reads = |jobs| {
+            CreateOptions {
+                out: PathBuf::new(),
+                tables: None,
+                url: String::new(),
+                chunk_bytes: 1 << 20,
+                level: 3,
+                snapshot: None,
+                pages: false,
+                jobs,
+            }
+            .reads()
+        };
+        assert_eq!([0, 1, 2, 9].map(|j| reads(Some(j))), [1, 1, 2, 2]);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(reads(None), if cores > 2 { 2 } else { 1 });
+    }
+
     #[tokio::test]
     async fn a_snapshot_from_elsewhere_is_refused_outside_postgresql_and_nothing_is_written() {
         let dir = std::env::temp_dir().join(format!("waymark-backup-snapshot-{}", std::process::id()));
@@ -687,6 +732,7 @@ mod tests {
             level: 3,
             snapshot: Some("00000003-00000002-1".into()),
             pages: false,
+            jobs: None,
         };
         let err = create(&db, &options, &mut |_| {}).await.unwrap_err();
         db.close().await;

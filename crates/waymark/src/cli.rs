@@ -541,6 +541,12 @@ pub(crate) enum BackupCommand {
         /// SQLite file.
         #[arg(long, conflicts_with_all = ["tables", "estimate"])]
         pages: bool,
+        /// PostgreSQL: how many connections read a big table at once, 1 or
+        /// 2 (or [backup] jobs). Default: 2 on a machine with more than two
+        /// cores, else 1, as there the client sets the pace and a second
+        /// read only adds to the server's work.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+        jobs: Option<u8>,
     },
     /// Check a backup against its manifest: every file's size and SHA-256,
     /// missing and extra files, the manifest's own digest. Exit 3 on any

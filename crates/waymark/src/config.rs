@@ -66,6 +66,7 @@ struct BackupFile {
     before_up: bool,
     preimages: Option<PreimagesFile>,
     chunk_kib: Option<u64>,
+    jobs: Option<u8>,
 }
 
 /// `[backup] preimages`: `true`, `false` or `"strict"`.
@@ -119,6 +120,9 @@ pub(crate) struct Settings {
     pub(crate) preimages: PreimageMode,
     /// Bytes of rows per backup chunk, before compression.
     pub(crate) chunk_bytes: u64,
+    /// Connections that read a big table at once in a backup (1 or 2);
+    /// `None` lets the machine's cores choose.
+    pub(crate) backup_jobs: Option<u8>,
     /// How migrations wait for locks.
     pub(crate) locks: LockPolicy,
     /// Below how many rows an error-level finding's lock is too brief to
@@ -286,6 +290,14 @@ pub(crate) fn load(global: &Global) -> anyhow::Result<Settings> {
             })?,
             None => 64 * 1024 * 1024,
         },
+        backup_jobs: match file.backup.jobs {
+            Some(jobs) if !(1..=2).contains(&jobs) => {
+                return Err(
+                    ConfigError(format!("{}: [backup] jobs = {jobs}: it must be 1 or 2", path.display())).into(),
+                );
+            }
+            jobs => jobs,
+        },
         locks,
         small_table_rows: file.lint.small_table_rows.unwrap_or(waymark_core::SMALL_TABLE_ROWS),
         severities: severities(&path, &file.lint.severity)?,
@@ -344,7 +356,7 @@ mod tests {
         init_sql = [\"SET x = 1\"]\nlock_timeout = \"30s\"\nconnect_timeout = \"5s\"\n\n\
         [history]\ntable = \"h\"\nschema = \"s\"\n\n\
         [step]\ntimeout = \"10s\"\nmemory_mib = 64\nstatement_timeout = \"1m\"\nmax_calls = 10\nmax_rows = 10\n\n\
-        [backup]\ndir = \"b\"\nbefore_up = true\npreimages = \"strict\"\nchunk_kib = 64\n\n\
+        [backup]\ndir = \"b\"\nbefore_up = true\npreimages = \"strict\"\nchunk_kib = 64\njobs = 2\n\n\
         [locks]\ntimeout = \"2s\"\nfirst_timeout = \"50ms\"\nretries = 3\nmax_wait = \"1m\"\n\n\
         [lint]\nsmall_table_rows = 10\n\n[lint.severity]\nadd-column-rewrite = \"error\"\n\n\
         [fleet]\nparallel = 2\n";
@@ -383,10 +395,11 @@ mod tests {
         super::load(&cli.global).unwrap();
         // What the fuzzing found, each refused naming the file: a layout
         // and a memory the file got wrong (they named neither), and a chunk
-        // size whose bytes overflow (a panic).
+        // size whose bytes overflow (a panic); and backup jobs out of range.
         for (text, said) in [
             ("layout = \"nope\"\n", "layout: unknown layout"),
             ("[step]\nmemory_mib = 0\n", "[step] memory_mib must be at least 1"),
+            ("[backup]\njobs = 3\n", "[backup] jobs = 3: it must be 1 or 2"),
             (
                 "[backup]\nchunk_kib = 9223372036854775807\n",
                 "is more bytes than a number holds",

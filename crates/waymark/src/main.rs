@@ -364,6 +364,7 @@ fn backup_options(
         level: 3,
         snapshot: None,
         pages: false,
+        jobs: settings.backup_jobs,
     }
 }
 
@@ -398,11 +399,14 @@ async fn backup(command: &BackupCommand, settings: &Settings, out: &Output) -> a
             out: dir,
             estimate,
             pages,
+            jobs,
         } => {
             let engine = connect(settings, false).await?;
+            let defaults = backup_options(settings, tables.clone(), dir.clone());
             let options = waymark_backup::CreateOptions {
                 pages: *pages,
-                ..backup_options(settings, tables.clone(), dir.clone())
+                jobs: jobs.or(defaults.jobs),
+                ..defaults
             };
             let result = if *estimate {
                 engine

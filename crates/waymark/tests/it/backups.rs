@@ -102,8 +102,9 @@ fn only_set(p: &Project) -> PathBuf {
 fn backup_round_trip(kind: Kind) {
     let source = TestDb::new(kind);
     let p = project(kind);
-    // Small chunks: several per table, loaded and checked in parallel.
-    p.file("waymark.toml", "[backup]\nchunk_kib = 16\n");
+    // Small chunks: several per table, loaded and checked in parallel; a
+    // big table read on two connections, whatever this machine's cores.
+    p.file("waymark.toml", "[backup]\nchunk_kib = 16\njobs = 2\n");
     p.run(&source, &["up"]).ok();
     let created = p.run(&source, &["backup", "create", "--json"]).ok().json();
     // parent, child, nokey, and waymark's history, audit, checkpoint,
@@ -819,10 +820,6 @@ fn a_sum_of_rows_that_differs_fails_the_restore_even_when_every_chunk_matches() 
     );
 }
 
-/// The keys a PostgreSQL restore builds beside its read-back (a unique
-/// index, then the constraint made from it) come out as the source has
-/// them, and those it must build as written (a partitioned table's, a
-/// deferrable one) come out too.
 /// A PostgreSQL table is read as its heap pages hold it when that is its
 /// key's order, and by key when it is not (a table filled backwards, one
 /// whose updated row moved). Either way each chunk holds exactly the rows
@@ -835,13 +832,18 @@ fn chunks_read_as_the_pages_lie_are_their_key_ranges_postgres() {
     let p = project(Kind::Postgres);
     p.file("waymark.toml", "[backup]\nchunk_kib = 16\n");
     p.run(&source, &["up"]).ok();
+    // A backup reads with one connection or two.
+    p.run(&source, &["backup", "create", "--jobs", "3"])
+        .code(2)
+        .stderr_has("invalid value '3' for '--jobs <JOBS>': 3 is not in 1..=2");
+    assert!(!p.dir.path().join("backups").exists(), "no folder was made");
     source.execute(
         "CREATE TABLE backwards (id INT PRIMARY KEY, pad TEXT); \
          INSERT INTO backwards SELECT g, repeat('x', 100) FROM generate_series(3000, 1, -1) g; \
          UPDATE child SET note = 'moved' WHERE id = 10; ANALYZE",
     );
     let run = p
-        .command(&source, &["--json", "backup", "create"])
+        .command(&source, &["--json", "backup", "create", "--jobs", "2"])
         .env("WAYMARK_LOG", "waymark_backup=debug")
         .output()
         .unwrap();
@@ -877,6 +879,28 @@ fn chunks_read_as_the_pages_lie_are_their_key_ranges_postgres() {
         parent.iter().any(|f| f.contains("b-")) && !parent[0].contains("b-"),
         "{parent:?}"
     );
+    // With one job it is one run of pages.
+    let one = p
+        .run(&source, &["--json", "backup", "create", "--jobs", "1"])
+        .ok()
+        .json();
+    let one: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.dir.path().join(one["dir"].as_str().unwrap()).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let one = one["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "public.parent")
+        .unwrap();
+    let one: Vec<&str> = one["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["file"].as_str().unwrap())
+        .collect();
+    assert!(one.len() > 2 && one.iter().all(|f| !f.contains("b-")), "{one:?}");
     assert!(files("public.backwards").len() > 2);
     // No sums: the restore checks each chunk by its key range.
     for table in manifest["tables"].as_array_mut().unwrap() {
@@ -896,6 +920,10 @@ fn chunks_read_as_the_pages_lie_are_their_key_ranges_postgres() {
     assert_eq!(target.rows(backwards), source.rows(backwards));
 }
 
+/// The keys a PostgreSQL restore builds beside its read-back (a unique
+/// index, then the constraint made from it) come out as the source has
+/// them, and those it must build as written (a partitioned table's, a
+/// deferrable one) come out too.
 #[test]
 fn keys_built_as_indexes_first_restore_the_same_constraints_postgres() {
     let source = TestDb::new(Kind::Postgres);
