@@ -288,26 +288,22 @@ async fn write_set(
         _ => None,
     };
 
-    // The schema, before and after the rows.
-    let schema: Vec<SchemaItem> = match dialect {
-        Dialect::Postgres => {
-            let snapshot = snapshot.as_deref().expect("exported above on PostgreSQL");
-            let mut items = Vec::new();
-            for (section, after_rows) in [("pre-data", false), ("post-data", true)] {
-                items.push(SchemaItem {
-                    table: String::new(),
-                    after_rows,
-                    sql: pg_dump(
-                        &options.url,
-                        section,
-                        snapshot,
-                        options.tables.as_ref().map(|_| &tables),
-                    )?,
-                });
-            }
-            items
-        }
-        _ => {
+    // The schema, before and after the rows. PostgreSQL's comes from two
+    // runs of pg_dump in the snapshot, read beside the rows: together they
+    // take a tenth of a second or more, mostly pg_dump starting, which
+    // would otherwise come before the first row.
+    let pg_dumps = snapshot.as_ref().map(|snapshot| {
+        let only = options.tables.as_ref().map(|_| tables.clone());
+        [("pre-data", false), ("post-data", true)].map(|(section, after_rows)| {
+            let (url, snapshot, only) = (options.url.clone(), snapshot.clone(), only.clone());
+            let dump = tokio::task::spawn_blocking(move || pg_dump(&url, section, &snapshot, only.as_ref()));
+            (dump, after_rows)
+        })
+    });
+    // MySQL's and SQLite's schema is read on the connection, first.
+    let schema = match &pg_dumps {
+        Some(_) => Vec::new(),
+        None => {
             let items = conn.schema().await?;
             match &options.tables {
                 Some(_) => items
@@ -318,10 +314,6 @@ async fn write_set(
             }
         }
     };
-    let mut files = Vec::new();
-    let schema_text = serde_json::to_vec_pretty(&schema).expect("schema items serialise");
-    files.push(write_file(dir, "schema.json", &schema_text)?);
-    waymark_db::crash_point("backup-schema-written");
 
     std::fs::create_dir(dir.join("data")).map_err(|e| BackupError::io(dir, e))?;
     // With two reads, a big table is read in two parts (runs of its pages,
@@ -331,40 +323,55 @@ async fn write_set(
         Some(id) if options.reads() == 2 => Some(db.join_snapshot(id).await?),
         _ => None,
     };
+    let mut files = Vec::new();
     let mut done_tables = Vec::new();
     let bytes_so_far = AtomicU64::new(0);
-    for (index, (info, footprint)) in tables.into_iter().zip(&footprints).enumerate() {
-        let prefix = format!("data/{:04}", index + 1);
-        let before = bytes_so_far.load(Ordering::Relaxed);
-        let (to, so_far) = ((dir, prefix.as_str(), options), (&bytes_so_far, &total));
-        let stored = read_stored((&mut conn, helper.as_mut()), &info, to, so_far, progress).await?;
-        let (rows, writer) = match stored {
-            Some(read) => read,
-            None => {
-                // What the read as stored counted is read again.
-                bytes_so_far.store(before, Ordering::Relaxed);
-                read_keyed((&mut conn, helper.as_mut()), &info, to, so_far, progress).await?
-            }
-        };
-        let bytes = bytes_so_far.load(Ordering::Relaxed);
-        total.finished(footprint, bytes);
-        progress(Progress {
-            table: &info.name,
-            rows,
-            bytes,
-            total_bytes: Some(total.bytes(bytes)),
-            expected: Some(total.expected),
-        });
-        let mut writer = writer;
-        files.append(&mut writer.files);
-        done_tables.push(Table {
-            info,
-            rows,
-            sha256: table_digest(writer.chunks.iter().map(|c| c.raw_sha256.as_str())),
-            rows_xxh3: Some(writer.sum.hex()),
-            chunks: writer.chunks,
-        });
-    }
+    let rows = async {
+        for (index, (info, footprint)) in tables.iter().zip(&footprints).enumerate() {
+            let prefix = format!("data/{:04}", index + 1);
+            let before = bytes_so_far.load(Ordering::Relaxed);
+            let (to, so_far) = ((dir, prefix.as_str(), options), (&bytes_so_far, &total));
+            let stored = read_stored((&mut conn, helper.as_mut()), info, to, so_far, progress).await?;
+            let (rows, writer) = match stored {
+                Some(read) => read,
+                None => {
+                    // What the read as stored counted is read again.
+                    bytes_so_far.store(before, Ordering::Relaxed);
+                    read_keyed((&mut conn, helper.as_mut()), info, to, so_far, progress).await?
+                }
+            };
+            let bytes = bytes_so_far.load(Ordering::Relaxed);
+            total.finished(footprint, bytes);
+            progress(Progress {
+                table: &info.name,
+                rows,
+                bytes,
+                total_bytes: Some(total.bytes(bytes)),
+                expected: Some(total.expected),
+            });
+            let mut writer = writer;
+            files.append(&mut writer.files);
+            done_tables.push(Table {
+                info: info.clone(),
+                rows,
+                sha256: table_digest(writer.chunks.iter().map(|c| c.raw_sha256.as_str())),
+                rows_xxh3: Some(writer.sum.hex()),
+                chunks: writer.chunks,
+            });
+        }
+        Ok::<_, BackupError>(())
+    };
+    // A pg_dump that fails stops the rows at once, and the other way round.
+    let schema = match pg_dumps {
+        Some(dumps) => tokio::try_join!(rows, pg_schema(dumps))?.1,
+        None => {
+            rows.await?;
+            schema
+        }
+    };
+    let schema_text = serde_json::to_vec_pretty(&schema).expect("schema items serialise");
+    files.insert(0, write_file(dir, "schema.json", &schema_text)?);
+    waymark_db::crash_point("backup-schema-written");
     if let Some(second) = helper {
         second.rollback().await?;
     }
@@ -616,6 +623,24 @@ fn write_file(dir: &Path, relative: &str, bytes: &[u8]) -> Result<File, BackupEr
 }
 
 /// One section of the PostgreSQL schema, from `pg_dump`, at `snapshot`.
+/// The schema items of pg_dump's runs, as each ends.
+async fn pg_schema(
+    dumps: [(tokio::task::JoinHandle<Result<String, BackupError>>, bool); 2],
+) -> Result<Vec<SchemaItem>, BackupError> {
+    let mut items = Vec::new();
+    for (dump, after_rows) in dumps {
+        let sql = dump
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        items.push(SchemaItem {
+            table: String::new(),
+            after_rows,
+            sql,
+        });
+    }
+    Ok(items)
+}
+
 fn pg_dump(url: &str, section: &str, snapshot: &str, tables: Option<&Vec<TableInfo>>) -> Result<String, BackupError> {
     let mut cmd = std::process::Command::new("pg_dump");
     cmd.args([

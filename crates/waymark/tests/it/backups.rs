@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{Kind, Project, Run, TestDb, each_dialect, rewrite_manifest};
+use crate::common::{Kind, Project, Run, TestDb, each_dialect, names_in, rewrite_manifest};
 
 /// A schema with the types each dialect gets wrong if anything does:
 /// quotes, tabs and newlines in text, bytes, exact numerics, time, NULLs,
@@ -503,6 +503,39 @@ fn a_full_disk_fails_the_backup_and_leaves_nothing_behind() {
 /// A table dropped while a backup starts: the backup holds every table
 /// once it has listed them, so the drop either waits for the backup or,
 /// landing in between, fails it with a message naming the table.
+/// pg_dump runs beside the rows' read. One that fails (here, as it does
+/// when it is older than the server) fails the backup with its own words,
+/// and the set's folder is removed: nothing half-written is left to be
+/// taken for a backup.
+#[test]
+fn a_pg_dump_that_fails_fails_the_backup_and_leaves_no_set_postgres() {
+    let db = TestDb::new(Kind::Postgres);
+    let p = project(Kind::Postgres);
+    p.run(&db, &["up"]).ok();
+    let tools = tempfile::tempdir().unwrap();
+    let fake = tools.path().join("pg_dump");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'pg_dump: error: aborting because of server version mismatch' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", tools.path().display(), std::env::var("PATH").unwrap());
+    let run = Run::from(
+        p.command(&db, &["backup", "create"])
+            .env("PATH", path)
+            .output()
+            .unwrap(),
+    )
+    .code(1)
+    .stderr_has("pg_dump: pg_dump: error: aborting because of server version mismatch")
+    .stderr_has("was removed");
+    assert!(names_in(&p.dir.path().join("backups")).is_empty(), "{}", run.stderr);
+    // With the real pg_dump the same database backs up.
+    p.run(&db, &["backup", "create"]).ok();
+    assert_eq!(names_in(&p.dir.path().join("backups")).len(), 1);
+}
+
 #[test]
 fn a_table_dropped_as_the_backup_starts_fails_it_by_name() {
     for kind in [Kind::Postgres, Kind::Mysql] {
