@@ -2,15 +2,16 @@
 //! (the order-independent `RowSum`), checked for rising keys where the
 //! read needs it, and compressed with zstd, in batches.
 //!
-//! The rows of a big table arrive on two connections at once, both read
-//! by one task. Hashing and compressing them is most of the client's work.
+//! With two reads (`CreateOptions::reads`), the rows of a big table arrive
+//! on two connections at once, both read by one task. Hashing and compressing them is most of the client's work.
 //! Where the machine has more than two cores, each read hands its batches
 //! to a thread of its own, through a channel that holds a few, so that
 //! memory stays bounded whatever the table's size and the client's work
-//! is not held to one core. On two cores, the database's two backends
-//! already take both: a thread per read there measured slower, through
-//! switching, than writing on the reading task (design 0009, "Two cores,
-//! one thread").
+//! is not held to one core. On two cores, the server's backends and the
+//! reading task already fill both: a thread per read there measured
+//! slower, through switching, than writing on the reading task, and a
+//! thread beside one read no faster (design 0009, "Two cores, one
+//! thread").
 
 use std::fs::File as FsFile;
 use std::io::Write;
@@ -189,9 +190,8 @@ pub(crate) struct Chunks {
 
 /// Where a [`Chunks`]' batches are written.
 enum Writing {
-    /// By the task that reads the rows, between reads. On two cores the
-    /// database's two backends already take both: a thread per read only
-    /// added switching (design 0009, "Two cores, one thread").
+    /// By the task that reads the rows, between reads: where there are
+    /// no cores to spare, a thread only adds switching.
     /// `None` once finished. (Boxed: a writer is large beside a thread's
     /// handles.)
     Here(Box<Option<Written>>),

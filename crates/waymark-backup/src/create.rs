@@ -53,9 +53,10 @@ pub struct CreateOptions {
 impl CreateOptions {
     /// How many connections read a big table: as asked, or 2 where this
     /// machine has more than two cores and 1 where it has two or fewer.
-    /// With two, the client's work on the rows is what sets the pace, and
-    /// a second read only adds to the server's (two runs of pages cost the
-    /// server a fifth more than one scan; design 0009, "Two cores, one
+    /// On two, one server backend and waymark's own work on the rows
+    /// already fill both, and a second read only adds work: two runs of
+    /// pages cost the server a fifth to a third more than one scan, and
+    /// waymark's threads spend time switching (design 0009, "Two cores, one
     /// thread").
     pub fn reads(&self) -> u8 {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

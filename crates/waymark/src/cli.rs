@@ -543,8 +543,8 @@ pub(crate) enum BackupCommand {
         pages: bool,
         /// PostgreSQL: how many connections read a big table at once, 1 or
         /// 2 (or [backup] jobs). Default: 2 on a machine with more than two
-        /// cores, else 1, as there the client sets the pace and a second
-        /// read only adds to the server's work.
+        /// cores, else 1: there the server and waymark already fill the
+        /// cores, and a second read only adds work.
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
         jobs: Option<u8>,
     },
