@@ -3,15 +3,15 @@
 //! read needs it, and compressed with zstd, in batches.
 //!
 //! With two reads (`CreateOptions::reads`), the rows of a big table arrive
-//! on two connections at once, both read by one task. Hashing and compressing them is most of the client's work.
-//! Where the machine has more than two cores, each read hands its batches
-//! to a thread of its own, through a channel that holds a few, so that
-//! memory stays bounded whatever the table's size and the client's work
-//! is not held to one core. On two cores, the server's backends and the
-//! reading task already fill both: a thread per read there measured
-//! slower, through switching, than writing on the reading task, and a
-//! thread beside one read no faster (design 0009, "Two cores, one
-//! thread").
+//! on two connections at once, both read by one task. Hashing and
+//! compressing them is most of the client's work. Where the machine has
+//! more than two cores, each read hands its batches to a thread of its
+//! own, through a channel that holds a few, so that memory stays bounded
+//! whatever the table's size and the client's work is not held to one
+//! core. On two cores, the server's backends and the reading task already
+//! fill both: a thread per read there measured slower, through switching,
+//! than writing on the reading task, and a thread beside one read no
+//! faster (design 0009, "Two cores, one thread").
 
 use std::fs::File as FsFile;
 use std::io::Write;
@@ -191,9 +191,8 @@ pub(crate) struct Chunks {
 /// Where a [`Chunks`]' batches are written.
 enum Writing {
     /// By the task that reads the rows, between reads: where there are
-    /// no cores to spare, a thread only adds switching.
-    /// `None` once finished. (Boxed: a writer is large beside a thread's
-    /// handles.)
+    /// no cores to spare, a thread only adds switching. `None` once
+    /// finished; boxed, as a writer is large beside a thread's handles.
     Here(Box<Option<Written>>),
     /// On a thread of its own, behind a channel.
     Thread {

@@ -623,7 +623,6 @@ fn write_file(dir: &Path, relative: &str, bytes: &[u8]) -> Result<File, BackupEr
     })
 }
 
-/// One section of the PostgreSQL schema, from `pg_dump`, at `snapshot`.
 /// The schema items of pg_dump's runs, as each ends.
 async fn pg_schema(
     dumps: [(tokio::task::JoinHandle<Result<String, BackupError>>, bool); 2],
@@ -642,6 +641,7 @@ async fn pg_schema(
     Ok(items)
 }
 
+/// One section of the PostgreSQL schema, from `pg_dump`, at `snapshot`.
 fn pg_dump(url: &str, section: &str, snapshot: &str, tables: Option<&Vec<TableInfo>>) -> Result<String, BackupError> {
     let mut cmd = std::process::Command::new("pg_dump");
     cmd.args([
