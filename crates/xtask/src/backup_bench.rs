@@ -255,7 +255,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         bench.scale = scale;
         eprintln!("pgbench -i -s {scale}");
         bench.init("wm_bench_src")?;
-        let url = |db: &str| bench.url(db);
+        // Plain sockets on every side: TLS over loopback measures the
+        // cipher, not the backup (the tools get PGSSLMODE=disable).
+        let url = |db: &str| format!("{}?sslmode=disable", bench.url(db));
         let size = query(Command::new("psql").args([
             "-At",
             "-d",
@@ -353,9 +355,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let mut out = format!(
         "{BEGIN}\n## Backups against the databases' own tools\n\n\
          Measured {date} on {}; MariaDB {}; SQLite {}. {runs} run(s) of each, the tools taking turns; release \
-         build; peak RSS of waymark's own process by GNU time. `pg_dump` and `pg_restore` connect without TLS \
-         (`PGSSLMODE=disable`), as waymark does: libpq's default would encrypt over loopback, which cost \
-         `pg_dump` about 5 % of its time. Rerun with `cargo xtask bench-backup --write`.\n\n\
+         build; peak RSS of waymark's own process by GNU time. Every side connects without TLS (`sslmode=disable`): \
+         libpq's default, which waymark's follows, would encrypt over loopback, which cost `pg_dump` about 5 % \
+         of its time. Rerun with `cargo xtask bench-backup --write`.\n\n\
          | data | operation | median | runs | peak RSS |\n|---|---|---|---|---|\n",
         crate::machine(),
         query(Command::new("mariadb").arg("--version"))?,

@@ -145,3 +145,56 @@ fn a_history_table_named_as_an_injection_is_refused(kind: Kind) {
 }
 
 crate::common::each_dialect!(a_history_table_named_as_an_injection_is_refused);
+
+/// TLS as the URL asks for it, with libpq's `sslmode` (PostgreSQL) and
+/// MySQL's `ssl-mode`: `require` encrypts (the server says so of the
+/// connection that ran the migration), `disable` does not, and a
+/// certificate that cannot be verified, or a server without TLS where TLS
+/// is required, is refused naming the database, before anything is
+/// written.
+#[test]
+fn tls_is_used_as_the_url_asks() {
+    let db = TestDb::new(Kind::Postgres);
+    // Debian's server offers TLS with a self-signed certificate for
+    // `localhost`, made when the package is installed.
+    assert_eq!(
+        db.rows("SHOW ssl"),
+        [[Some("on".to_owned())]],
+        "the test server offers TLS"
+    );
+    let p = Project::new();
+    p.migration(
+        "1_seen",
+        "CREATE TABLE seen AS SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid();\n",
+        Some("DROP TABLE seen;"),
+    );
+    let url = |mode: &str| format!("{}?sslmode={mode}", db.url);
+    let refused = p.run_at(&url("verify-full"), &["up"]).code(1);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("could not connect to {}", url("verify-full")))
+            && refused.stderr.contains("certificate"),
+        "{}",
+        refused.stderr
+    );
+    assert!(db.tables().is_empty(), "nothing was written: {:?}", db.tables());
+
+    p.run_at(&url("require"), &["up"]).ok();
+    assert_eq!(db.rows("SELECT ssl::text FROM seen"), [[Some("true".to_owned())]]);
+    p.run_at(&url("require"), &["down"]).ok();
+    p.run_at(&url("disable"), &["up"]).ok();
+    assert_eq!(db.rows("SELECT ssl::text FROM seen"), [[Some("false".to_owned())]]);
+
+    // The MariaDB of these tests has no TLS: required, it is refused.
+    let my = TestDb::new(Kind::Mysql);
+    let required = format!("{}?ssl-mode=required", my.url);
+    let refused = p.run_at(&required, &["up"]).code(1);
+    assert!(
+        refused.stderr.contains(&format!("could not connect to {required}"))
+            && refused.stderr.contains("server does not support TLS"),
+        "{}",
+        refused.stderr
+    );
+    assert!(my.tables().is_empty(), "nothing was written: {:?}", my.tables());
+}
