@@ -244,6 +244,20 @@ impl Database {
             .into_iter()
             .chain(options.init_sql.iter().cloned())
             .collect();
+        // sqlx's error for a missing file says only "No such file or
+        // directory", and not which.
+        for (key, path) in crate::url::tls_files(&options.url) {
+            if !std::path::Path::new(&path).is_file() {
+                let system = match path.as_str() {
+                    "system" => " (libpq's `system` is not read here: without it, the system's roots are used)",
+                    _ => "",
+                };
+                return Err(DbError::InvalidUrl {
+                    url,
+                    message: format!("{key} names {path}, which is not a file{system}"),
+                });
+            }
+        }
         let pools = match scheme.as_str() {
             "postgres" | "postgresql" => {
                 let opts = PgConnectOptions::from_str(&options.url)

@@ -179,6 +179,13 @@ fn tls_is_used_as_the_url_asks() {
         refused.stderr
     );
     assert!(db.tables().is_empty(), "nothing was written: {:?}", db.tables());
+    // A root that is not a file is named, as libpq's `system` would be.
+    let system = format!("{}&sslrootcert=system", url("verify-full"));
+    p.run_at(&system, &["up"]).code(2).stderr_has(&format!(
+        "invalid database URL {system}: sslrootcert names system, which is not a file \
+         (libpq's `system` is not read here: without it, the system's roots are used)"
+    ));
+    assert!(db.tables().is_empty(), "nothing was written: {:?}", db.tables());
 
     p.run_at(&url("require"), &["up"]).ok();
     assert_eq!(db.rows("SELECT ssl::text FROM seen"), [[Some("true".to_owned())]]);
