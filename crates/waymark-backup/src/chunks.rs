@@ -175,6 +175,13 @@ const BATCH: usize = 256 * 1024;
 /// the writer busy, few enough that memory does not grow with the table.
 const QUEUED: usize = 4;
 
+/// Whether this machine has more than two cores: more than one server
+/// backend and the reading task fill. Both the number of reads and where
+/// their rows are written follow it.
+pub(crate) fn cores_to_spare() -> bool {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) > 2
+}
+
 /// What a writer ends with: the writer, or the chunk it could not write
 /// and why.
 type Written = Result<ChunkWriter, (PathBuf, std::io::Error)>;
@@ -205,8 +212,7 @@ impl Chunks {
     /// Starts `writer`: on a thread of its own if the machine has more
     /// than two cores.
     pub(crate) fn start(writer: ChunkWriter) -> Chunks {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Chunks::start_on(writer, cores > 2)
+        Chunks::start_on(writer, cores_to_spare())
     }
 
     fn start_on(mut writer: ChunkWriter, thread: bool) -> Chunks {

@@ -59,8 +59,8 @@ impl CreateOptions {
     /// waymark's threads spend time switching (design 0009, "Two cores, one
     /// thread").
     pub fn reads(&self) -> u8 {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.jobs.unwrap_or(if cores > 2 { 2 } else { 1 }).clamp(1, 2)
+        let default = if crate::chunks::cores_to_spare() { 2 } else { 1 };
+        self.jobs.unwrap_or(default).clamp(1, 2)
     }
 }
 
