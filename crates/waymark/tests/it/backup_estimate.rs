@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::common::{Kind, Project, TestDb, each_dialect, rewrite_manifest};
+use crate::common::{Kind, Project, TestDb, each_dialect, read_manifest, rewrite_manifest};
 use crate::json_contract::conforms;
 
 /// `rows` more rows of 200 characters each in `big`: 1,000 rows are about
@@ -71,8 +71,7 @@ fn an_estimate_learns_from_the_sets_before_it_and_comes_within_twice_the_real_ti
     let created = p.run(&db, &["backup", "create", "--json"]).ok().json();
     let took = created["duration_ms"].as_u64().unwrap_or_else(|| panic!("{created}"));
     let set = p.dir.path().join(created["dir"].as_str().unwrap());
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let manifest = read_manifest(&set);
     assert_eq!(manifest["format"], "waymark-backup/5");
     assert_eq!(manifest["timing"]["took_ms"].as_u64(), Some(took));
     assert!(manifest["timing"]["data_bytes"].as_u64().unwrap() >= on_disk);
@@ -103,8 +102,7 @@ fn an_estimate_learns_from_the_sets_before_it_and_comes_within_twice_the_real_ti
         "estimated {expected} ms, took {real} ms: {second}"
     );
     let set = p.dir.path().join(created["dir"].as_str().unwrap());
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let manifest = read_manifest(&set);
     let raw: u64 = manifest["tables"]
         .as_array()
         .unwrap()
@@ -246,8 +244,7 @@ fn a_set_of_format_2_still_verifies_lists_and_restores() {
     let set = p.dir.path().join(created["dir"].as_str().unwrap());
     // What a waymark before format 3 wrote: no timing, and no sums of the
     // tables' rows (format 4), so the restore checks by key, chunk by chunk.
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let mut manifest = read_manifest(&set);
     let object = manifest.as_object_mut().unwrap();
     object.remove("manifest_sha256");
     object.remove("timing").expect("format 3 records the timing");

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{BIN, Kind, Project, Run, TestDb, block_on, cache_dir, names_in};
+use crate::common::{BIN, Kind, Project, Run, TestDb, block_on, cache_dir, names_in, read_manifest};
 use crate::json_contract::conforms;
 
 fn project() -> Project {
@@ -77,10 +77,6 @@ fn rows_in(db: &TestDb, tables: &[String]) -> u64 {
         .sum()
 }
 
-fn manifest(set: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap()
-}
-
 /// The files of a folder, by name.
 #[test]
 fn a_copy_of_pages_restores_byte_for_byte_and_refuses_every_target_it_cannot_go_into() {
@@ -101,7 +97,7 @@ fn a_copy_of_pages_restores_byte_for_byte_and_refuses_every_target_it_cannot_go_
     );
     let set = p.dir.path().join(reply["dir"].as_str().unwrap());
     assert_eq!(names_in(&set), ["manifest.json", "pages.zst"]);
-    let m = manifest(&set);
+    let m = read_manifest(&set);
     assert_eq!(m["format"], "waymark-backup/5");
     assert_eq!(m["row_format"], "sqlite-pages");
     let pages = &m["pages"];
@@ -321,7 +317,7 @@ fn a_wal_database_is_copied_with_its_uncheckpointed_commits() {
         writer.close().await.unwrap();
         p.dir.path().join(reply["dir"].as_str().unwrap())
     });
-    let m = manifest(&set);
+    let m = read_manifest(&set);
     assert_eq!(m["pages"]["copied_by"], "vacuum-into", "{m}");
     assert_eq!(
         names_in(&set),

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{Kind, Project, Run, TestDb, each_dialect, names_in, rewrite_manifest};
+use crate::common::{Kind, Project, Run, TestDb, each_dialect, names_in, read_manifest, rewrite_manifest};
 
 /// A schema with the types each dialect gets wrong if anything does:
 /// quotes, tabs and newlines in text, bytes, exact numerics, time, NULLs,
@@ -125,8 +125,7 @@ fn backup_round_trip(kind: Kind) {
     assert_eq!(listed["backups"][0]["tables"], 8);
     p.run(&source, &["backup", "verify", "--deep", set.to_str().unwrap()])
         .ok();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let manifest = read_manifest(&set);
     let parent = manifest["tables"]
         .as_array()
         .unwrap()
@@ -786,8 +785,7 @@ fn a_sum_of_rows_that_differs_fails_the_restore_even_when_every_chunk_matches() 
     p.run(&source, &["up"]).ok();
     p.run(&source, &["backup", "create"]).ok();
     let set = only_set(&p);
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
+    let mut manifest = read_manifest(&set);
     let object = manifest.as_object_mut().unwrap();
     object.remove("manifest_sha256");
     let child = object["tables"]
@@ -853,6 +851,22 @@ fn a_sum_of_rows_that_differs_fails_the_restore_even_when_every_chunk_matches() 
     );
 }
 
+/// The chunk files of `table` in a manifest, in order.
+fn chunk_files(manifest: &serde_json::Value, table: &str) -> Vec<String> {
+    let table = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == table)
+        .unwrap();
+    table["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["file"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// A PostgreSQL table is read as its heap pages hold it when that is its
 /// key's order, and by key when it is not (a table filled backwards, one
 /// whose updated row moved). Either way each chunk holds exactly the rows
@@ -889,25 +903,10 @@ fn chunks_read_as_the_pages_lie_are_their_key_ranges_postgres() {
         .collect();
     assert_eq!(by_key, ["public.backwards", "public.child"], "{}", run.stderr);
     let set = p.dir.path().join(run.json()["dir"].as_str().unwrap());
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
-    let files = |table: &str| -> Vec<String> {
-        let t = manifest["tables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == table)
-            .unwrap();
-        t["chunks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["file"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let mut manifest = read_manifest(&set);
     // `parent` fills several chunks: read in two runs of pages at once,
     // the second's chunks after the first's.
-    let parent = files("public.parent");
+    let parent = chunk_files(&manifest, "public.parent");
     assert!(
         parent.iter().any(|f| f.contains("b-")) && !parent[0].contains("b-"),
         "{parent:?}"
@@ -917,24 +916,10 @@ fn chunks_read_as_the_pages_lie_are_their_key_ranges_postgres() {
         .run(&source, &["--json", "backup", "create", "--jobs", "1"])
         .ok()
         .json();
-    let one: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(p.dir.path().join(one["dir"].as_str().unwrap()).join("manifest.json")).unwrap(),
-    )
-    .unwrap();
-    let one = one["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "public.parent")
-        .unwrap();
-    let one: Vec<&str> = one["chunks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["file"].as_str().unwrap())
-        .collect();
+    let one = read_manifest(&p.dir.path().join(one["dir"].as_str().unwrap()));
+    let one = chunk_files(&one, "public.parent");
     assert!(one.len() > 2 && one.iter().all(|f| !f.contains("b-")), "{one:?}");
-    assert!(files("public.backwards").len() > 2);
+    assert!(chunk_files(&manifest, "public.backwards").len() > 2);
     // No sums: the restore checks each chunk by its key range.
     for table in manifest["tables"].as_array_mut().unwrap() {
         table.as_object_mut().unwrap().remove("rows_xxh3");

@@ -528,6 +528,11 @@ macro_rules! each_dialect {
 }
 pub(crate) use each_dialect;
 
+/// A backup set's `manifest.json`, as JSON.
+pub(crate) fn read_manifest(set: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap()
+}
+
 /// Writes `manifest` as a backup set's manifest, signed with its own
 /// SHA-256 as waymark signs it: an edit the set's checks do not catch.
 pub(crate) fn rewrite_manifest(set: &std::path::Path, manifest: &serde_json::Value) {
